@@ -1,0 +1,123 @@
+//! Bodies of the request/reply service on `tgp.api.*`. Every reply is either a success body or
+//! `{"error": {"code": ..., "message": ...}}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::events::Connection;
+use crate::ids::{InstanceId, ProviderName};
+use crate::money::Money;
+
+/// Where an instance chain is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Accepted; no offer chosen yet.
+    Requested,
+    /// An offer is chosen or a provider call is in flight.
+    Launching,
+    /// The provider accepted the launch; the machine is booting.
+    Starting,
+    /// Up and reachable.
+    Running,
+    /// A spot machine was taken away; a replacement is being found.
+    Interrupted,
+    /// Termination asked; waiting for the provider to confirm.
+    Terminating,
+    /// Over; nothing runs.
+    Terminated,
+    /// Gave up; nothing runs.
+    Failed,
+}
+
+impl InstanceState {
+    /// True for the two end states: nothing will happen to the chain again.
+    pub fn is_final(self) -> bool {
+        matches!(self, InstanceState::Terminated | InstanceState::Failed)
+    }
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            InstanceState::Requested => "requested",
+            InstanceState::Launching => "launching",
+            InstanceState::Starting => "starting",
+            InstanceState::Running => "running",
+            InstanceState::Interrupted => "interrupted",
+            InstanceState::Terminating => "terminating",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Failed => "failed",
+        }
+    }
+}
+
+/// What `tgp.api.launch`, `terminate`, `get` and (as a list) `list` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSummary {
+    /// The chain's id.
+    pub instance_id: InstanceId,
+    /// Where it is.
+    pub state: InstanceState,
+    /// The current provider, once an offer is chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderName>,
+    /// The current provider machine, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_instance_id: Option<String>,
+    /// The hourly price being billed, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hourly_price: Option<Money>,
+    /// How to reach it, once running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+}
+
+/// Body of `tgp.api.get` and `tgp.api.terminate` (which also takes an optional `reason`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetRequest {
+    /// The instance asked about.
+    pub instance_id: InstanceId,
+}
+
+/// Body of `tgp.api.list`: `{}` for every instance tgp holds in memory (unfinished ones), or filters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequest {
+    /// Only instances in this state.
+    #[serde(default)]
+    pub state: Option<InstanceState>,
+    /// Only instances at this provider.
+    #[serde(default)]
+    pub provider: Option<ProviderName>,
+}
+
+/// Reply of `tgp.api.list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReply {
+    /// The matching instances, ordered by id.
+    pub instances: Vec<InstanceSummary>,
+}
+
+/// An error reply, saying exactly what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable code: `malformed_command`, `invalid_command`, `not_found`, `conflict`,
+    /// `unavailable` or `internal`.
+    pub code: String,
+    /// For the person reading it.
+    pub message: String,
+}
+
+/// The envelope of an error reply: `{"error": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// The error.
+    pub error: ApiError,
+}
+
+impl ErrorReply {
+    /// Builds the reply for a code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorReply { error: ApiError { code: code.to_string(), message: message.into() } }
+    }
+}

@@ -1,0 +1,180 @@
+//! The commands programs send to tgp. The launch command's JSON is public API:
+//!
+//! ```json
+//! {"gpu_type": "H100", "gpu_count": 1, "regions": ["us-east"], "max_hourly_price": "3.00",
+//!  "spot_policy": "prefer-spot", "image": "ubuntu:22.04", "env": {},
+//!  "ssh_public_key": "ssh-ed25519 AAAA...", "relaunch": {"max_attempts": 5, "on_demand_fallback": true}}
+//! ```
+//!
+//! Decoding goes through [`LaunchCommand::from_json`], which also validates, so a bad command is
+//! refused with one message that says exactly what is wrong.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::GpuType;
+use crate::ids::InstanceId;
+use crate::money::Money;
+use crate::policy::{RelaunchPolicy, SpotPolicy};
+use crate::region::Region;
+
+/// Most GPUs one instance may ask for; no provider offers more in one machine.
+pub const MAX_GPU_COUNT: u32 = 16;
+
+/// The image used when a launch names none.
+pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
+
+/// Ask for one GPU instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchCommand {
+    /// The standard GPU type, e.g. `H100` or `A100-80GB`.
+    pub gpu_type: GpuType,
+    /// GPUs in the one machine, 1 to [`MAX_GPU_COUNT`].
+    pub gpu_count: u32,
+    /// Acceptable standard regions; empty (the default) means anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<Region>,
+    /// The most the user pays per GPU per hour, a decimal string. An offer fits when its hourly
+    /// price for the whole machine is at most this times `gpu_count`.
+    pub max_hourly_price: Money,
+    /// Spot or on-demand; default `prefer-spot`.
+    #[serde(default)]
+    pub spot_policy: SpotPolicy,
+    /// Container or machine image; default [`DEFAULT_IMAGE`].
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Environment variables for the image; default none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Public key allowed to log in over SSH; default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
+    /// What to do on failures and interruptions; default 5 attempts with on-demand fallback.
+    #[serde(default)]
+    pub relaunch: RelaunchPolicy,
+    /// On `tgp.api.launch` only: does what `Nats-Msg-Id` does on `tgp.commands.launch`. The key
+    /// becomes the instance id, so it must be a valid instance id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+
+/// Stop an instance chain, wherever it is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateCommand {
+    /// The instance to terminate.
+    pub instance_id: InstanceId,
+    /// Why, for the journal; default "requested by user".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why a command was refused. The message is meant for the person who wrote the command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The body is not JSON of the command's shape (serde's message names the field and position).
+    #[error("cannot decode the command: {0}")]
+    Malformed(String),
+    /// The JSON has the right shape but a value is not allowed.
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+impl CommandError {
+    /// The stable code used in error replies (`malformed_command`, `invalid_command`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommandError::Malformed(_) => "malformed_command",
+            CommandError::Invalid(_) => "invalid_command",
+        }
+    }
+}
+
+impl LaunchCommand {
+    /// Decodes and validates a launch command from its JSON body.
+    pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
+        let cmd: LaunchCommand =
+            serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        cmd.validate()?;
+        Ok(cmd)
+    }
+
+    /// Checks what the types alone cannot: counts, prices and the idempotency key.
+    pub fn validate(&self) -> Result<(), CommandError> {
+        if self.gpu_count == 0 || self.gpu_count > MAX_GPU_COUNT {
+            return Err(CommandError::Invalid(format!(
+                "gpu_count must be 1 to {MAX_GPU_COUNT}, got {}",
+                self.gpu_count
+            )));
+        }
+        if self.max_hourly_price.is_negative() || self.max_hourly_price == Money::ZERO {
+            return Err(CommandError::Invalid(format!(
+                "max_hourly_price must be above zero, got {}",
+                self.max_hourly_price.as_decimal()
+            )));
+        }
+        if self.relaunch.max_attempts == 0 {
+            return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
+        }
+        if self.image.trim().is_empty() {
+            return Err(CommandError::Invalid("image must not be empty".into()));
+        }
+        if let Some(key) = &self.idempotency_key {
+            key.parse::<InstanceId>()
+                .map_err(|e| CommandError::Invalid(format!("idempotency_key: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The most the whole machine may cost per hour: the per-GPU maximum times the GPU count.
+    pub fn max_machine_price(&self) -> Money {
+        self.max_hourly_price * self.gpu_count
+    }
+}
+
+impl TerminateCommand {
+    /// Decodes a terminate command from its JSON body.
+    pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
+        serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_decodes_with_defaults() {
+        let cmd = LaunchCommand::from_json(
+            br#"{"gpu_type": "H100", "gpu_count": 2, "max_hourly_price": "3.00"}"#,
+        )
+        .unwrap();
+        assert_eq!(cmd.gpu_type, GpuType::H100);
+        assert_eq!(cmd.spot_policy, SpotPolicy::PreferSpot);
+        assert_eq!(cmd.image, DEFAULT_IMAGE);
+        assert_eq!(cmd.relaunch, RelaunchPolicy::default());
+        assert_eq!(cmd.max_machine_price(), "6.00".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"gpu_type": "H1000", "gpu_count": 1, "max_hourly_price": "3"}"#, "unknown GPU type"),
+            (br#"{"gpu_type": "H100", "gpu_count": 0, "max_hourly_price": "3"}"#, "gpu_count"),
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "-3"}"#, "above zero"),
+            (br#"{"gpu_type": "H100", "gpu_count": 1}"#, "max_hourly_price"),
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "regions": ["mars"]}"#, "unknown region"),
+            (b"not json", "cannot decode"),
+        ];
+        for (body, expected) in cases {
+            let err = LaunchCommand::from_json(body).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+        }
+    }
+}

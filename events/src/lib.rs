@@ -1,0 +1,34 @@
+//! # tgp-events: the wire contract of tgp
+//!
+//! Everything another program needs to talk to tgp over NATS, and nothing that does I/O:
+//! the commands it accepts, the events it journals, the value types both are made of, and the
+//! NATS subject, stream and header names. Depend on this crate instead of copying strings.
+//!
+//! ## Layout
+//! - [`money`]: exact decimal US dollars (never a float).
+//! - [`ids`]: instance, attempt and provider identifiers, and the idempotency-key rule.
+//! - [`gpu`]: the standard GPU types and their parsing.
+//! - [`policy`]: spot policy, relaunch policy and billing granularity.
+//! - [`commands`]: the launch and terminate commands, and their validation.
+//! - [`events`]: the instance lifecycle events and their versioned wire form.
+//! - [`api`]: request/reply bodies of the `tgp.api.*` service.
+//! - [`subjects`]: subjects, streams, buckets and headers.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod commands;
+pub mod events;
+pub mod gpu;
+pub mod ids;
+pub mod money;
+pub mod policy;
+pub mod region;
+pub mod subjects;
+
+pub use commands::{LaunchCommand, TerminateCommand};
+pub use events::InstanceEvent;
+pub use gpu::GpuType;
+pub use ids::{AttemptId, InstanceId, ProviderName};
+pub use money::Money;
+pub use policy::{BillingGranularity, BillingUnit, RelaunchPolicy, SpotPolicy};
+pub use region::Region;
