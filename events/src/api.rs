@@ -118,6 +118,11 @@ pub struct ErrorReply {
 impl ErrorReply {
     /// Builds the reply for a code and message.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ErrorReply { error: ApiError { code: code.to_string(), message: message.into() } }
+        ErrorReply {
+            error: ApiError {
+                code: code.to_string(),
+                message: message.into(),
+            },
+        }
     }
 }

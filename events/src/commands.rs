@@ -120,7 +120,9 @@ impl LaunchCommand {
             )));
         }
         if self.relaunch.max_attempts == 0 {
-            return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
+            return Err(CommandError::Invalid(
+                "relaunch.max_attempts must be at least 1".into(),
+            ));
         }
         if self.image.trim().is_empty() {
             return Err(CommandError::Invalid("image must not be empty".into()));

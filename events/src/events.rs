@@ -121,6 +121,8 @@ pub enum FailureClass {
 pub enum InstanceEvent {
     /// A launch was accepted: the chain exists from here on.
     LaunchRequested {
+        /// The chain's id (also the last token of the subject).
+        instance_id: InstanceId,
         /// The command as accepted (validated), so policy can be applied later from the journal.
         request: LaunchCommand,
         /// When tgp accepted it.
@@ -275,7 +277,10 @@ impl InstanceEvent {
             sequence,
             event_type: self.type_name().to_string(),
             version: SCHEMA_VERSION,
-            data: tagged.get("data").cloned().unwrap_or(serde_json::Value::Null),
+            data: tagged
+                .get("data")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -298,7 +303,9 @@ pub struct EventRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum EventDecodeError {
     /// Written by a newer tgp; upgrade this reader.
-    #[error("event {event_type} has schema version {version}, this reader knows up to {SCHEMA_VERSION}: upgrade tgp-events")]
+    #[error(
+        "event {event_type} has schema version {version}, this reader knows up to {SCHEMA_VERSION}: upgrade tgp-events"
+    )]
     UnsupportedVersion {
         /// The event type.
         event_type: String,
@@ -364,7 +371,10 @@ mod tests {
     use super::*;
 
     fn requested() -> InstanceEvent {
-        InstanceEvent::TerminationRequested { reason: "done".into(), at: Utc::now() }
+        InstanceEvent::TerminationRequested {
+            reason: "done".into(),
+            at: Utc::now(),
+        }
     }
 
     #[test]
@@ -382,7 +392,10 @@ mod tests {
         let mut record = requested().to_record(1);
         record.version = SCHEMA_VERSION + 1;
         let err = record.decode().unwrap_err();
-        assert!(matches!(err, EventDecodeError::UnsupportedVersion { version: 2, .. }));
+        assert!(matches!(
+            err,
+            EventDecodeError::UnsupportedVersion { version: 2, .. }
+        ));
         assert!(err.to_string().contains("upgrade"));
     }
 
@@ -394,6 +407,9 @@ mod tests {
             version: 1,
             data: serde_json::json!({}),
         };
-        assert!(matches!(record.decode(), Err(EventDecodeError::Invalid { .. })));
+        assert!(matches!(
+            record.decode(),
+            Err(EventDecodeError::Invalid { .. })
+        ));
     }
 }

@@ -120,7 +120,9 @@ impl FromStr for GpuType {
         GpuType::ALL
             .into_iter()
             .find(|g| g.name().replace('-', "") == key)
-            .ok_or_else(|| UnknownGpuType { input: s.to_string() })
+            .ok_or_else(|| UnknownGpuType {
+                input: s.to_string(),
+            })
     }
 }
 
@@ -159,6 +161,9 @@ mod tests {
     #[test]
     fn unknown_names_say_what_is_known() {
         let err = "H1000".parse::<GpuType>().unwrap_err().to_string();
-        assert!(err.contains("\"H1000\"") && err.contains("A100-80GB"), "{err}");
+        assert!(
+            err.contains("\"H1000\"") && err.contains("A100-80GB"),
+            "{err}"
+        );
     }
 }

@@ -49,7 +49,9 @@ impl FromStr for Region {
         if STANDARD_REGIONS.contains(&lower.as_str()) {
             Ok(Region(lower))
         } else {
-            Err(UnknownRegion { input: s.to_string() })
+            Err(UnknownRegion {
+                input: s.to_string(),
+            })
         }
     }
 }

@@ -1,0 +1,451 @@
+//! One actix actor per live instance chain.
+//!
+//! It holds the chain in memory and handles one message at a time: every handler that awaits runs
+//! as an `AtomicResponse`, so nothing interleaves across a provider call or a journal append.
+//! Its loop is a reconcile loop in the kube-runtime manner: [`next_step`] looks at the state and
+//! says what to do; the actor does it, journals the outcome *before* anything relies on it, and
+//! asks itself to go on ([`Drive`]) until the chain waits for the outside world (a status poll, a
+//! command) or is over, at which point it tells the supervisor and stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use cqrs_es::persist::PersistedEventRepository;
+use tgp_events::api::{InstanceState, InstanceSummary};
+use tgp_events::events::{FailureClass, InterruptionReason};
+use tgp_events::{BillingGranularity, InstanceId};
+
+use crate::aggregate::{Instance, InstanceCommand};
+use crate::journal::{CommitError, Loaded};
+use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderListing};
+use crate::selection::{Selection, select};
+
+/// What every instance actor shares: one `Arc` per actor keeps idle actors small.
+pub struct Shared<R> {
+    /// The journal.
+    pub repo: R,
+    /// The providers.
+    pub market: Market,
+    /// Told when a chain ends, so it can be dropped from memory.
+    pub finished: Recipient<Finished>,
+    /// Wait before retrying a step that failed for a passing reason (journal or provider outage).
+    pub retry_delay: Duration,
+}
+
+/// What the reconcile loop should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Ask the market and choose an offer.
+    Select,
+    /// Journal an attempt and call the provider.
+    Launch,
+    /// Destroy the current machine, then record it.
+    Terminate,
+    /// Record the end: nothing runs.
+    RecordTerminated,
+    /// Wait for a status poll (machine booting or running, or an attempt whose outcome is unknown).
+    Wait,
+    /// The chain is over.
+    Done,
+}
+
+/// The next step for a chain.
+pub fn next_step(instance: &Instance) -> Step {
+    match instance.current_state() {
+        None => Step::Done,
+        Some(state) if state.is_final() => Step::Done,
+        Some(InstanceState::Requested | InstanceState::Interrupted) => Step::Select,
+        Some(InstanceState::Launching) if instance.pending_attempt.is_none() => Step::Launch,
+        Some(InstanceState::Terminating) if instance.pending_attempt.is_some() => Step::Wait,
+        Some(InstanceState::Terminating) if instance.machine.is_some() => Step::Terminate,
+        Some(InstanceState::Terminating) => Step::RecordTerminated,
+        Some(_) => Step::Wait,
+    }
+}
+
+/// Sent to the supervisor when a chain is over.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finished(pub InstanceId);
+
+/// Run a command through the aggregate and journal it; answers the chain's summary.
+#[derive(Message)]
+#[rtype(result = "Result<InstanceSummary, CommitError>")]
+pub struct Execute(pub InstanceCommand);
+
+/// Answer the chain's summary without changing anything.
+#[derive(Message)]
+#[rtype(result = "Option<InstanceSummary>")]
+pub struct GetSummary;
+
+/// Go on with the reconcile loop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drive;
+
+/// A provider's listing, fanned out by the status poller.
+#[derive(Message, Clone)]
+#[rtype(result = "()")]
+pub struct Observe(pub Arc<ProviderListing>);
+
+/// The actor of one chain.
+pub struct InstanceActor<R: PersistedEventRepository + 'static> {
+    /// The chain's id (the subject token of its journal).
+    id: InstanceId,
+    /// Its state and journal position; taken out while a step runs.
+    loaded: Loaded,
+    /// Journal, market and supervisor.
+    shared: Arc<Shared<R>>,
+}
+
+impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
+    /// An actor for a chain loaded from the journal (or empty, for a new one).
+    pub fn new(id: InstanceId, loaded: Loaded, shared: Arc<Shared<R>>) -> Self {
+        InstanceActor { id, loaded, shared }
+    }
+
+    fn finish_if_over(&mut self, ctx: &mut Context<Self>) {
+        if self
+            .loaded
+            .instance
+            .current_state()
+            .is_some_and(InstanceState::is_final)
+        {
+            self.shared.finished.do_send(Finished(self.id.clone()));
+            ctx.stop();
+        }
+    }
+
+    /// Runs `work` on the owned chain state with the mailbox held, puts the state back, then
+    /// drives on, retries later, or stops, as the outcome says.
+    fn atomically<T, F>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl FnOnce(Loaded, Arc<Shared<R>>, InstanceId) -> F,
+    ) -> AtomicResponse<Self, T>
+    where
+        T: 'static,
+        F: Future<Output = (Loaded, Next, T)> + 'static,
+    {
+        let _ = ctx;
+        let fut = work(
+            std::mem::take(&mut self.loaded),
+            self.shared.clone(),
+            self.id.clone(),
+        );
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+            |(loaded, next, out), act, ctx| {
+                act.loaded = loaded;
+                match next {
+                    Next::Drive => ctx.notify(Drive),
+                    Next::RetryLater => {
+                        ctx.notify_later(Drive, act.shared.retry_delay);
+                    }
+                    Next::Idle => {}
+                }
+                act.finish_if_over(ctx);
+                out
+            },
+        )))
+    }
+}
+
+/// What to do after a step.
+enum Next {
+    /// Go on at once.
+    Drive,
+    /// Something passing failed: try again after the retry delay.
+    RetryLater,
+    /// Wait for a command or a status poll.
+    Idle,
+}
+
+impl<R: PersistedEventRepository + 'static> Actor for InstanceActor<R> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.notify(Drive);
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<GetSummary> for InstanceActor<R> {
+    type Result = Option<InstanceSummary>;
+    fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
+        self.loaded.instance.summary()
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Execute> for InstanceActor<R> {
+    type Result = AtomicResponse<Self, Result<InstanceSummary, CommitError>>;
+    fn handle(&mut self, Execute(command): Execute, ctx: &mut Context<Self>) -> Self::Result {
+        self.atomically(ctx, move |mut loaded, shared, id| async move {
+            let result = loaded
+                .commit(&shared.repo, &id, command, &serde_json::Value::Null)
+                .await;
+            let summary =
+                result.map(|_| loaded.instance.summary().expect("a committed chain exists"));
+            (loaded, Next::Drive, summary)
+        })
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Drive, ctx: &mut Context<Self>) -> Self::Result {
+        self.atomically(ctx, |mut loaded, shared, id| async move {
+            let next = match advance(&mut loaded, &shared, &id).await {
+                Ok(true) => Next::Drive,
+                Ok(false) => Next::Idle,
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "step failed; retrying");
+                    Next::RetryLater
+                }
+            };
+            (loaded, next, ())
+        })
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R> {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, Observe(listing): Observe, ctx: &mut Context<Self>) -> Self::Result {
+        let command = observation(&self.loaded.instance, &listing);
+        self.atomically(ctx, move |mut loaded, shared, id| async move {
+            let Some(command) = command else {
+                return (loaded, Next::Idle, ());
+            };
+            match loaded
+                .commit(&shared.repo, &id, command, &serde_json::Value::Null)
+                .await
+            {
+                Ok(_) => (loaded, Next::Drive, ()),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "could not record an observation");
+                    (loaded, Next::Idle, ())
+                }
+            }
+        })
+    }
+}
+
+/// Performs one step. Ok(true): progress was made, drive on; Ok(false): wait.
+async fn advance<R: PersistedEventRepository>(
+    loaded: &mut Loaded,
+    shared: &Shared<R>,
+    id: &InstanceId,
+) -> Result<bool, CommitError> {
+    let meta = serde_json::Value::Null;
+    let now = Utc::now;
+    match next_step(&loaded.instance) {
+        Step::Done | Step::Wait => Ok(false),
+        Step::Select => {
+            let request = loaded
+                .instance
+                .request
+                .clone()
+                .expect("a requested chain has its request");
+            let filter = crate::provider::OfferFilter::for_launch(&request);
+            let asks = shared.market.providers().iter().map(|p| {
+                let filter = filter.clone();
+                async move { (p.info().name, p.list_offers(&filter).await) }
+            });
+            let mut offers = Vec::new();
+            for (provider, answer) in futures::future::join_all(asks).await {
+                match answer {
+                    Ok(mut found) => offers.append(&mut found),
+                    Err(e) => tracing::warn!(%provider, error = %e, "no offers from provider"),
+                }
+            }
+            let command = match select(&request, &offers, &loaded.instance.avoid) {
+                Selection::Chosen {
+                    offer,
+                    bid,
+                    reason,
+                    candidates,
+                } => InstanceCommand::SelectOffer {
+                    offer,
+                    bid,
+                    reason,
+                    candidates,
+                    at: now(),
+                },
+                Selection::NoneFits { message, .. } => {
+                    InstanceCommand::NoOfferFits { message, at: now() }
+                }
+            };
+            loaded.commit(&shared.repo, id, command, &meta).await?;
+            Ok(true)
+        }
+        Step::Launch => {
+            loaded
+                .commit(
+                    &shared.repo,
+                    id,
+                    InstanceCommand::StartAttempt { at: now() },
+                    &meta,
+                )
+                .await?;
+            let instance = &loaded.instance;
+            let (attempt_id, _) = instance.pending_attempt.clone().expect("just journaled");
+            let (offer, bid) = instance.offer.clone().expect("an attempt has an offer");
+            let request = instance.request.as_ref().expect("a chain has its request");
+            let Some(provider) = shared.market.get(&offer.provider) else {
+                let command = InstanceCommand::RecordLaunchFailed {
+                    attempt_id,
+                    class: FailureClass::InvalidRequest,
+                    message: format!("provider {} is not configured", offer.provider),
+                    at: now(),
+                };
+                loaded.commit(&shared.repo, id, command, &meta).await?;
+                return Ok(true);
+            };
+            let spec = LaunchSpec {
+                attempt_id: attempt_id.clone(),
+                offer_id: offer.offer_id.clone(),
+                spot: offer.spot,
+                bid,
+                gpu_count: offer.gpu_count,
+                image: request.image.clone(),
+                env: request.env.clone(),
+                ssh_public_key: request.ssh_public_key.clone(),
+            };
+            let command = match provider.launch(&spec).await {
+                Ok(receipt) => InstanceCommand::RecordLaunched {
+                    attempt_id,
+                    provider_instance_id: receipt.provider_instance_id,
+                    hourly_price: receipt.hourly_price,
+                    billing: receipt.billing,
+                    adopted: false,
+                    at: now(),
+                },
+                // The call may have started a machine: leave the attempt open for the next
+                // status poll to settle (adopt it by its label, or fail it).
+                Err(e)
+                    if matches!(
+                        e.class,
+                        FailureClass::ProviderOutage | FailureClass::Unknown
+                    ) =>
+                {
+                    tracing::warn!(instance = %id, attempt = %attempt_id, error = %e, "launch outcome unknown");
+                    return Ok(false);
+                }
+                Err(e) => InstanceCommand::RecordLaunchFailed {
+                    attempt_id,
+                    class: e.class,
+                    message: e.message,
+                    at: now(),
+                },
+            };
+            loaded.commit(&shared.repo, id, command, &meta).await?;
+            Ok(true)
+        }
+        Step::Terminate => {
+            let machine = loaded
+                .instance
+                .machine
+                .clone()
+                .expect("terminating a machine");
+            let provider = machine.provider.as_ref().and_then(|p| shared.market.get(p));
+            if let Some(provider) = provider {
+                provider
+                    .terminate(&machine.id)
+                    .await
+                    .map_err(|e| CommitError::Journal(format!("terminate: {e}")))?;
+            }
+            loaded
+                .commit(
+                    &shared.repo,
+                    id,
+                    InstanceCommand::RecordTerminated { at: now() },
+                    &meta,
+                )
+                .await?;
+            Ok(true)
+        }
+        Step::RecordTerminated => {
+            loaded
+                .commit(
+                    &shared.repo,
+                    id,
+                    InstanceCommand::RecordTerminated { at: now() },
+                    &meta,
+                )
+                .await?;
+            Ok(true)
+        }
+    }
+}
+
+/// What a provider listing tells this chain, as a command, if anything.
+pub fn observation(instance: &Instance, listing: &ProviderListing) -> Option<InstanceCommand> {
+    let at = Utc::now();
+    if let Some((attempt_id, started)) = &instance.pending_attempt {
+        let (offer, bid) = instance.offer.as_ref()?;
+        if offer.provider != listing.provider || listing.taken_at <= *started {
+            return None;
+        }
+        return Some(match listing.by_label(attempt_id) {
+            Some(machine) => InstanceCommand::RecordLaunched {
+                attempt_id: attempt_id.clone(),
+                provider_instance_id: machine.id.clone(),
+                hourly_price: machine.hourly_price.or(*bid).unwrap_or(offer.hourly_price),
+                billing: machine.billing.unwrap_or(BillingGranularity::PER_SECOND),
+                adopted: true,
+                at,
+            },
+            None => InstanceCommand::RecordLaunchFailed {
+                attempt_id: attempt_id.clone(),
+                class: FailureClass::Unknown,
+                message: format!(
+                    "no machine labelled {attempt_id} at {} after the launch call",
+                    listing.provider
+                ),
+                at,
+            },
+        });
+    }
+    let machine = instance.machine.as_ref()?;
+    if machine.provider.as_ref() != Some(&listing.provider) {
+        return None;
+    }
+    let state = instance.current_state()?;
+    let interrupted = |reason, raw_status: &str| InstanceCommand::RecordInterrupted {
+        provider_instance_id: machine.id.clone(),
+        reason,
+        raw_status: raw_status.to_string(),
+        detected_by: "status_poll".to_string(),
+        at,
+    };
+    match listing.by_id.get(&machine.id) {
+        None if machine.launched_at.is_some_and(|t| listing.taken_at <= t) => None,
+        None if state == InstanceState::Terminating => {
+            Some(InstanceCommand::RecordTerminated { at })
+        }
+        None => Some(interrupted(
+            InterruptionReason::Vanished,
+            "absent from listing",
+        )),
+        Some(seen) => match seen.status {
+            MachineStatus::Running if state == InstanceState::Starting => {
+                Some(InstanceCommand::RecordRunning {
+                    provider_instance_id: machine.id.clone(),
+                    connection: seen.connection.clone(),
+                    at,
+                })
+            }
+            MachineStatus::Interrupted(reason) if state != InstanceState::Terminating => {
+                Some(interrupted(reason, &seen.raw_status))
+            }
+            MachineStatus::Terminated if state == InstanceState::Terminating => {
+                Some(InstanceCommand::RecordTerminated { at })
+            }
+            MachineStatus::Terminated => Some(interrupted(
+                InterruptionReason::StoppedOutsideTgp,
+                &seen.raw_status,
+            )),
+            _ => None,
+        },
+    }
+}

@@ -1,0 +1,292 @@
+//! The one interface every provider implements, and the normalized shapes it speaks.
+//!
+//! The instance actors and selection only ever see these types; each concrete client (in the `tgp`
+//! crate) translates its provider's wire format into them. Nothing here does I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tgp_events::events::{Connection, FailureClass, InterruptionReason, OfferSummary};
+use tgp_events::{
+    AttemptId, BillingGranularity, GpuType, LaunchCommand, Money, ProviderName, Region, SpotPolicy,
+};
+
+/// One offer, normalized across providers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Offer {
+    /// The provider's id for the offer (what its launch call takes).
+    pub id: String,
+    /// Which provider.
+    pub provider: ProviderName,
+    /// Standard GPU type.
+    pub gpu_type: GpuType,
+    /// The provider's own GPU name.
+    pub provider_gpu_name: String,
+    /// GPUs in the machine.
+    pub gpu_count: u32,
+    /// Standard region.
+    pub region: Region,
+    /// The provider's own region name.
+    pub provider_region: String,
+    /// Hourly price of the whole machine on demand, when offered on demand.
+    pub on_demand_price: Option<Money>,
+    /// Hourly price of the whole machine as spot (or the minimum bid), when offered as spot.
+    pub spot_price: Option<Money>,
+    /// Reliability score from 0 to 1, where the provider gives one (as a decimal string's value).
+    pub reliability: Option<rust_decimal::Decimal>,
+    /// Machines of this kind available now.
+    pub available: u32,
+    /// How the provider bills it.
+    pub billing: BillingGranularity,
+    /// When the provider said so.
+    pub observed_at: DateTime<Utc>,
+}
+
+impl Offer {
+    /// The offer as one purchasable option: spot or on demand, with its price.
+    pub fn summary(&self, spot: bool) -> Option<OfferSummary> {
+        let price = if spot {
+            self.spot_price
+        } else {
+            self.on_demand_price
+        }?;
+        Some(OfferSummary {
+            provider: self.provider.clone(),
+            offer_id: self.id.clone(),
+            gpu_type: self.gpu_type,
+            gpu_count: self.gpu_count,
+            region: self.region.clone(),
+            hourly_price: price,
+            spot,
+        })
+    }
+}
+
+/// What to look for when listing offers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferFilter {
+    /// Only this GPU type.
+    pub gpu_type: Option<GpuType>,
+    /// At least this many GPUs in one machine.
+    pub min_gpu_count: Option<u32>,
+    /// Only these regions (empty: any).
+    pub regions: Vec<Region>,
+    /// Only machines at most this price per hour (the spot price for spot).
+    pub max_machine_price: Option<Money>,
+    /// Spot only, on demand only, or either.
+    pub spot: Option<SpotPolicy>,
+}
+
+impl OfferFilter {
+    /// The filter that finds candidates for a launch command.
+    pub fn for_launch(request: &LaunchCommand) -> Self {
+        OfferFilter {
+            gpu_type: Some(request.gpu_type),
+            min_gpu_count: Some(request.gpu_count),
+            regions: request.regions.clone(),
+            max_machine_price: Some(request.max_machine_price()),
+            spot: Some(request.spot_policy),
+        }
+    }
+}
+
+/// What tgp asks a provider to start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchSpec {
+    /// Names or labels the machine, so reconciliation can find it.
+    pub attempt_id: AttemptId,
+    /// The offer to launch.
+    pub offer_id: String,
+    /// Spot (with `bid`) or on demand.
+    pub spot: bool,
+    /// The bid for spot capacity, where the provider takes one.
+    pub bid: Option<Money>,
+    /// GPUs wanted.
+    pub gpu_count: u32,
+    /// Image, environment and SSH key from the launch command.
+    pub image: String,
+    /// Environment variables.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// SSH public key.
+    pub ssh_public_key: Option<String>,
+}
+
+/// The provider's answer to a launch: the machine, and what it will bill.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchReceipt {
+    /// The provider's id for the machine.
+    pub provider_instance_id: String,
+    /// The hourly price it will bill for the whole machine.
+    pub hourly_price: Money,
+    /// How it bills.
+    pub billing: BillingGranularity,
+}
+
+/// A machine's state as the provider reports it, mapped to what tgp cares about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineStatus {
+    /// Created, booting.
+    Starting,
+    /// Up.
+    Running,
+    /// Stopped without tgp asking.
+    Interrupted(InterruptionReason),
+    /// Gone or being destroyed.
+    Terminated,
+}
+
+/// One machine in a provider's listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderInstance {
+    /// The provider's id for the machine.
+    pub id: String,
+    /// The name or label tgp gave it, if any; machines without one are never touched.
+    pub label: Option<String>,
+    /// Its mapped status.
+    pub status: MachineStatus,
+    /// The provider's raw status, kept as evidence.
+    pub raw_status: String,
+    /// How to reach it.
+    pub connection: Connection,
+    /// The hourly price it bills, when the listing says (used when adopting it after a crash).
+    pub hourly_price: Option<Money>,
+    /// How it bills, when the listing says.
+    pub billing: Option<BillingGranularity>,
+}
+
+/// One provider's machines at one moment: what status polling fans out to the instance actors.
+#[derive(Clone, Debug)]
+pub struct ProviderListing {
+    /// Whose machines.
+    pub provider: ProviderName,
+    /// When the list call started: a machine launched after this may be missing without being gone.
+    pub taken_at: DateTime<Utc>,
+    /// The machines by provider id.
+    pub by_id: HashMap<String, ProviderInstance>,
+}
+
+impl ProviderListing {
+    /// Indexes a provider's answer.
+    pub fn new(
+        provider: ProviderName,
+        taken_at: DateTime<Utc>,
+        machines: Vec<ProviderInstance>,
+    ) -> Self {
+        let by_id = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
+        ProviderListing {
+            provider,
+            taken_at,
+            by_id,
+        }
+    }
+
+    /// The machine carrying a tgp attempt label.
+    pub fn by_label(&self, attempt: &AttemptId) -> Option<&ProviderInstance> {
+        self.by_id
+            .values()
+            .find(|m| m.label.as_deref() == Some(attempt.as_str()))
+    }
+}
+
+/// Static facts about a provider, for docs, `tgp offers` and selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// Its name.
+    pub name: ProviderName,
+    /// Offers interruptible capacity?
+    pub supports_spot: bool,
+    /// Takes bids for spot?
+    pub supports_bids: bool,
+    /// Where its documentation lives.
+    pub docs_url: String,
+}
+
+/// A provider's request budget, the figure the rate limiter enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests allowed per minute.
+    pub requests_per_minute: u32,
+    /// Burst above the steady rate.
+    pub burst: u32,
+}
+
+/// A failed provider call, in the one taxonomy all providers share.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{provider}: {class:?}: {message}")]
+pub struct ProviderError {
+    /// Which provider.
+    pub provider: ProviderName,
+    /// The class, which decides retries and failover.
+    pub class: FailureClass,
+    /// The provider's own message (and code, when it gives one).
+    pub message: String,
+    /// Seconds to wait, from a `Retry-After` header.
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl ProviderError {
+    /// Builds an error without a retry hint.
+    pub fn new(provider: &ProviderName, class: FailureClass, message: impl Into<String>) -> Self {
+        ProviderError {
+            provider: provider.clone(),
+            class,
+            message: message.into(),
+            retry_after_seconds: None,
+        }
+    }
+}
+
+/// The operations tgp needs from every provider. Implementations talk the provider's real wire
+/// format (or, for the simulated market, keep the state in memory); callers never learn which.
+#[async_trait]
+pub trait ProviderClient: Send + Sync {
+    /// Name, capabilities and documentation.
+    fn info(&self) -> ProviderInfo;
+    /// The provider's request budget.
+    fn rate_limits(&self) -> RateLimits;
+    /// The provider's own GPU name for a standard type, if it has one.
+    fn translate_gpu(&self, gpu: GpuType) -> Option<String>;
+    /// The provider's own region name for a standard region, if it has one.
+    fn translate_region(&self, region: &Region) -> Option<String>;
+    /// Offers matching the filter, normalized.
+    async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError>;
+    /// The cheapest hourly machine price for a GPU type in a region: (on demand, spot).
+    async fn normalized_pricing(
+        &self,
+        gpu: GpuType,
+        region: &Region,
+    ) -> Result<(Option<Money>, Option<Money>), ProviderError>;
+    /// Starts a machine, named or labelled with the attempt id.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError>;
+    /// Destroys a machine. Succeeds when it is gone, including when it was already gone.
+    async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError>;
+    /// One machine's state.
+    async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError>;
+    /// Every machine in the account, in one call (pages aside): how status is polled.
+    async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError>;
+}
+
+/// Every provider tgp may use, by name.
+#[derive(Clone, Default)]
+pub struct Market {
+    providers: Vec<Arc<dyn ProviderClient>>,
+}
+
+impl Market {
+    /// A market of the given providers.
+    pub fn new(providers: Vec<Arc<dyn ProviderClient>>) -> Self {
+        Market { providers }
+    }
+
+    /// All providers.
+    pub fn providers(&self) -> &[Arc<dyn ProviderClient>] {
+        &self.providers
+    }
+
+    /// One provider by name.
+    pub fn get(&self, name: &ProviderName) -> Option<&Arc<dyn ProviderClient>> {
+        self.providers.iter().find(|p| &p.info().name == name)
+    }
+}

@@ -1,0 +1,234 @@
+//! Offer selection: from every provider's offers, the cheapest that fits the launch command, with
+//! a verdict for each candidate so `OfferSelected` can explain the choice. Pure: no I/O, no clock.
+
+use tgp_events::events::{Candidate, OfferSummary};
+use tgp_events::{LaunchCommand, Money, SpotPolicy};
+
+use crate::provider::Offer;
+
+/// The outcome of selection.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Selection {
+    /// The winner, with why, and every candidate with its verdict.
+    Chosen {
+        /// The chosen offer.
+        offer: OfferSummary,
+        /// The bid for spot (the spot price itself: the minimum that wins the capacity).
+        bid: Option<Money>,
+        /// One line on why.
+        reason: String,
+        /// All candidates, the winner first.
+        candidates: Vec<Candidate>,
+    },
+    /// Nothing fits; the candidates say why each was refused.
+    NoneFits {
+        /// Why, in one line.
+        message: String,
+        /// All candidates with their verdicts.
+        candidates: Vec<Candidate>,
+    },
+}
+
+/// A key naming one offering, so a failed or interrupted one can be avoided on the next try.
+pub fn offering_key(offer: &OfferSummary) -> String {
+    format!(
+        "{}/{}/{}",
+        offer.provider,
+        offer.offer_id,
+        if offer.spot { "spot" } else { "on-demand" }
+    )
+}
+
+/// Chooses the cheapest fitting offer. Spot options are considered when the policy allows them;
+/// with `prefer-spot`, on-demand options are used only when no spot option fits and the relaunch
+/// policy allows on-demand fallback. Offerings in `avoid` are refused. Ties go to the more
+/// reliable offer, then to provider and offer id so the choice is deterministic.
+pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Selection {
+    let max = request.max_machine_price();
+    let mut fitting: Vec<(OfferSummary, Option<rust_decimal::Decimal>)> = Vec::new();
+    let mut refused: Vec<Candidate> = Vec::new();
+    for offer in offers {
+        for spot in [true, false] {
+            let Some(summary) = offer.summary(spot) else {
+                continue;
+            };
+            let verdict = if offer.gpu_type != request.gpu_type {
+                Some(format!(
+                    "GPU is {}, not {}",
+                    offer.gpu_type, request.gpu_type
+                ))
+            } else if offer.gpu_count != request.gpu_count {
+                Some(format!(
+                    "has {} GPUs, {} asked",
+                    offer.gpu_count, request.gpu_count
+                ))
+            } else if !request.regions.is_empty() && !request.regions.contains(&offer.region) {
+                Some(format!("region {} not asked for", offer.region))
+            } else if spot && request.spot_policy == SpotPolicy::OnDemandOnly {
+                Some("spot not allowed (on-demand-only)".to_string())
+            } else if !spot && request.spot_policy == SpotPolicy::SpotOnly {
+                Some("on-demand not allowed (spot-only)".to_string())
+            } else if summary.hourly_price > max {
+                Some(format!(
+                    "{} per hour is over the maximum {}",
+                    summary.hourly_price, max
+                ))
+            } else if offer.available == 0 {
+                Some("no capacity available".to_string())
+            } else if avoid.contains(&offering_key(&summary)) {
+                Some("failed or interrupted recently".to_string())
+            } else {
+                None
+            };
+            match verdict {
+                Some(why) => refused.push(Candidate {
+                    offer: summary,
+                    verdict: why,
+                }),
+                None => fitting.push((summary, offer.reliability)),
+            }
+        }
+    }
+    let spot_fits = fitting.iter().any(|(o, _)| o.spot);
+    if request.spot_policy == SpotPolicy::PreferSpot && spot_fits {
+        let (spot, on_demand): (Vec<_>, Vec<_>) = fitting.into_iter().partition(|(o, _)| o.spot);
+        fitting = spot;
+        refused.extend(on_demand.into_iter().map(|(o, _)| Candidate {
+            offer: o,
+            verdict: "a spot offer fits (prefer-spot)".to_string(),
+        }));
+    } else if request.spot_policy == SpotPolicy::PreferSpot && !request.relaunch.on_demand_fallback
+    {
+        refused.extend(fitting.drain(..).map(|(o, _)| Candidate {
+            offer: o,
+            verdict: "no spot fits and on-demand fallback is off".to_string(),
+        }));
+    }
+    fitting.sort_by(|(a, ra), (b, rb)| {
+        a.hourly_price
+            .cmp(&b.hourly_price)
+            .then(rb.cmp(ra))
+            .then_with(|| (&a.provider, &a.offer_id).cmp(&(&b.provider, &b.offer_id)))
+    });
+    let mut fitting = fitting.into_iter();
+    let Some((winner, _)) = fitting.next() else {
+        let message = if refused.is_empty() {
+            format!(
+                "no provider offers {}x {}",
+                request.gpu_count, request.gpu_type
+            )
+        } else {
+            format!(
+                "none of {} offers fits {}x {} at most {} per GPU-hour",
+                refused.len(),
+                request.gpu_count,
+                request.gpu_type,
+                request.max_hourly_price
+            )
+        };
+        return Selection::NoneFits {
+            message,
+            candidates: refused,
+        };
+    };
+    let mut candidates = vec![Candidate {
+        offer: winner.clone(),
+        verdict: "selected".into(),
+    }];
+    candidates.extend(fitting.map(|(o, _)| Candidate {
+        verdict: format!(
+            "{} per hour, more than {}",
+            o.hourly_price, winner.hourly_price
+        ),
+        offer: o,
+    }));
+    candidates.extend(refused);
+    let reason = format!(
+        "cheapest fitting {} offer: {} per hour at {} in {}",
+        if winner.spot { "spot" } else { "on-demand" },
+        winner.hourly_price,
+        winner.provider,
+        winner.region
+    );
+    let bid = winner.spot.then_some(winner.hourly_price);
+    Selection::Chosen {
+        offer: winner,
+        bid,
+        reason,
+        candidates,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use tgp_events::{BillingGranularity, GpuType};
+
+    fn offer(id: &str, on_demand: &str, spot: Option<&str>) -> Offer {
+        Offer {
+            id: id.into(),
+            provider: "simulated".parse().unwrap(),
+            gpu_type: GpuType::H100,
+            provider_gpu_name: "H100 SXM".into(),
+            gpu_count: 1,
+            region: "us-east".parse().unwrap(),
+            provider_region: "us-east-1".into(),
+            on_demand_price: Some(on_demand.parse().unwrap()),
+            spot_price: spot.map(|s| s.parse().unwrap()),
+            reliability: None,
+            available: 1,
+            billing: BillingGranularity::PER_SECOND,
+            observed_at: Utc::now(),
+        }
+    }
+
+    fn request(policy: &str, fallback: bool) -> LaunchCommand {
+        LaunchCommand::from_json(
+            format!(
+                r#"{{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","spot_policy":"{policy}",
+                "relaunch":{{"max_attempts":3,"on_demand_fallback":{fallback}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn prefer_spot_takes_the_cheapest_spot_and_explains_the_rest() {
+        let offers = [
+            offer("a", "2.50", Some("1.20")),
+            offer("b", "2.00", Some("1.10")),
+            offer("c", "3.50", None),
+        ];
+        let Selection::Chosen {
+            offer,
+            bid,
+            candidates,
+            ..
+        } = select(&request("prefer-spot", true), &offers, &[])
+        else {
+            panic!("nothing chosen")
+        };
+        assert_eq!((offer.offer_id.as_str(), offer.spot), ("b", true));
+        assert_eq!(bid, Some("1.10".parse().unwrap()));
+        assert_eq!(candidates.len(), 5, "every option is listed");
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.verdict.contains("over the maximum"))
+        );
+    }
+
+    #[test]
+    fn avoided_offerings_are_skipped_and_fallback_is_honoured() {
+        let offers = [offer("a", "2.50", Some("1.20"))];
+        let avoid = vec!["simulated/a/spot".to_string()];
+        let chosen = select(&request("prefer-spot", true), &offers, &avoid);
+        assert!(matches!(chosen, Selection::Chosen { ref offer, .. } if !offer.spot));
+        let refused = select(&request("prefer-spot", false), &offers, &avoid);
+        assert!(matches!(refused, Selection::NoneFits { .. }));
+        let spot_only = select(&request("spot-only", true), &offers, &avoid);
+        assert!(matches!(spot_only, Selection::NoneFits { .. }));
+    }
+}

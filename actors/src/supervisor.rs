@@ -1,0 +1,361 @@
+//! The supervisor: routes commands to instance actors by id, rebuilds every unfinished chain from
+//! the journal at start-up (one pass), polls each provider's machines in one list call per
+//! interval and fans the listing out, and forgets chains once they are over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
+use tgp_events::api::{InstanceSummary, ListRequest};
+use tgp_events::{InstanceId, LaunchCommand};
+
+use crate::aggregate::{InstanceCommand, InstanceError};
+use crate::instance_actor::{Execute, Finished, GetSummary, InstanceActor, Observe, Shared};
+use crate::journal::{CommitError, Loaded, load, load_all};
+use crate::provider::{Market, ProviderListing};
+
+/// How the supervisor and its actors behave.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// How often each provider's machines are listed (one call per provider per interval).
+    pub poll_interval: Duration,
+    /// Wait before retrying a step that failed for a passing reason.
+    pub retry_delay: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            poll_interval: Duration::from_secs(15),
+            retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a request to the supervisor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// No chain has this id, live or journaled.
+    #[error("no instance {0}")]
+    NotFound(InstanceId),
+    /// The aggregate refused the command.
+    #[error("{0}")]
+    Refused(#[from] InstanceError),
+    /// Another writer changed the chain first.
+    #[error("instance {0} was changed concurrently; retry")]
+    Conflict(InstanceId),
+    /// The journal failed.
+    #[error("journal: {0}")]
+    Journal(String),
+    /// The instance's actor stopped while asked.
+    #[error("instance {0} is not available right now; retry")]
+    Unavailable(InstanceId),
+}
+
+impl From<CommitError> for SupervisorError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Refused(r) => SupervisorError::Refused(r),
+            CommitError::Conflict(id) => SupervisorError::Conflict(id),
+            CommitError::Journal(j) => SupervisorError::Journal(j),
+        }
+    }
+}
+
+impl From<PersistenceError> for SupervisorError {
+    fn from(e: PersistenceError) -> Self {
+        SupervisorError::Journal(e.to_string())
+    }
+}
+
+impl SupervisorError {
+    /// The stable code for `{"error": {"code": ...}}` replies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SupervisorError::NotFound(_) => "not_found",
+            SupervisorError::Refused(_) | SupervisorError::Conflict(_) => "conflict",
+            SupervisorError::Journal(_) | SupervisorError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+type Reply = Result<InstanceSummary, SupervisorError>;
+
+/// Start a chain, or answer the existing one with this id (a retried launch is not a second one).
+#[derive(Message)]
+#[rtype(result = "Result<InstanceSummary, SupervisorError>")]
+pub struct Launch {
+    /// The chain's id.
+    pub id: InstanceId,
+    /// The validated command.
+    pub request: LaunchCommand,
+}
+
+/// End a chain.
+#[derive(Message)]
+#[rtype(result = "Result<InstanceSummary, SupervisorError>")]
+pub struct Terminate {
+    /// Which.
+    pub id: InstanceId,
+    /// Why.
+    pub reason: String,
+}
+
+/// One chain's summary, live or from the journal.
+#[derive(Message)]
+#[rtype(result = "Result<InstanceSummary, SupervisorError>")]
+pub struct Get(pub InstanceId);
+
+/// The live chains, filtered.
+#[derive(Message)]
+#[rtype(result = "Vec<InstanceSummary>")]
+pub struct List(pub ListRequest);
+
+/// How many chains are in memory (for tests and benchmarks).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveCount;
+
+/// Routes, rebuilds, polls.
+pub struct Supervisor<R: PersistedEventRepository + 'static> {
+    /// The actors of unfinished chains.
+    live: HashMap<InstanceId, Addr<InstanceActor<R>>>,
+    /// Handed to every actor.
+    shared: Arc<Shared<R>>,
+    /// Status poll interval.
+    poll_interval: Duration,
+}
+
+impl<R: PersistedEventRepository + 'static> Supervisor<R> {
+    /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
+    /// one, and starts the supervisor. Must run inside an actix system.
+    pub async fn start(
+        repo: R,
+        market: Market,
+        config: SupervisorConfig,
+    ) -> Result<Addr<Self>, PersistenceError> {
+        let all = load_all(&repo).await?;
+        let ctx = Context::new();
+        let shared = Arc::new(Shared {
+            repo,
+            market,
+            finished: ctx.address().recipient(),
+            retry_delay: config.retry_delay,
+        });
+        let mut supervisor = Supervisor {
+            live: HashMap::new(),
+            shared,
+            poll_interval: config.poll_interval,
+        };
+        let mut rebuilt = 0usize;
+        for (id, loaded) in all {
+            if loaded
+                .instance
+                .current_state()
+                .is_some_and(|s| !s.is_final())
+            {
+                supervisor.spawn(id, loaded);
+                rebuilt += 1;
+            }
+        }
+        tracing::info!(rebuilt, "instances rebuilt from the journal");
+        Ok(ctx.run(supervisor))
+    }
+
+    fn spawn(&mut self, id: InstanceId, loaded: Loaded) -> Addr<InstanceActor<R>> {
+        let addr = InstanceActor::new(id.clone(), loaded, self.shared.clone()).start();
+        self.live.insert(id, addr.clone());
+        addr
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.live.is_empty() {
+            return;
+        }
+        for provider in self.shared.market.providers().iter().cloned() {
+            let fut = async move {
+                let taken_at = Utc::now();
+                let name = provider.info().name;
+                provider
+                    .list_instances()
+                    .await
+                    .map(|machines| ProviderListing::new(name, taken_at, machines))
+            };
+            ctx.spawn(fut.into_actor(self).map(|answer, act, _| match answer {
+                Ok(listing) => {
+                    let listing = Arc::new(listing);
+                    for addr in act.live.values() {
+                        addr.do_send(Observe(listing.clone()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "status poll failed"),
+            }));
+        }
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Actor for Supervisor<R> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.poll_interval, |act, ctx| act.poll(ctx));
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Finished> for Supervisor<R> {
+    type Result = ();
+    fn handle(&mut self, Finished(id): Finished, _: &mut Context<Self>) {
+        self.live.remove(&id);
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<LiveCount> for Supervisor<R> {
+    type Result = usize;
+    fn handle(&mut self, _: LiveCount, _: &mut Context<Self>) -> usize {
+        self.live.len()
+    }
+}
+
+/// Sends a command to a live actor; a refused repeat launch answers the chain as it is.
+async fn execute<R: PersistedEventRepository + 'static>(
+    addr: Addr<InstanceActor<R>>,
+    id: InstanceId,
+    command: InstanceCommand,
+) -> Reply {
+    let is_launch = matches!(command, InstanceCommand::RequestLaunch { .. });
+    match addr.send(Execute(command)).await {
+        Ok(Ok(summary)) => Ok(summary),
+        Ok(Err(CommitError::Refused(InstanceError::AlreadyExists(_)))) if is_launch => addr
+            .send(GetSummary)
+            .await
+            .ok()
+            .flatten()
+            .ok_or(SupervisorError::Unavailable(id)),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(SupervisorError::Unavailable(id)),
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
+    type Result = ResponseActFuture<Self, Reply>;
+    fn handle(&mut self, Launch { id, request }: Launch, _: &mut Context<Self>) -> Self::Result {
+        let command = InstanceCommand::RequestLaunch {
+            id: id.clone(),
+            request,
+            at: Utc::now(),
+        };
+        if let Some(addr) = self.live.get(&id).cloned() {
+            return Box::pin(execute(addr, id, command).into_actor(self));
+        }
+        let shared = self.shared.clone();
+        let lookup = {
+            let id = id.clone();
+            async move { load(&shared.repo, &id).await }
+        };
+        Box::pin(lookup.into_actor(self).then(move |found, act, _| {
+            let fut: std::pin::Pin<Box<dyn Future<Output = Reply>>> = match found {
+                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+                Ok(loaded) if loaded.version > 0 => {
+                    let summary = loaded
+                        .instance
+                        .summary()
+                        .ok_or(SupervisorError::NotFound(id.clone()));
+                    if !loaded
+                        .instance
+                        .current_state()
+                        .is_some_and(|s| s.is_final())
+                        && !act.live.contains_key(&id)
+                    {
+                        act.spawn(id.clone(), loaded);
+                    }
+                    Box::pin(std::future::ready(summary))
+                }
+                Ok(_) => {
+                    let addr = match act.live.get(&id) {
+                        Some(addr) => addr.clone(),
+                        None => act.spawn(id.clone(), Loaded::default()),
+                    };
+                    Box::pin(execute(addr, id, command))
+                }
+            };
+            fut.into_actor(act)
+        }))
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R> {
+    type Result = ResponseFuture<Reply>;
+    fn handle(
+        &mut self,
+        Terminate { id, reason }: Terminate,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let command = InstanceCommand::RequestTermination {
+            reason,
+            at: Utc::now(),
+        };
+        if let Some(addr) = self.live.get(&id).cloned() {
+            return Box::pin(execute(addr, id, command));
+        }
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let loaded = load(&shared.repo, &id).await?;
+            match loaded.instance.current_state() {
+                None => Err(SupervisorError::NotFound(id)),
+                Some(state) => Err(SupervisorError::Refused(InstanceError::Finished(
+                    state.name(),
+                ))),
+            }
+        })
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
+    type Result = ResponseFuture<Reply>;
+    fn handle(&mut self, Get(id): Get, _: &mut Context<Self>) -> Self::Result {
+        let live = self.live.get(&id).cloned();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            if let Some(addr) = live
+                && let Ok(Some(summary)) = addr.send(GetSummary).await
+            {
+                return Ok(summary);
+            }
+            let loaded = load(&shared.repo, &id).await?;
+            loaded
+                .instance
+                .summary()
+                .ok_or(SupervisorError::NotFound(id))
+        })
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
+    type Result = ResponseFuture<Vec<InstanceSummary>>;
+    fn handle(&mut self, List(filter): List, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self
+            .live
+            .values()
+            .map(|addr| addr.send(GetSummary))
+            .collect();
+        Box::pin(async move {
+            let mut found: Vec<InstanceSummary> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(|r| r.ok().flatten())
+                .filter(|s| filter.state.is_none_or(|st| st == s.state))
+                .filter(|s| {
+                    filter
+                        .provider
+                        .as_ref()
+                        .is_none_or(|p| s.provider.as_ref() == Some(p))
+                })
+                .collect();
+            found.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+            found
+        })
+    }
+}
