@@ -183,7 +183,7 @@ pub struct Instance {
     /// The machine being billed, while one is.
     pub machine: Option<Machine>,
     /// The last machine lost to an interruption: a later launch is a relaunch replacing it.
-    pub replaces: Option<String>,
+    pub replaces: Option<Machine>,
     /// How to reach the machine, once running.
     pub connection: Option<Connection>,
     /// Offerings that failed or were interrupted, avoided by the next selection.
@@ -346,7 +346,7 @@ impl Instance {
                         attempt_id,
                         provider,
                         provider_instance_id,
-                        replaces: replaces.clone(),
+                        replaces: replaces.id.clone(),
                         hourly_price,
                         spot,
                         billing,
@@ -537,16 +537,12 @@ impl Instance {
                     });
                 }
             }
-            InstanceEvent::Interrupted {
-                provider_instance_id,
-                ..
-            } => {
+            InstanceEvent::Interrupted { .. } => {
                 if let Some((offer, _)) = self.offer.take() {
                     self.avoid.push(offering_key(&offer));
                 }
-                self.machine = None;
+                self.replaces = self.machine.take();
                 self.connection = None;
-                self.replaces = Some(provider_instance_id);
                 if !terminating {
                     self.state = Some(S::Interrupted);
                 }

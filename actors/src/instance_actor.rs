@@ -241,6 +241,15 @@ async fn advance<R: PersistedEventRepository>(
     match next_step(&loaded.instance) {
         Step::Done | Step::Wait => Ok(false),
         Step::Select => {
+            if let (Some(InstanceState::Interrupted), Some(stopped)) =
+                (loaded.instance.current_state(), &loaded.instance.replaces)
+                && let Some(provider) = stopped.provider.as_ref().and_then(|p| shared.market.get(p))
+                && let Err(e) = provider.terminate(&stopped.id).await
+            {
+                // An interrupted machine may linger stopped at the provider (and bill storage), so
+                // it is destroyed before it is replaced; destroying is idempotent.
+                tracing::warn!(instance = %id, machine = %stopped.id, error = %e, "could not clean up the interrupted machine");
+            }
             let request = loaded
                 .instance
                 .request

@@ -114,8 +114,8 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
     let Some((winner, _)) = fitting.next() else {
         let message = if refused.is_empty() {
             format!(
-                "no provider offers {}x {}",
-                request.gpu_count, request.gpu_type
+                "no provider has an offer of {}x {} at most {} per GPU-hour",
+                request.gpu_count, request.gpu_type, request.max_hourly_price
             )
         } else {
             format!(

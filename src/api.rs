@@ -1,0 +1,168 @@
+//! The request/reply way in: `tgp.api.launch`, `terminate`, `get` and `list`, run as a NATS
+//! service (so `nats micro ls` and other service tooling discover it as `tgp`). Every answer is a
+//! JSON body: the success shape, or `{"error": {"code": ..., "message": ...}}`. A launch or
+//! terminate that cannot be decoded or is invalid is also kept as a dead letter.
+
+use async_nats::jetstream::Context;
+use async_nats::service::ServiceExt;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
+use tgp_events::api::{ErrorReply, GetRequest, ListReply, ListRequest};
+use tgp_events::subjects::{
+    API_GET, API_LAUNCH, API_LIST, API_PREFIX, API_TERMINATE, SERVICE_NAME,
+};
+use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
+
+use crate::intake::{SupervisorAddr, dead_letter};
+
+/// Requests handled at once per endpoint.
+const CONCURRENCY: usize = 64;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("tgp.api service: {0}")]
+pub struct ApiError(String);
+
+fn json<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("replies serialize"))
+}
+
+fn error(code: &str, message: impl Into<String>) -> Bytes {
+    json(&ErrorReply::new(code, message))
+}
+
+fn supervisor_reply<T: Serialize>(
+    result: Result<Result<T, SupervisorError>, actix::MailboxError>,
+) -> Bytes {
+    match result {
+        Ok(Ok(value)) => json(&value),
+        Ok(Err(e)) => error(e.code(), e.to_string()),
+        Err(e) => error("unavailable", format!("tgp is shutting down: {e}")),
+    }
+}
+
+async fn launch(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
+    let request = match LaunchCommand::from_json(body) {
+        Ok(r) => r,
+        Err(e) => {
+            dead_letter(js, API_LAUNCH, None, body.clone(), e.code(), &e.to_string()).await;
+            return error(e.code(), e.to_string());
+        }
+    };
+    let id = match &request.idempotency_key {
+        Some(key) => key.parse().expect("validated with the command"),
+        None => InstanceId::generate(),
+    };
+    supervisor_reply(supervisor.send(Launch { id, request }).await)
+}
+
+async fn terminate(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
+    match TerminateCommand::from_json(body) {
+        Ok(cmd) => {
+            let reason = cmd
+                .reason
+                .unwrap_or_else(|| "requested on tgp.api.terminate".into());
+            supervisor_reply(
+                supervisor
+                    .send(Terminate {
+                        id: cmd.instance_id,
+                        reason,
+                    })
+                    .await,
+            )
+        }
+        Err(e) => {
+            dead_letter(
+                js,
+                API_TERMINATE,
+                None,
+                body.clone(),
+                e.code(),
+                &e.to_string(),
+            )
+            .await;
+            error(e.code(), e.to_string())
+        }
+    }
+}
+
+async fn get(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<GetRequest>(body) {
+        Ok(req) => supervisor_reply(supervisor.send(Get(req.instance_id)).await),
+        Err(e) => error(
+            "malformed_request",
+            format!("expected {{\"instance_id\": \"...\"}}: {e}"),
+        ),
+    }
+}
+
+async fn list(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
+    let filter = if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(ListRequest::default())
+    } else {
+        serde_json::from_slice::<ListRequest>(body)
+    };
+    match filter {
+        Ok(filter) => match supervisor.send(List(filter)).await {
+            Ok(instances) => json(&ListReply { instances }),
+            Err(e) => error("unavailable", format!("tgp is shutting down: {e}")),
+        },
+        Err(e) => error(
+            "malformed_request",
+            format!("expected {{}} or {{\"state\": ..., \"provider\": ...}}: {e}"),
+        ),
+    }
+}
+
+/// Runs the service until the connection ends.
+pub async fn serve(
+    client: async_nats::Client,
+    js: Context,
+    supervisor: SupervisorAddr,
+) -> Result<(), ApiError> {
+    let service = client
+        .service_builder()
+        .description("tgp: GPU instances across cloud marketplaces")
+        .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|e| ApiError(e.to_string()))?;
+    let group = service.group(API_PREFIX);
+    let mut tasks = Vec::new();
+    for (name, subject) in [
+        ("launch", API_LAUNCH),
+        ("terminate", API_TERMINATE),
+        ("get", API_GET),
+        ("list", API_LIST),
+    ] {
+        let endpoint = group
+            .endpoint(name)
+            .await
+            .map_err(|e| ApiError(format!("{subject}: {e}")))?;
+        let (js, supervisor) = (js.clone(), supervisor.clone());
+        tasks.push(tokio::spawn(endpoint.for_each_concurrent(
+            CONCURRENCY,
+            move |request| {
+                let (js, supervisor) = (js.clone(), supervisor.clone());
+                async move {
+                    let body = &request.message.payload;
+                    let reply = match name {
+                        "launch" => launch(&js, &supervisor, body).await,
+                        "terminate" => terminate(&js, &supervisor, body).await,
+                        "get" => get(&supervisor, body).await,
+                        _ => list(&supervisor, body).await,
+                    };
+                    if let Err(e) = request.respond(Ok(reply)).await {
+                        tracing::warn!(endpoint = name, error = %e, "reply not sent");
+                    }
+                }
+            },
+        )));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(service);
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! `tgp bench journal`: tgp's journal measured against raw JetStream on the same server, in the
+//! same run, so the ratio means something on any machine.
+//!
+//! 1. Appends: (a) raw publish-with-ack, pipelined across aggregates, on per-aggregate subjects
+//!    with `Nats-Expected-Last-Subject-Sequence`; (b) the same number of commits through tgp's
+//!    cqrs-es repository (`JetStreamJournal::persist`), the same aggregates concurrently.
+//! 2. Start-up rebuild: a journal of N instances (five events each, in two commits as the
+//!    lifecycle writes them) read (a) raw with an ordered consumer, (b) by `Supervisor::start`,
+//!    which folds every event and starts an actor per unfinished instance.
+//! 3. Resident memory per idle instance actor: RSS after the rebuild minus before, over N.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::Config;
+use bytes::Bytes;
+use chrono::Utc;
+use clap::Args;
+use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+use futures::StreamExt;
+use tgp::journal::JetStreamJournal;
+use tgp_actors::aggregate::Instance;
+use tgp_actors::provider::Market;
+use tgp_actors::supervisor::{LiveCount, Supervisor, SupervisorConfig};
+use tgp_events::events::{Commit, Connection, InstanceEvent, OfferSummary};
+use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
+use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand};
+
+use super::NatsArgs;
+use super::controller::nats_or_private;
+
+#[derive(Args)]
+pub struct JournalBenchArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Commits appended in each of the two append runs.
+    #[arg(long, default_value_t = 20_000)]
+    appends: usize,
+    /// Aggregates the appends are spread over (and appended to concurrently).
+    #[arg(long, default_value_t = 500)]
+    aggregates: usize,
+    /// Instances in the rebuild benchmark (five events each).
+    #[arg(long, default_value_t = 100_000)]
+    instances: usize,
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The events of one instance's life up to running: what a rebuild folds.
+fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
+    let at = Utc::now();
+    let request = LaunchCommand::from_json(
+        br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","image":"ubuntu:22.04"}"#,
+    )
+    .expect("valid command");
+    let offer = OfferSummary {
+        provider: "simulated".parse().expect("name"),
+        offer_id: "h100-us-east-1x".into(),
+        gpu_type: request.gpu_type,
+        gpu_count: 1,
+        region: "us-east".parse().expect("region"),
+        hourly_price: "1.10".parse().expect("price"),
+        spot: true,
+    };
+    let attempt_id = AttemptId::new(id, 1);
+    vec![
+        InstanceEvent::LaunchRequested {
+            instance_id: id.clone(),
+            request,
+            at,
+        },
+        InstanceEvent::OfferSelected {
+            offer: offer.clone(),
+            bid: Some(offer.hourly_price),
+            reason: "cheapest".into(),
+            candidates: vec![],
+            at,
+        },
+        InstanceEvent::LaunchAttempted {
+            attempt_id: attempt_id.clone(),
+            attempt_number: 1,
+            provider: offer.provider.clone(),
+            offer_id: offer.offer_id.clone(),
+            at,
+        },
+        InstanceEvent::Launched {
+            attempt_id,
+            provider: offer.provider,
+            provider_instance_id: format!("m-{id}"),
+            hourly_price: offer.hourly_price,
+            spot: true,
+            billing: BillingGranularity::PER_SECOND,
+            adopted: false,
+            at,
+        },
+        InstanceEvent::Running {
+            provider_instance_id: format!("m-{id}"),
+            connection: Connection {
+                public_ip: Some("203.0.113.7".into()),
+                ssh_host: None,
+                ssh_port: Some(22),
+                ssh_user: None,
+            },
+            at,
+        },
+    ]
+}
+
+fn commit_body(id: &InstanceId, events: &[InstanceEvent], first: u64) -> Bytes {
+    let commit = Commit {
+        aggregate_type: "instance".into(),
+        aggregate_id: id.clone(),
+        events: events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_record(first + i as u64))
+            .collect(),
+        metadata: Default::default(),
+    };
+    Bytes::from(serde_json::to_vec(&commit).expect("serializes"))
+}
+
+fn serialized(id: &InstanceId, event: &InstanceEvent, sequence: usize) -> SerializedEvent {
+    use cqrs_es::DomainEvent;
+    SerializedEvent::new(
+        id.to_string(),
+        sequence,
+        "instance".into(),
+        event.event_type(),
+        event.event_version(),
+        serde_json::to_value(event).expect("serializes"),
+        serde_json::Value::Null,
+    )
+}
+
+/// Raw appends: rounds over all aggregates, each round pipelined (all sent, then all acks awaited).
+async fn raw_appends(
+    js: &async_nats::jetstream::Context,
+    appends: usize,
+    aggregates: usize,
+) -> anyhow::Result<Duration> {
+    js.create_stream(Config {
+        name: "BENCH_RAW".into(),
+        subjects: vec!["bench.raw.>".into()],
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await?;
+    let id: InstanceId = "bench".parse()?;
+    let body = commit_body(&id, &lifecycle(&id)[4..], 5);
+    let mut last = vec![0u64; aggregates];
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < appends {
+        let round = aggregates.min(appends - sent);
+        let mut acks = Vec::with_capacity(round);
+        for (a, expected) in last.iter().enumerate().take(round) {
+            let msg = PublishMessage::build()
+                .payload(body.clone())
+                .message_id(uuid::Uuid::new_v4().simple().to_string())
+                .expected_last_subject_sequence(*expected)
+                .header(HEADER_LAST_SEQUENCE, "5");
+            acks.push(js.send_publish(format!("bench.raw.a{a}"), msg).await?);
+        }
+        for (a, ack) in acks.into_iter().enumerate() {
+            last[a] = ack.await?.sequence;
+        }
+        sent += round;
+    }
+    Ok(started.elapsed())
+}
+
+/// tgp appends: one task per aggregate, each committing in order through the repository.
+async fn tgp_appends(
+    journal: &JetStreamJournal,
+    appends: usize,
+    aggregates: usize,
+) -> anyhow::Result<Duration> {
+    let per = appends.div_ceil(aggregates);
+    let started = Instant::now();
+    let tasks = (0..aggregates).map(|a| {
+        let journal = journal.clone();
+        async move {
+            let id: InstanceId = format!("bench-{a}").parse().expect("id");
+            let event = lifecycle(&id).pop().expect("events");
+            for seq in 1..=per {
+                journal
+                    .persist::<Instance>(&[serialized(&id, &event, seq)], None)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in futures::future::join_all(tasks).await {
+        r?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn populate(js: &async_nats::jetstream::Context, instances: usize) -> anyhow::Result<usize> {
+    let mut window = Vec::new();
+    let mut events = 0;
+    let started = Instant::now();
+    for i in 0..instances {
+        let id: InstanceId = format!("i-{i:07}").parse()?;
+        let life = lifecycle(&id);
+        events += life.len();
+        let subject = tgp_events::subjects::instance_events(&id);
+        for (range, first) in [(0..1, 1u64), (1..5, 2)] {
+            let msg = PublishMessage::build()
+                .payload(commit_body(&id, &life[range.clone()], first))
+                .header(
+                    HEADER_MSG_ID,
+                    uuid::Uuid::new_v4().simple().to_string().as_str(),
+                )
+                .header(
+                    HEADER_LAST_SEQUENCE,
+                    (first + range.len() as u64 - 1).to_string().as_str(),
+                );
+            window.push(js.send_publish(subject.clone(), msg).await?);
+        }
+        if window.len() >= 2000 {
+            for ack in window.drain(..) {
+                ack.await?;
+            }
+        }
+        if i > 0 && i % 20_000 == 0 {
+            eprintln!(
+                "  populated {i} instances ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    for ack in window {
+        ack.await?;
+    }
+    Ok(events)
+}
+
+async fn raw_read(js: &async_nats::jetstream::Context) -> anyhow::Result<(usize, Duration)> {
+    let started = Instant::now();
+    let stream = js.get_stream(tgp_events::subjects::EVENTS_STREAM).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: tgp_events::subjects::INSTANCE_EVENTS_ALL.into(),
+            ..Default::default()
+        })
+        .await?;
+    let total = consumer.cached_info().num_pending as usize;
+    let mut messages = consumer.messages().await?.take(total);
+    let mut bytes = 0;
+    while let Some(m) = messages.next().await {
+        bytes += m?.payload.len();
+    }
+    anyhow::ensure!(bytes > 0, "nothing read");
+    Ok((total, started.elapsed()))
+}
+
+pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
+    let (url, _server) = nats_or_private(&args.nats)?;
+    let client = tgp::connect::connect(&url, "tgp-bench").await?;
+    let js = tgp::connect::jetstream(client);
+    tgp::journal::layout::ensure(&js).await?;
+    let journal = JetStreamJournal::open(js.clone()).await?;
+    println!(
+        "tgp bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)"
+    );
+
+    let raw = raw_appends(&js, args.appends, args.aggregates)
+        .await
+        .context("raw appends")?;
+    let ours = tgp_appends(&journal, args.appends, args.aggregates)
+        .await
+        .context("tgp appends")?;
+    let (raw_rate, our_rate) = (rate(args.appends, raw), rate(args.appends, ours));
+    println!(
+        "appends ({} commits over {} aggregates):",
+        args.appends, args.aggregates
+    );
+    println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
+    println!("  tgp JetStreamJournal::persist (cqrs-es repository): {our_rate:>10.0} commits/s");
+    println!(
+        "  ratio tgp/raw: {:.0}% (target >= 50%)",
+        100.0 * our_rate / raw_rate
+    );
+
+    eprintln!(
+        "populating {} instances for the rebuild benchmark...",
+        args.instances
+    );
+    let events = populate(&js, args.instances).await.context("populating")?;
+    let (messages, raw_read_time) = raw_read(&js).await?;
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let supervisor =
+        Supervisor::start(journal, Market::default(), SupervisorConfig::default()).await?;
+    let live = supervisor.send(LiveCount).await?;
+    let rebuild = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_bytes();
+    let benchmarked = args.instances + args.aggregates;
+    println!(
+        "start-up rebuild ({} instances, {events} events in {messages} commits, {live} actors started):",
+        args.instances
+    );
+    println!(
+        "  raw ordered-consumer read:  {:>10.0} events/s ({:.2} s)",
+        rate(events, raw_read_time),
+        raw_read_time.as_secs_f64()
+    );
+    println!(
+        "  tgp Supervisor::start:      {:>10.0} events/s ({:.2} s)",
+        rate(events, rebuild),
+        rebuild.as_secs_f64()
+    );
+    println!(
+        "  tgp takes {:.2}x the raw read's time (target within 2x)",
+        rebuild.as_secs_f64() / raw_read_time.as_secs_f64()
+    );
+    println!(
+        "memory: {:.0} bytes resident per idle instance actor ({} MiB for {live}; target under 2048)",
+        (rss_after.saturating_sub(rss_before)) as f64 / live.max(1) as f64,
+        (rss_after.saturating_sub(rss_before)) / (1 << 20)
+    );
+    anyhow::ensure!(
+        live == benchmarked,
+        "expected {benchmarked} live actors, found {live}"
+    );
+    Ok(())
+}

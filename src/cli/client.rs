@@ -1,0 +1,348 @@
+//! The client commands: they talk to a running controller over NATS exactly as any program would
+//! (`tgp.api.*` requests, the journal stream), so they double as worked examples of the API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use tgp::journal::{JournalReader, StartAt};
+use tgp::render::describe;
+use tgp_events::api::{ErrorReply, InstanceSummary, ListReply};
+use tgp_events::events::InstanceEvent;
+use tgp_events::subjects::{
+    API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events,
+};
+use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Region, RelaunchPolicy, SpotPolicy};
+
+use super::{NatsArgs, parse_duration};
+
+/// Runs a client command on a small runtime.
+pub fn block_on<F: Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+async fn connect(nats: &NatsArgs) -> anyhow::Result<async_nats::Client> {
+    let Some(url) = &nats.nats_url else {
+        bail!(
+            "no NATS server given: pass --nats-url or set NATS_URL to the server `tgp run` uses (it prints it at start)"
+        )
+    };
+    Ok(tgp::connect::connect(url, "tgp-cli").await?)
+}
+
+/// Sends a request and decodes the success body, or turns `{"error": ...}` into an error.
+async fn request<T: serde::de::DeserializeOwned>(
+    client: &async_nats::Client,
+    subject: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<T> {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(subject.to_string(), body.into()),
+    )
+    .await
+    .with_context(|| format!("no answer on {subject} within 30 s"))?
+    .with_context(|| {
+        format!(
+            "no controller answers on {subject}: is `tgp run` running against this NATS server?"
+        )
+    })?;
+    if let Ok(err) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
+        bail!("{} ({})", err.error.message, err.error.code);
+    }
+    serde_json::from_slice(&reply.payload)
+        .with_context(|| format!("unexpected answer on {subject}"))
+}
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// GPU type: H100, H200, A100-80GB, L40S, A6000, RTX4090, ...
+    #[arg(long)]
+    gpu: GpuType,
+    /// GPUs in the machine.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Acceptable regions (repeat or comma-separate); any when omitted.
+    #[arg(long, value_delimiter = ',')]
+    region: Vec<Region>,
+    /// Most you pay per GPU per hour, in dollars, e.g. 3.00.
+    #[arg(long)]
+    max_price: Money,
+    /// spot-only, on-demand-only or prefer-spot.
+    #[arg(long, default_value = "prefer-spot")]
+    spot_policy: SpotPolicy,
+    /// Container or machine image.
+    #[arg(long, default_value = tgp_events::commands::DEFAULT_IMAGE)]
+    image: String,
+    /// Environment variables, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// File with the SSH public key to install.
+    #[arg(long)]
+    ssh_key_file: Option<std::path::PathBuf>,
+    /// Launch attempts for the whole chain (relaunches included).
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// Never fall back to on-demand when spot is gone.
+    #[arg(long)]
+    no_on_demand_fallback: bool,
+    /// Idempotency key (becomes the instance id): repeating the command never launches twice.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Print the instance id and return without following it.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up following after this long (the instance keeps going).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
+    let ssh_public_key = match &args.ssh_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let command = LaunchCommand {
+        gpu_type: args.gpu,
+        gpu_count: args.count,
+        regions: args.region,
+        max_hourly_price: args.max_price,
+        spot_policy: args.spot_policy,
+        image: args.image,
+        env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
+        ssh_public_key,
+        relaunch: RelaunchPolicy {
+            max_attempts: args.max_attempts,
+            on_demand_fallback: !args.no_on_demand_fallback,
+        },
+        idempotency_key: args.idempotency_key,
+    };
+    command.validate()?;
+    let client = connect(&args.nats).await?;
+    let summary: InstanceSummary =
+        request(&client, API_LAUNCH, serde_json::to_vec(&command)?).await?;
+    println!(
+        "instance {} accepted ({})",
+        summary.instance_id,
+        summary.state.name()
+    );
+    if args.no_wait {
+        return Ok(());
+    }
+    let end = follow(&client, &summary.instance_id, args.timeout, |e| {
+        matches!(
+            e,
+            InstanceEvent::Running { .. }
+                | InstanceEvent::Failed { .. }
+                | InstanceEvent::Terminated { .. }
+        )
+    })
+    .await?;
+    match end {
+        InstanceEvent::Running { connection, .. } => {
+            println!(
+                "ready. connect with: {}",
+                connection
+                    .ssh_command()
+                    .unwrap_or_else(|| "(the provider gave no address)".into())
+            );
+            println!("terminate with: tgp terminate {}", summary.instance_id);
+            Ok(())
+        }
+        InstanceEvent::Failed { reason, .. } => {
+            bail!("instance {} failed: {reason}", summary.instance_id)
+        }
+        _ => bail!(
+            "instance {} was terminated before it ran",
+            summary.instance_id
+        ),
+    }
+}
+
+/// Prints an instance's events from its first until `stop` matches one; returns that one.
+async fn follow(
+    client: &async_nats::Client,
+    id: &InstanceId,
+    timeout: Duration,
+    stop: impl Fn(&InstanceEvent) -> bool,
+) -> anyhow::Result<InstanceEvent> {
+    let js = tgp::connect::jetstream(client.clone());
+    let reader = JournalReader::open(&js).await?;
+    let mut commits = reader
+        .follow(&instance_events(id), StartAt::Beginning)
+        .await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, commits.next())
+            .await
+            .with_context(|| format!("gave up following {id} after {timeout:?}; it goes on: `tgp watch --instance {id}`"))?;
+        let (_, at, commit) = next.context("the journal read ended")??;
+        for record in &commit.events {
+            let event = record.decode()?;
+            println!("  {} {}", at.format("%H:%M:%S"), describe(&event));
+            if stop(&event) {
+                return Ok(event);
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct TerminateArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The instance id.
+    instance_id: InstanceId,
+    /// Why, for the journal.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Return once the request is journaled, without waiting for the provider.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+pub async fn terminate(args: TerminateArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats).await?;
+    let body = serde_json::json!({"instance_id": args.instance_id, "reason": args.reason.unwrap_or_else(|| "tgp terminate".into())});
+    let summary: InstanceSummary =
+        request(&client, API_TERMINATE, serde_json::to_vec(&body)?).await?;
+    println!("instance {} {}", summary.instance_id, summary.state.name());
+    if !args.no_wait && !summary.state.is_final() {
+        follow(&client, &args.instance_id, Duration::from_secs(600), |e| {
+            matches!(
+                e,
+                InstanceEvent::Terminated { .. } | InstanceEvent::Failed { .. }
+            )
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Only this instance.
+    #[arg(long)]
+    instance: Option<InstanceId>,
+    /// Start at this stream sequence.
+    #[arg(long, conflicts_with = "since")]
+    from_seq: Option<u64>,
+    /// Start at this time: RFC 3339 (2026-11-27T09:00:00Z) or an age (10m, 2h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Print each event's JSON record instead of a sentence.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let age =
+        parse_duration(text).map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
+    Ok(Utc::now() - chrono::Duration::from_std(age)?)
+}
+
+pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats).await?;
+    let js = tgp::connect::jetstream(client);
+    let start = match (&args.from_seq, &args.since) {
+        (Some(seq), _) => StartAt::Sequence(*seq),
+        (None, Some(since)) => StartAt::Time(parse_since(since)?),
+        (None, None) => StartAt::New,
+    };
+    let filter = args
+        .instance
+        .as_ref()
+        .map_or_else(|| INSTANCE_EVENTS_ALL.to_string(), instance_events);
+    let mut commits = JournalReader::open(&js)
+        .await?
+        .follow(&filter, start)
+        .await?;
+    while let Some(next) = commits.next().await {
+        let (seq, at, commit) = next?;
+        for record in &commit.events {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"stream_sequence": seq, "instance_id": commit.aggregate_id, "event": record})
+                );
+            } else {
+                let line = record
+                    .decode()
+                    .map(|e| describe(&e))
+                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
+                println!(
+                    "{seq:>8} {} {:<24} {line}",
+                    at.format("%Y-%m-%d %H:%M:%S"),
+                    commit.aggregate_id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// The instance id.
+    instance_id: InstanceId,
+}
+
+pub async fn get(args: GetArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats).await?;
+    let summary: InstanceSummary = request(
+        &client,
+        API_GET,
+        serde_json::to_vec(&serde_json::json!({"instance_id": args.instance_id}))?,
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let client = connect(&args.nats).await?;
+    let reply: ListReply = request(&client, API_LIST, b"{}".to_vec()).await?;
+    for s in &reply.instances {
+        println!(
+            "{:<28} {:<12} {:<10} {:<12} {}",
+            s.instance_id,
+            s.state.name(),
+            s.provider.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+            s.provider_instance_id.as_deref().unwrap_or("-"),
+            s.hourly_price.map(|p| format!("{p}/h")).unwrap_or_default()
+        );
+    }
+    println!("{} live instance(s)", reply.instances.len());
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Argument parsing and dispatch. Each command family lives in its own file.
+
+mod bench;
+mod client;
+mod controller;
+mod demo;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tgp: rent GPUs across cloud marketplaces at the cheapest fitting price, keep them alive through
+/// spot interruptions, and account for every cent. Programs talk to tgp over NATS (see
+/// docs/events.md); these commands are the same calls for people.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller: journal, instance actors, command intake and the tgp.api service.
+    ///
+    /// Without --nats-url or NATS_URL it starts a private nats-server (from PATH, with the
+    /// repository's nats.conf and a temporary store) and says where it listens.
+    Run(controller::RunArgs),
+    /// Start everything on the simulated market and watch several instances live their lives.
+    Demo(controller::DemoArgs),
+    /// Launch an instance and follow it until it runs; prints how to connect.
+    Launch(client::LaunchArgs),
+    /// Terminate an instance (in any state) and wait until the provider confirms.
+    Terminate(client::TerminateArgs),
+    /// Print lifecycle events as they happen, or replay them from a sequence or a time.
+    Watch(client::WatchArgs),
+    /// Show one instance.
+    Get(client::GetArgs),
+    /// List the instances the controller manages.
+    List(client::ListArgs),
+    /// Benchmarks measured against raw NATS in the same run.
+    Bench(controller::BenchArgs),
+}
+
+/// Where the NATS server is.
+#[derive(Args, Clone)]
+pub struct NatsArgs {
+    /// NATS server URL, e.g. nats://127.0.0.1:4222.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+}
+
+/// Parses "15s", "500ms", "2m" or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl Cli {
+    /// Logs for the controller say what it does; client commands stay quiet unless asked.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Run(_) => "info",
+            _ => "warn",
+        }
+    }
+}
+
+/// Runs the chosen command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => controller::run(args),
+        Command::Demo(args) => controller::demo(args),
+        Command::Bench(args) => controller::bench(args),
+        Command::Launch(args) => client::block_on(client::launch(args)),
+        Command::Terminate(args) => client::block_on(client::terminate(args)),
+        Command::Watch(args) => client::block_on(client::watch(args)),
+        Command::Get(args) => client::block_on(client::get(args)),
+        Command::List(args) => client::block_on(client::list(args)),
+    }
+}

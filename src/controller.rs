@@ -1,0 +1,141 @@
+//! The controller, assembled: connect and check NATS, create or check the layout, open the
+//! journal, rebuild the instances, then serve the command stream, the `tgp.api` service and the
+//! simulated market's cue subject. `tgp run` and `tgp demo` are thin shells around this.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::Context;
+use futures::StreamExt;
+use serde::Deserialize;
+use tgp_actors::provider::Market;
+use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
+use tgp_events::api::ErrorReply;
+use tokio::task::JoinHandle;
+
+use crate::connect::{ConnectError, connect, jetstream};
+use crate::intake::SupervisorAddr;
+use crate::journal::{JetStreamJournal, layout};
+use crate::simulated::{SimulatedConfig, SimulatedProvider};
+
+/// Request subject that interrupts a simulated machine on cue (`{"provider_instance_id": "sim-3"}`).
+/// Served only by a controller running the simulated market.
+pub const SIM_INTERRUPT: &str = "tgp.sim.interrupt";
+
+/// Everything a controller needs to start.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// The NATS server.
+    pub nats_url: String,
+    /// Poll interval and retry delay.
+    pub supervisor: SupervisorConfig,
+    /// The simulated market (the only market until the real providers land).
+    pub simulated: SimulatedConfig,
+}
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// NATS unreachable, too old, or its layout wrong.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The layout could not be created or is wrong.
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    /// The journal could not be opened or replayed.
+    #[error("journal: {0}")]
+    Journal(#[from] cqrs_es::persist::PersistenceError),
+    /// The simulated market's state file could not be read.
+    #[error("simulated market state: {0}")]
+    Market(#[from] std::io::Error),
+}
+
+/// A running controller. Its tasks stop when it is dropped.
+pub struct Controller {
+    /// Routes commands to instance actors.
+    pub supervisor: SupervisorAddr,
+    /// The simulated market, for the demo's cues.
+    pub market: Arc<SimulatedProvider>,
+    /// The JetStream context, for readers in the same process.
+    pub js: Context,
+    /// The journal, for readers in the same process.
+    pub journal: JetStreamJournal,
+    /// Intake, API and cue tasks.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Deserialize)]
+struct InterruptRequest {
+    provider_instance_id: String,
+}
+
+impl Controller {
+    /// Starts everything. Must run inside an actix system.
+    pub async fn start(config: ControllerConfig) -> Result<Self, ControllerError> {
+        let client = connect(&config.nats_url, "tgp-controller").await?;
+        let js = jetstream(client.clone());
+        layout::ensure(&js).await?;
+        let journal = JetStreamJournal::open(js.clone()).await?;
+        let market = Arc::new(SimulatedProvider::new(config.simulated)?);
+        let supervisor = Supervisor::start(
+            journal.clone(),
+            Market::new(vec![market.clone()]),
+            config.supervisor,
+        )
+        .await?;
+        let mut tasks = Vec::new();
+        {
+            let (js, supervisor) = (js.clone(), supervisor.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::intake::run(js, supervisor).await {
+                    tracing::error!(error = %e, "command intake stopped");
+                }
+            }));
+        }
+        {
+            let (client, js, supervisor) = (client.clone(), js.clone(), supervisor.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::api::serve(client, js, supervisor).await {
+                    tracing::error!(error = %e, "tgp.api service stopped");
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(serve_cues(client, market.clone())));
+        tracing::info!(nats = %config.nats_url, "tgp controller running");
+        Ok(Controller {
+            supervisor,
+            market,
+            js,
+            journal,
+            tasks,
+        })
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve_cues(client: async_nats::Client, market: Arc<SimulatedProvider>) {
+    let mut requests = match client.subscribe(SIM_INTERRUPT).await {
+        Ok(s) => s,
+        Err(e) => return tracing::error!(error = %e, "cannot serve {SIM_INTERRUPT}"),
+    };
+    while let Some(request) = requests.next().await {
+        let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
+            Ok(req) => match market.interrupt(&req.provider_instance_id) {
+                Ok(()) => serde_json::json!({"interrupted": req.provider_instance_id}).to_string(),
+                Err(e) => serde_json::to_string(&ErrorReply::new("not_found", e.to_string()))
+                    .expect("serializes"),
+            },
+            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string()))
+                .expect("serializes"),
+        };
+        if let Some(to) = request.reply {
+            let _ = client.publish(to, reply.into()).await;
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The journal: cqrs-es's `PersistedEventRepository` over NATS JetStream.
+//!
+//! # Layout
+//! Stream `TGP_EVENTS` holds one subject per instance, `tgp.events.instance.<id>`. One message is
+//! one commit: the events of one decision in a [`Commit`] body, so a crash can never store half a
+//! decision. Headers name the aggregate, the first and last per-instance sequence, the event types
+//! and the schema version.
+//!
+//! # Guarantees of [`JetStreamJournal::persist`]
+//! - **Optimistic concurrency.** Each append states, in `Nats-Expected-Last-Subject-Sequence`, the
+//!   stream sequence of the last commit it saw on the instance's subject. A writer that is behind is
+//!   refused by the server and gets `PersistenceError::OptimisticLockError`, which cqrs-es maps to
+//!   `AggregateConflict`.
+//! - **Exactly once per write attempt.** Each append carries a fresh `Nats-Msg-Id`; a re-send of the
+//!   same append (after a lost ack) reuses it and is stored once. Two racing writers never share an
+//!   id, so de-duplication can never hide a conflict.
+//! - **Unknown outcomes are settled.** A publish that times out may still be stored (the client
+//!   buffers it across a reconnect). The journal re-sends the same message (same id, same expected
+//!   sequence) until the server answers: stored, a duplicate of ours, or a conflict; a conflict is
+//!   then checked against the subject's last message, which is ours if the first send landed.
+//!
+//! # Caveats
+//! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a
+//!   subject is read with Direct Get.
+//! - Snapshots live in the `tgp_snapshots` key-value bucket and are written here, by tgp, not by
+//!   cqrs-es's snapshot stores (which apply events twice in 0.5.0).
+
+pub mod layout;
+mod read;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::context::{Context, PublishErrorKind};
+use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
+use bytes::Bytes;
+use cqrs_es::Aggregate;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use serde::{Deserialize, Serialize};
+use tgp_events::events::{Commit, EventRecord, SCHEMA_VERSION};
+use tgp_events::subjects::{
+    HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE,
+    HEADER_MSG_ID, HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_ALL, INSTANCE_EVENTS_PREFIX,
+};
+
+pub use read::{JournalReader, StartAt, commit_events};
+
+/// How many times an append whose publish timed out is re-sent before its outcome is reported
+/// as unknown.
+const RESENDS_ON_TIMEOUT: usize = 5;
+
+/// Where an instance's subject stands: the stream sequence of its last commit and the
+/// per-instance sequence of that commit's last event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SubjectHead {
+    stream_sequence: u64,
+    last_event: u64,
+}
+
+/// The JetStream journal. Cheap to clone; clones share the connection and the head cache.
+#[derive(Clone)]
+pub struct JetStreamJournal {
+    /// For publishing appends.
+    js: Context,
+    /// `TGP_EVENTS`, for reads and Direct Get.
+    stream: Stream,
+    /// The snapshot bucket.
+    snapshots: Store,
+    /// Last known head of each subject this process wrote or read, saving a round trip per
+    /// append. A stale entry is harmless: the server refuses the append and the head is re-read.
+    heads: Arc<Mutex<HashMap<String, SubjectHead>>>,
+}
+
+/// A snapshot as stored in the bucket.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    aggregate: serde_json::Value,
+    current_sequence: usize,
+    current_snapshot: usize,
+}
+
+fn connection_error(e: impl std::error::Error + Send + Sync + 'static) -> PersistenceError {
+    PersistenceError::ConnectionError(Box::new(e))
+}
+
+fn unknown(message: String) -> PersistenceError {
+    PersistenceError::UnknownError(message.into())
+}
+
+impl JetStreamJournal {
+    /// Opens the journal; the streams and bucket must exist ([`layout::ensure`] creates them).
+    pub async fn open(js: Context) -> Result<Self, PersistenceError> {
+        let stream = js
+            .get_stream(tgp_events::subjects::EVENTS_STREAM)
+            .await
+            .map_err(connection_error)?;
+        let snapshots = js
+            .get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET)
+            .await
+            .map_err(connection_error)?;
+        Ok(JetStreamJournal {
+            js,
+            stream,
+            snapshots,
+            heads: Arc::default(),
+        })
+    }
+
+    /// A reader of the whole journal, for replays and `tgp watch`.
+    pub fn reader(&self) -> JournalReader {
+        JournalReader::new(self.stream.clone())
+    }
+
+    fn subject(aggregate_id: &str) -> String {
+        format!("{INSTANCE_EVENTS_PREFIX}.{aggregate_id}")
+    }
+
+    /// The subject's last commit, read from the server: its stream sequence, last event sequence
+    /// and message id.
+    async fn read_head(
+        &self,
+        subject: &str,
+    ) -> Result<Option<(SubjectHead, String)>, PersistenceError> {
+        match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(msg) => {
+                let last_event = msg
+                    .headers
+                    .get(HEADER_LAST_SEQUENCE)
+                    .and_then(|v| v.as_str().parse().ok())
+                    .ok_or_else(|| {
+                        unknown(format!(
+                            "{subject}: last commit lacks {HEADER_LAST_SEQUENCE}"
+                        ))
+                    })?;
+                let msg_id = msg
+                    .headers
+                    .get(HEADER_MSG_ID)
+                    .map(|v| v.as_str().to_string())
+                    .unwrap_or_default();
+                Ok(Some((
+                    SubjectHead {
+                        stream_sequence: msg.sequence,
+                        last_event,
+                    },
+                    msg_id,
+                )))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(connection_error(e)),
+        }
+    }
+
+    async fn head(&self, subject: &str) -> Result<SubjectHead, PersistenceError> {
+        if let Some(head) = self.heads.lock().expect("head cache").get(subject) {
+            return Ok(*head);
+        }
+        let head = self.read_head(subject).await?.map_or(
+            SubjectHead {
+                stream_sequence: 0,
+                last_event: 0,
+            },
+            |(h, _)| h,
+        );
+        self.remember(subject, head);
+        Ok(head)
+    }
+
+    fn remember(&self, subject: &str, head: SubjectHead) {
+        self.heads
+            .lock()
+            .expect("head cache")
+            .insert(subject.to_string(), head);
+    }
+
+    fn forget(&self, subject: &str) {
+        self.heads.lock().expect("head cache").remove(subject);
+    }
+
+    /// Appends one commit. See the module docs for the guarantees.
+    async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        let first = events
+            .first()
+            .ok_or_else(|| unknown("empty commit".into()))?;
+        let last = events.last().expect("non-empty");
+        let subject = Self::subject(&first.aggregate_id);
+        let head = self.head(&subject).await?;
+        if head.last_event + 1 != first.sequence as u64 {
+            // Our caller is behind the journal (or the cache is): either way, a conflict.
+            self.forget(&subject);
+            return Err(PersistenceError::OptimisticLockError);
+        }
+        let commit = Commit {
+            aggregate_type: first.aggregate_type.clone(),
+            aggregate_id: first
+                .aggregate_id
+                .parse()
+                .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
+            events: events.iter().map(to_record).collect::<Result<_, _>>()?,
+            metadata: match &first.metadata {
+                serde_json::Value::Object(map) => map.clone(),
+                _ => serde_json::Map::new(),
+            },
+        };
+        let body = Bytes::from(serde_json::to_vec(&commit)?);
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let message = || {
+            PublishMessage::build()
+                .payload(body.clone())
+                .message_id(&msg_id)
+                .expected_last_subject_sequence(head.stream_sequence)
+                .header(HEADER_AGGREGATE_ID, first.aggregate_id.as_str())
+                .header(HEADER_FIRST_SEQUENCE, first.sequence.to_string().as_str())
+                .header(HEADER_LAST_SEQUENCE, last.sequence.to_string().as_str())
+                .header(HEADER_EVENT_TYPES, types.join(",").as_str())
+                .header(HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string().as_str())
+        };
+        let mut timeouts = 0;
+        loop {
+            let sent = match self.js.send_publish(subject.clone(), message()).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(ack) => {
+                    if ack.duplicate && !self.is_ours(&subject, &msg_id).await? {
+                        self.forget(&subject);
+                        return Err(PersistenceError::OptimisticLockError);
+                    }
+                    self.remember(
+                        &subject,
+                        SubjectHead {
+                            stream_sequence: ack.sequence,
+                            last_event: last.sequence as u64,
+                        },
+                    );
+                    return Ok(());
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    self.forget(&subject);
+                    return if self.is_ours(&subject, &msg_id).await? {
+                        Ok(())
+                    } else {
+                        Err(PersistenceError::OptimisticLockError)
+                    };
+                }
+                Err(e)
+                    if e.kind() == PublishErrorKind::TimedOut && timeouts < RESENDS_ON_TIMEOUT =>
+                {
+                    timeouts += 1;
+                    tracing::warn!(%subject, attempt = timeouts, "journal append timed out; re-sending the same message");
+                    tokio::time::sleep(Duration::from_millis(200 * timeouts as u64)).await;
+                }
+                Err(e) => {
+                    self.forget(&subject);
+                    return Err(connection_error(e));
+                }
+            }
+        }
+    }
+
+    /// True when the subject's last commit is the one with `msg_id` (our append landed).
+    async fn is_ours(&self, subject: &str, msg_id: &str) -> Result<bool, PersistenceError> {
+        Ok(match self.read_head(subject).await? {
+            Some((head, id)) if id == msg_id => {
+                self.remember(subject, head);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn save_snapshot(
+        &self,
+        id: &str,
+        aggregate: serde_json::Value,
+        sequence: usize,
+        count: usize,
+    ) -> Result<(), PersistenceError> {
+        let body = serde_json::to_vec(&StoredSnapshot {
+            aggregate,
+            current_sequence: sequence,
+            current_snapshot: count,
+        })?;
+        self.snapshots
+            .put(id, body.into())
+            .await
+            .map_err(connection_error)?;
+        Ok(())
+    }
+}
+
+fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
+    Ok(EventRecord {
+        sequence: event.sequence as u64,
+        event_type: event.event_type.clone(),
+        version: event
+            .event_version
+            .parse()
+            .map_err(|_| unknown(format!("bad event version {}", event.event_version)))?,
+        data: event
+            .payload
+            .get("data")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
+impl PersistedEventRepository for JetStreamJournal {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.get_last_events::<A>(aggregate_id, 0).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        let subject = Self::subject(aggregate_id);
+        let commits = self.reader().subject_commits(&subject).await?;
+        let mut events = Vec::new();
+        for (stream_sequence, commit) in commits {
+            if let Some(last) = commit.events.last() {
+                self.remember(
+                    &subject,
+                    SubjectHead {
+                        stream_sequence,
+                        last_event: last.sequence,
+                    },
+                );
+            }
+            events.extend(
+                commit_events(&commit)?
+                    .into_iter()
+                    .filter(|e| e.sequence > last_sequence),
+            );
+        }
+        Ok(events)
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        let Some(bytes) = self
+            .snapshots
+            .get(aggregate_id)
+            .await
+            .map_err(connection_error)?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = serde_json::from_slice(&bytes)?;
+        Ok(Some(SerializedSnapshot {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: stored.aggregate,
+            current_sequence: stored.current_sequence,
+            current_snapshot: stored.current_snapshot,
+        }))
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        self.append(events).await?;
+        if let Some((id, aggregate, count)) = snapshot_update {
+            let sequence = events.last().map_or(0, |e| e.sequence);
+            // The commit is durable; a lost snapshot only costs a longer load later.
+            if let Err(e) = self.save_snapshot(&id, aggregate, sequence, count).await {
+                tracing::warn!(instance = %id, error = %e, "snapshot not written");
+            }
+        }
+        Ok(())
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        let events = self.get_events::<A>(aggregate_id).await?;
+        let (mut feed, stream) = ReplayStream::new(events.len().max(1));
+        for event in events {
+            feed.push(Ok(event)).await?;
+        }
+        Ok(stream)
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        let (mut feed, stream) = ReplayStream::new(4096);
+        let mut commits = self
+            .reader()
+            .commits(INSTANCE_EVENTS_ALL, StartAt::Beginning)
+            .await?;
+        tokio::spawn(async move {
+            while let Some(next) = commits.next().await {
+                let pushed = match next.and_then(|(_, _, commit)| commit_events(&commit)) {
+                    Ok(events) => {
+                        let mut ok = Ok(());
+                        for event in events {
+                            ok = feed.push(Ok(event)).await;
+                            if ok.is_err() {
+                                break;
+                            }
+                        }
+                        ok
+                    }
+                    Err(e) => feed.push(Err(e)).await,
+                };
+                if pushed.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(stream)
+    }
+}

@@ -1,0 +1,203 @@
+//! Reading the journal: one instance's commits, or every commit from a point, in stream order.
+//! Ordered consumers do the reading (one round trip per batch, not per message); a finite read
+//! stops at the message count pending when it started, so it never waits on an idle subject.
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::stream::Stream;
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use futures::StreamExt;
+use tgp_events::events::{Commit, SCHEMA_VERSION};
+
+/// Where a read of the journal starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first commit.
+    Beginning,
+    /// This stream sequence.
+    Sequence(u64),
+    /// The first commit stored at or after this time (the server seeks; no scan).
+    Time(DateTime<Utc>),
+    /// Only commits stored from now on.
+    New,
+}
+
+impl StartAt {
+    fn policy(self) -> Result<DeliverPolicy, PersistenceError> {
+        Ok(match self {
+            StartAt::Beginning => DeliverPolicy::All,
+            StartAt::Sequence(start_sequence) => DeliverPolicy::ByStartSequence { start_sequence },
+            StartAt::Time(t) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(
+                    t.timestamp_nanos_opt().unwrap_or_default(),
+                ))
+                .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
+            },
+            StartAt::New => DeliverPolicy::New,
+        })
+    }
+}
+
+/// Reads commits from `TGP_EVENTS`.
+#[derive(Clone)]
+pub struct JournalReader {
+    stream: Stream,
+}
+
+/// One commit as read: stream sequence, time stored, body.
+pub type ReadCommit = (u64, DateTime<Utc>, Commit);
+
+/// A read in progress.
+pub struct CommitStream {
+    /// `None` when the read is finite and already complete.
+    messages: Option<Ordered>,
+    /// Messages still to read in a finite read; `None` follows forever.
+    remaining: Option<u64>,
+}
+
+fn decode_error(what: String) -> PersistenceError {
+    PersistenceError::DeserializationError(what.into())
+}
+
+impl CommitStream {
+    /// The next commit, or `None` at the end of a finite read.
+    pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
+        if self.remaining == Some(0) {
+            return None;
+        }
+        let message = match self.messages.as_mut()?.next().await? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(PersistenceError::ConnectionError(Box::new(e)))),
+        };
+        if let Some(n) = self.remaining.as_mut() {
+            *n -= 1;
+        }
+        Some(decode_message(&message))
+    }
+}
+
+fn decode_message(
+    message: &async_nats::jetstream::Message,
+) -> Result<ReadCommit, PersistenceError> {
+    let info = message
+        .info()
+        .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+    let sequence = info.stream_sequence;
+    let at = DateTime::from_timestamp_nanos(
+        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default(),
+    );
+    let commit: Commit = serde_json::from_slice(&message.payload).map_err(|e| {
+        decode_error(format!(
+            "journal message {sequence} on {}: {e}",
+            message.subject
+        ))
+    })?;
+    Ok((sequence, at, commit))
+}
+
+impl JournalReader {
+    pub(crate) fn new(stream: Stream) -> Self {
+        JournalReader { stream }
+    }
+
+    /// A reader for a program that only reads (`tgp watch`, audits): needs only `TGP_EVENTS`.
+    pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, PersistenceError> {
+        let stream = js
+            .get_stream(tgp_events::subjects::EVENTS_STREAM)
+            .await
+            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        Ok(JournalReader { stream })
+    }
+
+    async fn read(
+        &self,
+        filter: &str,
+        start: StartAt,
+        follow: bool,
+    ) -> Result<CommitStream, PersistenceError> {
+        let consumer = self
+            .stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter.to_string(),
+                deliver_policy: start.policy()?,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        let pending = consumer.cached_info().num_pending;
+        if !follow && pending == 0 {
+            return Ok(CommitStream {
+                messages: None,
+                remaining: Some(0),
+            });
+        }
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        Ok(CommitStream {
+            messages: Some(messages),
+            remaining: (!follow).then_some(pending),
+        })
+    }
+
+    /// Every commit on subjects matching `filter` from `start` up to the moment the read began.
+    pub async fn commits(
+        &self,
+        filter: &str,
+        start: StartAt,
+    ) -> Result<CommitStream, PersistenceError> {
+        self.read(filter, start, false).await
+    }
+
+    /// Commits on subjects matching `filter` from `start`, then new ones as they are stored.
+    pub async fn follow(
+        &self,
+        filter: &str,
+        start: StartAt,
+    ) -> Result<CommitStream, PersistenceError> {
+        self.read(filter, start, true).await
+    }
+
+    /// All commits of one subject with their stream sequences.
+    pub async fn subject_commits(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(u64, Commit)>, PersistenceError> {
+        let mut read = self.commits(subject, StartAt::Beginning).await?;
+        let mut out = Vec::new();
+        while let Some(next) = read.next().await {
+            let (sequence, _, commit) = next?;
+            out.push((sequence, commit));
+        }
+        Ok(out)
+    }
+}
+
+/// A commit's events in cqrs-es's serialized form. An event written by a newer schema is refused
+/// with a message saying so, never guessed at.
+pub fn commit_events(commit: &Commit) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    let metadata = serde_json::Value::Object(commit.metadata.clone());
+    commit
+        .events
+        .iter()
+        .map(|record| {
+            if record.version > SCHEMA_VERSION {
+                return Err(decode_error(format!(
+                    "instance {} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
+                    commit.aggregate_id, record.sequence, record.event_type, record.version
+                )));
+            }
+            Ok(SerializedEvent::new(
+                commit.aggregate_id.to_string(),
+                record.sequence as usize,
+                commit.aggregate_type.clone(),
+                record.event_type.clone(),
+                record.version.to_string(),
+                serde_json::json!({"type": record.event_type, "data": record.data}),
+                metadata.clone(),
+            ))
+        })
+        .collect()
+}

