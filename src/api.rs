@@ -14,6 +14,7 @@ use tgp_events::subjects::{
     API_GET, API_LAUNCH, API_LIST, API_PREFIX, API_TERMINATE, SERVICE_NAME,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
+use tokio::task::JoinHandle;
 
 use crate::intake::{SupervisorAddr, dead_letter};
 
@@ -116,12 +117,13 @@ async fn list(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
     }
 }
 
-/// Runs the service until the connection ends.
-pub async fn serve(
+/// Registers the service and its endpoints, then answers requests on spawned tasks (returned
+/// so the caller decides their lifetime). Returns once every endpoint is subscribed.
+pub async fn start(
     client: async_nats::Client,
     js: Context,
     supervisor: SupervisorAddr,
-) -> Result<(), ApiError> {
+) -> Result<Vec<JoinHandle<()>>, ApiError> {
     let service = client
         .service_builder()
         .description("tgp: GPU instances across cloud marketplaces")
@@ -160,9 +162,10 @@ pub async fn serve(
             },
         )));
     }
-    for task in tasks {
-        let _ = task.await;
-    }
-    drop(service);
-    Ok(())
+    // The service's own discovery endpoints (`$SRV.PING.tgp`, ...) live as long as it does.
+    tasks.push(tokio::spawn(async move {
+        std::future::pending::<()>().await;
+        drop(service);
+    }));
+    Ok(tasks)
 }

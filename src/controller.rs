@@ -44,6 +44,15 @@ pub enum ControllerError {
     /// The journal could not be opened or replayed.
     #[error("journal: {0}")]
     Journal(#[from] cqrs_es::persist::PersistenceError),
+    /// The `tgp.api` service could not be registered.
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
+    /// The command intake could not bind its consumer.
+    #[error(transparent)]
+    Intake(#[from] crate::intake::IntakeError),
+    /// A subscription failed.
+    #[error("subscribing: {0}")]
+    Subscribe(String),
     /// The simulated market's state file could not be read.
     #[error("simulated market state: {0}")]
     Market(#[from] std::io::Error),
@@ -82,24 +91,13 @@ impl Controller {
             config.supervisor,
         )
         .await?;
-        let mut tasks = Vec::new();
-        {
-            let (js, supervisor) = (js.clone(), supervisor.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = crate::intake::run(js, supervisor).await {
-                    tracing::error!(error = %e, "command intake stopped");
-                }
-            }));
-        }
-        {
-            let (client, js, supervisor) = (client.clone(), js.clone(), supervisor.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = crate::api::serve(client, js, supervisor).await {
-                    tracing::error!(error = %e, "tgp.api service stopped");
-                }
-            }));
-        }
-        tasks.push(tokio::spawn(serve_cues(client, market.clone())));
+        let mut tasks = crate::api::start(client.clone(), js.clone(), supervisor.clone()).await?;
+        tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
+        let cues = client
+            .subscribe(SIM_INTERRUPT)
+            .await
+            .map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+        tasks.push(tokio::spawn(serve_cues(client, cues, market.clone())));
         tracing::info!(nats = %config.nats_url, "tgp controller running");
         Ok(Controller {
             supervisor,
@@ -119,11 +117,11 @@ impl Drop for Controller {
     }
 }
 
-async fn serve_cues(client: async_nats::Client, market: Arc<SimulatedProvider>) {
-    let mut requests = match client.subscribe(SIM_INTERRUPT).await {
-        Ok(s) => s,
-        Err(e) => return tracing::error!(error = %e, "cannot serve {SIM_INTERRUPT}"),
-    };
+async fn serve_cues(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    market: Arc<SimulatedProvider>,
+) {
     while let Some(request) = requests.next().await {
         let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
             Ok(req) => match market.interrupt(&req.provider_instance_id) {

@@ -27,6 +27,7 @@ use tgp_events::subjects::{
     LAUNCH_COMMAND, TERMINATE_COMMAND,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
+use tokio::task::JoinHandle;
 
 use crate::journal::JetStreamJournal;
 
@@ -171,8 +172,9 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
     }
 }
 
-/// Consumes `TGP_COMMANDS` until the connection ends.
-pub async fn run(js: Context, supervisor: SupervisorAddr) -> Result<(), IntakeError> {
+/// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task. Returns
+/// once the consumer is bound, so commands published from then on are seen.
+pub async fn start(js: Context, supervisor: SupervisorAddr) -> Result<JoinHandle<()>, IntakeError> {
     let stream = js
         .get_stream(COMMANDS_STREAM)
         .await
@@ -194,8 +196,8 @@ pub async fn run(js: Context, supervisor: SupervisorAddr) -> Result<(), IntakeEr
         .messages()
         .await
         .map_err(|e| IntakeError(e.to_string()))?;
-    messages
-        .for_each_concurrent(CONCURRENCY, |message| {
+    Ok(tokio::spawn(messages
+        .for_each_concurrent(CONCURRENCY, move |message| {
             let js = js.clone();
             let supervisor = supervisor.clone();
             async move {
@@ -228,6 +230,5 @@ pub async fn run(js: Context, supervisor: SupervisorAddr) -> Result<(), IntakeEr
                 }
             }
         })
-        .await;
-    Ok(())
+))
 }

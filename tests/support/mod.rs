@@ -1,0 +1,155 @@
+//! Shared test support: a real nats-server per test, the real `tgp` binary as the controller,
+//! and small helpers that talk to it over NATS the way any program would.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tgp::journal::{JournalReader, StartAt};
+use tgp::nats_server::NatsServer;
+use tgp::simulated::{SimState, SimulatedProvider};
+use tgp_events::InstanceId;
+use tgp_events::events::InstanceEvent;
+use tgp_events::subjects::instance_events;
+
+/// A nats-server for one test; a clear failure when it is not installed.
+pub fn nats() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `tgp run` process against `url`, on the simulated market with a state file in `dir`.
+pub struct ControllerProcess {
+    child: Child,
+    pub url: String,
+    pub sim_state: PathBuf,
+}
+
+impl ControllerProcess {
+    pub fn start(url: &str, dir: &std::path::Path) -> Self {
+        let sim_state = dir.join("simulated-market.json");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
+            .args([
+                "run",
+                "--nats-url",
+                url,
+                "--poll-interval",
+                "200ms",
+                "--sim-boot-time",
+                "300ms",
+            ])
+            .arg("--sim-state")
+            .arg(&sim_state)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the tgp binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("tgp run prints a line")
+            .expect("readable");
+        assert!(
+            first.contains("tgp controller running"),
+            "unexpected first line: {first}"
+        );
+        std::thread::spawn(move || for _ in lines {});
+        ControllerProcess {
+            child,
+            url: url.to_string(),
+            sim_state,
+        }
+    }
+
+    /// Kills the process the hard way (SIGKILL): no cleanup runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+
+    /// The simulated market as the controller left it on disk.
+    pub fn market(&self) -> SimState {
+        SimulatedProvider::read_state(&self.sim_state).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client connection and JetStream context.
+pub async fn client(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = tgp::connect::connect(url, "tgp-test")
+        .await
+        .expect("connects");
+    let js = tgp::connect::jetstream(client.clone());
+    (client, js)
+}
+
+/// A request with a JSON body; the JSON answer.
+pub async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .expect("answered within 10 s")
+    .expect("request delivered");
+    serde_json::from_slice(&reply.payload).expect("JSON reply")
+}
+
+/// Polls `tgp.api.get` until the instance reaches `state` (15 s at most).
+pub async fn wait_for_state(client: &async_nats::Client, id: &str, state: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = request(
+            client,
+            "tgp.api.get",
+            serde_json::json!({"instance_id": id}),
+        )
+        .await;
+        if last["state"] == state {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("instance {id} never reached {state}; last answer {last}")
+}
+
+/// Every event journaled for an instance, in order.
+pub async fn journaled(js: &async_nats::jetstream::Context, id: &str) -> Vec<InstanceEvent> {
+    let id: InstanceId = id.parse().expect("an instance id");
+    let reader = JournalReader::open(js).await.expect("journal exists");
+    let mut commits = reader
+        .commits(&instance_events(&id), StartAt::Beginning)
+        .await
+        .expect("readable");
+    let mut events = Vec::new();
+    while let Some(next) = commits.next().await {
+        let (_, _, commit) = next.expect("decodes");
+        events.extend(
+            commit
+                .events
+                .iter()
+                .map(|r| r.decode().expect("known event")),
+        );
+    }
+    events
+}
+
+/// The type names of a list of events.
+pub fn types(events: &[InstanceEvent]) -> Vec<&'static str> {
+    events.iter().map(InstanceEvent::type_name).collect()
+}
+
+/// A valid launch body.
+pub fn launch_body(gpu: &str, policy: &str) -> Value {
+    serde_json::json!({"gpu_type": gpu, "gpu_count": 1, "max_hourly_price": "3.00", "spot_policy": policy})
+}
