@@ -1,0 +1,253 @@
+//! The JetStream journal against a real server: optimistic concurrency between racing writers,
+//! one message per commit, de-duplication of a re-sent append, snapshots, and refusal of events
+//! from a newer schema.
+
+mod support;
+
+use async_nats::jetstream::message::PublishMessage;
+use cqrs_es::DomainEvent;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use support::*;
+use tgp::journal::{JetStreamJournal, layout};
+use tgp_actors::aggregate::{Instance, InstanceCommand};
+use tgp_actors::journal::{Loaded, SNAPSHOT_EVERY, load};
+use tgp_events::InstanceId;
+use tgp_events::events::InstanceEvent;
+use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
+
+async fn journal(url: &str) -> (JetStreamJournal, async_nats::jetstream::Context) {
+    let (_, js) = client(url).await;
+    layout::ensure(&js).await.expect("layout");
+    (
+        JetStreamJournal::open(js.clone()).await.expect("journal"),
+        js,
+    )
+}
+
+fn event(id: &str, sequence: usize, reason: &str) -> SerializedEvent {
+    let e = InstanceEvent::TerminationRequested {
+        reason: reason.into(),
+        at: chrono::Utc::now(),
+    };
+    SerializedEvent::new(
+        id.into(),
+        sequence,
+        "instance".into(),
+        e.event_type(),
+        e.event_version(),
+        serde_json::to_value(&e).unwrap(),
+        serde_json::json!({}),
+    )
+}
+
+async fn messages_on(js: &async_nats::jetstream::Context, id: &str) -> u64 {
+    let stream = js.get_stream("TGP_EVENTS").await.unwrap();
+    let info = stream
+        .info_with_subjects(format!("tgp.events.instance.{id}"))
+        .await
+        .unwrap();
+    let counts: std::collections::HashMap<String, usize> =
+        futures::StreamExt::collect::<Vec<_>>(info)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+    counts.values().sum::<usize>() as u64
+}
+
+#[tokio::test]
+async fn two_writers_racing_on_one_aggregate_store_one_append() {
+    let server = nats();
+    let (a, js) = journal(server.url()).await;
+    let (b, _) = journal(server.url()).await; // a second process: its own connection and caches
+
+    a.persist::<Instance>(&[event("race", 1, "first")], None)
+        .await
+        .unwrap();
+    b.get_events::<Instance>("race").await.unwrap(); // both now know sequence 1
+
+    let (from_a, from_b) = ([event("race", 2, "from a")], [event("race", 2, "from b")]);
+    let (ra, rb) = tokio::join!(
+        a.persist::<Instance>(&from_a, None),
+        b.persist::<Instance>(&from_b, None)
+    );
+    let outcomes = [&ra, &rb];
+    assert_eq!(
+        outcomes.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{ra:?} {rb:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| matches!(r, Err(PersistenceError::OptimisticLockError))),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(messages_on(&js, "race").await, 2);
+
+    // The loser, now behind, is refused again until it reloads.
+    let loser = if ra.is_err() { &a } else { &b };
+    let stale = loser
+        .persist::<Instance>(&[event("race", 2, "stale")], None)
+        .await;
+    assert!(matches!(stale, Err(PersistenceError::OptimisticLockError)));
+    let events = loser.get_events::<Instance>("race").await.unwrap();
+    assert_eq!(events.len(), 2);
+    loser
+        .persist::<Instance>(&[event("race", 3, "after reload")], None)
+        .await
+        .unwrap();
+    assert_eq!(messages_on(&js, "race").await, 3);
+}
+
+#[tokio::test]
+async fn the_events_of_one_command_are_one_message() {
+    let server = nats();
+    let (journal, js) = journal(server.url()).await;
+    let batch = [
+        event("batch", 1, "a"),
+        event("batch", 2, "b"),
+        event("batch", 3, "c"),
+    ];
+    journal.persist::<Instance>(&batch, None).await.unwrap();
+    assert_eq!(messages_on(&js, "batch").await, 1);
+    let read = journal.get_events::<Instance>("batch").await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(read, batch.to_vec());
+}
+
+#[tokio::test]
+async fn a_resent_append_is_stored_once() {
+    let server = nats();
+    let (_, js) = journal(server.url()).await;
+    // The same message id and expected sequence twice: what the journal does after a lost ack.
+    for _ in 0..2 {
+        let publish = PublishMessage::build()
+            .payload(r#"{"aggregate_type":"instance","aggregate_id":"dup","events":[]}"#.into())
+            .message_id("one-attempt")
+            .expected_last_subject_sequence(0)
+            .header(HEADER_LAST_SEQUENCE, "0");
+        let outcome = js
+            .send_publish("tgp.events.instance.dup", publish)
+            .await
+            .unwrap()
+            .await;
+        // 2.9 answers a duplicate ack; 2.11+ refuses with a wrong-last-sequence: both store once.
+        assert!(
+            outcome.is_ok()
+                || outcome.unwrap_err().kind()
+                    == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
+        );
+    }
+    assert_eq!(messages_on(&js, "dup").await, 1);
+}
+
+#[tokio::test]
+async fn snapshots_are_written_every_n_events_and_loads_use_them() {
+    let server = nats();
+    let (journal, _) = journal(server.url()).await;
+    let id: InstanceId = "snap".parse().unwrap();
+    let now = chrono::Utc::now;
+    let meta = serde_json::Value::Null;
+    let request = tgp_events::LaunchCommand::from_json(
+        br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"2","relaunch":{"max_attempts":50}}"#,
+    )
+    .unwrap();
+    let offer = tgp_events::events::OfferSummary {
+        provider: "simulated".parse().unwrap(),
+        offer_id: "o".into(),
+        gpu_type: tgp_events::GpuType::H100,
+        gpu_count: 1,
+        region: "us-east".parse().unwrap(),
+        hourly_price: "1".parse().unwrap(),
+        spot: false,
+    };
+    let mut loaded = Loaded::default();
+    loaded
+        .commit(
+            &journal,
+            &id,
+            InstanceCommand::RequestLaunch {
+                id: id.clone(),
+                request,
+                at: now(),
+            },
+            &meta,
+        )
+        .await
+        .unwrap();
+    // A long chain of failed attempts: three events a round, through the real commit path.
+    while loaded.version <= SNAPSHOT_EVERY {
+        let select = InstanceCommand::SelectOffer {
+            offer: offer.clone(),
+            bid: None,
+            reason: "r".into(),
+            candidates: vec![],
+            at: now(),
+        };
+        loaded.commit(&journal, &id, select, &meta).await.unwrap();
+        loaded
+            .commit(
+                &journal,
+                &id,
+                InstanceCommand::StartAttempt { at: now() },
+                &meta,
+            )
+            .await
+            .unwrap();
+        let attempt_id = loaded.instance.pending_attempt.clone().unwrap().0;
+        let failed = InstanceCommand::RecordLaunchFailed {
+            attempt_id,
+            class: tgp_events::events::FailureClass::Capacity,
+            message: "full".into(),
+            at: now(),
+        };
+        loaded.commit(&journal, &id, failed, &meta).await.unwrap();
+    }
+    let snapshot = journal
+        .get_snapshot::<Instance>("snap")
+        .await
+        .unwrap()
+        .expect("a snapshot past SNAPSHOT_EVERY events");
+    assert!(
+        snapshot.current_sequence >= SNAPSHOT_EVERY && snapshot.current_sequence <= loaded.version
+    );
+    let from_snapshot: Instance = serde_json::from_value(snapshot.aggregate).unwrap();
+    assert_eq!(
+        from_snapshot.attempts as usize,
+        (snapshot.current_sequence - 1) / 3
+    );
+    let reloaded = load(&journal, &id).await.unwrap();
+    assert_eq!(reloaded.version, loaded.version);
+    assert_eq!(
+        reloaded.instance, loaded.instance,
+        "snapshot + later events = the live state"
+    );
+}
+
+#[tokio::test]
+async fn an_event_from_a_newer_schema_is_refused_clearly() {
+    let server = nats();
+    let (journal, js) = journal(server.url()).await;
+    let body = serde_json::json!({
+        "aggregate_type": "instance", "aggregate_id": "future",
+        "events": [{"sequence": 1, "type": "LaunchRequested", "version": 99, "data": {}}]
+    });
+    let publish = PublishMessage::build()
+        .payload(body.to_string().into())
+        .header(HEADER_MSG_ID, "future-1")
+        .header(HEADER_LAST_SEQUENCE, "1");
+    js.send_publish("tgp.events.instance.future", publish)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let err = journal.get_events::<Instance>("future").await.unwrap_err();
+    assert!(
+        err.to_string().contains("schema version 99") && err.to_string().contains("upgrade"),
+        "{err}"
+    );
+}
