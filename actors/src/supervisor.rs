@@ -175,7 +175,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
         if self.live.is_empty() {
             return;
         }
-        for provider in self.shared.market.providers().iter().cloned() {
+        for provider in self.shared.market.providers().to_vec() {
             let fut = async move {
                 let taken_at = Utc::now();
                 let name = provider.info().name;
