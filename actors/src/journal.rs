@@ -128,21 +128,32 @@ pub async fn load<R: PersistedEventRepository>(
     Ok(loaded)
 }
 
+/// A journal that can hand over every instance event in journal order in one pass.
+///
+/// cqrs-es's `stream_all_events` moves each event through a JSON `Value` and a channel, which
+/// makes a start-up rebuild of 100,000 instances several times slower than reading the journal;
+/// an implementation of this trait decodes commits straight into events instead.
+pub trait ReplayAll {
+    /// Calls `each(instance, events)` for every commit (its events with their sequences), in
+    /// journal order.
+    fn replay_all(
+        &self,
+        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
+}
+
 /// Rebuilds every chain in one pass over the journal, in journal order.
-pub async fn load_all<R: PersistedEventRepository>(
+pub async fn load_all<R: ReplayAll>(
     repo: &R,
 ) -> Result<HashMap<InstanceId, Loaded>, PersistenceError> {
-    let mut stream = repo.stream_all_events::<Instance>().await?;
     let mut all: HashMap<InstanceId, Loaded> = HashMap::new();
-    while let Some(envelope) = stream.next::<Instance>(&[]).await {
-        let envelope = envelope?;
-        let id: InstanceId = envelope
-            .aggregate_id
-            .parse()
-            .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+    repo.replay_all(|id, events| {
         let loaded = all.entry(id).or_default();
-        loaded.instance.fold(envelope.payload);
-        loaded.version = envelope.sequence;
-    }
+        for (sequence, event) in events {
+            loaded.instance.fold(event);
+            loaded.version = sequence;
+        }
+    })
+    .await?;
     Ok(all)
 }

@@ -14,7 +14,7 @@ use tgp_events::{InstanceId, LaunchCommand};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::instance_actor::{Execute, Finished, GetSummary, InstanceActor, Observe, Shared};
-use crate::journal::{CommitError, Loaded, load, load_all};
+use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::provider::{Market, ProviderListing};
 
 /// How the supervisor and its actors behave.
@@ -129,7 +129,7 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     poll_interval: Duration,
 }
 
-impl<R: PersistedEventRepository + 'static> Supervisor<R> {
+impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
     /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
     /// one, and starts the supervisor. Must run inside an actix system.
     pub async fn start(
@@ -137,7 +137,9 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
         market: Market,
         config: SupervisorConfig,
     ) -> Result<Addr<Self>, PersistenceError> {
+        let started = std::time::Instant::now();
         let all = load_all(&repo).await?;
+        let loaded_in = started.elapsed();
         let ctx = Context::new();
         let shared = Arc::new(Shared {
             repo,
@@ -151,6 +153,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
             poll_interval: config.poll_interval,
         };
         let mut rebuilt = 0usize;
+        let all_count = all.len();
         for (id, loaded) in all {
             if loaded
                 .instance
@@ -161,10 +164,18 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 rebuilt += 1;
             }
         }
-        tracing::info!(rebuilt, "instances rebuilt from the journal");
+        tracing::info!(
+            chains = all_count,
+            rebuilt,
+            load_ms = loaded_in.as_millis() as u64,
+            spawn_ms = (started.elapsed() - loaded_in).as_millis() as u64,
+            "instances rebuilt from the journal"
+        );
         Ok(ctx.run(supervisor))
     }
+}
 
+impl<R: PersistedEventRepository + 'static> Supervisor<R> {
     fn spawn(&mut self, id: InstanceId, loaded: Loaded) -> Addr<InstanceActor<R>> {
         let addr = InstanceActor::new(id.clone(), loaded, self.shared.clone()).start();
         self.live.insert(id, addr.clone());

@@ -42,11 +42,13 @@ use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use serde::{Deserialize, Serialize};
+use tgp_actors::journal::ReplayAll;
 use tgp_events::events::{Commit, EventRecord, SCHEMA_VERSION};
 use tgp_events::subjects::{
     HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE,
     HEADER_MSG_ID, HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_ALL, INSTANCE_EVENTS_PREFIX,
 };
+use tgp_events::{InstanceEvent, InstanceId};
 
 pub use read::{JournalReader, StartAt, commit_events};
 
@@ -309,6 +311,15 @@ fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
             .cloned()
             .unwrap_or(serde_json::Value::Null),
     })
+}
+
+impl ReplayAll for JetStreamJournal {
+    async fn replay_all(
+        &self,
+        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+    ) -> Result<(), PersistenceError> {
+        self.reader().replay_instances(each).await
+    }
 }
 
 impl PersistedEventRepository for JetStreamJournal {

@@ -8,7 +8,10 @@ use async_nats::jetstream::stream::Stream;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use futures::StreamExt;
-use tgp_events::events::{Commit, SCHEMA_VERSION};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tgp_events::InstanceId;
+use tgp_events::events::{Commit, InstanceEvent, SCHEMA_VERSION};
 
 /// Where a read of the journal starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +175,83 @@ impl JournalReader {
             out.push((sequence, commit));
         }
         Ok(out)
+    }
+}
+
+/// A commit as the rebuild reads it: event data left as raw JSON text, decoded once, straight into
+/// the event type.
+#[derive(Deserialize)]
+struct RawCommit<'a> {
+    #[serde(borrow)]
+    aggregate_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    events: Vec<RawRecord<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawRecord<'a> {
+    sequence: u64,
+    #[serde(rename = "type", borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    version: u32,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+impl JournalReader {
+    /// Every instance event in journal order, decoded without intermediate JSON values.
+    pub async fn replay_instances(
+        &self,
+        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+    ) -> Result<(), PersistenceError> {
+        let mut read = self
+            .read(
+                tgp_events::subjects::INSTANCE_EVENTS_ALL,
+                StartAt::Beginning,
+                false,
+            )
+            .await?;
+        let mut text = String::new();
+        while read.remaining != Some(0) {
+            let Some(messages) = read.messages.as_mut() else {
+                break;
+            };
+            let Some(message) = messages.next().await else {
+                break;
+            };
+            let message = message.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+            if let Some(n) = read.remaining.as_mut() {
+                *n -= 1;
+            }
+            let commit: RawCommit = serde_json::from_slice(&message.payload).map_err(|e| {
+                decode_error(format!("journal message on {}: {e}", message.subject))
+            })?;
+            let id: InstanceId = commit
+                .aggregate_id
+                .parse()
+                .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+            let mut events = Vec::with_capacity(commit.events.len());
+            for record in commit.events {
+                if record.version > SCHEMA_VERSION {
+                    return Err(decode_error(format!(
+                        "instance {id} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
+                        record.sequence, record.event_type, record.version
+                    )));
+                }
+                text.clear();
+                text.push_str(r#"{"type":""#);
+                text.push_str(&record.event_type);
+                text.push_str(r#"","data":"#);
+                text.push_str(record.data.get());
+                text.push('}');
+                let event: InstanceEvent = serde_json::from_str(&text).map_err(|e| {
+                    decode_error(format!("instance {id} event {}: {e}", record.sequence))
+                })?;
+                events.push((record.sequence as usize, event));
+            }
+            each(id, events);
+        }
+        Ok(())
     }
 }
 
