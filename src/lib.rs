@@ -17,8 +17,10 @@
 pub mod api;
 pub mod connect;
 pub mod controller;
+pub mod fakes;
 pub mod intake;
 pub mod journal;
 pub mod nats_server;
+pub mod providers;
 pub mod render;
 pub mod simulated;

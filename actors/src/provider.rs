@@ -214,27 +214,44 @@ pub struct RateLimits {
 
 /// A failed provider call, in the one taxonomy all providers share.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{provider}: {class:?}: {message}")]
+#[error("{provider}: {class:?}: {message}{}", code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
 pub struct ProviderError {
     /// Which provider.
     pub provider: ProviderName,
     /// The class, which decides retries and failover.
     pub class: FailureClass,
-    /// The provider's own message (and code, when it gives one).
+    /// The provider's own message, or what went wrong talking to it.
     pub message: String,
+    /// The provider's own error code, when it gives one.
+    pub code: Option<String>,
     /// Seconds to wait, from a `Retry-After` header.
     pub retry_after_seconds: Option<u64>,
 }
 
 impl ProviderError {
-    /// Builds an error without a retry hint.
+    /// Builds an error without a code or retry hint.
     pub fn new(provider: &ProviderName, class: FailureClass, message: impl Into<String>) -> Self {
         ProviderError {
             provider: provider.clone(),
             class,
             message: message.into(),
+            code: None,
             retry_after_seconds: None,
         }
+    }
+
+    /// The same error with the provider's own code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// True for errors a retry may cure: rate limits and outages.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.class,
+            FailureClass::RateLimited | FailureClass::ProviderOutage
+        )
     }
 }
 

@@ -1,0 +1,1 @@
+//! lambda fake server: see src/fakes/mod.rs (being written).

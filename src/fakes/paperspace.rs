@@ -1,0 +1,1 @@
+//! paperspace fake server: see src/fakes/mod.rs (being written).

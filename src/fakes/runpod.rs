@@ -1,0 +1,1 @@
+//! runpod fake server: see src/fakes/mod.rs (being written).

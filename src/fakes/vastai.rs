@@ -1,0 +1,1 @@
+//! vastai fake server: see src/fakes/mod.rs (being written).

@@ -1,0 +1,1 @@
+//! lambda: see src/providers/mod.rs (being written).

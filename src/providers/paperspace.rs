@@ -1,0 +1,1 @@
+//! paperspace: see src/providers/mod.rs (being written).

@@ -1,0 +1,1 @@
+//! runpod: see src/providers/mod.rs (being written).

@@ -1,0 +1,1 @@
+//! vastai: see src/providers/mod.rs (being written).
