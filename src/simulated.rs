@@ -120,10 +120,10 @@ fn offer_table(seed: u64, provider: &ProviderName) -> Vec<Offer> {
                 offers.push(Offer {
                     id: format!("{}-{}-{count}x", gpu.name().to_lowercase(), region),
                     provider: provider.clone(),
-                    gpu_type: gpu,
+                    gpu_type: Some(gpu),
                     provider_gpu_name: name.to_string(),
                     gpu_count: count,
-                    region: region.parse().expect("standard region"),
+                    region: Some(region.parse().expect("standard region")),
                     provider_region: provider_region.to_string(),
                     on_demand_price: Some(Money::from_cents(per_gpu * i64::from(count))),
                     spot_price: Some(Money::from_cents(spot_per_gpu * i64::from(count))),
@@ -250,9 +250,13 @@ impl SimulatedProvider {
             (Some(_), None) => true,
             (None, _) => false,
         };
-        filter.gpu_type.is_none_or(|g| g == offer.gpu_type)
+        filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
             && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-            && (filter.regions.is_empty() || filter.regions.contains(&offer.region))
+            && (filter.regions.is_empty()
+                || offer
+                    .region
+                    .as_ref()
+                    .is_some_and(|r| filter.regions.contains(r)))
             && match filter.spot {
                 Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
                 Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
@@ -282,14 +286,14 @@ impl ProviderClient for SimulatedProvider {
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
         self.offers
             .iter()
-            .find(|o| o.gpu_type == gpu)
+            .find(|o| o.gpu_type == Some(gpu))
             .map(|o| o.provider_gpu_name.clone())
     }
 
     fn translate_region(&self, region: &Region) -> Option<String> {
         self.offers
             .iter()
-            .find(|o| &o.region == region)
+            .find(|o| o.region.as_ref() == Some(region))
             .map(|o| o.provider_region.clone())
     }
 
@@ -311,10 +315,9 @@ impl ProviderClient for SimulatedProvider {
         gpu: GpuType,
         region: &Region,
     ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let matching = self
-            .offers
-            .iter()
-            .filter(|o| o.gpu_type == gpu && &o.region == region && o.gpu_count == 1);
+        let matching = self.offers.iter().filter(|o| {
+            o.gpu_type == Some(gpu) && o.region.as_ref() == Some(region) && o.gpu_count == 1
+        });
         let on_demand = matching.clone().filter_map(|o| o.on_demand_price).min();
         let spot = matching.filter_map(|o| o.spot_price).min();
         Ok((on_demand, spot))

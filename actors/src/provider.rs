@@ -20,14 +20,15 @@ pub struct Offer {
     pub id: String,
     /// Which provider.
     pub provider: ProviderName,
-    /// Standard GPU type.
-    pub gpu_type: GpuType,
+    /// Standard GPU type; `None` when the provider's name has no translation yet (the offer is
+    /// kept and shown, marked, but never selected).
+    pub gpu_type: Option<GpuType>,
     /// The provider's own GPU name.
     pub provider_gpu_name: String,
     /// GPUs in the machine.
     pub gpu_count: u32,
-    /// Standard region.
-    pub region: Region,
+    /// Standard region; `None` when the provider's name has no translation yet (kept, marked).
+    pub region: Option<Region>,
     /// The provider's own region name.
     pub provider_region: String,
     /// Hourly price of the whole machine on demand, when offered on demand.
@@ -45,7 +46,8 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// The offer as one purchasable option: spot or on demand, with its price.
+    /// The offer as one purchasable option: spot or on demand, with its price. `None` when it is
+    /// not sold that way, or its GPU or region has no standard name.
     pub fn summary(&self, spot: bool) -> Option<OfferSummary> {
         let price = if spot {
             self.spot_price
@@ -55,9 +57,9 @@ impl Offer {
         Some(OfferSummary {
             provider: self.provider.clone(),
             offer_id: self.id.clone(),
-            gpu_type: self.gpu_type,
+            gpu_type: self.gpu_type?,
             gpu_count: self.gpu_count,
-            region: self.region.clone(),
+            region: self.region.clone()?,
             hourly_price: price,
             spot,
         })

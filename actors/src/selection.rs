@@ -52,18 +52,18 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
             let Some(summary) = offer.summary(spot) else {
                 continue;
             };
-            let verdict = if offer.gpu_type != request.gpu_type {
+            let verdict = if summary.gpu_type != request.gpu_type {
                 Some(format!(
                     "GPU is {}, not {}",
-                    offer.gpu_type, request.gpu_type
+                    summary.gpu_type, request.gpu_type
                 ))
             } else if offer.gpu_count != request.gpu_count {
                 Some(format!(
                     "has {} GPUs, {} asked",
                     offer.gpu_count, request.gpu_count
                 ))
-            } else if !request.regions.is_empty() && !request.regions.contains(&offer.region) {
-                Some(format!("region {} not asked for", offer.region))
+            } else if !request.regions.is_empty() && !request.regions.contains(&summary.region) {
+                Some(format!("region {} not asked for", summary.region))
             } else if spot && request.spot_policy == SpotPolicy::OnDemandOnly {
                 Some("spot not allowed (on-demand-only)".to_string())
             } else if !spot && request.spot_policy == SpotPolicy::SpotOnly {
@@ -169,10 +169,10 @@ mod tests {
         Offer {
             id: id.into(),
             provider: "simulated".parse().unwrap(),
-            gpu_type: GpuType::H100,
+            gpu_type: Some(GpuType::H100),
             provider_gpu_name: "H100 SXM".into(),
             gpu_count: 1,
-            region: "us-east".parse().unwrap(),
+            region: Some("us-east".parse().unwrap()),
             provider_region: "us-east-1".into(),
             on_demand_price: Some(on_demand.parse().unwrap()),
             spot_price: spot.map(|s| s.parse().unwrap()),
