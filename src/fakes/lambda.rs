@@ -1,1 +1,0 @@
-//! lambda fake server: see src/fakes/mod.rs (being written).

@@ -1,1 +1,0 @@
-//! paperspace fake server: see src/fakes/mod.rs (being written).

@@ -1,1 +1,0 @@
-//! runpod fake server: see src/fakes/mod.rs (being written).

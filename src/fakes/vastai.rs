@@ -1,1 +1,0 @@
-//! vastai fake server: see src/fakes/mod.rs (being written).

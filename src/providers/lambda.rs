@@ -1,1 +1,0 @@
-//! lambda: see src/providers/mod.rs (being written).

@@ -1,0 +1,305 @@
+//! The Lambda Cloud client: `ProviderClient` over Lambda's REST API v1 (`<host>/api/v1/...`,
+//! Bearer key; wire format in `shared/providers/lambda.md`).
+//!
+//! Lambda rents whole VMs by instance type at one price in integer cents per hour, the same in
+//! every region; availability is the list of regions with capacity. There is no spot tier, so
+//! every offer is on demand. A launch needs one registered SSH key *name*: the `ssh_key_name`
+//! option, or the launch's public key registered under a name derived from it.
+//!
+//! Options (`[lambda] options` in the configuration): `ssh_key_name` (a key already registered
+//! at Lambda), `launch_interval_ms` (spacing between launch calls; default 12000, Lambda's
+//! documented one launch per 12 s).
+
+mod launch;
+mod ops;
+mod tables;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use tgp_actors::provider::{
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
+    ProviderInfo, ProviderInstance, RateLimits,
+};
+use tgp_events::events::{Connection, FailureClass};
+use tgp_events::{
+    AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy,
+};
+use tokio::time::Instant;
+
+use super::api_change::{ApiChangeKind, ApiChangeReporter};
+use super::config::ProviderSettings;
+use super::http::ProviderHttp;
+pub use launch::{ATTEMPT_TAG, offer_id, parse_offer_id, ssh_key_name};
+use wire::{Envelope, Instance, InstanceTypeEntry, LaunchAnswer, LaunchBody, SshKey, Tag};
+
+/// Lambda's path prefix under the host root.
+const API: &str = "/api/v1";
+/// Lambda's documented launch limit: one launch per 12 seconds.
+const DEFAULT_LAUNCH_INTERVAL: Duration = Duration::from_secs(12);
+
+/// How Lambda bills: by the hourly price in one-minute increments, no minimum documented.
+pub const BILLING: BillingGranularity = BillingGranularity {
+    unit: BillingUnit::Minute,
+    minimum_seconds: 0,
+};
+
+/// The Lambda Cloud client. One per account; cheap to share behind an `Arc`.
+pub struct LambdaClient {
+    http: ProviderHttp,
+    name: ProviderName,
+    /// A key already registered at Lambda, from the `ssh_key_name` option.
+    ssh_key_name: Option<String>,
+    /// Spacing between launch calls (Lambda allows one per 12 s).
+    launch_interval: Duration,
+    /// When the next launch call may go out.
+    next_launch: Mutex<Option<Instant>>,
+}
+
+impl LambdaClient {
+    /// A client for the account in `settings` (`url` is the host root, e.g.
+    /// `https://cloud.lambda.ai`). Fails without a key or with an option it cannot read.
+    pub fn from_settings(
+        settings: &ProviderSettings,
+        reporter: ApiChangeReporter,
+    ) -> Result<Self, ProviderError> {
+        let name: ProviderName = "lambda".parse().expect("a valid provider name");
+        let key = settings.key.clone().ok_or_else(|| {
+            ProviderError::new(
+                &name,
+                FailureClass::Auth,
+                "no API key (set LAMBDA_API_KEY or api_key_file)",
+            )
+        })?;
+        let launch_interval = match settings.options.get("launch_interval_ms") {
+            None => DEFAULT_LAUNCH_INTERVAL,
+            Some(v) => Duration::from_millis(v.trim().parse().map_err(|_| {
+                ProviderError::new(
+                    &name,
+                    FailureClass::InvalidRequest,
+                    format!("option launch_interval_ms = {v:?} is not a number of milliseconds"),
+                )
+            })?),
+        };
+        let ssh_key_name = settings
+            .options
+            .get("ssh_key_name")
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        Ok(LambdaClient {
+            http: ProviderHttp::new(
+                name.clone(),
+                &settings.url,
+                key,
+                reporter,
+                wire::parse_error,
+            ),
+            name,
+            ssh_key_name,
+            launch_interval,
+            next_launch: Mutex::new(None),
+        })
+    }
+
+    fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(&self.name, class, message)
+    }
+
+    /// Lambda answers "no capacity" and "not found" as 400: its own code decides the class.
+    /// A rate limit stays a rate limit whatever the code.
+    fn reclass(mut e: ProviderError) -> ProviderError {
+        if e.class != FailureClass::RateLimited
+            && let Some(class) = e.code.as_deref().and_then(wire::class_for_code)
+        {
+            e.class = class;
+        }
+        e
+    }
+
+    /// One call answering `{"data": T}`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ProviderError> {
+        let endpoint = format!("{method} {API}{path}");
+        let mut request = self.http.request(method, &format!("{API}{path}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.http
+            .json::<Envelope<T>>(&endpoint, request)
+            .await
+            .map(|e| e.data)
+            .map_err(Self::reclass)
+    }
+
+    fn checked_id<'a>(&self, id: &'a str) -> Result<&'a str, ProviderError> {
+        let ok = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then_some(id).ok_or_else(|| {
+            self.error(
+                FailureClass::InvalidRequest,
+                format!("{id:?} is not a Lambda instance id"),
+            )
+        })
+    }
+
+    async fn instance_types(&self) -> Result<BTreeMap<String, InstanceTypeEntry>, ProviderError> {
+        self.call(Method::GET, "/instance-types", None).await
+    }
+
+    /// Offers from an `/instance-types` answer: one per (GPU type, region with capacity). CPU
+    /// types are not GPU offers and are left out; sold-out types have no region to offer.
+    fn offers(&self, types: &BTreeMap<String, InstanceTypeEntry>) -> Vec<Offer> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for entry in types.values() {
+            let t = &entry.instance_type;
+            if t.specs.gpus == 0 {
+                continue;
+            }
+            for region in &entry.regions_with_capacity_available {
+                out.push(Offer {
+                    id: offer_id(&t.name, &region.name),
+                    provider: self.name.clone(),
+                    gpu_type: tables::gpu_type(&t.name, &t.gpu_description),
+                    provider_gpu_name: if t.gpu_description.is_empty() {
+                        t.name.clone()
+                    } else {
+                        t.gpu_description.clone()
+                    },
+                    gpu_count: t.specs.gpus,
+                    region: tables::region(&region.name),
+                    provider_region: region.name.clone(),
+                    on_demand_price: Some(Money::from_cents(t.price_cents_per_hour)),
+                    spot_price: None,
+                    reliability: None,
+                    // Lambda gives no quantity: listed means at least one can launch now.
+                    available: 1,
+                    billing: BILLING,
+                    observed_at: now,
+                });
+            }
+        }
+        out
+    }
+
+    fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
+        let price_ok = match (offer.on_demand_price, filter.max_machine_price) {
+            (Some(p), Some(max)) => p <= max,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
+            && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
+            && (filter.regions.is_empty()
+                || offer
+                    .region
+                    .as_ref()
+                    .is_some_and(|r| filter.regions.contains(r)))
+            && filter.spot != Some(SpotPolicy::SpotOnly)
+            && price_ok
+    }
+
+    /// Maps one instance; an unknown status is reported and treated as Starting (see
+    /// [`tables::status`]): the machine is listed, so it most likely exists and bills, and
+    /// Starting makes tgp neither relaunch (double billing) nor forget it, while a person looks.
+    fn instance(&self, endpoint: &str, i: Instance) -> ProviderInstance {
+        let status = tables::status(&i.status).unwrap_or_else(|| {
+            self.http
+                .report(endpoint, ApiChangeKind::UnknownStatus(i.status.clone()));
+            MachineStatus::Starting
+        });
+        let tag = i
+            .tags
+            .iter()
+            .flatten()
+            .find(|t| t.key == ATTEMPT_TAG)
+            .map(|t| t.value.clone());
+        let label = i
+            .name
+            .clone()
+            .into_iter()
+            .chain(tag)
+            .find(|l| AttemptId::from_label(l).is_some());
+        let connection = match i.ip.filter(|ip| !ip.is_empty()) {
+            Some(ip) => Connection {
+                public_ip: Some(ip.clone()),
+                ssh_host: Some(ip),
+                ssh_port: Some(22),
+                ssh_user: Some("ubuntu".into()),
+            },
+            None => Connection::default(),
+        };
+        ProviderInstance {
+            id: i.id,
+            label,
+            status,
+            raw_status: i.status,
+            connection,
+            hourly_price: Some(Money::from_cents(i.instance_type.price_cents_per_hour)),
+            billing: Some(BILLING),
+        }
+    }
+
+    /// The key name to launch with: the configured one, or the launch's public key registered
+    /// under its derived name (looked up first, so it is registered once).
+    async fn ssh_key(&self, public_key: Option<&str>) -> Result<String, ProviderError> {
+        if let Some(name) = &self.ssh_key_name {
+            return Ok(name.clone());
+        }
+        let (public_key, name) = public_key
+            .and_then(|k| Some((k.trim(), ssh_key_name(k)?)))
+            .ok_or_else(|| self.no_ssh_key())?;
+        let keys: Vec<SshKey> = self.call(Method::GET, "/ssh-keys", None).await?;
+        let same = |k: &str| {
+            k.split_whitespace()
+                .take(2)
+                .eq(public_key.split_whitespace().take(2))
+        };
+        if let Some(existing) = keys.iter().find(|k| k.name == name) {
+            return match existing.public_key.as_deref() {
+                Some(k) if !same(k) => Err(self.error(
+                    FailureClass::InvalidRequest,
+                    format!("the SSH key {name} at Lambda holds a different public key"),
+                )),
+                _ => Ok(name),
+            };
+        }
+        let body = serde_json::json!({"name": name, "public_key": public_key});
+        let added: SshKey = self.call(Method::POST, "/ssh-keys", Some(body)).await?;
+        Ok(added.name)
+    }
+
+    fn no_ssh_key(&self) -> ProviderError {
+        self.error(
+            FailureClass::InvalidRequest,
+            "Lambda needs an SSH key to launch: set the lambda option ssh_key_name to a key \
+             registered at Lambda, or give the launch an OpenSSH public key",
+        )
+    }
+
+    /// Waits for the launch slot (one launch call per `launch_interval`).
+    async fn launch_slot(&self) {
+        let wait_until = {
+            let Ok(mut next) = self.next_launch.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let slot = next.filter(|t| *t > now).unwrap_or(now);
+            *next = Some(slot + self.launch_interval);
+            slot
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+}

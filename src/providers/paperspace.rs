@@ -1,1 +1,0 @@
-//! paperspace: see src/providers/mod.rs (being written).

@@ -1,0 +1,372 @@
+//! [`PaperspaceClient`]: every `ProviderClient` operation as real HTTP against the v1 API.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::Method;
+use tgp_actors::provider::{
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
+    ProviderInfo, ProviderInstance, RateLimits,
+};
+use tgp_events::events::{Connection, FailureClass};
+use tgp_events::{
+    AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy,
+};
+
+use super::launch;
+use super::prices::PriceTable;
+use super::wire::{self, Availability, Machine, Page};
+use crate::providers::api_change::{ApiChangeKind, ApiChangeReporter};
+use crate::providers::config::ProviderSettings;
+use crate::providers::http::ProviderHttp;
+
+/// Items asked per list page (the API's maximum).
+pub const PAGE_LIMIT: u32 = 120;
+/// A listing longer than this many pages is a provider loop, not an account.
+const MAX_PAGES: usize = 1000;
+/// How Paperspace bills utilisation: by the hour. Per-second metering is claimed only by a third
+/// party (unconfirmed), so tgp assumes started hours, the costlier reading. Monthly storage and
+/// access fees are not part of the hourly price.
+pub const BILLING: BillingGranularity = BillingGranularity {
+    unit: BillingUnit::Hour,
+    minimum_seconds: 0,
+};
+
+pub(super) const EP_AVAILABILITY: &str = "GET /v1/machine-availability";
+pub(super) const EP_CREATE: &str = "POST /v1/machines";
+pub(super) const EP_LIST: &str = "GET /v1/machines";
+pub(super) const EP_GET: &str = "GET /v1/machines/{id}";
+pub(super) const EP_DELETE: &str = "DELETE /v1/machines/{id}";
+pub(super) const EP_TEMPLATES: &str = "GET /v1/os-templates";
+pub(super) const EP_SCRIPTS: &str = "GET /v1/startup-scripts";
+pub(super) const EP_SCRIPT_CREATE: &str = "POST /v1/startup-scripts";
+pub(super) const EP_SCRIPT_DELETE: &str = "DELETE /v1/startup-scripts/{id}";
+
+/// The Paperspace client. Paperspace has no preemptible machines and no price API: offers are on
+/// demand only, priced from the dated table in [`super::prices`].
+pub struct PaperspaceClient {
+    pub(super) http: ProviderHttp,
+    pub(super) name: ProviderName,
+    pub(super) prices: PriceTable,
+    pub(super) template_id: Option<String>,
+    pub(super) disk_size: u32,
+}
+
+impl PaperspaceClient {
+    /// Builds the client from its settings (host root, key, options `template_id`,
+    /// `price_table`, `disk_size`); refuses a missing key or a bad price table or option.
+    pub fn from_settings(
+        settings: &ProviderSettings,
+        reporter: ApiChangeReporter,
+    ) -> Result<Self, ProviderError> {
+        // A constant, not a provider answer: it always parses.
+        let name: ProviderName = "paperspace".parse().expect("a valid provider name");
+        let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
+        let key = settings.key.clone().ok_or_else(|| {
+            ProviderError::new(
+                &name,
+                FailureClass::Auth,
+                "no API key (set PAPERSPACE_API_KEY)",
+            )
+        })?;
+        let prices = PriceTable::load(settings.options.get("price_table").map(Path::new))
+            .map_err(|e| invalid(e.to_string()))?;
+        let disk_size = match settings.options.get("disk_size") {
+            None => 100,
+            Some(text) => text
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|gb| (50..=2000).contains(gb))
+                .ok_or_else(|| invalid(format!("option disk_size {text:?}: GB from 50 to 2000")))?,
+        };
+        let template_id = settings
+            .options
+            .get("template_id")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
+        let base = format!("{}/v1", settings.url.trim_end_matches('/'));
+        let http = ProviderHttp::new(name.clone(), &base, key, reporter, wire::parse_error_body);
+        Ok(PaperspaceClient {
+            http,
+            name,
+            prices,
+            template_id,
+            disk_size,
+        })
+    }
+
+    /// The price table in use (its `as_of` date is what offers state).
+    pub fn price_table(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// The offer id for a machine type in a region: `<type>/<region code>/prices-<as_of>`, so the
+    /// price table's date is visible wherever the offer is shown.
+    pub fn offer_id(&self, machine_type: &str, api_region: &str) -> String {
+        format!(
+            "{machine_type}/{}/prices-{}",
+            wire::short_from_api(api_region),
+            self.prices.as_of
+        )
+    }
+
+    /// Decodes one machine (the answer of `GET /machines/{id}`), as `status` does.
+    pub fn parse_machine(&self, body: &[u8]) -> Result<ProviderInstance, ProviderError> {
+        let machine: Machine = self.http.decode(EP_GET, body)?;
+        Ok(self.instance(EP_GET, machine))
+    }
+
+    /// Decodes one page of `GET /machines`: the machines and the next cursor.
+    pub fn parse_machine_page(
+        &self,
+        body: &[u8],
+    ) -> Result<(Vec<ProviderInstance>, Option<String>), ProviderError> {
+        let page: Page<Machine> = self.http.decode(EP_LIST, body)?;
+        let next = page.has_more.then_some(page.next_page).flatten();
+        let machines = page
+            .items
+            .into_iter()
+            .map(|m| self.instance(EP_LIST, m))
+            .collect();
+        Ok((machines, next))
+    }
+
+    pub(super) fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
+        ProviderError::new(&self.name, class, message)
+    }
+
+    fn instance(&self, endpoint: &str, m: Machine) -> ProviderInstance {
+        let status = if m.dt_deleted.is_some() {
+            MachineStatus::Terminated
+        } else {
+            wire::map_state(&m.state).unwrap_or_else(|| {
+                // Unknown states are watched as starting: a new value is most likely another
+                // transition (like `upgrading`), and calling it terminated would let tgp forget a
+                // machine that may still bill.
+                self.http
+                    .report(endpoint, ApiChangeKind::UnknownStatus(m.state.clone()));
+                MachineStatus::Starting
+            })
+        };
+        let connection = match (&status, &m.public_ip) {
+            (MachineStatus::Running, Some(ip)) => Connection {
+                public_ip: Some(ip.clone()),
+                ssh_host: Some(ip.clone()),
+                ssh_port: Some(22),
+                ssh_user: Some(launch::SSH_USER.to_string()),
+            },
+            _ => Connection::default(),
+        };
+        ProviderInstance {
+            label: AttemptId::from_label(&m.name).map(|_| m.name.clone()),
+            hourly_price: self.prices.hourly(&m.machine_type),
+            billing: Some(BILLING),
+            raw_status: m.state,
+            status,
+            connection,
+            id: m.id,
+        }
+    }
+
+    pub(super) fn check_id(&self, id: &str) -> Result<(), ProviderError> {
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            Ok(())
+        } else {
+            Err(self.error(
+                FailureClass::InvalidRequest,
+                format!("{id:?} is not a Paperspace id"),
+            ))
+        }
+    }
+
+    pub(super) async fn available(
+        &self,
+        machine_type: &str,
+        api_region: &str,
+    ) -> Result<bool, ProviderError> {
+        let request = self
+            .http
+            .request(Method::GET, "/machine-availability")
+            .query(&[("machineType", machine_type), ("region", api_region)]);
+        let answer: Availability = self.http.json(EP_AVAILABILITY, request).await?;
+        Ok(answer.available)
+    }
+
+    /// Every page of a list endpoint, one call per page.
+    pub(super) async fn list_all<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        endpoint: &str,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<T>, ProviderError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let limit = PAGE_LIMIT.to_string();
+            let mut query: Vec<(&str, &str)> = vec![("limit", limit.as_str())];
+            query.extend_from_slice(filters);
+            if let Some(cursor) = after.as_deref() {
+                query.push(("after", cursor));
+            }
+            let request = self.http.request(Method::GET, path).query(&query);
+            let page: Page<T> = self.http.json(endpoint, request).await?;
+            items.extend(page.items);
+            match (page.has_more, page.next_page) {
+                (true, Some(next)) if after.as_deref() != Some(next.as_str()) => after = Some(next),
+                (true, _) => {
+                    let what = "hasMore without a new nextPage cursor".to_string();
+                    self.http
+                        .report(endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
+                    return Err(
+                        self.error(FailureClass::ContractChanged, format!("{endpoint}: {what}"))
+                    );
+                }
+                (false, _) => return Ok(items),
+            }
+        }
+        Err(self.error(
+            FailureClass::ContractChanged,
+            format!("{endpoint}: more than {MAX_PAGES} pages"),
+        ))
+    }
+}
+
+#[async_trait]
+impl ProviderClient for PaperspaceClient {
+    fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            name: self.name.clone(),
+            supports_spot: false,
+            supports_bids: false,
+            docs_url: "https://docs.digitalocean.com/reference/paperspace/api-reference/".into(),
+        }
+    }
+
+    /// 200 requests a minute, the figure tgp's notes give; Paperspace documents none.
+    fn rate_limits(&self) -> RateLimits {
+        RateLimits {
+            requests_per_minute: 200,
+            burst: 10,
+        }
+    }
+
+    fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
+        wire::label_from_gpu(gpu).map(str::to_string)
+    }
+
+    fn translate_region(&self, region: &Region) -> Option<String> {
+        wire::api_from_region(region).map(str::to_string)
+    }
+
+    /// On-demand offers from the price table, one availability call per machine type and region
+    /// that passes the filter. Spot-only asks get none: Paperspace has no preemptible machines.
+    async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
+        if filter.spot == Some(SpotPolicy::SpotOnly) {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let mut offers = Vec::new();
+        for (label, row) in &self.prices.machine_types {
+            let (base, count) = wire::split_label(label);
+            let gpu = wire::gpu_from_label(base);
+            if filter.gpu_type.is_some_and(|g| gpu != Some(g))
+                || filter.min_gpu_count.is_some_and(|n| count < n)
+                || filter.max_machine_price.is_some_and(|max| row.hourly > max)
+            {
+                continue;
+            }
+            for api_region in &row.regions {
+                let region = wire::region_from_api(api_region);
+                if !filter.regions.is_empty()
+                    && !region.as_ref().is_some_and(|r| filter.regions.contains(r))
+                {
+                    continue;
+                }
+                let available = match self.available(label, api_region).await {
+                    Ok(available) => available,
+                    // The table names a type or region the API refuses: the table is stale. The
+                    // offer stays visible, unavailable, and the refusal is logged.
+                    Err(e)
+                        if matches!(
+                            e.class,
+                            FailureClass::InvalidRequest | FailureClass::NotFound
+                        ) =>
+                    {
+                        tracing::warn!(error = %e, machine_type = %label, region = %api_region, "Paperspace refuses a price-table entry");
+                        false
+                    }
+                    Err(e) => return Err(e),
+                };
+                offers.push(Offer {
+                    id: self.offer_id(label, api_region),
+                    provider: self.name.clone(),
+                    gpu_type: gpu,
+                    provider_gpu_name: label.clone(),
+                    gpu_count: count,
+                    region,
+                    provider_region: api_region.clone(),
+                    on_demand_price: Some(row.hourly),
+                    spot_price: None,
+                    reliability: None,
+                    available: u32::from(available),
+                    billing: BILLING,
+                    observed_at: now,
+                });
+            }
+        }
+        Ok(offers)
+    }
+
+    /// The cheapest machine of the type in the region, from the price table (no call needed);
+    /// spot is always `None`.
+    async fn normalized_pricing(
+        &self,
+        gpu: GpuType,
+        region: &Region,
+    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
+        let Some(api_region) = wire::api_from_region(region) else {
+            return Ok((None, None));
+        };
+        let cheapest = self
+            .prices
+            .machine_types
+            .iter()
+            .filter(|(label, row)| {
+                wire::gpu_from_label(wire::split_label(label).0) == Some(gpu)
+                    && row.regions.iter().any(|r| r == api_region)
+            })
+            .map(|(_, row)| row.hourly)
+            .min();
+        Ok((cheapest, None))
+    }
+
+    /// Checks everything Paperspace cannot take before any call; see [`super::launch`].
+    async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
+        self.launch_machine(spec).await
+    }
+
+    /// Deletes the machine (Ok when already gone), then its startup script, if tgp made one.
+    async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
+        self.terminate_machine(provider_instance_id).await
+    }
+
+    async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
+        self.check_id(provider_instance_id)?;
+        let request = self
+            .http
+            .request(Method::GET, &format!("/machines/{provider_instance_id}"));
+        let machine: Machine = self.http.json(EP_GET, request).await?;
+        Ok(self.instance(EP_GET, machine))
+    }
+
+    async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
+        let machines: Vec<Machine> = self.list_all("/machines", EP_LIST, &[]).await?;
+        Ok(machines
+            .into_iter()
+            .map(|m| self.instance(EP_LIST, m))
+            .collect())
+    }
+}

@@ -1,1 +1,0 @@
-//! runpod: see src/providers/mod.rs (being written).

@@ -1,1 +1,0 @@
-//! vastai: see src/providers/mod.rs (being written).

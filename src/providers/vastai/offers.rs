@@ -1,0 +1,125 @@
+//! Offer search on Vast.ai (shared/providers/vastai.md 3.1): the query object built from tgp's
+//! filter (with the official CLI's default filters), and each offer normalized: the whole slice's
+//! hourly price on demand (`dph_total`, storage for the allocated disk included) and as spot
+//! (`min_bid`), its standard GPU and region where the names translate.
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde_json::{Map, Value, json};
+use tgp_actors::provider::{Offer, OfferFilter, ProviderError};
+use tgp_events::{Money, SpotPolicy};
+
+use super::wire::{OffersAnswer, WireOffer};
+use super::{BILLING, Pricing, SEARCH, VastAiClient, names};
+
+impl VastAiClient {
+    /// The search query for a filter, with the official CLI's default filters.
+    pub(super) fn search_query(&self, filter: &OfferFilter, pricing: Pricing) -> Value {
+        let mut q = Map::new();
+        q.insert("verified".into(), json!({"eq": true}));
+        q.insert("external".into(), json!({"eq": false}));
+        q.insert("rentable".into(), json!({"eq": true}));
+        q.insert("rented".into(), json!({"eq": false}));
+        if let Some(gpu) = filter.gpu_type {
+            q.insert("gpu_name".into(), json!({"in": names::vast_gpu_names(gpu)}));
+            let mut ram = Map::new();
+            match names::gpu_ram_bounds(gpu) {
+                (Some(low), _) => ram.insert("gte".into(), json!(low)),
+                (_, Some(high)) => ram.insert("lt".into(), json!(high)),
+                _ => None,
+            };
+            if !ram.is_empty() {
+                q.insert("gpu_ram".into(), Value::Object(ram));
+            }
+        }
+        if let Some(n) = filter.min_gpu_count {
+            q.insert("num_gpus".into(), json!({"gte": n}));
+        }
+        if !filter.regions.is_empty() {
+            let mut countries: Vec<&str> = filter
+                .regions
+                .iter()
+                .flat_map(names::region_countries)
+                .collect();
+            countries.sort_unstable();
+            countries.dedup();
+            q.insert("geolocation".into(), json!({"in": countries}));
+        }
+        // Only a bound, re-checked exactly on the answer; the server compares floats anyway.
+        if let (Pricing::OnDemand, Some(SpotPolicy::OnDemandOnly), Some(max)) =
+            (pricing, filter.spot, filter.max_machine_price)
+            && let Some(bound) = max.as_decimal().to_f64()
+        {
+            q.insert("dph_total".into(), json!({"lte": bound}));
+        }
+        q.insert("order".into(), json!([["dph_total", "asc"]]));
+        q.insert("type".into(), json!(pricing.wire()));
+        q.insert("allocated_storage".into(), json!(self.disk_gb));
+        q.insert("limit".into(), json!(self.search_limit));
+        Value::Object(q)
+    }
+
+    pub(super) async fn search(&self, query: &Value) -> Result<Vec<WireOffer>, ProviderError> {
+        let request = self
+            .http
+            .request(Method::POST, "/api/v0/bundles/")
+            .json(query);
+        let answer: OffersAnswer = self
+            .http
+            .json(SEARCH, request)
+            .await
+            .map_err(|e| self.reclass_auth(e))?;
+        Ok(answer.offers.unwrap_or_default())
+    }
+
+    /// One Vast offer, normalized. Untranslated GPU or region names give `None` (kept, marked).
+    pub(super) fn normalize(&self, o: WireOffer, pricing: Pricing, now: DateTime<Utc>) -> Offer {
+        let geolocation = o.geolocation.as_deref().unwrap_or("").trim().to_string();
+        let positive =
+            |d: Option<Decimal>| d.filter(|p| *p > Decimal::ZERO).map(Money::from_decimal);
+        let (on_demand_price, spot_price) = match pricing {
+            Pricing::OnDemand => (positive(o.dph_total), positive(o.min_bid)),
+            // A bid search prices offers at the minimum bid; what `dph_total` then holds is
+            // unconfirmed, so it is never read as an on-demand price.
+            Pricing::Bid => (None, positive(o.min_bid.or(o.dph_total))),
+        };
+        Offer {
+            id: o.id.to_string(),
+            provider: self.name.clone(),
+            gpu_type: names::gpu_type(&o.gpu_name, o.gpu_ram),
+            provider_gpu_name: o.gpu_name.trim().to_string(),
+            gpu_count: o.num_gpus,
+            region: names::region(&geolocation),
+            provider_region: geolocation,
+            on_demand_price,
+            spot_price,
+            reliability: o.reliability2.or(o.reliability),
+            available: u32::from(o.rentable != Some(false) && o.rented != Some(true)),
+            billing: BILLING,
+            observed_at: now,
+        }
+    }
+}
+
+/// Does a normalized offer fit the filter (the exact check after the server's coarse one)?
+pub(super) fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
+    let price_ok = |p: Option<Money>| match (p, filter.max_machine_price) {
+        (Some(p), Some(max)) => p <= max,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
+        && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
+        && (filter.regions.is_empty()
+            || offer
+                .region
+                .as_ref()
+                .is_some_and(|r| filter.regions.contains(r)))
+        && match filter.spot {
+            Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
+            Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
+            _ => price_ok(offer.spot_price) || price_ok(offer.on_demand_price),
+        }
+}
