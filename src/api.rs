@@ -9,14 +9,26 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
-use tgp_events::api::{ErrorReply, GetRequest, ListReply, ListRequest};
+use tgp_events::api::{CostRequest, ErrorReply, GetRequest, ListReply, ListRequest, PricesRequest};
 use tgp_events::subjects::{
-    API_GET, API_LAUNCH, API_LIST, API_PREFIX, API_TERMINATE, SERVICE_NAME,
+    API_COST, API_GET, API_LAUNCH, API_LIST, API_PREFIX, API_PRICES, API_TERMINATE, SERVICE_NAME,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
 
 use crate::intake::{SupervisorAddr, dead_letter};
+use crate::projections::cost::{CostLedger, parse_group_by};
+use crate::projections::pricing::RealizedPrices;
+use crate::projections::runner::Live;
+
+/// The live projections the service answers from.
+#[derive(Clone)]
+pub struct Views {
+    /// Spend.
+    pub cost: Live<CostLedger>,
+    /// Prices paid.
+    pub prices: Live<RealizedPrices>,
+}
 
 /// Requests handled at once per endpoint.
 const CONCURRENCY: usize = 64;
@@ -117,12 +129,60 @@ async fn list(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
     }
 }
 
+fn cost(views: &Views, body: &Bytes) -> Bytes {
+    let request: CostRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CostRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    "malformed_request",
+                    format!("expected {{\"from\", \"to\", \"group_by\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let group_by = match parse_group_by(&request.group_by) {
+        Ok(g) => g,
+        Err(e) => return error("malformed_request", e),
+    };
+    let to = request.to.unwrap_or_else(chrono::Utc::now);
+    let live = views.cost.read().expect("projection lock");
+    json(
+        &live
+            .state
+            .report(request.from, to, &group_by, live.last_sequence),
+    )
+}
+
+fn prices(views: &Views, body: &Bytes) -> Bytes {
+    let request: PricesRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PricesRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    "malformed_request",
+                    format!("expected {{}} or {{\"gpu\": \"H100\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let live = views.prices.read().expect("projection lock");
+    json(
+        &serde_json::json!({"prices": live.state.rows(request.gpu.as_deref()), "last_sequence": live.last_sequence}),
+    )
+}
+
 /// Registers the service and its endpoints, then answers requests on spawned tasks (returned
 /// so the caller decides their lifetime). Returns once every endpoint is subscribed.
 pub async fn start(
     client: async_nats::Client,
     js: Context,
     supervisor: SupervisorAddr,
+    views: Views,
 ) -> Result<Vec<JoinHandle<()>>, ApiError> {
     let service = client
         .service_builder()
@@ -137,22 +197,26 @@ pub async fn start(
         ("terminate", API_TERMINATE),
         ("get", API_GET),
         ("list", API_LIST),
+        ("cost", API_COST),
+        ("prices", API_PRICES),
     ] {
         let endpoint = group
             .endpoint(name)
             .await
             .map_err(|e| ApiError(format!("{subject}: {e}")))?;
-        let (js, supervisor) = (js.clone(), supervisor.clone());
+        let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());
         tasks.push(tokio::spawn(endpoint.for_each_concurrent(
             CONCURRENCY,
             move |request| {
-                let (js, supervisor) = (js.clone(), supervisor.clone());
+                let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());
                 async move {
                     let body = &request.message.payload;
                     let reply = match name {
                         "launch" => launch(&js, &supervisor, body).await,
                         "terminate" => terminate(&js, &supervisor, body).await,
                         "get" => get(&supervisor, body).await,
+                        "cost" => cost(&views, body),
+                        "prices" => prices(&views, body),
                         _ => list(&supervisor, body).await,
                     };
                     if let Err(e) = request.respond(Ok(reply)).await {

@@ -15,7 +15,17 @@ use tokio::task::JoinHandle;
 use crate::connect::{ConnectError, connect, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
+use crate::projections::Projection;
+use crate::projections::cost::CostLedger;
+use crate::projections::pricing::RealizedPrices;
+use crate::projections::runner::{self, Live};
 use crate::simulated::{SimulatedConfig, SimulatedProvider};
+
+async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
+    if let Err(e) = runner::follow(js, live).await {
+        tracing::error!(error = %e, "projection stopped");
+    }
+}
 
 /// Request subject that interrupts a simulated machine on cue (`{"provider_instance_id": "sim-3"}`).
 /// Served only by a controller running the simulated market.
@@ -30,6 +40,8 @@ pub struct ControllerConfig {
     pub supervisor: SupervisorConfig,
     /// The simulated market (the only market until the real providers land).
     pub simulated: SimulatedConfig,
+    /// Serve Prometheus metrics here, when given.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Why the controller could not start.
@@ -50,6 +62,12 @@ pub enum ControllerError {
     /// The command intake could not bind its consumer.
     #[error(transparent)]
     Intake(#[from] crate::intake::IntakeError),
+    /// A projection could not resume.
+    #[error(transparent)]
+    Projection(#[from] crate::projections::runner::ProjectionError),
+    /// The metrics endpoint could not start.
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
     /// A subscription failed.
     #[error("subscribing: {0}")]
     Subscribe(String),
@@ -91,7 +109,33 @@ impl Controller {
             config.supervisor,
         )
         .await?;
-        let mut tasks = crate::api::start(client.clone(), js.clone(), supervisor.clone()).await?;
+        let views = crate::api::Views {
+            cost: runner::resume::<CostLedger>(&js).await?,
+            prices: runner::resume::<RealizedPrices>(&js).await?,
+        };
+        let mut tasks = vec![
+            tokio::spawn(follow_logged(js.clone(), views.cost.clone())),
+            tokio::spawn(follow_logged(js.clone(), views.prices.clone())),
+        ];
+        if let Some(addr) = config.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "tgp_time_to_running_seconds".into(),
+                    ),
+                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+                )
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?
+                .install()
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+            tasks.push(tokio::spawn(crate::projections::metrics::follow(
+                js.clone(),
+            )));
+        }
+        tasks.extend(
+            crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?,
+        );
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
         let cues = client
             .subscribe(SIM_INTERRUPT)

@@ -8,7 +8,7 @@ use crate::ids::{InstanceId, ProviderName};
 use crate::money::Money;
 
 /// Where an instance chain is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Accepted; no offer chosen yet.
@@ -125,4 +125,80 @@ impl ErrorReply {
             },
         }
     }
+}
+
+/// Body of `tgp.api.cost`: the range (RFC 3339; default all time up to now) and the grouping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostRequest {
+    /// Range start (inclusive), by event time.
+    #[serde(default)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Range end (exclusive), by event time; default now.
+    #[serde(default)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Any of `provider`, `gpu`, `region`, `spot`, `instance`, `day`.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// One group of a cost report. Grouped-by fields are set; the others are absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostRow {
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// GPU type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `spot` or `on-demand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<String>,
+    /// Instance id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// UTC day, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Hours billed, exact.
+    pub hours: String,
+    /// Spend rounded to cents.
+    pub cost: Money,
+    /// Spend, exact.
+    pub cost_exact: Money,
+    /// The same hours at on-demand prices, rounded to cents.
+    pub on_demand_cost: Money,
+    /// On-demand cost minus cost, rounded to cents: what spot saved.
+    pub savings: Money,
+    /// Run segments that contributed.
+    pub runs: u64,
+}
+
+/// Answer of `tgp.api.cost`, and `tgp audit --format json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Range start, if any.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Range end.
+    pub to: chrono::DateTime<chrono::Utc>,
+    /// The grouping.
+    pub group_by: Vec<String>,
+    /// One row per group, ordered by its fields.
+    pub rows: Vec<CostRow>,
+    /// All groups together.
+    pub total: CostRow,
+    /// The last journal stream sequence folded into this answer.
+    pub last_sequence: u64,
+}
+
+/// Body of `tgp.api.prices`: `{}` or `{"gpu": "H100"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesRequest {
+    /// Only this GPU type.
+    #[serde(default)]
+    pub gpu: Option<String>,
 }

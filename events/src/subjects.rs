@@ -48,6 +48,10 @@ pub const API_TERMINATE: &str = "tgp.api.terminate";
 pub const API_GET: &str = "tgp.api.get";
 /// Ask for the instances tgp manages.
 pub const API_LIST: &str = "tgp.api.list";
+/// Ask for spend over a range, grouped (the live cost projection).
+pub const API_COST: &str = "tgp.api.cost";
+/// Ask for the prices paid (the pricing projection).
+pub const API_PRICES: &str = "tgp.api.prices";
 
 /// Header: standard JetStream de-duplication id (the idempotency key on commands).
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";

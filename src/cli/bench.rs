@@ -211,16 +211,35 @@ async fn tgp_appends(
     Ok(started.elapsed())
 }
 
+/// Publishes `instances` lifecycles, pipelined, each as the commits the lifecycle writes.
+/// With `terminate`, each ends with `Terminated` in a commit of its own.
 async fn populate(js: &async_nats::jetstream::Context, instances: usize) -> anyhow::Result<usize> {
+    populate_with(js, instances, false).await
+}
+
+async fn populate_with(
+    js: &async_nats::jetstream::Context,
+    instances: usize,
+    terminate: bool,
+) -> anyhow::Result<usize> {
     let mut window = Vec::new();
     let mut events = 0;
     let started = Instant::now();
     for i in 0..instances {
         let id: InstanceId = format!("i-{i:07}").parse()?;
-        let life = lifecycle(&id);
+        let mut life = lifecycle(&id);
+        let commits = if terminate {
+            life[4] = InstanceEvent::Terminated {
+                provider_instance_id: Some(format!("m-{id}")),
+                at: Utc::now(),
+            };
+            [(0..4, 1u64), (4..5, 5)]
+        } else {
+            [(0..1, 1u64), (1..5, 2)]
+        };
         events += life.len();
         let subject = tgp_events::subjects::instance_events(&id);
-        for (range, first) in [(0..1, 1u64), (1..5, 2)] {
+        for (range, first) in commits {
             let msg = PublishMessage::build()
                 .payload(commit_body(&id, &life[range.clone()], first))
                 .header(
@@ -339,6 +358,59 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         live == args.instances,
         "expected {} live actors, found {live}",
         args.instances
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct AuditBenchArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Events in the journal (five per instance lifecycle, in two commits).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+}
+
+/// `tgp bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
+pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
+    let (url, _server) = nats_or_private(&args.nats)?;
+    let client = tgp::connect::connect(&url, "tgp-bench").await?;
+    let js = tgp::connect::jetstream(client);
+    tgp::journal::layout::ensure(&js).await?;
+    println!(
+        "tgp bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)"
+    );
+    eprintln!("populating {} events...", args.events);
+    let events = populate_with(&js, args.events.div_ceil(5), true)
+        .await
+        .context("populating")?;
+    let (messages, raw) = raw_read(&js).await?;
+    let started = Instant::now();
+    let ledger = tgp::audit::replay(&js, None, chrono::Duration::hours(1), |_, _| {}).await?;
+    let report = ledger.state.report(
+        None,
+        Utc::now(),
+        &[tgp::projections::cost::GroupField::Provider],
+        ledger.last_sequence,
+    );
+    let audit = started.elapsed();
+    println!(
+        "audit replay of {events} events in {messages} commits (total {} over {} hours):",
+        report.total.cost, report.total.hours
+    );
+    println!(
+        "  raw ordered-consumer read: {:>10.0} events/s ({:.2} s)",
+        rate(events, raw),
+        raw.as_secs_f64()
+    );
+    println!(
+        "  tgp audit replay + report: {:>10.0} events/s ({:.2} s)",
+        rate(events, audit),
+        audit.as_secs_f64()
+    );
+    println!(
+        "  ratio tgp/raw: {:.0}% (target >= 50%)",
+        100.0 * raw.as_secs_f64() / audit.as_secs_f64()
     );
     Ok(())
 }

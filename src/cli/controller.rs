@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// How often each provider's machines are listed (one call per provider).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464), path /metrics.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -98,6 +101,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             simulated: args.sim.config(),
+            metrics_addr: args.metrics_addr,
         };
         let _controller = Controller::start(config)
             .await
@@ -133,6 +137,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 boot_time: Duration::from_secs(1),
                 ..Default::default()
             },
+            metrics_addr: None,
         };
         let controller = Controller::start(config)
             .await
@@ -152,10 +157,13 @@ enum BenchKind {
     /// Journal appends vs raw JetStream publishes, start-up rebuild vs a raw read, and memory per
     /// idle instance actor. Starts its own nats-server with nats.conf unless --nats-url is given.
     Journal(super::bench::JournalBenchArgs),
+    /// A full `tgp audit` replay vs a raw read of the same journal (1,000,000 events by default).
+    Audit(super::bench::AuditBenchArgs),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Journal(a) => actix_system().block_on(super::bench::journal(a)),
+        BenchKind::Audit(a) => actix_system().block_on(super::bench::audit(a)),
     }
 }

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch. Each command family lives in its own file.
 
+mod audit;
 mod bench;
 mod client;
 mod controller;
@@ -38,6 +39,12 @@ enum Command {
     Get(client::GetArgs),
     /// List the instances the controller manages.
     List(client::ListArgs),
+    /// Cost of a time range, replayed from the journal, grouped, as a table, CSV or JSON.
+    Audit(audit::AuditArgs),
+    /// Prices actually paid, per provider, GPU, region and spot (from the controller).
+    Prices(audit::PricesArgs),
+    /// Manage projections (rebuild one from the journal).
+    Projections(audit::ProjectionsArgs),
     /// Benchmarks measured against raw NATS in the same run.
     Bench(controller::BenchArgs),
 }
@@ -95,5 +102,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => client::block_on(client::watch(args)),
         Command::Get(args) => client::block_on(client::get(args)),
         Command::List(args) => client::block_on(client::list(args)),
+        Command::Audit(args) => client::block_on(audit::audit(args)),
+        Command::Prices(args) => client::block_on(audit::prices(args)),
+        Command::Projections(args) => client::block_on(audit::projections(args)),
     }
 }

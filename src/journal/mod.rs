@@ -50,7 +50,7 @@ use tgp_events::subjects::{
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
-pub use read::{JournalReader, StartAt, commit_events};
+pub use read::{JournalReader, ReplayedCommit, StartAt, commit_events, published_at};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
 /// as unknown.
@@ -316,9 +316,13 @@ fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
 impl ReplayAll for JetStreamJournal {
     async fn replay_all(
         &self,
-        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
     ) -> Result<(), PersistenceError> {
-        self.reader().replay_instances(each).await
+        self.reader()
+            .replay(StartAt::Beginning, |commit| {
+                each(commit.instance, commit.events)
+            })
+            .await
     }
 }
 

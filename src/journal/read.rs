@@ -64,6 +64,11 @@ fn decode_error(what: String) -> PersistenceError {
 }
 
 impl CommitStream {
+    /// Commits still to read in a finite read (0 for a follow).
+    pub fn remaining(&self) -> u64 {
+        self.remaining.unwrap_or(0)
+    }
+
     /// The next commit, or `None` at the end of a finite read.
     pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
         if self.remaining == Some(0) {
@@ -80,6 +85,13 @@ impl CommitStream {
     }
 }
 
+/// When the server stored a message, as a chrono time.
+pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(
+        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default(),
+    )
+}
+
 fn decode_message(
     message: &async_nats::jetstream::Message,
 ) -> Result<ReadCommit, PersistenceError> {
@@ -87,9 +99,7 @@ fn decode_message(
         .info()
         .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
     let sequence = info.stream_sequence;
-    let at = DateTime::from_timestamp_nanos(
-        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default(),
-    );
+    let at = published_at(&info);
     let commit: Commit = serde_json::from_slice(&message.payload).map_err(|e| {
         decode_error(format!(
             "journal message {sequence} on {}: {e}",
@@ -198,19 +208,34 @@ struct RawRecord<'a> {
     data: &'a RawValue,
 }
 
+/// One commit as a replay hands it over: decoded events, with where it is in the journal.
+pub struct ReplayedCommit {
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+    /// The instance.
+    pub instance: InstanceId,
+    /// Its events with their per-instance sequences.
+    pub events: Vec<(usize, InstanceEvent)>,
+    /// Commits handed over so far in this replay, and in all.
+    pub progress: (u64, u64),
+}
+
 impl JournalReader {
-    /// Every instance event in journal order, decoded without intermediate JSON values.
-    pub async fn replay_instances(
+    /// Every instance commit from `start` to the journal's end as of now, in order, decoded
+    /// straight into events (no intermediate JSON values: this is the fast path of start-up
+    /// rebuilds, projection rebuilds and audits).
+    pub async fn replay(
         &self,
-        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+        start: StartAt,
+        mut each: impl FnMut(ReplayedCommit) + Send,
     ) -> Result<(), PersistenceError> {
         let mut read = self
-            .read(
-                tgp_events::subjects::INSTANCE_EVENTS_ALL,
-                StartAt::Beginning,
-                false,
-            )
+            .read(tgp_events::subjects::INSTANCE_EVENTS_ALL, start, false)
             .await?;
+        let total = read.remaining();
+        let mut done = 0;
         let mut text = String::new();
         while read.remaining != Some(0) {
             let Some(messages) = read.messages.as_mut() else {
@@ -223,10 +248,17 @@ impl JournalReader {
             if let Some(n) = read.remaining.as_mut() {
                 *n -= 1;
             }
+            let info = message
+                .info()
+                .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+            let (sequence, at) = (info.stream_sequence, published_at(&info));
             let commit: RawCommit = serde_json::from_slice(&message.payload).map_err(|e| {
-                decode_error(format!("journal message on {}: {e}", message.subject))
+                decode_error(format!(
+                    "journal message {sequence} on {}: {e}",
+                    message.subject
+                ))
             })?;
-            let id: InstanceId = commit
+            let instance: InstanceId = commit
                 .aggregate_id
                 .parse()
                 .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
@@ -234,7 +266,7 @@ impl JournalReader {
             for record in commit.events {
                 if record.version > SCHEMA_VERSION {
                     return Err(decode_error(format!(
-                        "instance {id} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
+                        "instance {instance} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
                         record.sequence, record.event_type, record.version
                     )));
                 }
@@ -245,11 +277,21 @@ impl JournalReader {
                 text.push_str(record.data.get());
                 text.push('}');
                 let event: InstanceEvent = serde_json::from_str(&text).map_err(|e| {
-                    decode_error(format!("instance {id} event {}: {e}", record.sequence))
+                    decode_error(format!(
+                        "instance {instance} event {}: {e}",
+                        record.sequence
+                    ))
                 })?;
                 events.push((record.sequence as usize, event));
             }
-            each(id, events);
+            done += 1;
+            each(ReplayedCommit {
+                sequence,
+                at,
+                instance,
+                events,
+                progress: (done, total),
+            });
         }
         Ok(())
     }

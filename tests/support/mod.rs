@@ -2,6 +2,8 @@
 //! and small helpers that talk to it over NATS the way any program would.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod journal_builder;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,17 +31,20 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     pub fn start(url: &str, dir: &std::path::Path) -> Self {
+        Self::start_with(url, dir, &[])
+    }
+
+    /// Starts with extra `tgp run` arguments.
+    pub fn start_with(url: &str, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args([
-                "run",
-                "--nats-url",
-                url,
-                "--poll-interval",
-                "200ms",
-                "--sim-boot-time",
-                "300ms",
-            ])
+            .args(["run", "--nats-url", url, "--sim-boot-time", "300ms"])
+            .args(if extra.contains(&"--poll-interval") {
+                &[][..]
+            } else {
+                &["--poll-interval", "200ms"][..]
+            })
+            .args(extra)
             .arg("--sim-state")
             .arg(&sim_state)
             .env("RUST_LOG", "warn")
