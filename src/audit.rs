@@ -21,9 +21,7 @@ use async_nats::jetstream::consumer::pull::OrderedConfig;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use tgp_events::InstanceId;
-use tgp_events::subjects::{
-    EVENTS_STREAM, HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, INSTANCE_EVENTS_ALL,
-};
+use tgp_events::subjects::{EVENTS_STREAM, HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, INSTANCE_EVENTS_ALL};
 
 use crate::journal::{JournalReader, StartAt, published_at};
 use crate::projections::cost::CostLedger;
@@ -39,10 +37,7 @@ fn err(e: impl std::fmt::Display) -> AuditError {
 }
 
 /// Instances billing at the first commit stored at or after `before`, and that commit's sequence.
-async fn open_before(
-    js: &Context,
-    before: DateTime<Utc>,
-) -> Result<(HashSet<InstanceId>, Option<u64>), AuditError> {
+async fn open_before(js: &Context, before: DateTime<Utc>) -> Result<(HashSet<InstanceId>, Option<u64>), AuditError> {
     let stream = js.get_stream(EVENTS_STREAM).await.map_err(err)?;
     let consumer = stream
         .create_consumer(OrderedConfig {
@@ -58,11 +53,7 @@ async fn open_before(
     if pending == 0 {
         return Ok((open, None));
     }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(err)?
-        .take(pending as usize);
+    let mut messages = consumer.messages().await.map_err(err)?.take(pending as usize);
     while let Some(message) = messages.next().await {
         let message = message.map_err(err)?;
         let info = message.info().map_err(err)?;
@@ -70,13 +61,8 @@ async fn open_before(
             return Ok((open, Some(info.stream_sequence)));
         }
         let headers = message.headers.as_ref();
-        let header = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
-        let (Some(id), Some(types)) = (header(HEADER_AGGREGATE_ID), header(HEADER_EVENT_TYPES))
-        else {
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str().to_string());
+        let (Some(id), Some(types)) = (header(HEADER_AGGREGATE_ID), header(HEADER_EVENT_TYPES)) else {
             continue;
         };
         let Ok(id) = id.parse::<InstanceId>() else {
@@ -145,11 +131,7 @@ async fn fold_history(
     id: &InstanceId,
     boundary: u64,
 ) -> Result<(), AuditError> {
-    for (sequence, commit) in reader
-        .subject_commits(&tgp_events::subjects::instance_events(id))
-        .await
-        .map_err(err)?
-    {
+    for (sequence, commit) in reader.subject_commits(&tgp_events::subjects::instance_events(id)).await.map_err(err)? {
         if sequence >= boundary {
             break;
         }

@@ -14,9 +14,7 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 170.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 50.0;
-const COLORS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-];
+const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 
 /// A bucket length giving about 60 points over the range, in round units.
 pub fn bucket_for(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
@@ -47,11 +45,7 @@ pub fn spend_svg(
             (provider, points)
         })
         .collect();
-    let max = cumulative
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|(_, y)| *y))
-        .fold(0.0, f64::max)
-        .max(0.01);
+    let max = cumulative.iter().flat_map(|(_, p)| p.iter().map(|(_, y)| *y)).fold(0.0, f64::max).max(0.01);
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let mut svg = String::new();
     let _ = write!(
@@ -68,17 +62,8 @@ pub fn spend_svg(
     for i in 0..=4 {
         let value = max * f64::from(i) / 4.0;
         let y = TOP + plot_h - plot_h * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
-            LEFT + plot_w
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">${value:.2}</text>"#,
-            LEFT - 6.0,
-            y + 4.0
-        );
+        let _ = write!(svg, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
+        let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">${value:.2}</text>"#, LEFT - 6.0, y + 4.0);
         let t = from + Duration::milliseconds((span * f64::from(i) / 4.0) as i64);
         let x = LEFT + plot_w * f64::from(i) / 4.0;
         let _ = write!(
@@ -88,27 +73,15 @@ pub fn spend_svg(
             t.format("%m-%d %H:%M")
         );
     }
-    let _ = write!(
-        svg,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
-    );
+    let _ =
+        write!(svg, r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#);
     for (i, (provider, points)) in cumulative.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let path: Vec<String> = points
             .iter()
-            .map(|(x, y)| {
-                format!(
-                    "{:.1},{:.1}",
-                    LEFT + plot_w * x,
-                    TOP + plot_h - plot_h * y / max
-                )
-            })
+            .map(|(x, y)| format!("{:.1},{:.1}", LEFT + plot_w * x, TOP + plot_h - plot_h * y / max))
             .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
+        let _ = write!(svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, path.join(" "));
         let ly = TOP + 20.0 * i as f64 + 10.0;
         let total = points.last().map_or(0.0, |p| p.1);
         let _ = write!(
@@ -117,11 +90,7 @@ pub fn spend_svg(
             WIDTH - RIGHT + 12.0,
             ly - 10.0
         );
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{ly:.1}">{provider} ${total:.2}</text>"#,
-            WIDTH - RIGHT + 30.0
-        );
+        let _ = write!(svg, r#"<text x="{:.1}" y="{ly:.1}">{provider} ${total:.2}</text>"#, WIDTH - RIGHT + 30.0);
     }
     svg.push_str("</svg>\n");
     svg

@@ -19,7 +19,10 @@ use crate::projections::Projection;
 use crate::projections::cost::CostLedger;
 use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner::{self, Live};
+use crate::provider_events::JournaledProviderEvents;
 use crate::simulated::{SimulatedConfig, SimulatedProvider};
+use tgp_actors::provider::ProviderClient;
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
 
 async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
     if let Err(e) = runner::follow(js, live).await {
@@ -42,6 +45,8 @@ pub struct ControllerConfig {
     pub simulated: SimulatedConfig,
     /// Serve Prometheus metrics here, when given.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Limits, breaker, caches and retries of every provider actor.
+    pub provider_actor: ProviderActorConfig,
 }
 
 /// Why the controller could not start.
@@ -103,15 +108,15 @@ impl Controller {
         layout::ensure(&js).await?;
         let journal = JetStreamJournal::open(js.clone()).await?;
         let market = Arc::new(SimulatedProvider::new(config.simulated)?);
-        let supervisor = Supervisor::start(
-            journal.clone(),
-            Market::new(vec![market.clone()]),
-            config.supervisor,
-        )
-        .await?;
+        let sink: Arc<dyn ProviderEventSink> = Arc::new(JournaledProviderEvents::new(js.clone()));
+        let handles = vec![ProviderHandle::start(market.clone(), config.provider_actor.clone(), sink)];
+        let clients: Vec<Arc<dyn ProviderClient>> =
+            handles.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect();
+        let supervisor = Supervisor::start(journal.clone(), Market::new(clients), config.supervisor).await?;
         let views = crate::api::Views {
             cost: runner::resume::<CostLedger>(&js).await?,
             prices: runner::resume::<RealizedPrices>(&js).await?,
+            providers: handles,
         };
         let mut tasks = vec![
             tokio::spawn(follow_logged(js.clone(), views.cost.clone())),
@@ -121,35 +126,20 @@ impl Controller {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(
-                        "tgp_time_to_running_seconds".into(),
-                    ),
+                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
                     &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
                 )
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?
                 .install()
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?;
-            tasks.push(tokio::spawn(crate::projections::metrics::follow(
-                js.clone(),
-            )));
+            tasks.push(tokio::spawn(crate::projections::metrics::follow(js.clone())));
         }
-        tasks.extend(
-            crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?,
-        );
+        tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
-        let cues = client
-            .subscribe(SIM_INTERRUPT)
-            .await
-            .map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+        let cues = client.subscribe(SIM_INTERRUPT).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
         tasks.push(tokio::spawn(serve_cues(client, cues, market.clone())));
         tracing::info!(nats = %config.nats_url, "tgp controller running");
-        Ok(Controller {
-            supervisor,
-            market,
-            js,
-            journal,
-            tasks,
-        })
+        Ok(Controller { supervisor, market, js, journal, tasks })
     }
 }
 
@@ -161,20 +151,14 @@ impl Drop for Controller {
     }
 }
 
-async fn serve_cues(
-    client: async_nats::Client,
-    mut requests: async_nats::Subscriber,
-    market: Arc<SimulatedProvider>,
-) {
+async fn serve_cues(client: async_nats::Client, mut requests: async_nats::Subscriber, market: Arc<SimulatedProvider>) {
     while let Some(request) = requests.next().await {
         let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
             Ok(req) => match market.interrupt(&req.provider_instance_id) {
                 Ok(()) => serde_json::json!({"interrupted": req.provider_instance_id}).to_string(),
-                Err(e) => serde_json::to_string(&ErrorReply::new("not_found", e.to_string()))
-                    .expect("serializes"),
+                Err(e) => serde_json::to_string(&ErrorReply::new("not_found", e.to_string())).expect("serializes"),
             },
-            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string()))
-                .expect("serializes"),
+            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string())).expect("serializes"),
         };
         if let Some(to) = request.reply {
             let _ = client.publish(to, reply.into()).await;

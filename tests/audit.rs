@@ -31,11 +31,7 @@ fn audit(url: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -126,16 +122,8 @@ async fn a_hand_built_journal_audits_to_the_cent() {
     )
     .await;
 
-    let range = [
-        "--from",
-        "2026-11-20T09:00:00Z",
-        "--to",
-        "2026-11-20T14:00:00Z",
-    ];
-    let by_provider = audit(
-        server.url(),
-        &[&range[..], &["--group-by", "provider"]].concat(),
-    );
+    let range = ["--from", "2026-11-20T09:00:00Z", "--to", "2026-11-20T14:00:00Z"];
+    let by_provider = audit(server.url(), &[&range[..], &["--group-by", "provider"]].concat());
     assert_eq!(by_provider["total"]["cost"], "6.69");
     assert_eq!(by_provider["total"]["on_demand_cost"], "9.58");
     assert_eq!(by_provider["total"]["savings"], "2.89");
@@ -143,69 +131,32 @@ async fn a_hand_built_journal_audits_to_the_cent() {
     assert_eq!(row(&by_provider, "provider", "lambda")["cost"], "3.98");
     assert_eq!(row(&by_provider, "provider", "runpod")["cost"], "0.90");
 
-    let by_instance = audit(
-        server.url(),
-        &[&range[..], &["--group-by", "instance,spot"]].concat(),
-    );
-    let a_rows: Vec<_> = by_instance["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["instance"] == "audit-a")
-        .collect();
-    assert_eq!(
-        a_rows.len(),
-        2,
-        "spot and on-demand parts of A: {by_instance}"
-    );
-    assert_eq!(
-        row(&by_instance, "instance", "audit-b")["hours"],
-        "2",
-        "61 minutes billed as 2 hours"
-    );
+    let by_instance = audit(server.url(), &[&range[..], &["--group-by", "instance,spot"]].concat());
+    let a_rows: Vec<_> =
+        by_instance["rows"].as_array().unwrap().iter().filter(|r| r["instance"] == "audit-a").collect();
+    assert_eq!(a_rows.len(), 2, "spot and on-demand parts of A: {by_instance}");
+    assert_eq!(row(&by_instance, "instance", "audit-b")["hours"], "2", "61 minutes billed as 2 hours");
     assert_eq!(row(&by_instance, "instance", "audit-c")["hours"], "2");
 
     // A range cutting runs: 11:00 to 11:30 holds half an hour of A ($0.60) and B's billed hours
     // run 10:00-12:00, so half an hour of B ($0.895).
-    let cut = audit(
-        server.url(),
-        &[
-            "--from",
-            "2026-11-20T11:00:00Z",
-            "--to",
-            "2026-11-20T11:30:00Z",
-        ],
-    );
+    let cut = audit(server.url(), &["--from", "2026-11-20T11:00:00Z", "--to", "2026-11-20T11:30:00Z"]);
     assert_eq!(cut["total"]["cost_exact"], "1.495");
     assert_eq!(cut["total"]["cost"], "1.50");
 
     // CSV and the chart, as a user gets them. Hours: A 5,430 s + 600 s = 1.675 h, B 2 h, C 2 h.
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args([
-            "audit",
-            "--nats-url",
-            server.url(),
-            "--format",
-            "csv",
-            "--group-by",
-            "gpu",
-        ])
+        .args(["audit", "--nats-url", server.url(), "--format", "csv", "--group-by", "gpu"])
         .args(range)
         .arg("--chart")
         .arg(server.dir().join("spend.svg"))
         .output()
         .unwrap();
     let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        csv.starts_with("gpu,hours,cost,on_demand_cost,savings,runs\n"),
-        "{csv}"
-    );
+    assert!(csv.starts_with("gpu,hours,cost,on_demand_cost,savings,runs\n"), "{csv}");
     assert!(csv.contains("TOTAL,5.675,6.69,9.58,2.89,4"), "{csv}");
     let svg = std::fs::read_to_string(server.dir().join("spend.svg")).unwrap();
-    assert!(
-        svg.starts_with("<svg") && svg.contains("lambda $3.98") && svg.contains("vastai $1.81"),
-        "{svg}"
-    );
+    assert!(svg.starts_with("<svg") && svg.contains("lambda $3.98") && svg.contains("vastai $1.81"), "{svg}");
 }
 
 #[tokio::test]
@@ -248,16 +199,7 @@ async fn a_range_starting_while_runs_bill_finds_them_without_reading_before_it()
     let to = from + chrono::Duration::seconds(10);
     let report = audit(
         server.url(),
-        &[
-            "--from",
-            &from.to_rfc3339(),
-            "--to",
-            &to.to_rfc3339(),
-            "--lag",
-            "0s",
-            "--group-by",
-            "instance",
-        ],
+        &["--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--lag", "0s", "--group-by", "instance"],
     );
     // D bills from the range start: 10 s at $3.60/h = $0.01; E from its launch: 9.8 s at $7.20/h.
     assert_eq!(row(&report, "instance", "early")["cost_exact"], "0.01");
@@ -271,64 +213,18 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
     let day = t("2026-11-25T00:00:00Z");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
     let offers = [
-        (
-            "vastai",
-            GpuType::H100,
-            "us-east",
-            "1.13",
-            true,
-            "2.29",
-            per_second(),
-        ),
-        (
-            "lambda",
-            GpuType::A100_80GB,
-            "us-west",
-            "1.79",
-            false,
-            "1.79",
-            per_minute(600),
-        ),
-        (
-            "runpod",
-            GpuType::L40S,
-            "eu-central",
-            "0.39",
-            true,
-            "0.79",
-            per_minute(60),
-        ),
-        (
-            "paperspace",
-            GpuType::A6000,
-            "us-east",
-            "1.89",
-            false,
-            "1.89",
-            per_hour(),
-        ),
+        ("vastai", GpuType::H100, "us-east", "1.13", true, "2.29", per_second()),
+        ("lambda", GpuType::A100_80GB, "us-west", "1.79", false, "1.79", per_minute(600)),
+        ("runpod", GpuType::L40S, "eu-central", "0.39", true, "0.79", per_minute(60)),
+        ("paperspace", GpuType::A6000, "us-east", "1.89", false, "1.89", per_hour()),
     ];
     for i in 0..40 {
         let start = day + chrono::Duration::seconds(rng.random_range(0..20 * 3600));
         let mut chain = Chain::request(&journal, &format!("day-{i}"), start).await;
         let mut at = start + chrono::Duration::seconds(rng.random_range(5..60));
         for _ in 0..rng.random_range(1..4) {
-            let (provider, gpu, region, price, spot, on_demand, billing) =
-                offers[rng.random_range(0..offers.len())];
-            chain
-                .launch(
-                    &Buy {
-                        provider,
-                        gpu,
-                        region,
-                        price,
-                        spot,
-                        on_demand,
-                        billing,
-                    },
-                    at,
-                )
-                .await;
+            let (provider, gpu, region, price, spot, on_demand, billing) = offers[rng.random_range(0..offers.len())];
+            chain.launch(&Buy { provider, gpu, region, price, spot, on_demand, billing }, at).await;
             at += chrono::Duration::seconds(rng.random_range(30..4 * 3600));
             if rng.random_bool(0.5) {
                 chain.interrupt(at).await;
@@ -343,27 +239,12 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
     }
     // No status polls: the generated machines exist at no provider, and the live projection is
     // compared with the journal as generated.
-    let _controller =
-        ControllerProcess::start_with(server.url(), &server.dir(), &["--poll-interval", "1h"]);
+    let _controller = ControllerProcess::start_with(server.url(), &server.dir(), &["--poll-interval", "1h"]);
     let (client, js) = client(server.url()).await;
-    let last = js
-        .get_stream("TGP_EVENTS")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .last_sequence;
+    let last = js.get_stream("TGP_EVENTS").await.unwrap().info().await.unwrap().state.last_sequence;
     let to = "2026-11-26T00:00:00Z";
-    for group_by in [
-        vec!["provider"],
-        vec!["gpu", "spot"],
-        vec!["instance", "day"],
-        vec![],
-    ] {
-        let body =
-            serde_json::json!({"from": "2026-11-25T00:00:00Z", "to": to, "group_by": group_by});
+    for group_by in [vec!["provider"], vec!["gpu", "spot"], vec!["instance", "day"], vec![]] {
+        let body = serde_json::json!({"from": "2026-11-25T00:00:00Z", "to": to, "group_by": group_by});
         let mut live = Value::Null;
         for _ in 0..100 {
             live = request(&client, "tgp.api.cost", body.clone()).await;
@@ -372,10 +253,7 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(
-            live["last_sequence"], last,
-            "the live projection caught up: {live}"
-        );
+        assert_eq!(live["last_sequence"], last, "the live projection caught up: {live}");
         let group = group_by.join(",");
         let mut args = vec!["--from", "2026-11-25T00:00:00Z", "--to", to];
         if !group.is_empty() {
@@ -393,16 +271,9 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
         .args(["projections", "rebuild", "cost", "--nats-url", server.url()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        printed.contains(&format!("rebuilt to stream sequence {last}")),
-        "{printed}"
-    );
+    assert!(printed.contains(&format!("rebuilt to stream sequence {last}")), "{printed}");
 }
 
 #[tokio::test]
@@ -454,16 +325,9 @@ async fn the_metrics_endpoint_reports_the_journal() {
     .await;
     b.terminate(now + chrono::Duration::minutes(30)).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _controller = ControllerProcess::start_with(
-        server.url(),
-        &server.dir(),
-        &["--metrics-addr", &format!("127.0.0.1:{port}")],
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _controller =
+        ControllerProcess::start_with(server.url(), &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let mut text = String::new();
     for _ in 0..50 {
         text = scrape(port).await;
@@ -479,32 +343,15 @@ async fn the_metrics_endpoint_reports_the_journal() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     };
-    assert_eq!(
-        value("tgp_launches_total"),
-        2.0,
-        "Launched: m-a once, m-b once"
-    );
+    assert_eq!(value("tgp_launches_total"), 2.0, "Launched: m-a once, m-b once");
     assert_eq!(value("tgp_relaunches_total"), 1.0);
     assert_eq!(value("tgp_interruptions_total{reason=\"preempted\"}"), 1.0);
-    assert_eq!(
-        value("tgp_instances{state=\"running\",provider=\"vastai\",spot=\"true\"}"),
-        1.0
-    );
-    assert_eq!(
-        value("tgp_spend_rate_dollars_per_hour"),
-        1.30,
-        "only m-a's relaunch bills now"
-    );
+    assert_eq!(value("tgp_instances{state=\"running\",provider=\"vastai\",spot=\"true\"}"), 1.0);
+    assert_eq!(value("tgp_spend_rate_dollars_per_hour"), 1.30, "only m-a's relaunch bills now");
     // m-b: 30 min per hour -> 1 h x 1.79; m-a: 10 min x 1.20 + ~49 min x 1.30 and counting.
     let spent = value("tgp_spend_dollars");
-    assert!(
-        spent > 1.79 + 0.20 + 1.0 && spent < 1.79 + 0.20 + 1.30,
-        "{spent}"
-    );
-    assert!(
-        text.contains("tgp_time_to_running_seconds_bucket{le=\"60\"}"),
-        "{text}"
-    );
+    assert!(spent > 1.79 + 0.20 + 1.0 && spent < 1.79 + 0.20 + 1.30, "{spent}");
+    assert!(text.contains("tgp_time_to_running_seconds_bucket{le=\"60\"}"), "{text}");
 }
 
 async fn scrape(port: u16) -> String {
@@ -512,9 +359,7 @@ async fn scrape(port: u16) -> String {
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
         return String::new();
     };
-    let _ = stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await;
+    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await;
     let mut out = String::new();
     let _ = stream.read_to_string(&mut out).await;
     out

@@ -50,33 +50,22 @@ fn parse_time(text: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
         return Ok(t.with_timezone(&Utc));
     }
     let age = if let Some(days) = text.strip_suffix('d') {
-        std::time::Duration::from_secs(
-            days.parse::<u64>()
-                .with_context(|| format!("{what}: {text:?}"))?
-                * 86400,
-        )
+        std::time::Duration::from_secs(days.parse::<u64>().with_context(|| format!("{what}: {text:?}"))? * 86400)
     } else {
         parse_duration(text).map_err(|e| anyhow::anyhow!("{what}: {e}, or an RFC 3339 time"))?
     };
     Ok(Utc::now() - chrono::Duration::from_std(age)?)
 }
 
-async fn js(
-    nats: &NatsArgs,
-) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
-    let Some(url) = &nats.nats_url else {
-        anyhow::bail!("no NATS server given: pass --nats-url or set NATS_URL")
-    };
+async fn js(nats: &NatsArgs) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
+    let Some(url) = &nats.nats_url else { anyhow::bail!("no NATS server given: pass --nats-url or set NATS_URL") };
     let client = tgp::connect::connect(url, "tgp-audit").await?;
     Ok((client.clone(), tgp::connect::jetstream(client)))
 }
 
 fn progress(done: u64, total: u64) {
     if total > 0 {
-        eprint!(
-            "\rreplaying the journal: {done}/{total} commits ({:.0}%)",
-            100.0 * done as f64 / total as f64
-        );
+        eprint!("\rreplaying the journal: {done}/{total} commits ({:.0}%)", 100.0 * done as f64 / total as f64);
         if done >= total {
             eprintln!();
         }
@@ -85,34 +74,18 @@ fn progress(done: u64, total: u64) {
 }
 
 pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
-    let group_by =
-        parse_group_by(std::slice::from_ref(&args.group_by)).map_err(anyhow::Error::msg)?;
-    let from = args
-        .from
-        .as_deref()
-        .map(|t| parse_time(t, "--from"))
-        .transpose()?;
-    let to = args
-        .to
-        .as_deref()
-        .map(|t| parse_time(t, "--to"))
-        .transpose()?
-        .unwrap_or_else(Utc::now);
+    let group_by = parse_group_by(std::slice::from_ref(&args.group_by)).map_err(anyhow::Error::msg)?;
+    let from = args.from.as_deref().map(|t| parse_time(t, "--from")).transpose()?;
+    let to = args.to.as_deref().map(|t| parse_time(t, "--to")).transpose()?.unwrap_or_else(Utc::now);
     anyhow::ensure!(from.is_none_or(|f| f < to), "--from must be before --to");
     let (_, js) = js(&args.nats).await?;
     let lag = chrono::Duration::from_std(args.lag)?;
     let ledger = tgp::audit::replay(&js, from, lag, progress).await?;
-    let report = ledger
-        .state
-        .report(from, to, &group_by, ledger.last_sequence);
+    let report = ledger.state.report(from, to, &group_by, ledger.last_sequence);
     print_report(&report, args.format)?;
     if let Some(path) = &args.chart {
-        let start = from
-            .or_else(|| ledger.state.runs().map(|r| r.start).min())
-            .unwrap_or(to);
-        let series = ledger
-            .state
-            .spend_series(start, to, tgp::chart::bucket_for(start, to));
+        let start = from.or_else(|| ledger.state.runs().map(|r| r.start).min()).unwrap_or(to);
+        let series = ledger.state.spend_series(start, to, tgp::chart::bucket_for(start, to));
         std::fs::write(path, tgp::chart::spend_svg(&series, start, to))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("chart written to {}", path.display());
@@ -141,10 +114,7 @@ pub fn print_report(report: &CostReport, format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(report)?),
         Format::Csv => {
-            println!(
-                "{},hours,cost,on_demand_cost,savings,runs",
-                report.group_by.join(",")
-            );
+            println!("{},hours,cost,on_demand_cost,savings,runs", report.group_by.join(","));
             for row in report.rows.iter().chain(std::iter::once(&report.total)) {
                 let mut fields = key(row, report);
                 if std::ptr::eq(row, &report.total) {
@@ -166,10 +136,7 @@ pub fn print_report(report: &CostReport, format: Format) -> anyhow::Result<()> {
             let width = 18;
             println!(
                 "{}{:>12} {:>12} {:>14} {:>12}",
-                header
-                    .iter()
-                    .map(|h| format!("{h:<width$}"))
-                    .collect::<String>(),
+                header.iter().map(|h| format!("{h:<width$}")).collect::<String>(),
                 "HOURS",
                 "COST",
                 "ON-DEMAND",
@@ -178,10 +145,7 @@ pub fn print_report(report: &CostReport, format: Format) -> anyhow::Result<()> {
             for row in &report.rows {
                 println!(
                     "{}{:>12} {:>12} {:>14} {:>12}",
-                    key(row, report)
-                        .iter()
-                        .map(|k| format!("{k:<width$}"))
-                        .collect::<String>(),
+                    key(row, report).iter().map(|k| format!("{k:<width$}")).collect::<String>(),
                     row.hours,
                     row.cost.to_string(),
                     row.on_demand_cost.to_string(),
@@ -198,9 +162,7 @@ pub fn print_report(report: &CostReport, format: Format) -> anyhow::Result<()> {
             );
             println!(
                 "range: {} to {} (journal up to stream sequence {})",
-                report
-                    .from
-                    .map_or("the beginning".to_string(), |f| f.to_rfc3339()),
+                report.from.map_or("the beginning".to_string(), |f| f.to_rfc3339()),
                 report.to.to_rfc3339(),
                 report.last_sequence
             );
@@ -224,10 +186,7 @@ pub struct PricesArgs {
 pub async fn prices(args: PricesArgs) -> anyhow::Result<()> {
     let (client, _) = js(&args.nats).await?;
     let body = serde_json::json!({"gpu": args.gpu}).to_string();
-    let reply = client
-        .request(API_PRICES, body.into())
-        .await
-        .context("no controller answers on tgp.api.prices")?;
+    let reply = client.request(API_PRICES, body.into()).await.context("no controller answers on tgp.api.prices")?;
     if let Ok(e) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
         anyhow::bail!("{} ({})", e.error.message, e.error.code);
     }
@@ -258,10 +217,7 @@ pub async fn prices(args: PricesArgs) -> anyhow::Result<()> {
             r.last.to_string()
         );
     }
-    println!(
-        "prices actually paid, per machine-hour ({} rows)",
-        reply.prices.len()
-    );
+    println!("prices actually paid, per machine-hour ({} rows)", reply.prices.len());
     Ok(())
 }
 
@@ -288,9 +244,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<()> {
     match name.as_str() {
         "cost" => {
             let rebuilt = runner::rebuild::<CostLedger>(&js, progress).await?;
-            let report = rebuilt
-                .state
-                .report(None, Utc::now(), &[], rebuilt.last_sequence);
+            let report = rebuilt.state.report(None, Utc::now(), &[], rebuilt.last_sequence);
             println!(
                 "cost rebuilt to stream sequence {}: total {} over {} hours",
                 rebuilt.last_sequence, report.total.cost, report.total.hours

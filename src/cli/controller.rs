@@ -56,10 +56,7 @@ impl SimArgs {
 
 fn actix_system() -> actix::SystemRunner {
     actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
     })
 }
 
@@ -83,8 +80,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -96,16 +93,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let (url, _server) = nats_or_private(&args.nats)?;
         let config = ControllerConfig {
             nats_url: url.clone(),
-            supervisor: SupervisorConfig {
-                poll_interval: args.poll_interval,
-                ..Default::default()
-            },
+            supervisor: SupervisorConfig { poll_interval: args.poll_interval, ..Default::default() },
             simulated: args.sim.config(),
             metrics_addr: args.metrics_addr,
+            provider_actor: Default::default(),
         };
-        let _controller = Controller::start(config)
-            .await
-            .context("starting the controller")?;
+        let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on the simulated market; NATS at {url}");
         println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00");
         shutdown_signal().await;
@@ -132,16 +125,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
             },
-            simulated: SimulatedConfig {
-                seed: args.seed,
-                boot_time: Duration::from_secs(1),
-                ..Default::default()
-            },
+            simulated: SimulatedConfig { seed: args.seed, boot_time: Duration::from_secs(1), ..Default::default() },
             metrics_addr: None,
+            provider_actor: Default::default(),
         };
-        let controller = Controller::start(config)
-            .await
-            .context("starting the controller")?;
+        let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&url, &controller).await
     })
 }

@@ -87,25 +87,15 @@ impl CommitStream {
 
 /// When the server stored a message, as a chrono time.
 pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(
-        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default(),
-    )
+    DateTime::from_timestamp_nanos(i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default())
 }
 
-fn decode_message(
-    message: &async_nats::jetstream::Message,
-) -> Result<ReadCommit, PersistenceError> {
-    let info = message
-        .info()
-        .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+fn decode_message(message: &async_nats::jetstream::Message) -> Result<ReadCommit, PersistenceError> {
+    let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
     let sequence = info.stream_sequence;
     let at = published_at(&info);
-    let commit: Commit = serde_json::from_slice(&message.payload).map_err(|e| {
-        decode_error(format!(
-            "journal message {sequence} on {}: {e}",
-            message.subject
-        ))
-    })?;
+    let commit: Commit = serde_json::from_slice(&message.payload)
+        .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
     Ok((sequence, at, commit))
 }
 
@@ -123,12 +113,7 @@ impl JournalReader {
         Ok(JournalReader { stream })
     }
 
-    async fn read(
-        &self,
-        filter: &str,
-        start: StartAt,
-        follow: bool,
-    ) -> Result<CommitStream, PersistenceError> {
+    async fn read(&self, filter: &str, start: StartAt, follow: bool) -> Result<CommitStream, PersistenceError> {
         let consumer = self
             .stream
             .create_consumer(OrderedConfig {
@@ -140,44 +125,24 @@ impl JournalReader {
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         let pending = consumer.cached_info().num_pending;
         if !follow && pending == 0 {
-            return Ok(CommitStream {
-                messages: None,
-                remaining: Some(0),
-            });
+            return Ok(CommitStream { messages: None, remaining: Some(0) });
         }
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(CommitStream {
-            messages: Some(messages),
-            remaining: (!follow).then_some(pending),
-        })
+        let messages = consumer.messages().await.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending) })
     }
 
     /// Every commit on subjects matching `filter` from `start` up to the moment the read began.
-    pub async fn commits(
-        &self,
-        filter: &str,
-        start: StartAt,
-    ) -> Result<CommitStream, PersistenceError> {
+    pub async fn commits(&self, filter: &str, start: StartAt) -> Result<CommitStream, PersistenceError> {
         self.read(filter, start, false).await
     }
 
     /// Commits on subjects matching `filter` from `start`, then new ones as they are stored.
-    pub async fn follow(
-        &self,
-        filter: &str,
-        start: StartAt,
-    ) -> Result<CommitStream, PersistenceError> {
+    pub async fn follow(&self, filter: &str, start: StartAt) -> Result<CommitStream, PersistenceError> {
         self.read(filter, start, true).await
     }
 
     /// All commits of one subject with their stream sequences.
-    pub async fn subject_commits(
-        &self,
-        subject: &str,
-    ) -> Result<Vec<(u64, Commit)>, PersistenceError> {
+    pub async fn subject_commits(&self, subject: &str) -> Result<Vec<(u64, Commit)>, PersistenceError> {
         let mut read = self.commits(subject, StartAt::Beginning).await?;
         let mut out = Vec::new();
         while let Some(next) = read.next().await {
@@ -231,9 +196,7 @@ impl JournalReader {
         start: StartAt,
         mut each: impl FnMut(ReplayedCommit) + Send,
     ) -> Result<(), PersistenceError> {
-        let mut read = self
-            .read(tgp_events::subjects::INSTANCE_EVENTS_ALL, start, false)
-            .await?;
+        let mut read = self.read(tgp_events::subjects::INSTANCE_EVENTS_ALL, start, false).await?;
         let total = read.remaining();
         let mut done = 0;
         let mut text = String::new();
@@ -248,20 +211,12 @@ impl JournalReader {
             if let Some(n) = read.remaining.as_mut() {
                 *n -= 1;
             }
-            let info = message
-                .info()
-                .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+            let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
             let (sequence, at) = (info.stream_sequence, published_at(&info));
-            let commit: RawCommit = serde_json::from_slice(&message.payload).map_err(|e| {
-                decode_error(format!(
-                    "journal message {sequence} on {}: {e}",
-                    message.subject
-                ))
-            })?;
-            let instance: InstanceId = commit
-                .aggregate_id
-                .parse()
-                .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+            let commit: RawCommit = serde_json::from_slice(&message.payload)
+                .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
+            let instance: InstanceId =
+                commit.aggregate_id.parse().map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
             let mut events = Vec::with_capacity(commit.events.len());
             for record in commit.events {
                 if record.version > SCHEMA_VERSION {
@@ -276,22 +231,12 @@ impl JournalReader {
                 text.push_str(r#"","data":"#);
                 text.push_str(record.data.get());
                 text.push('}');
-                let event: InstanceEvent = serde_json::from_str(&text).map_err(|e| {
-                    decode_error(format!(
-                        "instance {instance} event {}: {e}",
-                        record.sequence
-                    ))
-                })?;
+                let event: InstanceEvent = serde_json::from_str(&text)
+                    .map_err(|e| decode_error(format!("instance {instance} event {}: {e}", record.sequence)))?;
                 events.push((record.sequence as usize, event));
             }
             done += 1;
-            each(ReplayedCommit {
-                sequence,
-                at,
-                instance,
-                events,
-                progress: (done, total),
-            });
+            each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
         }
         Ok(())
     }

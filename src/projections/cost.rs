@@ -88,47 +88,21 @@ impl CostLedger {
     /// Folds one instance event.
     pub fn apply(&mut self, instance: &InstanceId, event: &InstanceEvent) {
         match event {
-            InstanceEvent::OfferSelected {
-                offer, candidates, ..
-            } => {
+            InstanceEvent::OfferSelected { offer, candidates, .. } => {
                 let on_demand_price = if offer.spot {
                     candidates
                         .iter()
                         .find(|c| {
-                            !c.offer.spot
-                                && c.offer.provider == offer.provider
-                                && c.offer.offer_id == offer.offer_id
+                            !c.offer.spot && c.offer.provider == offer.provider && c.offer.offer_id == offer.offer_id
                         })
                         .map_or(offer.hourly_price, |c| c.offer.hourly_price)
                 } else {
                     offer.hourly_price
                 };
-                self.offers.insert(
-                    instance.clone(),
-                    SelectedOffer {
-                        offer: offer.clone(),
-                        on_demand_price,
-                    },
-                );
+                self.offers.insert(instance.clone(), SelectedOffer { offer: offer.clone(), on_demand_price });
             }
-            InstanceEvent::Launched {
-                provider,
-                provider_instance_id,
-                hourly_price,
-                spot,
-                billing,
-                at,
-                ..
-            }
-            | InstanceEvent::Relaunched {
-                provider,
-                provider_instance_id,
-                hourly_price,
-                spot,
-                billing,
-                at,
-                ..
-            } => {
+            InstanceEvent::Launched { provider, provider_instance_id, hourly_price, spot, billing, at, .. }
+            | InstanceEvent::Relaunched { provider, provider_instance_id, hourly_price, spot, billing, at, .. } => {
                 self.close(instance, *at);
                 let selected = self.offers.get(instance);
                 let on_demand_price = match selected {
@@ -188,9 +162,7 @@ impl CostLedger {
             let (start, end) = (run.start.max(from), billed_end.min(to));
             let mut day_start = start;
             while day_start < end {
-                let next_day = (day_start.date_naive() + Duration::days(1))
-                    .and_time(chrono::NaiveTime::MIN)
-                    .and_utc();
+                let next_day = (day_start.date_naive() + Duration::days(1)).and_time(chrono::NaiveTime::MIN).and_utc();
                 let day_end = next_day.min(end);
                 let ms = (day_end - day_start).num_milliseconds();
                 let key = GroupKey::of(run, day_start.date_naive(), group_by);
@@ -203,9 +175,7 @@ impl CostLedger {
 
     /// The current spend rate: the sum of the prices of open runs, per hour.
     pub fn spend_rate(&self) -> Money {
-        self.open
-            .values()
-            .fold(Money::ZERO, |sum, run| sum + run.price)
+        self.open.values().fold(Money::ZERO, |sum, run| sum + run.price)
     }
 }
 
@@ -286,9 +256,7 @@ impl std::str::FromStr for GroupField {
             "instance" => GroupField::Instance,
             "day" => GroupField::Day,
             other => {
-                return Err(format!(
-                    "cannot group by {other:?}; use provider, gpu, region, spot, instance or day"
-                ));
+                return Err(format!("cannot group by {other:?}; use provider, gpu, region, spot, instance or day"));
             }
         })
     }
@@ -317,13 +285,8 @@ impl GroupKey {
         GroupKey {
             provider: has(GroupField::Provider).then(|| run.provider.to_string()),
             gpu: has(GroupField::Gpu).then(|| run.gpu.map_or("unknown".into(), |g| g.to_string())),
-            region: has(GroupField::Region).then(|| {
-                run.region
-                    .as_ref()
-                    .map_or("unknown".into(), |r| r.to_string())
-            }),
-            spot: has(GroupField::Spot)
-                .then(|| if run.spot { "spot" } else { "on-demand" }.to_string()),
+            region: has(GroupField::Region).then(|| run.region.as_ref().map_or("unknown".into(), |r| r.to_string())),
+            spot: has(GroupField::Spot).then(|| if run.spot { "spot" } else { "on-demand" }.to_string()),
             instance: has(GroupField::Instance).then(|| run.instance.to_string()),
             day: has(GroupField::Day).then_some(day),
         }
@@ -332,12 +295,7 @@ impl GroupKey {
 
 /// Parses `provider,gpu,...` into fields.
 pub fn parse_group_by(names: &[String]) -> Result<Vec<GroupField>, String> {
-    names
-        .iter()
-        .flat_map(|n| n.split(','))
-        .filter(|n| !n.trim().is_empty())
-        .map(str::parse)
-        .collect()
+    names.iter().flat_map(|n| n.split(',')).filter(|n| !n.trim().is_empty()).map(str::parse).collect()
 }
 
 fn row(key: &GroupKey, totals: &Totals) -> tgp_events::api::CostRow {
@@ -378,12 +336,7 @@ impl CostLedger {
             to,
             group_by: group_by
                 .iter()
-                .map(|g| {
-                    serde_json::to_value(g)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                })
+                .map(|g| serde_json::to_value(g).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
                 .collect(),
             rows: groups.iter().map(|(k, t)| row(k, t)).collect(),
             total: row(&GroupKey::default(), &all),
@@ -407,10 +360,7 @@ impl CostLedger {
                 let bucket_start = from + Duration::milliseconds(index * bucket_ms);
                 let bucket_end = (bucket_start + bucket).min(end);
                 let ms = (bucket_end - t).num_milliseconds();
-                *out.entry(run.provider.to_string())
-                    .or_default()
-                    .entry(bucket_start)
-                    .or_default() +=
+                *out.entry(run.provider.to_string()).or_default().entry(bucket_start).or_default() +=
                     run.price.as_decimal() * Decimal::from(ms) / Decimal::from(MS_PER_HOUR);
                 t = bucket_end;
             }
@@ -425,9 +375,7 @@ mod tests {
     use tgp_events::BillingUnit;
 
     fn run(billing: BillingGranularity, minutes: i64) -> Run {
-        let start = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let start = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").unwrap().with_timezone(&Utc);
         Run {
             instance: "i".parse().unwrap(),
             machine: "m".into(),
@@ -445,10 +393,7 @@ mod tests {
 
     #[test]
     fn hourly_billing_rounds_up_and_day_boundaries_split() {
-        let hourly = BillingGranularity {
-            unit: BillingUnit::Hour,
-            minimum_seconds: 0,
-        };
+        let hourly = BillingGranularity { unit: BillingUnit::Hour, minimum_seconds: 0 };
         let r = run(hourly, 61);
         assert_eq!(r.billed_end(Utc::now()) - r.start, Duration::hours(2));
         let mut t = Totals::default();

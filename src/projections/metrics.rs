@@ -38,9 +38,7 @@ impl MetricsState {
     /// Folds one event and records time-to-running observations as they happen.
     pub fn apply(&mut self, instance: &InstanceId, event: &InstanceEvent) {
         self.cost.apply(instance, event);
-        let mut count = |name: &'static str, label: String| {
-            *self.counters.entry((name, label)).or_default() += 1
-        };
+        let mut count = |name: &'static str, label: String| *self.counters.entry((name, label)).or_default() += 1;
         match event {
             InstanceEvent::LaunchRequested { at, .. } => {
                 self.chains.insert(
@@ -56,14 +54,12 @@ impl MetricsState {
             }
             InstanceEvent::Launched { .. } => count("tgp_launches_total", String::new()),
             InstanceEvent::Relaunched { .. } => count("tgp_relaunches_total", String::new()),
-            InstanceEvent::Interrupted { reason, .. } => count(
-                "tgp_interruptions_total",
-                format!("{reason:?}").to_lowercase(),
-            ),
-            InstanceEvent::LaunchFailed { class, .. } => count(
-                "tgp_launch_failures_total",
-                format!("{class:?}").to_lowercase(),
-            ),
+            InstanceEvent::Interrupted { reason, .. } => {
+                count("tgp_interruptions_total", format!("{reason:?}").to_lowercase())
+            }
+            InstanceEvent::LaunchFailed { class, .. } => {
+                count("tgp_launch_failures_total", format!("{class:?}").to_lowercase())
+            }
             InstanceEvent::Failed { .. } => count("tgp_failures_total", String::new()),
             _ => {}
         }
@@ -76,9 +72,7 @@ impl MetricsState {
                 chain.provider = offer.provider.to_string();
                 chain.spot = offer.spot;
             }
-            InstanceEvent::Launched { .. } | InstanceEvent::Relaunched { .. } => {
-                chain.state = InstanceState::Starting
-            }
+            InstanceEvent::Launched { .. } | InstanceEvent::Relaunched { .. } => chain.state = InstanceState::Starting,
             InstanceEvent::Running { at, .. } => {
                 if !chain.ran {
                     chain.ran = true;
@@ -100,8 +94,7 @@ impl MetricsState {
     pub fn publish(&self, now: DateTime<Utc>) {
         let mut by: BTreeMap<(InstanceState, String, bool), u64> = BTreeMap::new();
         for chain in self.chains.values() {
-            *by.entry((chain.state, chain.provider.clone(), chain.spot))
-                .or_default() += 1;
+            *by.entry((chain.state, chain.provider.clone(), chain.spot)).or_default() += 1;
         }
         // Zero the series of every combination seen before, so a state left empty reads 0.
         for state in [
@@ -119,21 +112,13 @@ impl MetricsState {
         }
         for ((name, label), n) in &self.counters {
             match *name {
-                "tgp_interruptions_total" => {
-                    metrics::counter!(*name, "reason" => label.clone()).absolute(*n)
-                }
-                "tgp_launch_failures_total" => {
-                    metrics::counter!(*name, "class" => label.clone()).absolute(*n)
-                }
+                "tgp_interruptions_total" => metrics::counter!(*name, "reason" => label.clone()).absolute(*n),
+                "tgp_launch_failures_total" => metrics::counter!(*name, "class" => label.clone()).absolute(*n),
                 _ => metrics::counter!(*name).absolute(*n),
             }
         }
-        let spent: rust_decimal::Decimal = self
-            .cost
-            .totals(DateTime::<Utc>::MIN_UTC, now, &[])
-            .values()
-            .map(|t| t.cost().as_decimal())
-            .sum();
+        let spent: rust_decimal::Decimal =
+            self.cost.totals(DateTime::<Utc>::MIN_UTC, now, &[]).values().map(|t| t.cost().as_decimal()).sum();
         metrics::gauge!("tgp_spend_rate_dollars_per_hour")
             .set(self.cost.spend_rate().as_decimal().to_f64().unwrap_or(0.0));
         metrics::gauge!("tgp_spend_dollars").set(spent.to_f64().unwrap_or(0.0));
@@ -147,16 +132,11 @@ pub async fn follow(js: async_nats::jetstream::Context) {
         Ok(r) => r,
         Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
     };
-    let mut commits = match reader
-        .follow(
-            tgp_events::subjects::INSTANCE_EVENTS_ALL,
-            crate::journal::StartAt::Beginning,
-        )
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
-    };
+    let mut commits =
+        match reader.follow(tgp_events::subjects::INSTANCE_EVENTS_ALL, crate::journal::StartAt::Beginning).await {
+            Ok(c) => c,
+            Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
+        };
     let mut state = MetricsState::default();
     let mut dirty = true;
     let mut published = std::time::Instant::now();

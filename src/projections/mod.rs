@@ -18,9 +18,7 @@ use serde::de::DeserializeOwned;
 use tgp_events::{InstanceEvent, InstanceId};
 
 /// A fold over instance events that can be checkpointed and rebuilt.
-pub trait Projection:
-    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
-{
+pub trait Projection: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {
     /// Its name: the durable consumer is `projection-<name>`, the checkpoint is keyed by it.
     const NAME: &'static str;
     /// Folds one event, journaled at `at`.

@@ -64,18 +64,8 @@ impl RealizedPrices {
             InstanceEvent::OfferSelected { offer, .. } => {
                 self.offers.insert(instance.clone(), offer.clone());
             }
-            InstanceEvent::Launched {
-                hourly_price,
-                spot,
-                provider,
-                ..
-            }
-            | InstanceEvent::Relaunched {
-                hourly_price,
-                spot,
-                provider,
-                ..
-            } => {
+            InstanceEvent::Launched { hourly_price, spot, provider, .. }
+            | InstanceEvent::Relaunched { hourly_price, spot, provider, .. } => {
                 let offer = self.offers.get(instance);
                 let key = PriceKey {
                     provider: provider.to_string(),
@@ -109,14 +99,7 @@ impl RealizedPrices {
                     seen += n;
                     (seen >= half).then_some(*price)
                 })?;
-                Some(PriceRow {
-                    key: key.clone(),
-                    count,
-                    min,
-                    median,
-                    max,
-                    last: stats.last.unwrap_or(max),
-                })
+                Some(PriceRow { key: key.clone(), count, min, median, max, last: stats.last.unwrap_or(max) })
             })
             .collect()
     }

@@ -56,19 +56,12 @@ pub struct Checkpointed<P> {
 
 impl<P: Projection> Checkpointed<P> {
     /// Folds one commit unless it was folded already.
-    pub fn fold(
-        &mut self,
-        sequence: u64,
-        at: chrono::DateTime<chrono::Utc>,
-        commit: &Commit,
-    ) -> Result<(), String> {
+    pub fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) -> Result<(), String> {
         if sequence <= self.last_sequence {
             return Ok(());
         }
         for record in &commit.events {
-            let event = record
-                .decode()
-                .map_err(|e| format!("stream sequence {sequence}: {e}"))?;
+            let event = record.decode().map_err(|e| format!("stream sequence {sequence}: {e}"))?;
             self.state.apply(at, &commit.aggregate_id, &event);
         }
         self.last_sequence = sequence;
@@ -91,31 +84,21 @@ impl<P: Projection> Checkpointed<P> {
 pub type Live<P> = Arc<RwLock<Checkpointed<P>>>;
 
 fn err<P: Projection>(message: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError {
-        name: P::NAME,
-        message: message.to_string(),
-    }
+    ProjectionError { name: P::NAME, message: message.to_string() }
 }
 
 async fn stores(js: &Context) -> Result<(kv::Store, object_store::ObjectStore), String> {
     let kv = match js.get_key_value(CHECKPOINT_BUCKET).await {
         Ok(kv) => kv,
         Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: CHECKPOINT_BUCKET.into(),
-                history: 1,
-                ..Default::default()
-            })
+            .create_key_value(kv::Config { bucket: CHECKPOINT_BUCKET.into(), history: 1, ..Default::default() })
             .await
             .map_err(|e| e.to_string())?,
     };
     let objects = match js.get_object_store(STATE_STORE).await {
         Ok(o) => o,
         Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: STATE_STORE.into(),
-                ..Default::default()
-            })
+            .create_object_store(object_store::Config { bucket: STATE_STORE.into(), ..Default::default() })
             .await
             .map_err(|e| e.to_string())?,
     };
@@ -128,9 +111,7 @@ async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, Projection
     let Some(sequence) = kv.get(P::NAME).await.map_err(err::<P>)? else {
         return Ok(Checkpointed::default());
     };
-    let sequence: u64 = String::from_utf8_lossy(&sequence)
-        .parse()
-        .map_err(err::<P>)?;
+    let sequence: u64 = String::from_utf8_lossy(&sequence).parse().map_err(err::<P>)?;
     let mut object = match objects.get(P::NAME).await {
         Ok(o) => o,
         Err(_) => return Ok(Checkpointed::default()),
@@ -139,10 +120,7 @@ async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, Projection
     object.read_to_end(&mut bytes).await.map_err(err::<P>)?;
     let saved: Checkpointed<P> = serde_json::from_slice(&bytes).map_err(err::<P>)?;
     if saved.last_sequence != sequence {
-        tracing::warn!(
-            projection = P::NAME,
-            "checkpoint and state disagree; rebuilding from the start"
-        );
+        tracing::warn!(projection = P::NAME, "checkpoint and state disagree; rebuilding from the start");
         return Ok(Checkpointed::default());
     }
     Ok(saved)
@@ -151,19 +129,11 @@ async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, Projection
 async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, ProjectionError> {
     let (bytes, sequence) = {
         let guard = live.read().expect("projection lock");
-        (
-            serde_json::to_vec(&*guard).map_err(err::<P>)?,
-            guard.last_sequence,
-        )
+        (serde_json::to_vec(&*guard).map_err(err::<P>)?, guard.last_sequence)
     };
     let (kv, objects) = stores(js).await.map_err(err::<P>)?;
-    objects
-        .put(P::NAME, &mut bytes.as_slice())
-        .await
-        .map_err(err::<P>)?;
-    kv.put(P::NAME, sequence.to_string().into())
-        .await
-        .map_err(err::<P>)?;
+    objects.put(P::NAME, &mut bytes.as_slice()).await.map_err(err::<P>)?;
+    kv.put(P::NAME, sequence.to_string().into()).await.map_err(err::<P>)?;
     Ok(sequence)
 }
 
@@ -183,9 +153,7 @@ pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), Pro
         .create_consumer(pull::Config {
             durable_name: Some(durable),
             filter_subject: INSTANCE_EVENTS_ALL.into(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: start,
-            },
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
             ack_policy: AckPolicy::All,
             ..Default::default()
         })
@@ -201,10 +169,7 @@ pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), Pro
                 let info = message.info().map_err(err::<P>)?;
                 let (sequence, at) = (info.stream_sequence, crate::journal::published_at(&info));
                 let commit: Commit = serde_json::from_slice(&message.payload).map_err(err::<P>)?;
-                live.write()
-                    .expect("projection lock")
-                    .fold(sequence, at, &commit)
-                    .map_err(err::<P>)?;
+                live.write().expect("projection lock").fold(sequence, at, &commit).map_err(err::<P>)?;
                 since_save += 1;
                 unacked = Some(message);
             }
@@ -214,9 +179,7 @@ pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), Pro
             Ok(None) => return Ok(()),
             Err(_) => {}
         }
-        if since_save > 0
-            && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL)
-        {
+        if since_save > 0 && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL) {
             save(&js, &live).await?;
             if let Some(message) = unacked.take() {
                 let _ = message.ack().await;

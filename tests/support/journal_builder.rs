@@ -9,22 +9,13 @@ use tgp_events::events::{Candidate, Connection, InterruptionReason, OfferSummary
 use tgp_events::{BillingGranularity, BillingUnit, GpuType, InstanceId, LaunchCommand, Money};
 
 pub fn per_second() -> BillingGranularity {
-    BillingGranularity {
-        unit: BillingUnit::Second,
-        minimum_seconds: 0,
-    }
+    BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 0 }
 }
 pub fn per_minute(minimum_seconds: u32) -> BillingGranularity {
-    BillingGranularity {
-        unit: BillingUnit::Minute,
-        minimum_seconds,
-    }
+    BillingGranularity { unit: BillingUnit::Minute, minimum_seconds }
 }
 pub fn per_hour() -> BillingGranularity {
-    BillingGranularity {
-        unit: BillingUnit::Hour,
-        minimum_seconds: 0,
-    }
+    BillingGranularity { unit: BillingUnit::Hour, minimum_seconds: 0 }
 }
 
 /// What one launch buys: provider, GPU, region, price, spot, and the on-demand price offered.
@@ -52,12 +43,7 @@ impl<'a> Chain<'a> {
             br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"9","relaunch":{"max_attempts":9}}"#,
         )
         .unwrap();
-        let mut chain = Chain {
-            journal,
-            id: id.parse().unwrap(),
-            loaded: Loaded::default(),
-            machine: 0,
-        };
+        let mut chain = Chain { journal, id: id.parse().unwrap(), loaded: Loaded::default(), machine: 0 };
         let id = chain.id.clone();
         chain.exec(C::RequestLaunch { id, request, at }).await;
         chain
@@ -83,23 +69,10 @@ impl<'a> Chain<'a> {
         };
         let offer = summary(buy.spot, buy.price);
         let candidates = vec![
-            Candidate {
-                offer: offer.clone(),
-                verdict: "selected".into(),
-            },
-            Candidate {
-                offer: summary(false, buy.on_demand),
-                verdict: "a spot offer fits".into(),
-            },
+            Candidate { offer: offer.clone(), verdict: "selected".into() },
+            Candidate { offer: summary(false, buy.on_demand), verdict: "a spot offer fits".into() },
         ];
-        self.exec(C::SelectOffer {
-            offer,
-            bid: None,
-            reason: "test".into(),
-            candidates,
-            at,
-        })
-        .await;
+        self.exec(C::SelectOffer { offer, bid: None, reason: "test".into(), candidates, at }).await;
         self.exec(C::StartAttempt { at }).await;
         let attempt_id = self.loaded.instance.pending_attempt.clone().unwrap().0;
         self.machine += 1;
@@ -114,12 +87,7 @@ impl<'a> Chain<'a> {
         })
         .await;
         let machine = format!("{}-m{}", self.id, self.machine);
-        self.exec(C::RecordRunning {
-            provider_instance_id: machine,
-            connection: Connection::default(),
-            at,
-        })
-        .await;
+        self.exec(C::RecordRunning { provider_instance_id: machine, connection: Connection::default(), at }).await;
     }
 
     pub async fn interrupt(&mut self, at: DateTime<Utc>) {
@@ -135,13 +103,8 @@ impl<'a> Chain<'a> {
     }
 
     pub async fn terminate(&mut self, at: DateTime<Utc>) {
-        self.exec(C::RequestTermination {
-            reason: "done".into(),
-            at,
-        })
-        .await;
-        if self.loaded.instance.current_state() != Some(tgp_events::api::InstanceState::Terminated)
-        {
+        self.exec(C::RequestTermination { reason: "done".into(), at }).await;
+        if self.loaded.instance.current_state() != Some(tgp_events::api::InstanceState::Terminated) {
             self.exec(C::RecordTerminated { at }).await;
         }
     }
