@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tgp::controller::{Controller, ControllerConfig};
+use std::sync::Arc;
+
+use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::nats_server::NatsServer;
 use tgp::simulated::SimulatedConfig;
+use tgp::simulated::SimulatedProvider;
+use tgp_actors::provider::ProviderClient;
 use tgp_actors::supervisor::SupervisorConfig;
 
 use super::{NatsArgs, parse_duration};
@@ -91,10 +95,14 @@ async fn shutdown_signal() {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
+        let market =
+            Arc::new(SimulatedProvider::new(args.sim.config()).context("reading the simulated market's state")?);
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig { poll_interval: args.poll_interval, ..Default::default() },
-            simulated: args.sim.config(),
+            providers: vec![market.clone() as Arc<dyn ProviderClient>],
+            cues: Some(market as Arc<dyn MarketCues>),
+            api_changes: None,
             metrics_addr: args.metrics_addr,
             provider_actor: Default::default(),
         };
@@ -119,13 +127,20 @@ pub struct DemoArgs {
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
+        let market = Arc::new(SimulatedProvider::new(SimulatedConfig {
+            seed: args.seed,
+            boot_time: Duration::from_secs(1),
+            ..Default::default()
+        })?);
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
             },
-            simulated: SimulatedConfig { seed: args.seed, boot_time: Duration::from_secs(1), ..Default::default() },
+            providers: vec![market.clone() as Arc<dyn ProviderClient>],
+            cues: Some(market as Arc<dyn MarketCues>),
+            api_changes: None,
             metrics_addr: None,
             provider_actor: Default::default(),
         };

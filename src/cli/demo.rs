@@ -73,7 +73,8 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     let before = wait_for(&client, &train, |s| s.state == InstanceState::Running).await?;
     let machine = before.provider_instance_id.clone().context("a running instance has a machine")?;
     println!("== the simulated provider preempts {machine} (instance {train}); tgp notices at its next poll");
-    controller.market.interrupt(&machine)?;
+    let cues = controller.cues.as_ref().context("the demo's market takes cues")?;
+    anyhow::ensure!(cues.interrupt(&machine), "the market has no running machine {machine}");
     wait_for(&client, &train, |s| {
         s.state == InstanceState::Running && s.provider_instance_id.as_deref() != Some(&machine)
     })
@@ -87,7 +88,7 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     printer.abort();
-    let left = controller.market.machines().into_iter().filter(|m| m.status != "terminated").count();
+    let left = cues.live_machines().len();
     println!("== done: {left} machine(s) left running at the simulated provider.");
     println!("== replay it: tgp watch --nats-url <url> --from-seq 1 (with tgp run), or read docs/events.md");
     Ok(())
