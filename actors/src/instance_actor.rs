@@ -32,6 +32,37 @@ pub struct Shared<R> {
     pub finished: Recipient<Finished>,
     /// Wait before retrying a step that failed for a passing reason (journal or provider outage).
     pub retry_delay: Duration,
+    /// Crash on purpose at this point (crash-safety tests only).
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A point where the process can be made to crash, so tests can prove that what was journaled
+/// before it is enough to recover (`TGP_FAILPOINT` in `tgp run`). The process aborts: no
+/// destructor, flush or goodbye runs, as in a real crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failpoint {
+    /// After the provider accepted a launch, before `Launched` is journaled.
+    AfterLaunchCall,
+    /// After the provider confirmed a termination, before `Terminated` is journaled.
+    AfterTerminateCall,
+}
+
+impl std::str::FromStr for Failpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "after-launch-call" => Ok(Failpoint::AfterLaunchCall),
+            "after-terminate-call" => Ok(Failpoint::AfterTerminateCall),
+            other => Err(format!("unknown failpoint {other:?}: after-launch-call or after-terminate-call")),
+        }
+    }
+}
+
+fn crash_at(shared_failpoint: Option<Failpoint>, here: Failpoint) {
+    if shared_failpoint == Some(here) {
+        eprintln!("failpoint {here:?}: aborting the process");
+        std::process::abort();
+    }
 }
 
 /// What the reconcile loop should do next.
@@ -295,7 +326,9 @@ async fn advance<R: PersistedEventRepository>(
                 env: request.env.clone(),
                 ssh_public_key: request.ssh_public_key.clone(),
             };
-            let command = match provider.launch(&spec).await {
+            let answer = provider.launch(&spec).await;
+            crash_at(shared.failpoint, Failpoint::AfterLaunchCall);
+            let command = match answer {
                 Ok(receipt) => InstanceCommand::RecordLaunched {
                     attempt_id,
                     provider_instance_id: receipt.provider_instance_id,
@@ -322,6 +355,7 @@ async fn advance<R: PersistedEventRepository>(
             let provider = machine.provider.as_ref().and_then(|p| shared.market.get(p));
             if let Some(provider) = provider {
                 provider.terminate(&machine.id).await.map_err(|e| CommitError::Journal(format!("terminate: {e}")))?;
+                crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)

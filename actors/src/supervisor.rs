@@ -13,7 +13,7 @@ use tgp_events::api::{InstanceSummary, ListRequest};
 use tgp_events::{InstanceId, LaunchCommand};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
-use crate::instance_actor::{Execute, Finished, GetSummary, InstanceActor, Observe, Shared};
+use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::provider::{Market, ProviderListing};
 
@@ -24,11 +24,17 @@ pub struct SupervisorConfig {
     pub poll_interval: Duration,
     /// Wait before retrying a step that failed for a passing reason.
     pub retry_delay: Duration,
+    /// Crash on purpose at this point (crash-safety tests only).
+    pub failpoint: Option<Failpoint>,
 }
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
-        SupervisorConfig { poll_interval: Duration::from_secs(15), retry_delay: Duration::from_secs(2) }
+        SupervisorConfig {
+            poll_interval: Duration::from_secs(15),
+            retry_delay: Duration::from_secs(2),
+            failpoint: None,
+        }
     }
 }
 
@@ -134,8 +140,13 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
         let all = load_all(&repo).await?;
         let loaded_in = started.elapsed();
         let ctx = Context::new();
-        let shared =
-            Arc::new(Shared { repo, market, finished: ctx.address().recipient(), retry_delay: config.retry_delay });
+        let shared = Arc::new(Shared {
+            repo,
+            market,
+            finished: ctx.address().recipient(),
+            retry_delay: config.retry_delay,
+            failpoint: config.failpoint,
+        });
         let mut supervisor = Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval };
         let mut rebuilt = 0usize;
         let all_count = all.len();

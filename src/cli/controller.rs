@@ -23,6 +23,9 @@ pub struct RunArgs {
     /// How often each provider's machines are listed (one call per provider).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// Crash on purpose at a point (crash-safety tests): after-launch-call, after-terminate-call.
+    #[arg(long, env = "TGP_FAILPOINT", hide = true)]
+    failpoint: Option<tgp_actors::instance_actor::Failpoint>,
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464), path /metrics.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
@@ -99,7 +102,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Arc::new(SimulatedProvider::new(args.sim.config()).context("reading the simulated market's state")?);
         let config = ControllerConfig {
             nats_url: url.clone(),
-            supervisor: SupervisorConfig { poll_interval: args.poll_interval, ..Default::default() },
+            supervisor: SupervisorConfig {
+                poll_interval: args.poll_interval,
+                failpoint: args.failpoint,
+                ..Default::default()
+            },
             providers: vec![market.clone() as Arc<dyn ProviderClient>],
             cues: Some(market as Arc<dyn MarketCues>),
             api_changes: None,
@@ -137,6 +144,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             supervisor: SupervisorConfig {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
+                failpoint: None,
             },
             providers: vec![market.clone() as Arc<dyn ProviderClient>],
             cues: Some(market as Arc<dyn MarketCues>),
