@@ -9,14 +9,33 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
-use tgp_events::api::{ErrorReply, GetRequest, ListReply, ListRequest};
+use tgp_events::api::{
+    CostRequest, ErrorReply, GetRequest, ListReply, ListRequest, OffersRequest, PricesRequest, ProviderToggle,
+};
 use tgp_events::subjects::{
-    API_GET, API_LAUNCH, API_LIST, API_PREFIX, API_TERMINATE, SERVICE_NAME,
+    API_COST, API_GET, API_LAUNCH, API_LIST, API_OFFERS, API_PREFIX, API_PRICES, API_PROVIDER_DISABLE,
+    API_PROVIDER_ENABLE, API_TERMINATE, SERVICE_NAME,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
 
 use crate::intake::{SupervisorAddr, dead_letter};
+use crate::projections::cost::{CostLedger, parse_group_by};
+use crate::projections::pricing::RealizedPrices;
+use crate::projections::runner::Live;
+use tgp_actors::provider::ProviderClient;
+use tgp_actors::provider_actor::{ProviderHandle, SetEnabled};
+
+/// The live projections the service answers from.
+#[derive(Clone)]
+pub struct Views {
+    /// Spend.
+    pub cost: Live<CostLedger>,
+    /// Prices paid.
+    pub prices: Live<RealizedPrices>,
+    /// The provider actors.
+    pub providers: Vec<ProviderHandle>,
+}
 
 /// Requests handled at once per endpoint.
 const CONCURRENCY: usize = 64;
@@ -34,9 +53,7 @@ fn error(code: &str, message: impl Into<String>) -> Bytes {
     json(&ErrorReply::new(code, message))
 }
 
-fn supervisor_reply<T: Serialize>(
-    result: Result<Result<T, SupervisorError>, actix::MailboxError>,
-) -> Bytes {
+fn supervisor_reply<T: Serialize>(result: Result<Result<T, SupervisorError>, actix::MailboxError>) -> Bytes {
     match result {
         Ok(Ok(value)) => json(&value),
         Ok(Err(e)) => error(e.code(), e.to_string()),
@@ -62,28 +79,11 @@ async fn launch(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Byte
 async fn terminate(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
     match TerminateCommand::from_json(body) {
         Ok(cmd) => {
-            let reason = cmd
-                .reason
-                .unwrap_or_else(|| "requested on tgp.api.terminate".into());
-            supervisor_reply(
-                supervisor
-                    .send(Terminate {
-                        id: cmd.instance_id,
-                        reason,
-                    })
-                    .await,
-            )
+            let reason = cmd.reason.unwrap_or_else(|| "requested on tgp.api.terminate".into());
+            supervisor_reply(supervisor.send(Terminate { id: cmd.instance_id, reason }).await)
         }
         Err(e) => {
-            dead_letter(
-                js,
-                API_TERMINATE,
-                None,
-                body.clone(),
-                e.code(),
-                &e.to_string(),
-            )
-            .await;
+            dead_letter(js, API_TERMINATE, None, body.clone(), e.code(), &e.to_string()).await;
             error(e.code(), e.to_string())
         }
     }
@@ -92,10 +92,7 @@ async fn terminate(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> B
 async fn get(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
     match serde_json::from_slice::<GetRequest>(body) {
         Ok(req) => supervisor_reply(supervisor.send(Get(req.instance_id)).await),
-        Err(e) => error(
-            "malformed_request",
-            format!("expected {{\"instance_id\": \"...\"}}: {e}"),
-        ),
+        Err(e) => error("malformed_request", format!("expected {{\"instance_id\": \"...\"}}: {e}")),
     }
 }
 
@@ -110,10 +107,72 @@ async fn list(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
             Ok(instances) => json(&ListReply { instances }),
             Err(e) => error("unavailable", format!("tgp is shutting down: {e}")),
         },
-        Err(e) => error(
-            "malformed_request",
-            format!("expected {{}} or {{\"state\": ..., \"provider\": ...}}: {e}"),
-        ),
+        Err(e) => error("malformed_request", format!("expected {{}} or {{\"state\": ..., \"provider\": ...}}: {e}")),
+    }
+}
+
+fn cost(views: &Views, body: &Bytes) -> Bytes {
+    let request: CostRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CostRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error("malformed_request", format!("expected {{\"from\", \"to\", \"group_by\"}}: {e}"));
+            }
+        }
+    };
+    let group_by = match parse_group_by(&request.group_by) {
+        Ok(g) => g,
+        Err(e) => return error("malformed_request", e),
+    };
+    let to = request.to.unwrap_or_else(chrono::Utc::now);
+    let live = views.cost.read().expect("projection lock");
+    json(&live.state.report(request.from, to, &group_by, live.last_sequence))
+}
+
+fn prices(views: &Views, body: &Bytes) -> Bytes {
+    let request: PricesRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        PricesRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error("malformed_request", format!("expected {{}} or {{\"gpu\": \"H100\"}}: {e}"));
+            }
+        }
+    };
+    let live = views.prices.read().expect("projection lock");
+    json(&serde_json::json!({"prices": live.state.rows(request.gpu.as_deref()), "last_sequence": live.last_sequence}))
+}
+
+async fn offers(views: &Views, body: &Bytes) -> Bytes {
+    let request: OffersRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        OffersRequest::default()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error("malformed_request", format!("offers filter: {e}")),
+        }
+    };
+    let clients: Vec<std::sync::Arc<dyn ProviderClient>> =
+        views.providers.iter().map(|h| std::sync::Arc::new(h.clone()) as std::sync::Arc<dyn ProviderClient>).collect();
+    json(&crate::offers::gather(&clients, Vec::new(), &request).await)
+}
+
+async fn toggle(views: &Views, body: &Bytes, enable: bool) -> Bytes {
+    let request: ProviderToggle = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return error("malformed_request", format!("expected {{\"provider\": \"...\"}}: {e}")),
+    };
+    let Some(handle) = views.providers.iter().find(|h| h.info().name == request.provider) else {
+        let known: Vec<String> = views.providers.iter().map(|h| h.info().name.to_string()).collect();
+        return error("not_found", format!("no provider {}; running: {}", request.provider, known.join(", ")));
+    };
+    let disabled = (!enable).then(|| request.reason.unwrap_or_else(|| "disabled on tgp.api.provider.disable".into()));
+    match handle.addr.send(SetEnabled(disabled)).await {
+        Ok(()) => json(&serde_json::json!({"provider": request.provider, "enabled": enable})),
+        Err(e) => error("unavailable", e.to_string()),
     }
 }
 
@@ -123,6 +182,7 @@ pub async fn start(
     client: async_nats::Client,
     js: Context,
     supervisor: SupervisorAddr,
+    views: Views,
 ) -> Result<Vec<JoinHandle<()>>, ApiError> {
     let service = client
         .service_builder()
@@ -137,30 +197,36 @@ pub async fn start(
         ("terminate", API_TERMINATE),
         ("get", API_GET),
         ("list", API_LIST),
+        ("cost", API_COST),
+        ("prices", API_PRICES),
+        ("offers", API_OFFERS),
+        ("provider-disable", API_PROVIDER_DISABLE),
+        ("provider-enable", API_PROVIDER_ENABLE),
     ] {
-        let endpoint = group
-            .endpoint(name)
-            .await
-            .map_err(|e| ApiError(format!("{subject}: {e}")))?;
-        let (js, supervisor) = (js.clone(), supervisor.clone());
-        tasks.push(tokio::spawn(endpoint.for_each_concurrent(
-            CONCURRENCY,
-            move |request| {
-                let (js, supervisor) = (js.clone(), supervisor.clone());
-                async move {
-                    let body = &request.message.payload;
-                    let reply = match name {
-                        "launch" => launch(&js, &supervisor, body).await,
-                        "terminate" => terminate(&js, &supervisor, body).await,
-                        "get" => get(&supervisor, body).await,
-                        _ => list(&supervisor, body).await,
-                    };
-                    if let Err(e) = request.respond(Ok(reply)).await {
-                        tracing::warn!(endpoint = name, error = %e, "reply not sent");
-                    }
+        let suffix = subject.trim_start_matches(API_PREFIX).trim_start_matches('.');
+        let endpoint =
+            group.endpoint_builder().name(name).add(suffix).await.map_err(|e| ApiError(format!("{subject}: {e}")))?;
+        let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());
+        tasks.push(tokio::spawn(endpoint.for_each_concurrent(CONCURRENCY, move |request| {
+            let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());
+            async move {
+                let body = &request.message.payload;
+                let reply = match name {
+                    "launch" => launch(&js, &supervisor, body).await,
+                    "terminate" => terminate(&js, &supervisor, body).await,
+                    "get" => get(&supervisor, body).await,
+                    "cost" => cost(&views, body),
+                    "prices" => prices(&views, body),
+                    "offers" => offers(&views, body).await,
+                    "provider-disable" => toggle(&views, body, false).await,
+                    "provider-enable" => toggle(&views, body, true).await,
+                    _ => list(&supervisor, body).await,
+                };
+                if let Err(e) = request.respond(Ok(reply)).await {
+                    tracing::warn!(endpoint = name, error = %e, "reply not sent");
                 }
-            },
-        )));
+            }
+        })));
     }
     // The service's own discovery endpoints (`$SRV.PING.tgp`, ...) live as long as it does.
     tasks.push(tokio::spawn(async move {

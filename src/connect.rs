@@ -29,10 +29,7 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
         .max_reconnects(None)
         .connect(url)
         .await
-        .map_err(|source| ConnectError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?;
+        .map_err(|source| ConnectError::Unreachable { url: url.to_string(), source })?;
     check_server_version(&client.server_info().version)?;
     Ok(client)
 }
@@ -40,7 +37,5 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
 /// A JetStream context whose requests time out in 5 s (a timed-out append is settled by the
 /// journal, see its docs).
 pub fn jetstream(client: async_nats::Client) -> async_nats::jetstream::Context {
-    async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build(client)
+    async_nats::jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).build(client)
 }

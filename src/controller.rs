@@ -15,21 +15,43 @@ use tokio::task::JoinHandle;
 use crate::connect::{ConnectError, connect, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
-use crate::simulated::{SimulatedConfig, SimulatedProvider};
+use crate::projections::Projection;
+use crate::projections::cost::CostLedger;
+use crate::projections::pricing::RealizedPrices;
+use crate::projections::runner::{self, Live};
+use crate::provider_events::JournaledProviderEvents;
+use crate::providers::api_change::ApiChangeReporter;
+use crate::simulated::SimulatedProvider;
+use tgp_actors::provider::ProviderClient;
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
 
-/// Request subject that interrupts a simulated machine on cue (`{"provider_instance_id": "sim-3"}`).
-/// Served only by a controller running the simulated market.
+async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
+    if let Err(e) = runner::follow(js, live).await {
+        tracing::error!(error = %e, "projection stopped");
+    }
+}
+
+/// Request subject that interrupts a machine on cue (`{"provider_instance_id": "sim-3"}`). Served
+/// only by a controller whose market has cues (the simulated market, the fakes).
 pub const SIM_INTERRUPT: &str = "tgp.sim.interrupt";
 
 /// Everything a controller needs to start.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControllerConfig {
     /// The NATS server.
     pub nats_url: String,
     /// Poll interval and retry delay.
     pub supervisor: SupervisorConfig,
-    /// The simulated market (the only market until the real providers land).
-    pub simulated: SimulatedConfig,
+    /// The providers to use (real clients, the fakes' clients, or the simulated market).
+    pub providers: Vec<Arc<dyn ProviderClient>>,
+    /// How to take machines away on cue, when the market allows it (simulated market, fakes).
+    pub cues: Option<Arc<dyn MarketCues>>,
+    /// The clients' API-change reports, journaled as provider events.
+    pub api_changes: Option<ApiChangeReporter>,
+    /// Serve Prometheus metrics here, when given.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Limits, breaker, caches and retries of every provider actor.
+    pub provider_actor: ProviderActorConfig,
 }
 
 /// Why the controller could not start.
@@ -50,20 +72,23 @@ pub enum ControllerError {
     /// The command intake could not bind its consumer.
     #[error(transparent)]
     Intake(#[from] crate::intake::IntakeError),
+    /// A projection could not resume.
+    #[error(transparent)]
+    Projection(#[from] crate::projections::runner::ProjectionError),
+    /// The metrics endpoint could not start.
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
     /// A subscription failed.
     #[error("subscribing: {0}")]
     Subscribe(String),
-    /// The simulated market's state file could not be read.
-    #[error("simulated market state: {0}")]
-    Market(#[from] std::io::Error),
 }
 
 /// A running controller. Its tasks stop when it is dropped.
 pub struct Controller {
     /// Routes commands to instance actors.
     pub supervisor: SupervisorAddr,
-    /// The simulated market, for the demo's cues.
-    pub market: Arc<SimulatedProvider>,
+    /// The market's cues, when it has them (the demo uses them).
+    pub cues: Option<Arc<dyn MarketCues>>,
     /// The JetStream context, for readers in the same process.
     pub js: Context,
     /// The journal, for readers in the same process.
@@ -84,28 +109,49 @@ impl Controller {
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
         let journal = JetStreamJournal::open(js.clone()).await?;
-        let market = Arc::new(SimulatedProvider::new(config.simulated)?);
-        let supervisor = Supervisor::start(
-            journal.clone(),
-            Market::new(vec![market.clone()]),
-            config.supervisor,
-        )
-        .await?;
-        let mut tasks = crate::api::start(client.clone(), js.clone(), supervisor.clone()).await?;
+        let events = JournaledProviderEvents::new(js.clone());
+        let sink: Arc<dyn ProviderEventSink> = Arc::new(events.clone());
+        let handles: Vec<ProviderHandle> = config
+            .providers
+            .iter()
+            .map(|client| ProviderHandle::start(client.clone(), config.provider_actor.clone(), sink.clone()))
+            .collect();
+        let clients: Vec<Arc<dyn ProviderClient>> =
+            handles.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect();
+        let supervisor = Supervisor::start(journal.clone(), Market::new(clients), config.supervisor).await?;
+        let views = crate::api::Views {
+            cost: runner::resume::<CostLedger>(&js).await?,
+            prices: runner::resume::<RealizedPrices>(&js).await?,
+            providers: handles,
+        };
+        let mut tasks = vec![
+            tokio::spawn(follow_logged(js.clone(), views.cost.clone())),
+            tokio::spawn(follow_logged(js.clone(), views.prices.clone())),
+        ];
+        if let Some(addr) = config.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
+                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+                )
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?
+                .install()
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+            tasks.push(tokio::spawn(crate::projections::metrics::follow(js.clone())));
+        }
+        tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
-        let cues = client
-            .subscribe(SIM_INTERRUPT)
-            .await
-            .map_err(|e| ControllerError::Subscribe(e.to_string()))?;
-        tasks.push(tokio::spawn(serve_cues(client, cues, market.clone())));
+        if let Some(reporter) = &config.api_changes {
+            tasks.push(events.follow_api_changes(reporter));
+        }
+        if let Some(market) = config.cues.clone() {
+            let requests =
+                client.subscribe(SIM_INTERRUPT).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+            tasks.push(tokio::spawn(serve_cues(client, requests, market)));
+        }
         tracing::info!(nats = %config.nats_url, "tgp controller running");
-        Ok(Controller {
-            supervisor,
-            market,
-            js,
-            journal,
-            tasks,
-        })
+        Ok(Controller { supervisor, cues: config.cues, js, journal, tasks })
     }
 }
 
@@ -117,20 +163,36 @@ impl Drop for Controller {
     }
 }
 
-async fn serve_cues(
-    client: async_nats::Client,
-    mut requests: async_nats::Subscriber,
-    market: Arc<SimulatedProvider>,
-) {
+/// A market that can take a machine away on cue, as a provider reclaiming spot capacity would:
+/// the simulated market and the fake providers. Real providers cannot be told to.
+pub trait MarketCues: Send + Sync {
+    /// Interrupts a running machine; false when there is no such running machine.
+    fn interrupt(&self, machine_id: &str) -> bool;
+    /// Ids of machines that exist and are not terminated.
+    fn live_machines(&self) -> Vec<String>;
+}
+
+impl MarketCues for SimulatedProvider {
+    fn interrupt(&self, machine_id: &str) -> bool {
+        SimulatedProvider::interrupt(self, machine_id).is_ok()
+    }
+    fn live_machines(&self) -> Vec<String> {
+        self.machines().into_iter().filter(|m| m.status != "terminated").map(|m| m.id).collect()
+    }
+}
+
+async fn serve_cues(client: async_nats::Client, mut requests: async_nats::Subscriber, market: Arc<dyn MarketCues>) {
     while let Some(request) = requests.next().await {
         let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
-            Ok(req) => match market.interrupt(&req.provider_instance_id) {
-                Ok(()) => serde_json::json!({"interrupted": req.provider_instance_id}).to_string(),
-                Err(e) => serde_json::to_string(&ErrorReply::new("not_found", e.to_string()))
-                    .expect("serializes"),
-            },
-            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string()))
-                .expect("serializes"),
+            Ok(req) => {
+                if market.interrupt(&req.provider_instance_id) {
+                    serde_json::json!({"interrupted": req.provider_instance_id}).to_string()
+                } else {
+                    let message = format!("no running machine {}", req.provider_instance_id);
+                    serde_json::to_string(&ErrorReply::new("not_found", message)).expect("serializes")
+                }
+            }
+            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string())).expect("serializes"),
         };
         if let Some(to) = request.reply {
             let _ = client.publish(to, reply.into()).await;

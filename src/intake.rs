@@ -23,8 +23,8 @@ use futures::StreamExt;
 use tgp_actors::supervisor::{Launch, Supervisor, SupervisorError, Terminate};
 use tgp_events::commands::CommandError;
 use tgp_events::subjects::{
-    COMMANDS_STREAM, DEAD_LETTERS_PREFIX, HEADER_DEAD_CODE, HEADER_DEAD_REASON, HEADER_MSG_ID,
-    LAUNCH_COMMAND, TERMINATE_COMMAND,
+    COMMANDS_STREAM, DEAD_LETTERS_PREFIX, HEADER_DEAD_CODE, HEADER_DEAD_REASON, HEADER_MSG_ID, LAUNCH_COMMAND,
+    TERMINATE_COMMAND,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
@@ -50,28 +50,15 @@ pub struct IntakeError(String);
 
 /// Keeps a refused command in `TGP_DEAD_LETTERS` with why. Failing to do so is logged loudly:
 /// the command is then still in its original stream or with its requester.
-pub async fn dead_letter(
-    js: &Context,
-    subject: &str,
-    msg_id: Option<&str>,
-    body: Bytes,
-    code: &str,
-    reason: &str,
-) {
+pub async fn dead_letter(js: &Context, subject: &str, msg_id: Option<&str>, body: Bytes, code: &str, reason: &str) {
     let mut publish = PublishMessage::build()
         .payload(body)
         .header(HEADER_DEAD_CODE, code)
-        .header(
-            HEADER_DEAD_REASON,
-            reason.replace(['\r', '\n'], " ").as_str(),
-        );
+        .header(HEADER_DEAD_REASON, reason.replace(['\r', '\n'], " ").as_str());
     if let Some(id) = msg_id {
         publish = publish.header("Tgp-Original-Msg-Id", id);
     }
-    let stored = match js
-        .send_publish(format!("{DEAD_LETTERS_PREFIX}.{subject}"), publish)
-        .await
-    {
+    let stored = match js.send_publish(format!("{DEAD_LETTERS_PREFIX}.{subject}"), publish).await {
         Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -91,26 +78,16 @@ enum Outcome {
 }
 
 fn refused(e: &CommandError) -> Outcome {
-    Outcome::Refused {
-        code: e.code().into(),
-        reason: e.to_string(),
-    }
+    Outcome::Refused { code: e.code().into(), reason: e.to_string() }
 }
 
-fn from_supervisor(
-    result: Result<Result<impl Sized, SupervisorError>, actix::MailboxError>,
-) -> Outcome {
+fn from_supervisor(result: Result<Result<impl Sized, SupervisorError>, actix::MailboxError>) -> Outcome {
     match result {
         Ok(Ok(_)) => Outcome::Done,
-        Ok(Err(
-            e @ (SupervisorError::Journal(_)
-            | SupervisorError::Unavailable(_)
-            | SupervisorError::Conflict(_)),
-        )) => Outcome::RetryLater(e.to_string()),
-        Ok(Err(e)) => Outcome::Refused {
-            code: e.code().into(),
-            reason: e.to_string(),
-        },
+        Ok(Err(e @ (SupervisorError::Journal(_) | SupervisorError::Unavailable(_) | SupervisorError::Conflict(_)))) => {
+            Outcome::RetryLater(e.to_string())
+        }
+        Ok(Err(e)) => Outcome::Refused { code: e.code().into(), reason: e.to_string() },
         Err(e) => Outcome::RetryLater(e.to_string()),
     }
 }
@@ -132,16 +109,11 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
                 Some(key) => match key.parse::<InstanceId>() {
                     Ok(id) => id,
                     Err(e) => {
-                        return refused(&CommandError::Invalid(format!(
-                            "Nats-Msg-Id (the idempotency key): {e}"
-                        )));
+                        return refused(&CommandError::Invalid(format!("Nats-Msg-Id (the idempotency key): {e}")));
                     }
                 },
                 None => {
-                    let sequence = message
-                        .info()
-                        .map(|i| i.stream_sequence)
-                        .unwrap_or_default();
+                    let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
                     format!("cmd-{sequence}").parse().expect("a valid id")
                 }
             };
@@ -149,25 +121,14 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
         }
         TERMINATE_COMMAND => match TerminateCommand::from_json(&message.payload) {
             Ok(cmd) => {
-                let reason = cmd
-                    .reason
-                    .unwrap_or_else(|| "requested on tgp.commands.terminate".into());
-                from_supervisor(
-                    supervisor
-                        .send(Terminate {
-                            id: cmd.instance_id,
-                            reason,
-                        })
-                        .await,
-                )
+                let reason = cmd.reason.unwrap_or_else(|| "requested on tgp.commands.terminate".into());
+                from_supervisor(supervisor.send(Terminate { id: cmd.instance_id, reason }).await)
             }
             Err(e) => refused(&e),
         },
         other => Outcome::Refused {
             code: "unknown_command".into(),
-            reason: format!(
-                "no command is published on {other}; use {LAUNCH_COMMAND} or {TERMINATE_COMMAND}"
-            ),
+            reason: format!("no command is published on {other}; use {LAUNCH_COMMAND} or {TERMINATE_COMMAND}"),
         },
     }
 }
@@ -175,10 +136,7 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
 /// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task. Returns
 /// once the consumer is bound, so commands published from then on are seen.
 pub async fn start(js: Context, supervisor: SupervisorAddr) -> Result<JoinHandle<()>, IntakeError> {
-    let stream = js
-        .get_stream(COMMANDS_STREAM)
-        .await
-        .map_err(|e| IntakeError(e.to_string()))?;
+    let stream = js.get_stream(COMMANDS_STREAM).await.map_err(|e| IntakeError(e.to_string()))?;
     let consumer = stream
         .get_or_create_consumer(
             INTAKE_CONSUMER,
@@ -192,43 +150,39 @@ pub async fn start(js: Context, supervisor: SupervisorAddr) -> Result<JoinHandle
         )
         .await
         .map_err(|e| IntakeError(e.to_string()))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| IntakeError(e.to_string()))?;
-    Ok(tokio::spawn(messages
-        .for_each_concurrent(CONCURRENCY, move |message| {
-            let js = js.clone();
-            let supervisor = supervisor.clone();
-            async move {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => return tracing::warn!(error = %e, "command intake read failed"),
-                };
-                let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-                let outcome = match handle(&message, &supervisor).await {
-                    Outcome::RetryLater(reason) if delivered >= MAX_DELIVERIES => Outcome::Refused {
-                        code: "gave_up".into(),
-                        reason: format!("failed {delivered} times, last: {reason}"),
-                    },
-                    other => other,
-                };
-                let acked = match outcome {
-                    Outcome::Done => message.ack().await,
-                    Outcome::Refused { code, reason } => {
-                        let msg_id = header(message.headers.as_ref(), HEADER_MSG_ID);
-                        dead_letter(&js, &message.subject, msg_id.as_deref(), message.payload.clone(), &code, &reason).await;
-                        message.ack().await
-                    }
-                    Outcome::RetryLater(reason) => {
-                        tracing::warn!(%reason, delivered, "command will be retried");
-                        message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await
-                    }
-                };
-                if let Err(e) = acked {
-                    tracing::warn!(error = %e, "command ack failed; it will be redelivered and land on the same instance");
+    let messages = consumer.messages().await.map_err(|e| IntakeError(e.to_string()))?;
+    Ok(tokio::spawn(messages.for_each_concurrent(CONCURRENCY, move |message| {
+        let js = js.clone();
+        let supervisor = supervisor.clone();
+        async move {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => return tracing::warn!(error = %e, "command intake read failed"),
+            };
+            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+            let outcome = match handle(&message, &supervisor).await {
+                Outcome::RetryLater(reason) if delivered >= MAX_DELIVERIES => Outcome::Refused {
+                    code: "gave_up".into(),
+                    reason: format!("failed {delivered} times, last: {reason}"),
+                },
+                other => other,
+            };
+            let acked = match outcome {
+                Outcome::Done => message.ack().await,
+                Outcome::Refused { code, reason } => {
+                    let msg_id = header(message.headers.as_ref(), HEADER_MSG_ID);
+                    dead_letter(&js, &message.subject, msg_id.as_deref(), message.payload.clone(), &code, &reason)
+                        .await;
+                    message.ack().await
                 }
+                Outcome::RetryLater(reason) => {
+                    tracing::warn!(%reason, delivered, "command will be retried");
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await
+                }
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "command ack failed; it will be redelivered and land on the same instance");
             }
-        })
-))
+        }
+    })))
 }

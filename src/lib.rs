@@ -9,18 +9,27 @@
 //! - [`connect`]: connecting to NATS and checking the server version.
 //! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
 //! - [`intake`]: the durable command stream and the dead letters.
+//! - [`projections`]: folds of the journal: cost, prices paid, Prometheus metrics, and their runtime.
+//! - [`audit`]: `tgp audit`'s replay of a time range; [`chart`]: its SVG chart.
+//! - [`provider_events`]: provider events (circuit, limits, API changes) into the journal.
+//! - [`offers`]: offers across providers, cheapest first, with how each provider answered.
 //! - [`api`]: the `tgp.api.*` request/reply service.
 //! - [`controller`]: everything above assembled into a running controller.
 //! - [`render`]: one-line descriptions of events for the CLI.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
+pub mod chart;
 pub mod connect;
 pub mod controller;
 pub mod fakes;
 pub mod intake;
 pub mod journal;
 pub mod nats_server;
+pub mod offers;
+pub mod projections;
+pub mod provider_events;
 pub mod providers;
 pub mod render;
 pub mod simulated;

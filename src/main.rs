@@ -7,8 +7,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
-    let filter =
-        std::env::var("RUST_LOG").unwrap_or_else(|_| args.default_log_filter().to_string());
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.default_log_filter().to_string());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

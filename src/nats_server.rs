@@ -75,11 +75,7 @@ impl NatsServer {
                 std::io::ErrorKind::NotFound => ServerError::NotInstalled,
                 _ => ServerError::Io(e),
             })?;
-        let mut server = NatsServer {
-            child,
-            url: String::new(),
-            dir,
-        };
+        let mut server = NatsServer { child, url: String::new(), dir };
         server.url = server.wait_for_port(&log, Duration::from_secs(10))?;
         Ok(server)
     }
@@ -88,25 +84,17 @@ impl NatsServer {
         let started = Instant::now();
         while started.elapsed() < limit {
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find_map(|l| l.split("Listening for client connections on ").nth(1))
-                .map(str::trim)
+            if let Some(addr) =
+                text.lines().find_map(|l| l.split("Listening for client connections on ").nth(1)).map(str::trim)
             {
                 return Ok(format!("nats://{addr}"));
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(ServerError::NoStart(
-                    started.elapsed(),
-                    format!("exited with {status}: {text}"),
-                ));
+                return Err(ServerError::NoStart(started.elapsed(), format!("exited with {status}: {text}")));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(ServerError::NoStart(
-            limit,
-            std::fs::read_to_string(log).unwrap_or_default(),
-        ))
+        Err(ServerError::NoStart(limit, std::fs::read_to_string(log).unwrap_or_default()))
     }
 
     /// The client URL, `nats://127.0.0.1:<port>`.

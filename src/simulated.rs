@@ -19,13 +19,11 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
-    ProviderInfo, ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
+    ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass, InterruptionReason};
-use tgp_events::{
-    BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy,
-};
+use tgp_events::{BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
 
 /// The simulated provider's name.
 pub const SIMULATED: &str = "simulated";
@@ -104,11 +102,8 @@ fn offer_table(seed: u64, provider: &ProviderName) -> Vec<Offer> {
         (GpuType::A6000, "RTX A6000 48GB", 59),
         (GpuType::RTX4090, "RTX 4090 24GB", 39),
     ];
-    const REGIONS: [(&str, &str); 3] = [
-        ("us-east", "sim-us-east-1"),
-        ("us-west", "sim-us-west-2"),
-        ("eu-central", "sim-eu-central-1"),
-    ];
+    const REGIONS: [(&str, &str); 3] =
+        [("us-east", "sim-us-east-1"), ("us-west", "sim-us-west-2"), ("eu-central", "sim-eu-central-1")];
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut offers = Vec::new();
     for (gpu, name, cents) in BASE {
@@ -129,10 +124,7 @@ fn offer_table(seed: u64, provider: &ProviderName) -> Vec<Offer> {
                     spot_price: Some(Money::from_cents(spot_per_gpu * i64::from(count))),
                     reliability: Some(Decimal::new(rng.random_range(950..=999), 3)),
                     available: rng.random_range(2..=20),
-                    billing: BillingGranularity {
-                        unit: BillingUnit::Second,
-                        minimum_seconds: 60,
-                    },
+                    billing: BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 },
                     observed_at: Utc::now(),
                 });
             }
@@ -150,12 +142,7 @@ impl SimulatedProvider {
             _ => SimState::default(),
         };
         let rng = SmallRng::seed_from_u64(config.seed.wrapping_add(1));
-        Ok(SimulatedProvider {
-            offers: offer_table(config.seed, &name),
-            name,
-            config,
-            state: Mutex::new((state, rng)),
-        })
+        Ok(SimulatedProvider { offers: offer_table(config.seed, &name), name, config, state: Mutex::new((state, rng)) })
     }
 
     fn with_state<T>(&self, change: impl FnOnce(&mut SimState, &mut SmallRng) -> T) -> T {
@@ -164,10 +151,7 @@ impl SimulatedProvider {
         let out = change(state, rng);
         if let Some(path) = &self.config.state_file {
             // Written on every change so a killed controller leaves the market as it was.
-            if let Err(e) = std::fs::write(
-                path,
-                serde_json::to_vec_pretty(state).expect("state serializes"),
-            ) {
+            if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(state).expect("state serializes")) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot save the simulated market");
             }
         }
@@ -181,24 +165,13 @@ impl SimulatedProvider {
                 m.status = "preempted".into();
                 Ok(())
             }
-            _ => Err(ProviderError::new(
-                &self.name,
-                FailureClass::NotFound,
-                format!("no live machine {machine_id}"),
-            )),
+            _ => Err(ProviderError::new(&self.name, FailureClass::NotFound, format!("no live machine {machine_id}"))),
         })
     }
 
     /// A copy of the market's machines, for tests and the demo.
     pub fn machines(&self) -> Vec<SimMachine> {
-        self.state
-            .lock()
-            .expect("simulated market state")
-            .0
-            .machines
-            .values()
-            .cloned()
-            .collect()
+        self.state.lock().expect("simulated market state").0.machines.values().cloned().collect()
     }
 
     /// Reads a state file written by a market (for tests that inspect a controller's market).
@@ -237,10 +210,7 @@ impl SimulatedProvider {
                 ssh_user: Some("root".into()),
             },
             hourly_price: Some(m.hourly_price),
-            billing: Some(BillingGranularity {
-                unit: BillingUnit::Second,
-                minimum_seconds: 60,
-            }),
+            billing: Some(BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 }),
         }
     }
 
@@ -252,11 +222,7 @@ impl SimulatedProvider {
         };
         filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
             && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-            && (filter.regions.is_empty()
-                || offer
-                    .region
-                    .as_ref()
-                    .is_some_and(|r| filter.regions.contains(r)))
+            && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
             && match filter.spot {
                 Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
                 Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
@@ -277,24 +243,15 @@ impl ProviderClient for SimulatedProvider {
     }
 
     fn rate_limits(&self) -> RateLimits {
-        RateLimits {
-            requests_per_minute: 6000,
-            burst: 100,
-        }
+        RateLimits { requests_per_minute: 6000, burst: 100 }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
-        self.offers
-            .iter()
-            .find(|o| o.gpu_type == Some(gpu))
-            .map(|o| o.provider_gpu_name.clone())
+        self.offers.iter().find(|o| o.gpu_type == Some(gpu)).map(|o| o.provider_gpu_name.clone())
     }
 
     fn translate_region(&self, region: &Region) -> Option<String> {
-        self.offers
-            .iter()
-            .find(|o| o.region.as_ref() == Some(region))
-            .map(|o| o.provider_region.clone())
+        self.offers.iter().find(|o| o.region.as_ref() == Some(region)).map(|o| o.provider_region.clone())
     }
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
@@ -303,10 +260,7 @@ impl ProviderClient for SimulatedProvider {
             .offers
             .iter()
             .filter(|o| Self::fits(o, filter))
-            .map(|o| Offer {
-                observed_at: now,
-                ..o.clone()
-            })
+            .map(|o| Offer { observed_at: now, ..o.clone() })
             .collect())
     }
 
@@ -315,38 +269,21 @@ impl ProviderClient for SimulatedProvider {
         gpu: GpuType,
         region: &Region,
     ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let matching = self.offers.iter().filter(|o| {
-            o.gpu_type == Some(gpu) && o.region.as_ref() == Some(region) && o.gpu_count == 1
-        });
+        let matching = self
+            .offers
+            .iter()
+            .filter(|o| o.gpu_type == Some(gpu) && o.region.as_ref() == Some(region) && o.gpu_count == 1);
         let on_demand = matching.clone().filter_map(|o| o.on_demand_price).min();
         let spot = matching.filter_map(|o| o.spot_price).min();
         Ok((on_demand, spot))
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
-        let offer = self
-            .offers
-            .iter()
-            .find(|o| o.id == spec.offer_id)
-            .ok_or_else(|| {
-                ProviderError::new(
-                    &self.name,
-                    FailureClass::NotFound,
-                    format!("no offer {}", spec.offer_id),
-                )
-            })?;
-        let price = if spec.spot {
-            spec.bid.or(offer.spot_price)
-        } else {
-            offer.on_demand_price
-        }
-        .ok_or_else(|| {
-            ProviderError::new(
-                &self.name,
-                FailureClass::InvalidRequest,
-                "offer not sold that way",
-            )
+        let offer = self.offers.iter().find(|o| o.id == spec.offer_id).ok_or_else(|| {
+            ProviderError::new(&self.name, FailureClass::NotFound, format!("no offer {}", spec.offer_id))
         })?;
+        let price = if spec.spot { spec.bid.or(offer.spot_price) } else { offer.on_demand_price }
+            .ok_or_else(|| ProviderError::new(&self.name, FailureClass::InvalidRequest, "offer not sold that way"))?;
         let boot = chrono::Duration::from_std(self.config.boot_time).unwrap_or_default();
         let machine = self.with_state(|state, _| {
             state.launch_calls += 1;
@@ -365,11 +302,7 @@ impl ProviderClient for SimulatedProvider {
             state.machines.insert(machine.id.clone(), machine.clone());
             machine
         });
-        Ok(LaunchReceipt {
-            provider_instance_id: machine.id,
-            hourly_price: price,
-            billing: offer.billing,
-        })
+        Ok(LaunchReceipt { provider_instance_id: machine.id, hourly_price: price, billing: offer.billing })
     }
 
     async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
@@ -383,19 +316,17 @@ impl ProviderClient for SimulatedProvider {
 
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let now = Utc::now();
-        self.with_state(
-            |state, rng| match state.machines.get_mut(provider_instance_id) {
-                Some(m) => {
-                    self.refresh(m, rng, now);
-                    Ok(self.describe(m))
-                }
-                None => Err(ProviderError::new(
-                    &self.name,
-                    FailureClass::NotFound,
-                    format!("no machine {provider_instance_id}"),
-                )),
-            },
-        )
+        self.with_state(|state, rng| match state.machines.get_mut(provider_instance_id) {
+            Some(m) => {
+                self.refresh(m, rng, now);
+                Ok(self.describe(m))
+            }
+            None => Err(ProviderError::new(
+                &self.name,
+                FailureClass::NotFound,
+                format!("no machine {provider_instance_id}"),
+            )),
+        })
     }
 
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {

@@ -9,16 +9,8 @@ use std::process::Command;
 use support::*;
 
 fn tgp(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(args)
-        .env_remove("NATS_URL")
-        .output()
-        .expect("tgp runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp")).args(args).env_remove("NATS_URL").output().expect("tgp runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[tokio::test]
@@ -47,10 +39,7 @@ async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
     .unwrap();
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("instance cli-1 accepted"), "{out}");
-    assert!(
-        out.contains("offer selected") && out.contains("ready. connect with: ssh root@203.0.113."),
-        "{out}"
-    );
+    assert!(out.contains("offer selected") && out.contains("ready. connect with: ssh root@203.0.113."), "{out}");
 
     let (ok, out, err) = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -60,37 +49,18 @@ async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
     .unwrap();
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("terminated sim-1"), "{out}");
-    assert!(
-        controller
-            .market()
-            .machines
-            .values()
-            .all(|m| m.status == "terminated")
-    );
+    assert!(controller.market().machines.values().all(|m| m.status == "terminated"));
 
     // `watch` follows forever; give it a moment, then read what it printed of the replay.
     let mut watch = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args([
-            "watch",
-            "--nats-url",
-            &url,
-            "--from-seq",
-            "1",
-            "--instance",
-            "cli-1",
-        ])
+        .args(["watch", "--nats-url", &url, "--from-seq", "1", "--instance", "cli-1"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     watch.kill().unwrap();
     let replay = String::from_utf8_lossy(&watch.wait_with_output().unwrap().stdout).to_string();
-    for line in [
-        "launch requested",
-        "launching at simulated as tgp-cli-1-1",
-        "running sim-1",
-        "terminated sim-1",
-    ] {
+    for line in ["launch requested", "launching at simulated as tgp-cli-1-1", "running sim-1", "terminated sim-1"] {
         assert!(replay.contains(line), "watch lacks {line:?}:\n{replay}");
     }
 }
@@ -99,23 +69,12 @@ async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
 fn client_commands_without_a_nats_url_say_what_to_do() {
     let (ok, _, err) = tgp(&["list"]);
     assert!(!ok);
-    assert!(
-        err.contains("--nats-url") && err.contains("NATS_URL"),
-        "{err}"
-    );
+    assert!(err.contains("--nats-url") && err.contains("NATS_URL"), "{err}");
 }
 
 #[test]
 fn a_bad_launch_is_refused_before_anything_is_sent() {
-    let (ok, _, err) = tgp(&[
-        "launch",
-        "--nats-url",
-        "nats://127.0.0.1:1",
-        "--gpu",
-        "H1000",
-        "--max-price",
-        "2",
-    ]);
+    let (ok, _, err) = tgp(&["launch", "--nats-url", "nats://127.0.0.1:1", "--gpu", "H1000", "--max-price", "2"]);
     assert!(!ok);
     assert!(err.contains("unknown GPU type \"H1000\""), "{err}");
 }

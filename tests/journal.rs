@@ -18,17 +18,11 @@ use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
 async fn journal(url: &str) -> (JetStreamJournal, async_nats::jetstream::Context) {
     let (_, js) = client(url).await;
     layout::ensure(&js).await.expect("layout");
-    (
-        JetStreamJournal::open(js.clone()).await.expect("journal"),
-        js,
-    )
+    (JetStreamJournal::open(js.clone()).await.expect("journal"), js)
 }
 
 fn event(id: &str, sequence: usize, reason: &str) -> SerializedEvent {
-    let e = InstanceEvent::TerminationRequested {
-        reason: reason.into(),
-        at: chrono::Utc::now(),
-    };
+    let e = InstanceEvent::TerminationRequested { reason: reason.into(), at: chrono::Utc::now() };
     SerializedEvent::new(
         id.into(),
         sequence,
@@ -42,16 +36,9 @@ fn event(id: &str, sequence: usize, reason: &str) -> SerializedEvent {
 
 async fn messages_on(js: &async_nats::jetstream::Context, id: &str) -> u64 {
     let stream = js.get_stream("TGP_EVENTS").await.unwrap();
-    let info = stream
-        .info_with_subjects(format!("tgp.events.instance.{id}"))
-        .await
-        .unwrap();
+    let info = stream.info_with_subjects(format!("tgp.events.instance.{id}")).await.unwrap();
     let counts: std::collections::HashMap<String, usize> =
-        futures::StreamExt::collect::<Vec<_>>(info)
-            .await
-            .into_iter()
-            .map(|r| r.unwrap())
-            .collect();
+        futures::StreamExt::collect::<Vec<_>>(info).await.into_iter().map(|r| r.unwrap()).collect();
     counts.values().sum::<usize>() as u64
 }
 
@@ -61,42 +48,23 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
     let (a, js) = journal(server.url()).await;
     let (b, _) = journal(server.url()).await; // a second process: its own connection and caches
 
-    a.persist::<Instance>(&[event("race", 1, "first")], None)
-        .await
-        .unwrap();
+    a.persist::<Instance>(&[event("race", 1, "first")], None).await.unwrap();
     b.get_events::<Instance>("race").await.unwrap(); // both now know sequence 1
 
     let (from_a, from_b) = ([event("race", 2, "from a")], [event("race", 2, "from b")]);
-    let (ra, rb) = tokio::join!(
-        a.persist::<Instance>(&from_a, None),
-        b.persist::<Instance>(&from_b, None)
-    );
+    let (ra, rb) = tokio::join!(a.persist::<Instance>(&from_a, None), b.persist::<Instance>(&from_b, None));
     let outcomes = [&ra, &rb];
-    assert_eq!(
-        outcomes.iter().filter(|r| r.is_ok()).count(),
-        1,
-        "{ra:?} {rb:?}"
-    );
-    assert!(
-        outcomes
-            .iter()
-            .any(|r| matches!(r, Err(PersistenceError::OptimisticLockError))),
-        "{ra:?} {rb:?}"
-    );
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{ra:?} {rb:?}");
+    assert!(outcomes.iter().any(|r| matches!(r, Err(PersistenceError::OptimisticLockError))), "{ra:?} {rb:?}");
     assert_eq!(messages_on(&js, "race").await, 2);
 
     // The loser, now behind, is refused again until it reloads.
     let loser = if ra.is_err() { &a } else { &b };
-    let stale = loser
-        .persist::<Instance>(&[event("race", 2, "stale")], None)
-        .await;
+    let stale = loser.persist::<Instance>(&[event("race", 2, "stale")], None).await;
     assert!(matches!(stale, Err(PersistenceError::OptimisticLockError)));
     let events = loser.get_events::<Instance>("race").await.unwrap();
     assert_eq!(events.len(), 2);
-    loser
-        .persist::<Instance>(&[event("race", 3, "after reload")], None)
-        .await
-        .unwrap();
+    loser.persist::<Instance>(&[event("race", 3, "after reload")], None).await.unwrap();
     assert_eq!(messages_on(&js, "race").await, 3);
 }
 
@@ -104,18 +72,11 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
 async fn the_events_of_one_command_are_one_message() {
     let server = nats();
     let (journal, js) = journal(server.url()).await;
-    let batch = [
-        event("batch", 1, "a"),
-        event("batch", 2, "b"),
-        event("batch", 3, "c"),
-    ];
+    let batch = [event("batch", 1, "a"), event("batch", 2, "b"), event("batch", 3, "c")];
     journal.persist::<Instance>(&batch, None).await.unwrap();
     assert_eq!(messages_on(&js, "batch").await, 1);
     let read = journal.get_events::<Instance>("batch").await.unwrap();
-    assert_eq!(
-        read.iter().map(|e| e.sequence).collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    assert_eq!(read.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(read, batch.to_vec());
 }
 
@@ -130,16 +91,11 @@ async fn a_resent_append_is_stored_once() {
             .message_id("one-attempt")
             .expected_last_subject_sequence(0)
             .header(HEADER_LAST_SEQUENCE, "0");
-        let outcome = js
-            .send_publish("tgp.events.instance.dup", publish)
-            .await
-            .unwrap()
-            .await;
+        let outcome = js.send_publish("tgp.events.instance.dup", publish).await.unwrap().await;
         // 2.9 answers a duplicate ack; 2.11+ refuses with a wrong-last-sequence: both store once.
         assert!(
             outcome.is_ok()
-                || outcome.unwrap_err().kind()
-                    == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
+                || outcome.unwrap_err().kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence
         );
     }
     assert_eq!(messages_on(&js, "dup").await, 1);
@@ -167,16 +123,7 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
     };
     let mut loaded = Loaded::default();
     loaded
-        .commit(
-            &journal,
-            &id,
-            InstanceCommand::RequestLaunch {
-                id: id.clone(),
-                request,
-                at: now(),
-            },
-            &meta,
-        )
+        .commit(&journal, &id, InstanceCommand::RequestLaunch { id: id.clone(), request, at: now() }, &meta)
         .await
         .unwrap();
     // A long chain of failed attempts: three events a round, through the real commit path.
@@ -189,15 +136,7 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
             at: now(),
         };
         loaded.commit(&journal, &id, select, &meta).await.unwrap();
-        loaded
-            .commit(
-                &journal,
-                &id,
-                InstanceCommand::StartAttempt { at: now() },
-                &meta,
-            )
-            .await
-            .unwrap();
+        loaded.commit(&journal, &id, InstanceCommand::StartAttempt { at: now() }, &meta).await.unwrap();
         let attempt_id = loaded.instance.pending_attempt.clone().unwrap().0;
         let failed = InstanceCommand::RecordLaunchFailed {
             attempt_id,
@@ -207,25 +146,14 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
         };
         loaded.commit(&journal, &id, failed, &meta).await.unwrap();
     }
-    let snapshot = journal
-        .get_snapshot::<Instance>("snap")
-        .await
-        .unwrap()
-        .expect("a snapshot past SNAPSHOT_EVERY events");
-    assert!(
-        snapshot.current_sequence >= SNAPSHOT_EVERY && snapshot.current_sequence <= loaded.version
-    );
+    let snapshot =
+        journal.get_snapshot::<Instance>("snap").await.unwrap().expect("a snapshot past SNAPSHOT_EVERY events");
+    assert!(snapshot.current_sequence >= SNAPSHOT_EVERY && snapshot.current_sequence <= loaded.version);
     let from_snapshot: Instance = serde_json::from_value(snapshot.aggregate).unwrap();
-    assert_eq!(
-        from_snapshot.attempts as usize,
-        (snapshot.current_sequence - 1) / 3
-    );
+    assert_eq!(from_snapshot.attempts as usize, (snapshot.current_sequence - 1) / 3);
     let reloaded = load(&journal, &id).await.unwrap();
     assert_eq!(reloaded.version, loaded.version);
-    assert_eq!(
-        reloaded.instance, loaded.instance,
-        "snapshot + later events = the live state"
-    );
+    assert_eq!(reloaded.instance, loaded.instance, "snapshot + later events = the live state");
 }
 
 #[tokio::test]
@@ -240,14 +168,7 @@ async fn an_event_from_a_newer_schema_is_refused_clearly() {
         .payload(body.to_string().into())
         .header(HEADER_MSG_ID, "future-1")
         .header(HEADER_LAST_SEQUENCE, "1");
-    js.send_publish("tgp.events.instance.future", publish)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    js.send_publish("tgp.events.instance.future", publish).await.unwrap().await.unwrap();
     let err = journal.get_events::<Instance>("future").await.unwrap_err();
-    assert!(
-        err.to_string().contains("schema version 99") && err.to_string().contains("upgrade"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("schema version 99") && err.to_string().contains("upgrade"), "{err}");
 }

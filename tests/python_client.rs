@@ -15,11 +15,7 @@ fn python() -> PathBuf {
         return p.into();
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
+    if venv.exists() { venv } else { "python3".into() }
 }
 
 #[test]
@@ -27,29 +23,15 @@ fn a_python_program_launches_and_follows_an_instance_from_the_docs_alone() {
     let server = nats();
     let _controller = ControllerProcess::start(server.url(), &server.dir());
     let python = python();
-    let check = Command::new(&python)
-        .args(["-c", "import nats"])
-        .output()
-        .expect("python runs");
+    let check = Command::new(&python).args(["-c", "import nats"]).output().expect("python runs");
     assert!(
         check.status.success(),
         "{} lacks nats-py: run scripts/test (it installs it into .venv) or `pip install nats-py`",
         python.display()
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/follow_launch.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url())
-        .output()
-        .expect("the script runs");
+    let out = Command::new(&python).arg(script).arg(server.url()).output().expect("the script runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("5 Running") && stdout.contains("python subscriber: OK"),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "script failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("5 Running") && stdout.contains("python subscriber: OK"), "{stdout}");
 }

@@ -11,8 +11,7 @@ use cqrs_es::event_sink::EventSink;
 use serde::{Deserialize, Serialize};
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{
-    Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason,
-    OfferSummary,
+    Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason, OfferSummary,
 };
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money, ProviderName};
 
@@ -225,10 +224,7 @@ impl Instance {
     }
 
     fn wrong(&self, action: &'static str) -> InstanceError {
-        InstanceError::WrongState {
-            action,
-            state: self.state_name(),
-        }
+        InstanceError::WrongState { action, state: self.state_name() }
     }
 
     fn require_attempt(&self, attempt_id: &AttemptId) -> Result<(), InstanceError> {
@@ -246,11 +242,7 @@ impl Instance {
     fn require_machine(&self, id: &str) -> Result<(), InstanceError> {
         match &self.machine {
             Some(m) if m.id == id => Ok(()),
-            Some(m) => Err(InstanceError::Stale {
-                what: "machine",
-                expected: m.id.clone(),
-                got: id.to_string(),
-            }),
+            Some(m) => Err(InstanceError::Stale { what: "machine", expected: m.id.clone(), got: id.to_string() }),
             None => Err(self.wrong("observe a machine")),
         }
     }
@@ -262,11 +254,7 @@ impl Instance {
         if let C::RequestLaunch { id, request, at } = command {
             return match self.current_state() {
                 Some(state) => Err(InstanceError::AlreadyExists(state.name())),
-                None => Ok(vec![InstanceEvent::LaunchRequested {
-                    instance_id: id,
-                    request,
-                    at,
-                }]),
+                None => Ok(vec![InstanceEvent::LaunchRequested { instance_id: id, request, at }]),
             };
         }
         let state = self.exists()?;
@@ -275,23 +263,11 @@ impl Instance {
         }
         match command {
             C::RequestLaunch { .. } => unreachable!("handled above"),
-            C::SelectOffer {
-                offer,
-                bid,
-                reason,
-                candidates,
-                at,
-            } => {
+            C::SelectOffer { offer, bid, reason, candidates, at } => {
                 if !matches!(state, S::Requested | S::Interrupted) {
                     return Err(self.wrong("select an offer"));
                 }
-                Ok(vec![InstanceEvent::OfferSelected {
-                    offer,
-                    bid,
-                    reason,
-                    candidates,
-                    at,
-                }])
+                Ok(vec![InstanceEvent::OfferSelected { offer, bid, reason, candidates, at }])
             }
             C::NoOfferFits { message, at } => {
                 if !matches!(state, S::Requested | S::Interrupted) {
@@ -305,16 +281,11 @@ impl Instance {
                         message: message.clone(),
                         at,
                     },
-                    InstanceEvent::Failed {
-                        reason: format!("no offer fits: {message}"),
-                        at,
-                    },
+                    InstanceEvent::Failed { reason: format!("no offer fits: {message}"), at },
                 ])
             }
             C::StartAttempt { at } => {
-                let (Some((offer, _)), None, S::Launching) =
-                    (&self.offer, &self.pending_attempt, state)
-                else {
+                let (Some((offer, _)), None, S::Launching) = (&self.offer, &self.pending_attempt, state) else {
                     return Err(self.wrong("start a launch attempt"));
                 };
                 let id = self.id.as_ref().expect("exists");
@@ -326,19 +297,9 @@ impl Instance {
                     at,
                 }])
             }
-            C::RecordLaunched {
-                attempt_id,
-                provider_instance_id,
-                hourly_price,
-                billing,
-                adopted,
-                at,
-            } => {
+            C::RecordLaunched { attempt_id, provider_instance_id, hourly_price, billing, adopted, at } => {
                 self.require_attempt(&attempt_id)?;
-                let (offer, _) = self
-                    .offer
-                    .as_ref()
-                    .ok_or_else(|| self.wrong("record a launch"))?;
+                let (offer, _) = self.offer.as_ref().ok_or_else(|| self.wrong("record a launch"))?;
                 let provider = offer.provider.clone();
                 let spot = offer.spot;
                 Ok(vec![match &self.replaces {
@@ -365,12 +326,7 @@ impl Instance {
                     },
                 }])
             }
-            C::RecordLaunchFailed {
-                attempt_id,
-                class,
-                message,
-                at,
-            } => {
+            C::RecordLaunchFailed { attempt_id, class, message, at } => {
                 self.require_attempt(&attempt_id)?;
                 let provider = self.offer.as_ref().map(|(o, _)| o.provider.clone());
                 let mut events = vec![InstanceEvent::LaunchFailed {
@@ -381,10 +337,7 @@ impl Instance {
                     at,
                 }];
                 if state == S::Terminating {
-                    events.push(InstanceEvent::Terminated {
-                        provider_instance_id: None,
-                        at,
-                    });
+                    events.push(InstanceEvent::Terminated { provider_instance_id: None, at });
                 } else if self.attempts >= self.max_attempts() {
                     events.push(InstanceEvent::Failed {
                         reason: format!("{} launch attempts used; last: {message}", self.attempts),
@@ -393,29 +346,15 @@ impl Instance {
                 }
                 Ok(events)
             }
-            C::RecordRunning {
-                provider_instance_id,
-                connection,
-                at,
-            } => {
+            C::RecordRunning { provider_instance_id, connection, at } => {
                 self.require_machine(&provider_instance_id)?;
                 match state {
-                    S::Starting => Ok(vec![InstanceEvent::Running {
-                        provider_instance_id,
-                        connection,
-                        at,
-                    }]),
+                    S::Starting => Ok(vec![InstanceEvent::Running { provider_instance_id, connection, at }]),
                     S::Running | S::Terminating => Ok(vec![]),
                     _ => Err(self.wrong("record running")),
                 }
             }
-            C::RecordInterrupted {
-                provider_instance_id,
-                reason,
-                raw_status,
-                detected_by,
-                at,
-            } => {
+            C::RecordInterrupted { provider_instance_id, reason, raw_status, detected_by, at } => {
                 self.require_machine(&provider_instance_id)?;
                 let mut events = vec![InstanceEvent::Interrupted {
                     provider_instance_id: provider_instance_id.clone(),
@@ -425,16 +364,10 @@ impl Instance {
                     at,
                 }];
                 if state == S::Terminating {
-                    events.push(InstanceEvent::Terminated {
-                        provider_instance_id: Some(provider_instance_id),
-                        at,
-                    });
+                    events.push(InstanceEvent::Terminated { provider_instance_id: Some(provider_instance_id), at });
                 } else if self.attempts >= self.max_attempts() {
                     events.push(InstanceEvent::Failed {
-                        reason: format!(
-                            "interrupted ({reason:?}) after {} launch attempts",
-                            self.attempts
-                        ),
+                        reason: format!("interrupted ({reason:?}) after {} launch attempts", self.attempts),
                         at,
                     });
                 }
@@ -446,10 +379,7 @@ impl Instance {
                 }
                 let mut events = vec![InstanceEvent::TerminationRequested { reason, at }];
                 if self.machine.is_none() && self.pending_attempt.is_none() {
-                    events.push(InstanceEvent::Terminated {
-                        provider_instance_id: None,
-                        at,
-                    });
+                    events.push(InstanceEvent::Terminated { provider_instance_id: None, at });
                 }
                 Ok(events)
             }
@@ -470,11 +400,7 @@ impl Instance {
         use InstanceState as S;
         let terminating = self.state == Some(S::Terminating);
         match event {
-            InstanceEvent::LaunchRequested {
-                instance_id,
-                request,
-                ..
-            } => {
+            InstanceEvent::LaunchRequested { instance_id, request, .. } => {
                 self.id = Some(instance_id);
                 self.request = Some(Box::new(request));
                 self.state = Some(S::Requested);
@@ -483,29 +409,12 @@ impl Instance {
                 self.offer = Some((offer, bid));
                 self.state = Some(S::Launching);
             }
-            InstanceEvent::LaunchAttempted {
-                attempt_id,
-                attempt_number,
-                at,
-                ..
-            } => {
+            InstanceEvent::LaunchAttempted { attempt_id, attempt_number, at, .. } => {
                 self.attempts = attempt_number;
                 self.pending_attempt = Some((attempt_id, at));
             }
-            InstanceEvent::Launched {
-                provider,
-                provider_instance_id,
-                hourly_price,
-                at,
-                ..
-            }
-            | InstanceEvent::Relaunched {
-                provider,
-                provider_instance_id,
-                hourly_price,
-                at,
-                ..
-            } => {
+            InstanceEvent::Launched { provider, provider_instance_id, hourly_price, at, .. }
+            | InstanceEvent::Relaunched { provider, provider_instance_id, hourly_price, at, .. } => {
                 self.pending_attempt = None;
                 self.machine = Some(Machine {
                     provider: Some(provider),
@@ -530,11 +439,7 @@ impl Instance {
                     self.avoid.push(offering_key(&offer));
                 }
                 if !terminating {
-                    self.state = Some(if self.replaces.is_some() {
-                        S::Interrupted
-                    } else {
-                        S::Requested
-                    });
+                    self.state = Some(if self.replaces.is_some() { S::Interrupted } else { S::Requested });
                 }
             }
             InstanceEvent::Interrupted { .. } => {
@@ -568,12 +473,7 @@ impl Aggregate for Instance {
     type Error = InstanceError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _: &(),
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
+    async fn handle(&mut self, command: Self::Command, _: &(), sink: &EventSink<Self>) -> Result<(), Self::Error> {
         for event in self.decide(command)? {
             sink.write(event, self).await;
         }

@@ -2,9 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
-use tgp_events::events::{
-    Connection, FailureClass, InstanceEvent, InterruptionReason, OfferSummary,
-};
+use tgp_events::events::{Connection, FailureClass, InstanceEvent, InterruptionReason, OfferSummary};
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money};
 
 use crate::aggregate::{Instance, InstanceCommand as C, InstanceError};
@@ -20,8 +18,10 @@ fn money(s: &str) -> Money {
 }
 fn request(max_attempts: u32) -> LaunchCommand {
     LaunchCommand::from_json(
-        format!(r#"{{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3","relaunch":{{"max_attempts":{max_attempts}}}}}"#)
-            .as_bytes(),
+        format!(
+            r#"{{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3","relaunch":{{"max_attempts":{max_attempts}}}}}"#
+        )
+        .as_bytes(),
     )
     .unwrap()
 }
@@ -41,11 +41,7 @@ fn attempt(n: u32) -> AttemptId {
 }
 
 fn requested(max_attempts: u32) -> InstanceEvent {
-    InstanceEvent::LaunchRequested {
-        instance_id: id(),
-        request: request(max_attempts),
-        at: at(),
-    }
+    InstanceEvent::LaunchRequested { instance_id: id(), request: request(max_attempts), at: at() }
 }
 fn selected() -> InstanceEvent {
     InstanceEvent::OfferSelected {
@@ -78,11 +74,7 @@ fn launched(n: u32, machine: &str) -> InstanceEvent {
     }
 }
 fn running(machine: &str) -> InstanceEvent {
-    InstanceEvent::Running {
-        provider_instance_id: machine.into(),
-        connection: Connection::default(),
-        at: at(),
-    }
+    InstanceEvent::Running { provider_instance_id: machine.into(), connection: Connection::default(), at: at() }
 }
 fn interrupted(machine: &str) -> InstanceEvent {
     InstanceEvent::Interrupted {
@@ -94,13 +86,7 @@ fn interrupted(machine: &str) -> InstanceEvent {
     }
 }
 fn running_chain() -> Vec<InstanceEvent> {
-    vec![
-        requested(3),
-        selected(),
-        attempted(1),
-        launched(1, "m-1"),
-        running("m-1"),
-    ]
+    vec![requested(3), selected(), attempted(1), launched(1, "m-1"), running("m-1")]
 }
 fn framework() -> TestFramework<Instance> {
     TestFramework::with(())
@@ -110,11 +96,7 @@ fn framework() -> TestFramework<Instance> {
 fn a_launch_starts_a_chain() {
     framework()
         .given_no_previous_events()
-        .when(C::RequestLaunch {
-            id: id(),
-            request: request(3),
-            at: at(),
-        })
+        .when(C::RequestLaunch { id: id(), request: request(3), at: at() })
         .then_expect_events(vec![requested(3)]);
 }
 
@@ -122,11 +104,7 @@ fn a_launch_starts_a_chain() {
 fn launching_twice_is_refused() {
     framework()
         .given(vec![requested(3)])
-        .when(C::RequestLaunch {
-            id: id(),
-            request: request(3),
-            at: at(),
-        })
+        .when(C::RequestLaunch { id: id(), request: request(3), at: at() })
         .then_expect_error(InstanceError::AlreadyExists("requested"));
 }
 
@@ -134,11 +112,7 @@ fn launching_twice_is_refused() {
 fn launching_while_running_is_refused() {
     framework()
         .given(running_chain())
-        .when(C::RequestLaunch {
-            id: id(),
-            request: request(3),
-            at: at(),
-        })
+        .when(C::RequestLaunch { id: id(), request: request(3), at: at() })
         .then_expect_error(InstanceError::AlreadyExists("running"));
 }
 
@@ -146,10 +120,7 @@ fn launching_while_running_is_refused() {
 fn commands_for_an_unknown_instance_are_refused() {
     framework()
         .given_no_previous_events()
-        .when(C::RequestTermination {
-            reason: "x".into(),
-            at: at(),
-        })
+        .when(C::RequestTermination { reason: "x".into(), at: at() })
         .then_expect_error(InstanceError::NotFound);
 }
 
@@ -181,17 +152,8 @@ fn an_offer_is_selected_then_attempted_then_launched_then_running() {
         })
         .then_expect_events(vec![launched(1, "m-1")]);
     framework()
-        .given(vec![
-            requested(3),
-            selected(),
-            attempted(1),
-            launched(1, "m-1"),
-        ])
-        .when(C::RecordRunning {
-            provider_instance_id: "m-1".into(),
-            connection: Connection::default(),
-            at: at(),
-        })
+        .given(vec![requested(3), selected(), attempted(1), launched(1, "m-1")])
+        .when(C::RecordRunning { provider_instance_id: "m-1".into(), connection: Connection::default(), at: at() })
         .then_expect_events(vec![running("m-1")]);
 }
 
@@ -199,11 +161,7 @@ fn an_offer_is_selected_then_attempted_then_launched_then_running() {
 fn running_seen_again_records_nothing() {
     framework()
         .given(running_chain())
-        .when(C::RecordRunning {
-            provider_instance_id: "m-1".into(),
-            connection: Connection::default(),
-            at: at(),
-        })
+        .when(C::RecordRunning { provider_instance_id: "m-1".into(), connection: Connection::default(), at: at() })
         .then_expect_events(vec![]);
 }
 
@@ -212,34 +170,15 @@ fn events_out_of_order_are_refused() {
     framework()
         .given(vec![requested(3)])
         .when(C::StartAttempt { at: at() })
-        .then_expect_error(InstanceError::WrongState {
-            action: "start a launch attempt",
-            state: "requested",
-        });
+        .then_expect_error(InstanceError::WrongState { action: "start a launch attempt", state: "requested" });
     framework()
         .given(vec![requested(3), selected()])
-        .when(C::RecordRunning {
-            provider_instance_id: "m-1".into(),
-            connection: Connection::default(),
-            at: at(),
-        })
-        .then_expect_error(InstanceError::WrongState {
-            action: "observe a machine",
-            state: "launching",
-        });
+        .when(C::RecordRunning { provider_instance_id: "m-1".into(), connection: Connection::default(), at: at() })
+        .then_expect_error(InstanceError::WrongState { action: "observe a machine", state: "launching" });
     framework()
         .given(running_chain())
-        .when(C::SelectOffer {
-            offer: offer(),
-            bid: None,
-            reason: "again".into(),
-            candidates: vec![],
-            at: at(),
-        })
-        .then_expect_error(InstanceError::WrongState {
-            action: "select an offer",
-            state: "running",
-        });
+        .when(C::SelectOffer { offer: offer(), bid: None, reason: "again".into(), candidates: vec![], at: at() })
+        .then_expect_error(InstanceError::WrongState { action: "select an offer", state: "running" });
 }
 
 #[test]
@@ -278,14 +217,7 @@ fn a_failed_attempt_returns_to_selection_until_attempts_run_out() {
         })
         .then_expect_events(vec![failed(1)]);
     framework()
-        .given(vec![
-            requested(2),
-            selected(),
-            attempted(1),
-            failed(1),
-            selected(),
-            attempted(2),
-        ])
+        .given(vec![requested(2), selected(), attempted(1), failed(1), selected(), attempted(2)])
         .when(C::RecordLaunchFailed {
             attempt_id: attempt(2),
             class: FailureClass::Capacity,
@@ -294,10 +226,7 @@ fn a_failed_attempt_returns_to_selection_until_attempts_run_out() {
         })
         .then_expect_events(vec![
             failed(2),
-            InstanceEvent::Failed {
-                reason: "2 launch attempts used; last: no capacity".into(),
-                at: at(),
-            },
+            InstanceEvent::Failed { reason: "2 launch attempts used; last: no capacity".into(), at: at() },
         ]);
 }
 
@@ -305,10 +234,7 @@ fn a_failed_attempt_returns_to_selection_until_attempts_run_out() {
 fn no_fitting_offer_fails_the_chain() {
     framework()
         .given(vec![requested(3)])
-        .when(C::NoOfferFits {
-            message: "nothing under $3".into(),
-            at: at(),
-        })
+        .when(C::NoOfferFits { message: "nothing under $3".into(), at: at() })
         .then_expect_events(vec![
             InstanceEvent::LaunchFailed {
                 attempt_id: None,
@@ -317,10 +243,7 @@ fn no_fitting_offer_fails_the_chain() {
                 message: "nothing under $3".into(),
                 at: at(),
             },
-            InstanceEvent::Failed {
-                reason: "no offer fits: nothing under $3".into(),
-                at: at(),
-            },
+            InstanceEvent::Failed { reason: "no offer fits: nothing under $3".into(), at: at() },
         ]);
 }
 
@@ -364,12 +287,7 @@ fn an_interruption_leads_to_a_relaunch() {
 #[test]
 fn an_interruption_on_the_last_attempt_fails_the_chain() {
     framework()
-        .given(vec![
-            requested(1),
-            selected(),
-            attempted(1),
-            launched(1, "m-1"),
-        ])
+        .given(vec![requested(1), selected(), attempted(1), launched(1, "m-1")])
         .when(C::RecordInterrupted {
             provider_instance_id: "m-1".into(),
             reason: InterruptionReason::Outbid,
@@ -385,54 +303,33 @@ fn an_interruption_on_the_last_attempt_fails_the_chain() {
                 detected_by: "status_poll".into(),
                 at: at(),
             },
-            InstanceEvent::Failed {
-                reason: "interrupted (Outbid) after 1 launch attempts".into(),
-                at: at(),
-            },
+            InstanceEvent::Failed { reason: "interrupted (Outbid) after 1 launch attempts".into(), at: at() },
         ]);
 }
 
 #[test]
 fn terminating_a_running_instance_waits_for_the_provider() {
-    let requested_termination = InstanceEvent::TerminationRequested {
-        reason: "done".into(),
-        at: at(),
-    };
+    let requested_termination = InstanceEvent::TerminationRequested { reason: "done".into(), at: at() };
     framework()
         .given(running_chain())
-        .when(C::RequestTermination {
-            reason: "done".into(),
-            at: at(),
-        })
+        .when(C::RequestTermination { reason: "done".into(), at: at() })
         .then_expect_events(vec![requested_termination.clone()]);
     let mut given = running_chain();
     given.push(requested_termination);
     framework()
         .given(given)
         .when(C::RecordTerminated { at: at() })
-        .then_expect_events(vec![InstanceEvent::Terminated {
-            provider_instance_id: Some("m-1".into()),
-            at: at(),
-        }]);
+        .then_expect_events(vec![InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: at() }]);
 }
 
 #[test]
 fn terminating_before_anything_runs_ends_at_once() {
     framework()
         .given(vec![requested(3)])
-        .when(C::RequestTermination {
-            reason: "changed my mind".into(),
-            at: at(),
-        })
+        .when(C::RequestTermination { reason: "changed my mind".into(), at: at() })
         .then_expect_events(vec![
-            InstanceEvent::TerminationRequested {
-                reason: "changed my mind".into(),
-                at: at(),
-            },
-            InstanceEvent::Terminated {
-                provider_instance_id: None,
-                at: at(),
-            },
+            InstanceEvent::TerminationRequested { reason: "changed my mind".into(), at: at() },
+            InstanceEvent::Terminated { provider_instance_id: None, at: at() },
         ]);
 }
 
@@ -442,18 +339,12 @@ fn terminating_during_a_launch_records_the_launch_then_terminates() {
         requested(3),
         selected(),
         attempted(1),
-        InstanceEvent::TerminationRequested {
-            reason: "stop".into(),
-            at: at(),
-        },
+        InstanceEvent::TerminationRequested { reason: "stop".into(), at: at() },
     ];
     framework()
         .given(given.clone())
         .when(C::RecordTerminated { at: at() })
-        .then_expect_error(InstanceError::WrongState {
-            action: "record termination",
-            state: "terminating",
-        });
+        .then_expect_error(InstanceError::WrongState { action: "record termination", state: "terminating" });
     framework()
         .given(given)
         .when(C::RecordLaunched {
@@ -470,26 +361,14 @@ fn terminating_during_a_launch_records_the_launch_then_terminates() {
 #[test]
 fn terminating_twice_is_refused() {
     let mut given = running_chain();
-    given.push(InstanceEvent::TerminationRequested {
-        reason: "done".into(),
-        at: at(),
-    });
+    given.push(InstanceEvent::TerminationRequested { reason: "done".into(), at: at() });
     framework()
         .given(given.clone())
-        .when(C::RequestTermination {
-            reason: "again".into(),
-            at: at(),
-        })
+        .when(C::RequestTermination { reason: "again".into(), at: at() })
         .then_expect_error(InstanceError::AlreadyTerminating);
-    given.push(InstanceEvent::Terminated {
-        provider_instance_id: Some("m-1".into()),
-        at: at(),
-    });
+    given.push(InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: at() });
     framework()
         .given(given)
-        .when(C::RequestTermination {
-            reason: "again".into(),
-            at: at(),
-        })
+        .when(C::RequestTermination { reason: "again".into(), at: at() })
         .then_expect_error(InstanceError::Finished("terminated"));
 }

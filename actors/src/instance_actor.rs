@@ -32,6 +32,37 @@ pub struct Shared<R> {
     pub finished: Recipient<Finished>,
     /// Wait before retrying a step that failed for a passing reason (journal or provider outage).
     pub retry_delay: Duration,
+    /// Crash on purpose at this point (crash-safety tests only).
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A point where the process can be made to crash, so tests can prove that what was journaled
+/// before it is enough to recover (`TGP_FAILPOINT` in `tgp run`). The process aborts: no
+/// destructor, flush or goodbye runs, as in a real crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failpoint {
+    /// After the provider accepted a launch, before `Launched` is journaled.
+    AfterLaunchCall,
+    /// After the provider confirmed a termination, before `Terminated` is journaled.
+    AfterTerminateCall,
+}
+
+impl std::str::FromStr for Failpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "after-launch-call" => Ok(Failpoint::AfterLaunchCall),
+            "after-terminate-call" => Ok(Failpoint::AfterTerminateCall),
+            other => Err(format!("unknown failpoint {other:?}: after-launch-call or after-terminate-call")),
+        }
+    }
+}
+
+fn crash_at(shared_failpoint: Option<Failpoint>, here: Failpoint) {
+    if shared_failpoint == Some(here) {
+        eprintln!("failpoint {here:?}: aborting the process");
+        std::process::abort();
+    }
 }
 
 /// What the reconcile loop should do next.
@@ -107,12 +138,7 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
     }
 
     fn finish_if_over(&mut self, ctx: &mut Context<Self>) {
-        if self
-            .loaded
-            .instance
-            .current_state()
-            .is_some_and(InstanceState::is_final)
-        {
+        if self.loaded.instance.current_state().is_some_and(InstanceState::is_final) {
             self.shared.finished.do_send(Finished(self.id.clone()));
             ctx.stop();
         }
@@ -130,25 +156,19 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
         F: Future<Output = (Loaded, Next, T)> + 'static,
     {
         let _ = ctx;
-        let fut = work(
-            std::mem::take(&mut self.loaded),
-            self.shared.clone(),
-            self.id.clone(),
-        );
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
-            |(loaded, next, out), act, ctx| {
-                act.loaded = loaded;
-                match next {
-                    Next::Drive => ctx.notify(Drive),
-                    Next::RetryLater => {
-                        ctx.notify_later(Drive, act.shared.retry_delay);
-                    }
-                    Next::Idle => {}
+        let fut = work(std::mem::take(&mut self.loaded), self.shared.clone(), self.id.clone());
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|(loaded, next, out), act, ctx| {
+            act.loaded = loaded;
+            match next {
+                Next::Drive => ctx.notify(Drive),
+                Next::RetryLater => {
+                    ctx.notify_later(Drive, act.shared.retry_delay);
                 }
-                act.finish_if_over(ctx);
-                out
-            },
-        )))
+                Next::Idle => {}
+            }
+            act.finish_if_over(ctx);
+            out
+        })))
     }
 }
 
@@ -181,11 +201,8 @@ impl<R: PersistedEventRepository + 'static> Handler<Execute> for InstanceActor<R
     type Result = AtomicResponse<Self, Result<InstanceSummary, CommitError>>;
     fn handle(&mut self, Execute(command): Execute, ctx: &mut Context<Self>) -> Self::Result {
         self.atomically(ctx, move |mut loaded, shared, id| async move {
-            let result = loaded
-                .commit(&shared.repo, &id, command, &serde_json::Value::Null)
-                .await;
-            let summary =
-                result.map(|_| loaded.instance.summary().expect("a committed chain exists"));
+            let result = loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await;
+            let summary = result.map(|_| loaded.instance.summary().expect("a committed chain exists"));
             (loaded, Next::Drive, summary)
         })
     }
@@ -212,15 +229,26 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, Observe(listing): Observe, ctx: &mut Context<Self>) -> Self::Result {
         let command = observation(&self.loaded.instance, &listing);
+        // An interrupted offering is left out of the next selections, here and for every chain.
+        let interrupted_offer = match &command {
+            Some(InstanceCommand::RecordInterrupted { .. }) => {
+                self.loaded.instance.offer.as_ref().map(|(o, _)| o.clone())
+            }
+            _ => None,
+        };
         self.atomically(ctx, move |mut loaded, shared, id| async move {
             let Some(command) = command else {
                 return (loaded, Next::Idle, ());
             };
-            match loaded
-                .commit(&shared.repo, &id, command, &serde_json::Value::Null)
-                .await
-            {
-                Ok(_) => (loaded, Next::Drive, ()),
+            match loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await {
+                Ok(_) => {
+                    if let Some(offer) = interrupted_offer
+                        && let Some(provider) = shared.market.get(&offer.provider)
+                    {
+                        provider.report_unavailable(&offer.offer_id, offer.spot);
+                    }
+                    (loaded, Next::Drive, ())
+                }
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "could not record an observation");
                     (loaded, Next::Idle, ())
@@ -250,11 +278,7 @@ async fn advance<R: PersistedEventRepository>(
                 // it is destroyed before it is replaced; destroying is idempotent.
                 tracing::warn!(instance = %id, machine = %stopped.id, error = %e, "could not clean up the interrupted machine");
             }
-            let request = loaded
-                .instance
-                .request
-                .clone()
-                .expect("a requested chain has its request");
+            let request = loaded.instance.request.clone().expect("a requested chain has its request");
             let filter = crate::provider::OfferFilter::for_launch(&request);
             let asks = shared.market.providers().iter().map(|p| {
                 let filter = filter.clone();
@@ -268,34 +292,16 @@ async fn advance<R: PersistedEventRepository>(
                 }
             }
             let command = match select(&request, &offers, &loaded.instance.avoid) {
-                Selection::Chosen {
-                    offer,
-                    bid,
-                    reason,
-                    candidates,
-                } => InstanceCommand::SelectOffer {
-                    offer,
-                    bid,
-                    reason,
-                    candidates,
-                    at: now(),
-                },
-                Selection::NoneFits { message, .. } => {
-                    InstanceCommand::NoOfferFits { message, at: now() }
+                Selection::Chosen { offer, bid, reason, candidates } => {
+                    InstanceCommand::SelectOffer { offer, bid, reason, candidates, at: now() }
                 }
+                Selection::NoneFits { message, .. } => InstanceCommand::NoOfferFits { message, at: now() },
             };
             loaded.commit(&shared.repo, id, command, &meta).await?;
             Ok(true)
         }
         Step::Launch => {
-            loaded
-                .commit(
-                    &shared.repo,
-                    id,
-                    InstanceCommand::StartAttempt { at: now() },
-                    &meta,
-                )
-                .await?;
+            loaded.commit(&shared.repo, id, InstanceCommand::StartAttempt { at: now() }, &meta).await?;
             let instance = &loaded.instance;
             let (attempt_id, _) = instance.pending_attempt.clone().expect("just journaled");
             let (offer, bid) = instance.offer.clone().expect("an attempt has an offer");
@@ -320,7 +326,9 @@ async fn advance<R: PersistedEventRepository>(
                 env: request.env.clone(),
                 ssh_public_key: request.ssh_public_key.clone(),
             };
-            let command = match provider.launch(&spec).await {
+            let answer = provider.launch(&spec).await;
+            crash_at(shared.failpoint, Failpoint::AfterLaunchCall);
+            let command = match answer {
                 Ok(receipt) => InstanceCommand::RecordLaunched {
                     attempt_id,
                     provider_instance_id: receipt.provider_instance_id,
@@ -331,57 +339,29 @@ async fn advance<R: PersistedEventRepository>(
                 },
                 // The call may have started a machine: leave the attempt open for the next
                 // status poll to settle (adopt it by its label, or fail it).
-                Err(e)
-                    if matches!(
-                        e.class,
-                        FailureClass::ProviderOutage | FailureClass::Unknown
-                    ) =>
-                {
+                Err(e) if matches!(e.class, FailureClass::ProviderOutage | FailureClass::Unknown) => {
                     tracing::warn!(instance = %id, attempt = %attempt_id, error = %e, "launch outcome unknown");
                     return Ok(false);
                 }
-                Err(e) => InstanceCommand::RecordLaunchFailed {
-                    attempt_id,
-                    class: e.class,
-                    message: e.message,
-                    at: now(),
-                },
+                Err(e) => {
+                    InstanceCommand::RecordLaunchFailed { attempt_id, class: e.class, message: e.message, at: now() }
+                }
             };
             loaded.commit(&shared.repo, id, command, &meta).await?;
             Ok(true)
         }
         Step::Terminate => {
-            let machine = loaded
-                .instance
-                .machine
-                .clone()
-                .expect("terminating a machine");
+            let machine = loaded.instance.machine.clone().expect("terminating a machine");
             let provider = machine.provider.as_ref().and_then(|p| shared.market.get(p));
             if let Some(provider) = provider {
-                provider
-                    .terminate(&machine.id)
-                    .await
-                    .map_err(|e| CommitError::Journal(format!("terminate: {e}")))?;
+                provider.terminate(&machine.id).await.map_err(|e| CommitError::Journal(format!("terminate: {e}")))?;
+                crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
-            loaded
-                .commit(
-                    &shared.repo,
-                    id,
-                    InstanceCommand::RecordTerminated { at: now() },
-                    &meta,
-                )
-                .await?;
+            loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)
         }
         Step::RecordTerminated => {
-            loaded
-                .commit(
-                    &shared.repo,
-                    id,
-                    InstanceCommand::RecordTerminated { at: now() },
-                    &meta,
-                )
-                .await?;
+            loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)
         }
     }
@@ -407,10 +387,7 @@ pub fn observation(instance: &Instance, listing: &ProviderListing) -> Option<Ins
             None => InstanceCommand::RecordLaunchFailed {
                 attempt_id: attempt_id.clone(),
                 class: FailureClass::Unknown,
-                message: format!(
-                    "no machine labelled {attempt_id} at {} after the launch call",
-                    listing.provider
-                ),
+                message: format!("no machine labelled {attempt_id} at {} after the launch call", listing.provider),
                 at,
             },
         });
@@ -429,31 +406,21 @@ pub fn observation(instance: &Instance, listing: &ProviderListing) -> Option<Ins
     };
     match listing.by_id.get(&machine.id) {
         None if machine.launched_at.is_some_and(|t| listing.taken_at <= t) => None,
-        None if state == InstanceState::Terminating => {
-            Some(InstanceCommand::RecordTerminated { at })
-        }
-        None => Some(interrupted(
-            InterruptionReason::Vanished,
-            "absent from listing",
-        )),
+        None if state == InstanceState::Terminating => Some(InstanceCommand::RecordTerminated { at }),
+        None => Some(interrupted(InterruptionReason::Vanished, "absent from listing")),
         Some(seen) => match seen.status {
-            MachineStatus::Running if state == InstanceState::Starting => {
-                Some(InstanceCommand::RecordRunning {
-                    provider_instance_id: machine.id.clone(),
-                    connection: seen.connection.clone(),
-                    at,
-                })
-            }
+            MachineStatus::Running if state == InstanceState::Starting => Some(InstanceCommand::RecordRunning {
+                provider_instance_id: machine.id.clone(),
+                connection: seen.connection.clone(),
+                at,
+            }),
             MachineStatus::Interrupted(reason) if state != InstanceState::Terminating => {
                 Some(interrupted(reason, &seen.raw_status))
             }
             MachineStatus::Terminated if state == InstanceState::Terminating => {
                 Some(InstanceCommand::RecordTerminated { at })
             }
-            MachineStatus::Terminated => Some(interrupted(
-                InterruptionReason::StoppedOutsideTgp,
-                &seen.raw_status,
-            )),
+            MachineStatus::Terminated => Some(interrupted(InterruptionReason::StoppedOutsideTgp, &seen.raw_status)),
             _ => None,
         },
     }

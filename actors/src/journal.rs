@@ -76,10 +76,7 @@ impl Loaded {
         }
         let new_version = self.version + events.len();
         let snapshot = (new_version / SNAPSHOT_EVERY > self.version / SNAPSHOT_EVERY)
-            .then(|| {
-                serde_json::to_value(&next)
-                    .map(|json| (id.to_string(), json, new_version / SNAPSHOT_EVERY))
-            })
+            .then(|| serde_json::to_value(&next).map(|json| (id.to_string(), json, new_version / SNAPSHOT_EVERY)))
             .transpose()
             .map_err(PersistenceError::from)?;
         match repo.persist::<Instance>(&serialized, snapshot).await {
@@ -102,24 +99,14 @@ fn decode(event: &SerializedEvent) -> Result<InstanceEvent, PersistenceError> {
 }
 
 /// Loads one chain: from its snapshot and the events after it, or from all its events.
-pub async fn load<R: PersistedEventRepository>(
-    repo: &R,
-    id: &InstanceId,
-) -> Result<Loaded, PersistenceError> {
+pub async fn load<R: PersistedEventRepository>(repo: &R, id: &InstanceId) -> Result<Loaded, PersistenceError> {
     let (mut loaded, events) = match repo.get_snapshot::<Instance>(id.as_str()).await? {
         Some(snapshot) => {
             let instance: Instance = serde_json::from_value(snapshot.aggregate)?;
             let version = snapshot.current_sequence;
-            (
-                Loaded { instance, version },
-                repo.get_last_events::<Instance>(id.as_str(), version)
-                    .await?,
-            )
+            (Loaded { instance, version }, repo.get_last_events::<Instance>(id.as_str(), version).await?)
         }
-        None => (
-            Loaded::default(),
-            repo.get_events::<Instance>(id.as_str()).await?,
-        ),
+        None => (Loaded::default(), repo.get_events::<Instance>(id.as_str()).await?),
     };
     for event in &events {
         loaded.instance.fold(decode(event)?);
@@ -143,9 +130,7 @@ pub trait ReplayAll {
 }
 
 /// Rebuilds every chain in one pass over the journal, in journal order.
-pub async fn load_all<R: ReplayAll>(
-    repo: &R,
-) -> Result<HashMap<InstanceId, Loaded>, PersistenceError> {
+pub async fn load_all<R: ReplayAll>(repo: &R) -> Result<HashMap<InstanceId, Loaded>, PersistenceError> {
     let mut all: HashMap<InstanceId, Loaded> = HashMap::new();
     repo.replay_all(|id, events| {
         let loaded = all.entry(id).or_default();

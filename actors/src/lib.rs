@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`provider`]: the `ProviderClient` trait every provider implements, and the normalized offer,
 //!   machine and error shapes.
+//! - [`provider_actor`]: one actor per provider: rate limiter, circuit breaker, retries, caches.
 //! - [`selection`]: choosing the cheapest fitting offer, with a verdict for every candidate.
 //! - [`aggregate`]: the instance aggregate, the rules of one chain's life (cqrs-es `Aggregate`).
 //! - [`journal`]: committing an aggregate's decisions through any cqrs-es repository.
@@ -17,6 +18,7 @@ pub mod aggregate;
 pub mod instance_actor;
 pub mod journal;
 pub mod provider;
+pub mod provider_actor;
 pub mod selection;
 pub mod supervisor;
 

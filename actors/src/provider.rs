@@ -9,9 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tgp_events::events::{Connection, FailureClass, InterruptionReason, OfferSummary};
-use tgp_events::{
-    AttemptId, BillingGranularity, GpuType, LaunchCommand, Money, ProviderName, Region, SpotPolicy,
-};
+use tgp_events::{AttemptId, BillingGranularity, GpuType, LaunchCommand, Money, ProviderName, Region, SpotPolicy};
 
 /// One offer, normalized across providers.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,11 +47,7 @@ impl Offer {
     /// The offer as one purchasable option: spot or on demand, with its price. `None` when it is
     /// not sold that way, or its GPU or region has no standard name.
     pub fn summary(&self, spot: bool) -> Option<OfferSummary> {
-        let price = if spot {
-            self.spot_price
-        } else {
-            self.on_demand_price
-        }?;
+        let price = if spot { self.spot_price } else { self.on_demand_price }?;
         Some(OfferSummary {
             provider: self.provider.clone(),
             offer_id: self.id.clone(),
@@ -171,24 +165,14 @@ pub struct ProviderListing {
 
 impl ProviderListing {
     /// Indexes a provider's answer.
-    pub fn new(
-        provider: ProviderName,
-        taken_at: DateTime<Utc>,
-        machines: Vec<ProviderInstance>,
-    ) -> Self {
+    pub fn new(provider: ProviderName, taken_at: DateTime<Utc>, machines: Vec<ProviderInstance>) -> Self {
         let by_id = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
-        ProviderListing {
-            provider,
-            taken_at,
-            by_id,
-        }
+        ProviderListing { provider, taken_at, by_id }
     }
 
     /// The machine carrying a tgp attempt label.
     pub fn by_label(&self, attempt: &AttemptId) -> Option<&ProviderInstance> {
-        self.by_id
-            .values()
-            .find(|m| m.label.as_deref() == Some(attempt.as_str()))
+        self.by_id.values().find(|m| m.label.as_deref() == Some(attempt.as_str()))
     }
 }
 
@@ -250,10 +234,7 @@ impl ProviderError {
 
     /// True for errors a retry may cure: rate limits and outages.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.class,
-            FailureClass::RateLimited | FailureClass::ProviderOutage
-        )
+        matches!(self.class, FailureClass::RateLimited | FailureClass::ProviderOutage)
     }
 }
 
@@ -285,6 +266,9 @@ pub trait ProviderClient: Send + Sync {
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError>;
     /// Every machine in the account, in one call (pages aside): how status is polled.
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError>;
+    /// An offering failed for lack of capacity or was interrupted: leave it out for a while.
+    /// Clients without a cache ignore it; the provider actor's handle remembers it.
+    fn report_unavailable(&self, _offer_id: &str, _spot: bool) {}
 }
 
 /// Every provider tgp may use, by name.

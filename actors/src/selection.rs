@@ -31,12 +31,7 @@ pub enum Selection {
 
 /// A key naming one offering, so a failed or interrupted one can be avoided on the next try.
 pub fn offering_key(offer: &OfferSummary) -> String {
-    format!(
-        "{}/{}/{}",
-        offer.provider,
-        offer.offer_id,
-        if offer.spot { "spot" } else { "on-demand" }
-    )
+    format!("{}/{}/{}", offer.provider, offer.offer_id, if offer.spot { "spot" } else { "on-demand" })
 }
 
 /// Chooses the cheapest fitting offer. Spot options are considered when the policy allows them;
@@ -53,15 +48,9 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
                 continue;
             };
             let verdict = if summary.gpu_type != request.gpu_type {
-                Some(format!(
-                    "GPU is {}, not {}",
-                    summary.gpu_type, request.gpu_type
-                ))
+                Some(format!("GPU is {}, not {}", summary.gpu_type, request.gpu_type))
             } else if offer.gpu_count != request.gpu_count {
-                Some(format!(
-                    "has {} GPUs, {} asked",
-                    offer.gpu_count, request.gpu_count
-                ))
+                Some(format!("has {} GPUs, {} asked", offer.gpu_count, request.gpu_count))
             } else if !request.regions.is_empty() && !request.regions.contains(&summary.region) {
                 Some(format!("region {} not asked for", summary.region))
             } else if spot && request.spot_policy == SpotPolicy::OnDemandOnly {
@@ -69,10 +58,7 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
             } else if !spot && request.spot_policy == SpotPolicy::SpotOnly {
                 Some("on-demand not allowed (spot-only)".to_string())
             } else if summary.hourly_price > max {
-                Some(format!(
-                    "{} per hour is over the maximum {}",
-                    summary.hourly_price, max
-                ))
+                Some(format!("{} per hour is over the maximum {}", summary.hourly_price, max))
             } else if offer.available == 0 {
                 Some("no capacity available".to_string())
             } else if avoid.contains(&offering_key(&summary)) {
@@ -81,10 +67,7 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
                 None
             };
             match verdict {
-                Some(why) => refused.push(Candidate {
-                    offer: summary,
-                    verdict: why,
-                }),
+                Some(why) => refused.push(Candidate { offer: summary, verdict: why }),
                 None => fitting.push((summary, offer.reliability)),
             }
         }
@@ -93,16 +76,18 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
     if request.spot_policy == SpotPolicy::PreferSpot && spot_fits {
         let (spot, on_demand): (Vec<_>, Vec<_>) = fitting.into_iter().partition(|(o, _)| o.spot);
         fitting = spot;
-        refused.extend(on_demand.into_iter().map(|(o, _)| Candidate {
-            offer: o,
-            verdict: "a spot offer fits (prefer-spot)".to_string(),
-        }));
-    } else if request.spot_policy == SpotPolicy::PreferSpot && !request.relaunch.on_demand_fallback
-    {
-        refused.extend(fitting.drain(..).map(|(o, _)| Candidate {
-            offer: o,
-            verdict: "no spot fits and on-demand fallback is off".to_string(),
-        }));
+        refused.extend(
+            on_demand
+                .into_iter()
+                .map(|(o, _)| Candidate { offer: o, verdict: "a spot offer fits (prefer-spot)".to_string() }),
+        );
+    } else if request.spot_policy == SpotPolicy::PreferSpot && !request.relaunch.on_demand_fallback {
+        refused.extend(
+            fitting.drain(..).map(|(o, _)| Candidate {
+                offer: o,
+                verdict: "no spot fits and on-demand fallback is off".to_string(),
+            }),
+        );
     }
     fitting.sort_by(|(a, ra), (b, rb)| {
         a.hourly_price
@@ -126,20 +111,11 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
                 request.max_hourly_price
             )
         };
-        return Selection::NoneFits {
-            message,
-            candidates: refused,
-        };
+        return Selection::NoneFits { message, candidates: refused };
     };
-    let mut candidates = vec![Candidate {
-        offer: winner.clone(),
-        verdict: "selected".into(),
-    }];
+    let mut candidates = vec![Candidate { offer: winner.clone(), verdict: "selected".into() }];
     candidates.extend(fitting.map(|(o, _)| Candidate {
-        verdict: format!(
-            "{} per hour, more than {}",
-            o.hourly_price, winner.hourly_price
-        ),
+        verdict: format!("{} per hour, more than {}", o.hourly_price, winner.hourly_price),
         offer: o,
     }));
     candidates.extend(refused);
@@ -151,12 +127,7 @@ pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Se
         winner.region
     );
     let bid = winner.spot.then_some(winner.hourly_price);
-    Selection::Chosen {
-        offer: winner,
-        bid,
-        reason,
-        candidates,
-    }
+    Selection::Chosen { offer: winner, bid, reason, candidates }
 }
 
 #[cfg(test)]
@@ -196,28 +167,15 @@ mod tests {
 
     #[test]
     fn prefer_spot_takes_the_cheapest_spot_and_explains_the_rest() {
-        let offers = [
-            offer("a", "2.50", Some("1.20")),
-            offer("b", "2.00", Some("1.10")),
-            offer("c", "3.50", None),
-        ];
-        let Selection::Chosen {
-            offer,
-            bid,
-            candidates,
-            ..
-        } = select(&request("prefer-spot", true), &offers, &[])
+        let offers = [offer("a", "2.50", Some("1.20")), offer("b", "2.00", Some("1.10")), offer("c", "3.50", None)];
+        let Selection::Chosen { offer, bid, candidates, .. } = select(&request("prefer-spot", true), &offers, &[])
         else {
             panic!("nothing chosen")
         };
         assert_eq!((offer.offer_id.as_str(), offer.spot), ("b", true));
         assert_eq!(bid, Some("1.10".parse().unwrap()));
         assert_eq!(candidates.len(), 5, "every option is listed");
-        assert!(
-            candidates
-                .iter()
-                .any(|c| c.verdict.contains("over the maximum"))
-        );
+        assert!(candidates.iter().any(|c| c.verdict.contains("over the maximum")));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tgp_events::api::{InstanceSummary, ListRequest};
 use tgp_events::{InstanceId, LaunchCommand};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
-use crate::instance_actor::{Execute, Finished, GetSummary, InstanceActor, Observe, Shared};
+use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::provider::{Market, ProviderListing};
 
@@ -24,6 +24,8 @@ pub struct SupervisorConfig {
     pub poll_interval: Duration,
     /// Wait before retrying a step that failed for a passing reason.
     pub retry_delay: Duration,
+    /// Crash on purpose at this point (crash-safety tests only).
+    pub failpoint: Option<Failpoint>,
 }
 
 impl Default for SupervisorConfig {
@@ -31,6 +33,7 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             poll_interval: Duration::from_secs(15),
             retry_delay: Duration::from_secs(2),
+            failpoint: None,
         }
     }
 }
@@ -132,11 +135,7 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
 impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
     /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
     /// one, and starts the supervisor. Must run inside an actix system.
-    pub async fn start(
-        repo: R,
-        market: Market,
-        config: SupervisorConfig,
-    ) -> Result<Addr<Self>, PersistenceError> {
+    pub async fn start(repo: R, market: Market, config: SupervisorConfig) -> Result<Addr<Self>, PersistenceError> {
         let started = std::time::Instant::now();
         let all = load_all(&repo).await?;
         let loaded_in = started.elapsed();
@@ -146,20 +145,13 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             market,
             finished: ctx.address().recipient(),
             retry_delay: config.retry_delay,
+            failpoint: config.failpoint,
         });
-        let mut supervisor = Supervisor {
-            live: HashMap::new(),
-            shared,
-            poll_interval: config.poll_interval,
-        };
+        let mut supervisor = Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval };
         let mut rebuilt = 0usize;
         let all_count = all.len();
         for (id, loaded) in all {
-            if loaded
-                .instance
-                .current_state()
-                .is_some_and(|s| !s.is_final())
-            {
+            if loaded.instance.current_state().is_some_and(|s| !s.is_final()) {
                 supervisor.spawn(id, loaded);
                 rebuilt += 1;
             }
@@ -190,10 +182,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
             let fut = async move {
                 let taken_at = Utc::now();
                 let name = provider.info().name;
-                provider
-                    .list_instances()
-                    .await
-                    .map(|machines| ProviderListing::new(name, taken_at, machines))
+                provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
             };
             ctx.spawn(fut.into_actor(self).map(|answer, act, _| match answer {
                 Ok(listing) => {
@@ -239,12 +228,9 @@ async fn execute<R: PersistedEventRepository + 'static>(
     let is_launch = matches!(command, InstanceCommand::RequestLaunch { .. });
     match addr.send(Execute(command)).await {
         Ok(Ok(summary)) => Ok(summary),
-        Ok(Err(CommitError::Refused(InstanceError::AlreadyExists(_)))) if is_launch => addr
-            .send(GetSummary)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(SupervisorError::Unavailable(id)),
+        Ok(Err(CommitError::Refused(InstanceError::AlreadyExists(_)))) if is_launch => {
+            addr.send(GetSummary).await.ok().flatten().ok_or(SupervisorError::Unavailable(id))
+        }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(SupervisorError::Unavailable(id)),
     }
@@ -253,11 +239,7 @@ async fn execute<R: PersistedEventRepository + 'static>(
 impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
     type Result = ResponseActFuture<Self, Reply>;
     fn handle(&mut self, Launch { id, request }: Launch, _: &mut Context<Self>) -> Self::Result {
-        let command = InstanceCommand::RequestLaunch {
-            id: id.clone(),
-            request,
-            at: Utc::now(),
-        };
+        let command = InstanceCommand::RequestLaunch { id: id.clone(), request, at: Utc::now() };
         if let Some(addr) = self.live.get(&id).cloned() {
             return Box::pin(execute(addr, id, command).into_actor(self));
         }
@@ -270,16 +252,8 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
             let fut: std::pin::Pin<Box<dyn Future<Output = Reply>>> = match found {
                 Err(e) => Box::pin(std::future::ready(Err(e.into()))),
                 Ok(loaded) if loaded.version > 0 => {
-                    let summary = loaded
-                        .instance
-                        .summary()
-                        .ok_or(SupervisorError::NotFound(id.clone()));
-                    if !loaded
-                        .instance
-                        .current_state()
-                        .is_some_and(|s| s.is_final())
-                        && !act.live.contains_key(&id)
-                    {
+                    let summary = loaded.instance.summary().ok_or(SupervisorError::NotFound(id.clone()));
+                    if !loaded.instance.current_state().is_some_and(|s| s.is_final()) && !act.live.contains_key(&id) {
                         act.spawn(id.clone(), loaded);
                     }
                     Box::pin(std::future::ready(summary))
@@ -299,15 +273,8 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
 
 impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R> {
     type Result = ResponseFuture<Reply>;
-    fn handle(
-        &mut self,
-        Terminate { id, reason }: Terminate,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let command = InstanceCommand::RequestTermination {
-            reason,
-            at: Utc::now(),
-        };
+    fn handle(&mut self, Terminate { id, reason }: Terminate, _: &mut Context<Self>) -> Self::Result {
+        let command = InstanceCommand::RequestTermination { reason, at: Utc::now() };
         if let Some(addr) = self.live.get(&id).cloned() {
             return Box::pin(execute(addr, id, command));
         }
@@ -316,9 +283,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R>
             let loaded = load(&shared.repo, &id).await?;
             match loaded.instance.current_state() {
                 None => Err(SupervisorError::NotFound(id)),
-                Some(state) => Err(SupervisorError::Refused(InstanceError::Finished(
-                    state.name(),
-                ))),
+                Some(state) => Err(SupervisorError::Refused(InstanceError::Finished(state.name()))),
             }
         })
     }
@@ -336,10 +301,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
                 return Ok(summary);
             }
             let loaded = load(&shared.repo, &id).await?;
-            loaded
-                .instance
-                .summary()
-                .ok_or(SupervisorError::NotFound(id))
+            loaded.instance.summary().ok_or(SupervisorError::NotFound(id))
         })
     }
 }
@@ -347,23 +309,14 @@ impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
 impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
     type Result = ResponseFuture<Vec<InstanceSummary>>;
     fn handle(&mut self, List(filter): List, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self
-            .live
-            .values()
-            .map(|addr| addr.send(GetSummary))
-            .collect();
+        let asks: Vec<_> = self.live.values().map(|addr| addr.send(GetSummary)).collect();
         Box::pin(async move {
             let mut found: Vec<InstanceSummary> = futures::future::join_all(asks)
                 .await
                 .into_iter()
                 .filter_map(|r| r.ok().flatten())
                 .filter(|s| filter.state.is_none_or(|st| st == s.state))
-                .filter(|s| {
-                    filter
-                        .provider
-                        .as_ref()
-                        .is_none_or(|p| s.provider.as_ref() == Some(p))
-                })
+                .filter(|s| filter.provider.as_ref().is_none_or(|p| s.provider.as_ref() == Some(p)))
                 .collect();
             found.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
             found

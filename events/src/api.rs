@@ -8,7 +8,7 @@ use crate::ids::{InstanceId, ProviderName};
 use crate::money::Money;
 
 /// Where an instance chain is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Accepted; no offer chosen yet.
@@ -118,11 +118,166 @@ pub struct ErrorReply {
 impl ErrorReply {
     /// Builds the reply for a code and message.
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        ErrorReply {
-            error: ApiError {
-                code: code.to_string(),
-                message: message.into(),
-            },
-        }
+        ErrorReply { error: ApiError { code: code.to_string(), message: message.into() } }
     }
+}
+
+/// Body of `tgp.api.cost`: the range (RFC 3339; default all time up to now) and the grouping.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostRequest {
+    /// Range start (inclusive), by event time.
+    #[serde(default)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Range end (exclusive), by event time; default now.
+    #[serde(default)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Any of `provider`, `gpu`, `region`, `spot`, `instance`, `day`.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+/// One group of a cost report. Grouped-by fields are set; the others are absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostRow {
+    /// Provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// GPU type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+    /// Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `spot` or `on-demand`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<String>,
+    /// Instance id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// UTC day, `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    /// Hours billed, exact.
+    pub hours: String,
+    /// Spend rounded to cents.
+    pub cost: Money,
+    /// Spend, exact.
+    pub cost_exact: Money,
+    /// The same hours at on-demand prices, rounded to cents.
+    pub on_demand_cost: Money,
+    /// On-demand cost minus cost, rounded to cents: what spot saved.
+    pub savings: Money,
+    /// Run segments that contributed.
+    pub runs: u64,
+}
+
+/// Answer of `tgp.api.cost`, and `tgp audit --format json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Range start, if any.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Range end.
+    pub to: chrono::DateTime<chrono::Utc>,
+    /// The grouping.
+    pub group_by: Vec<String>,
+    /// One row per group, ordered by its fields.
+    pub rows: Vec<CostRow>,
+    /// All groups together.
+    pub total: CostRow,
+    /// The last journal stream sequence folded into this answer.
+    pub last_sequence: u64,
+}
+
+/// Body of `tgp.api.prices`: `{}` or `{"gpu": "H100"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesRequest {
+    /// Only this GPU type.
+    #[serde(default)]
+    pub gpu: Option<String>,
+}
+
+/// Body of `tgp.api.offers` (the same filters as `tgp offers`); every field optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffersRequest {
+    /// Standard GPU type.
+    #[serde(default)]
+    pub gpu_type: Option<crate::GpuType>,
+    /// At least this many GPUs in one machine.
+    #[serde(default)]
+    pub gpu_count: Option<u32>,
+    /// Only these standard regions.
+    #[serde(default)]
+    pub regions: Vec<crate::Region>,
+    /// At most this per machine-hour.
+    #[serde(default)]
+    pub max_price: Option<Money>,
+    /// `spot-only`, `on-demand-only` or `prefer-spot` (both).
+    #[serde(default)]
+    pub spot_policy: Option<crate::SpotPolicy>,
+}
+
+/// One offer as `tgp.api.offers` answers it. A GPU or region without a standard name is kept,
+/// with `gpu_type` or `region` absent and the provider's own name given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferView {
+    /// Which provider.
+    pub provider: ProviderName,
+    /// The provider's offer id.
+    pub offer_id: String,
+    /// Standard GPU type, when there is a translation.
+    pub gpu_type: Option<crate::GpuType>,
+    /// The provider's GPU name.
+    pub provider_gpu_name: String,
+    /// GPUs in the machine.
+    pub gpu_count: u32,
+    /// Standard region, when there is a translation.
+    pub region: Option<crate::Region>,
+    /// The provider's region name.
+    pub provider_region: String,
+    /// On-demand price of the machine per hour.
+    pub on_demand_price: Option<Money>,
+    /// Spot price (or minimum bid) of the machine per hour.
+    pub spot_price: Option<Money>,
+    /// Reliability 0..1, when the provider gives one.
+    pub reliability: Option<String>,
+    /// Machines available.
+    pub available: u32,
+    /// Billing granularity and minimum.
+    pub billing: crate::BillingGranularity,
+    /// When the provider said so.
+    pub observed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How one provider answered an offers request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderAnswer {
+    /// Which provider.
+    pub provider: String,
+    /// `ok`, `disabled`, `no_key` or `error`.
+    pub status: String,
+    /// Offers it gave, or why not.
+    pub message: String,
+}
+
+/// Answer of `tgp.api.offers`: offers cheapest first, and a line per provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffersReply {
+    /// The offers.
+    pub offers: Vec<OfferView>,
+    /// Each provider's answer.
+    pub providers: Vec<ProviderAnswer>,
+}
+
+/// Body of `tgp.api.provider.disable` and `enable`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderToggle {
+    /// Which provider.
+    pub provider: ProviderName,
+    /// Why (disable only).
+    #[serde(default)]
+    pub reason: Option<String>,
 }

@@ -99,8 +99,7 @@ impl CommandError {
 impl LaunchCommand {
     /// Decodes and validates a launch command from its JSON body.
     pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
-        let cmd: LaunchCommand =
-            serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        let cmd: LaunchCommand = serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))?;
         cmd.validate()?;
         Ok(cmd)
     }
@@ -120,16 +119,13 @@ impl LaunchCommand {
             )));
         }
         if self.relaunch.max_attempts == 0 {
-            return Err(CommandError::Invalid(
-                "relaunch.max_attempts must be at least 1".into(),
-            ));
+            return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
         }
         if self.image.trim().is_empty() {
             return Err(CommandError::Invalid("image must not be empty".into()));
         }
         if let Some(key) = &self.idempotency_key {
-            key.parse::<InstanceId>()
-                .map_err(|e| CommandError::Invalid(format!("idempotency_key: {e}")))?;
+            key.parse::<InstanceId>().map_err(|e| CommandError::Invalid(format!("idempotency_key: {e}")))?;
         }
         Ok(())
     }
@@ -153,10 +149,8 @@ mod tests {
 
     #[test]
     fn the_documented_example_decodes_with_defaults() {
-        let cmd = LaunchCommand::from_json(
-            br#"{"gpu_type": "H100", "gpu_count": 2, "max_hourly_price": "3.00"}"#,
-        )
-        .unwrap();
+        let cmd =
+            LaunchCommand::from_json(br#"{"gpu_type": "H100", "gpu_count": 2, "max_hourly_price": "3.00"}"#).unwrap();
         assert_eq!(cmd.gpu_type, GpuType::H100);
         assert_eq!(cmd.spot_policy, SpotPolicy::PreferSpot);
         assert_eq!(cmd.image, DEFAULT_IMAGE);
@@ -171,7 +165,10 @@ mod tests {
             (br#"{"gpu_type": "H100", "gpu_count": 0, "max_hourly_price": "3"}"#, "gpu_count"),
             (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "-3"}"#, "above zero"),
             (br#"{"gpu_type": "H100", "gpu_count": 1}"#, "max_hourly_price"),
-            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "regions": ["mars"]}"#, "unknown region"),
+            (
+                br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "regions": ["mars"]}"#,
+                "unknown region",
+            ),
             (b"not json", "cannot decode"),
         ];
         for (body, expected) in cases {

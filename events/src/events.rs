@@ -277,10 +277,7 @@ impl InstanceEvent {
             sequence,
             event_type: self.type_name().to_string(),
             version: SCHEMA_VERSION,
-            data: tagged
-                .get("data")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
+            data: tagged.get("data").cloned().unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -371,10 +368,7 @@ mod tests {
     use super::*;
 
     fn requested() -> InstanceEvent {
-        InstanceEvent::TerminationRequested {
-            reason: "done".into(),
-            at: Utc::now(),
-        }
+        InstanceEvent::TerminationRequested { reason: "done".into(), at: Utc::now() }
     }
 
     #[test]
@@ -392,24 +386,14 @@ mod tests {
         let mut record = requested().to_record(1);
         record.version = SCHEMA_VERSION + 1;
         let err = record.decode().unwrap_err();
-        assert!(matches!(
-            err,
-            EventDecodeError::UnsupportedVersion { version: 2, .. }
-        ));
+        assert!(matches!(err, EventDecodeError::UnsupportedVersion { version: 2, .. }));
         assert!(err.to_string().contains("upgrade"));
     }
 
     #[test]
     fn an_unknown_type_is_a_clear_error() {
-        let record = EventRecord {
-            sequence: 1,
-            event_type: "Exploded".into(),
-            version: 1,
-            data: serde_json::json!({}),
-        };
-        assert!(matches!(
-            record.decode(),
-            Err(EventDecodeError::Invalid { .. })
-        ));
+        let record =
+            EventRecord { sequence: 1, event_type: "Exploded".into(), version: 1, data: serde_json::json!({}) };
+        assert!(matches!(record.decode(), Err(EventDecodeError::Invalid { .. })));
     }
 }

@@ -112,17 +112,11 @@ impl FromStr for GpuType {
     /// Case-insensitive; `-`, `_` and spaces are ignored, so `a100-80gb`, `A100_80GB` and
     /// `rtx 4090` all parse.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let key: String = s
-            .chars()
-            .filter(|c| !matches!(c, '-' | '_' | ' '))
-            .map(|c| c.to_ascii_uppercase())
-            .collect();
+        let key: String = s.chars().filter(|c| !matches!(c, '-' | '_' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
         GpuType::ALL
             .into_iter()
             .find(|g| g.name().replace('-', "") == key)
-            .ok_or_else(|| UnknownGpuType {
-                input: s.to_string(),
-            })
+            .ok_or_else(|| UnknownGpuType { input: s.to_string() })
     }
 }
 
@@ -161,9 +155,6 @@ mod tests {
     #[test]
     fn unknown_names_say_what_is_known() {
         let err = "H1000".parse::<GpuType>().unwrap_err().to_string();
-        assert!(
-            err.contains("\"H1000\"") && err.contains("A100-80GB"),
-            "{err}"
-        );
+        assert!(err.contains("\"H1000\"") && err.contains("A100-80GB"), "{err}");
     }
 }

@@ -20,10 +20,7 @@ pub struct IdError {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= MAX_ID_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The id of one instance chain: it stays the same across relaunches, so cost follows it.
@@ -64,10 +61,7 @@ impl FromStr for InstanceId {
         if is_token(s) {
             Ok(InstanceId(s.to_string()))
         } else {
-            Err(IdError {
-                what: "instance id",
-                input: s.to_string(),
-            })
+            Err(IdError { what: "instance id", input: s.to_string() })
         }
     }
 }
@@ -144,10 +138,7 @@ impl FromStr for ProviderName {
         if is_token(s) && s.bytes().all(|b| !b.is_ascii_uppercase()) {
             Ok(ProviderName(s.to_string()))
         } else {
-            Err(IdError {
-                what: "provider name (lower case)",
-                input: s.to_string(),
-            })
+            Err(IdError { what: "provider name (lower case)", input: s.to_string() })
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`policy`]: spot policy, relaunch policy and billing granularity.
 //! - [`commands`]: the launch and terminate commands, and their validation.
 //! - [`events`]: the instance lifecycle events and their versioned wire form.
+//! - [`provider_events`]: what happens to providers (circuit, rate limits, API changes).
 //! - [`api`]: request/reply bodies of the `tgp.api.*` service.
 //! - [`subjects`]: subjects, streams, buckets and headers.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod gpu;
 pub mod ids;
 pub mod money;
 pub mod policy;
+pub mod provider_events;
 pub mod region;
 pub mod subjects;
 

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// An amount of US dollars, exact. On the wire it is a decimal string (`"2.49"`), never a JSON
 /// number, so no client's float parser can round it.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Money(#[serde(with = "rust_decimal::serde::str")] Decimal);
 
@@ -57,11 +55,7 @@ impl FromStr for Money {
     type Err = MoneyParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let trimmed = s.trim().trim_start_matches('$');
-        Decimal::from_str_exact(trimmed)
-            .map(Money)
-            .map_err(|_| MoneyParseError {
-                input: s.to_string(),
-            })
+        Decimal::from_str_exact(trimmed).map(Money).map_err(|_| MoneyParseError { input: s.to_string() })
     }
 }
 
@@ -101,10 +95,7 @@ mod tests {
     #[test]
     fn rejects_garbage_and_numbers() {
         assert!("two dollars".parse::<Money>().is_err());
-        assert!(
-            serde_json::from_str::<Money>("2.49").is_err(),
-            "a JSON number is refused"
-        );
+        assert!(serde_json::from_str::<Money>("2.49").is_err(), "a JSON number is refused");
         assert!("-1".parse::<Money>().unwrap().is_negative());
     }
 }

@@ -107,10 +107,7 @@ pub enum BillingUnit {
 
 impl BillingGranularity {
     /// Per second with no minimum.
-    pub const PER_SECOND: BillingGranularity = BillingGranularity {
-        unit: BillingUnit::Second,
-        minimum_seconds: 0,
-    };
+    pub const PER_SECOND: BillingGranularity = BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 0 };
 
     /// Seconds billed for a run of `seconds`: rounded up to the unit, then raised to the minimum.
     pub fn billed_seconds(self, seconds: u64) -> u64 {
@@ -130,16 +127,10 @@ mod tests {
 
     #[test]
     fn billing_rounds_up_and_honours_the_minimum() {
-        let per_minute = BillingGranularity {
-            unit: BillingUnit::Minute,
-            minimum_seconds: 600,
-        };
+        let per_minute = BillingGranularity { unit: BillingUnit::Minute, minimum_seconds: 600 };
         assert_eq!(per_minute.billed_seconds(61), 600);
         assert_eq!(per_minute.billed_seconds(601), 660);
-        let per_hour = BillingGranularity {
-            unit: BillingUnit::Hour,
-            minimum_seconds: 0,
-        };
+        let per_hour = BillingGranularity { unit: BillingUnit::Hour, minimum_seconds: 0 };
         assert_eq!(per_hour.billed_seconds(3601), 7200);
         assert_eq!(BillingGranularity::PER_SECOND.billed_seconds(7), 7);
     }
@@ -147,12 +138,6 @@ mod tests {
     #[test]
     fn relaunch_defaults_fill_missing_fields() {
         let p: RelaunchPolicy = serde_json::from_str(r#"{"max_attempts": 2}"#).unwrap();
-        assert_eq!(
-            p,
-            RelaunchPolicy {
-                max_attempts: 2,
-                on_demand_fallback: true
-            }
-        );
+        assert_eq!(p, RelaunchPolicy { max_attempts: 2, on_demand_fallback: true });
     }
 }

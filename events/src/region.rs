@@ -49,9 +49,7 @@ impl FromStr for Region {
         if STANDARD_REGIONS.contains(&lower.as_str()) {
             Ok(Region(lower))
         } else {
-            Err(UnknownRegion {
-                input: s.to_string(),
-            })
+            Err(UnknownRegion { input: s.to_string() })
         }
     }
 }

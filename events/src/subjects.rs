@@ -12,6 +12,14 @@ pub const INSTANCE_EVENTS_PREFIX: &str = "tgp.events.instance";
 /// Every instance's events (`tgp.events.instance.>`), for subscribers and replays.
 pub const INSTANCE_EVENTS_ALL: &str = "tgp.events.instance.>";
 
+/// Prefix of a provider's subject; the provider name is the last token.
+pub const PROVIDER_EVENTS_PREFIX: &str = "tgp.events.provider";
+
+/// The subject of one provider's events.
+pub fn provider_events(provider: &crate::ProviderName) -> String {
+    format!("{PROVIDER_EVENTS_PREFIX}.{provider}")
+}
+
 /// The subject holding one instance's commits.
 pub fn instance_events(id: &InstanceId) -> String {
     format!("{INSTANCE_EVENTS_PREFIX}.{id}")
@@ -48,6 +56,16 @@ pub const API_TERMINATE: &str = "tgp.api.terminate";
 pub const API_GET: &str = "tgp.api.get";
 /// Ask for the instances tgp manages.
 pub const API_LIST: &str = "tgp.api.list";
+/// Ask for spend over a range, grouped (the live cost projection).
+pub const API_COST: &str = "tgp.api.cost";
+/// Ask for the prices paid (the pricing projection).
+pub const API_PRICES: &str = "tgp.api.prices";
+/// Ask for offers across providers (through the provider actors' limits and caches).
+pub const API_OFFERS: &str = "tgp.api.offers";
+/// Disable a provider at run time (`{"provider": "vastai", "reason": "..."}`).
+pub const API_PROVIDER_DISABLE: &str = "tgp.api.provider.disable";
+/// Enable a provider again (`{"provider": "vastai"}`).
+pub const API_PROVIDER_ENABLE: &str = "tgp.api.provider.enable";
 
 /// Header: standard JetStream de-duplication id (the idempotency key on commands).
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";

@@ -52,11 +52,7 @@ fn rate(n: usize, d: Duration) -> f64 {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 
@@ -78,11 +74,7 @@ fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
     };
     let attempt_id = AttemptId::new(id, 1);
     vec![
-        InstanceEvent::LaunchRequested {
-            instance_id: id.clone(),
-            request,
-            at,
-        },
+        InstanceEvent::LaunchRequested { instance_id: id.clone(), request, at },
         InstanceEvent::OfferSelected {
             offer: offer.clone(),
             bid: Some(offer.hourly_price),
@@ -124,11 +116,7 @@ fn commit_body(id: &InstanceId, events: &[InstanceEvent], first: u64) -> Bytes {
     let commit = Commit {
         aggregate_type: "instance".into(),
         aggregate_id: id.clone(),
-        events: events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e.to_record(first + i as u64))
-            .collect(),
+        events: events.iter().enumerate().map(|(i, e)| e.to_record(first + i as u64)).collect(),
         metadata: Default::default(),
     };
     Bytes::from(serde_json::to_vec(&commit).expect("serializes"))
@@ -185,11 +173,7 @@ async fn raw_appends(
 }
 
 /// tgp appends: one task per aggregate, each committing in order through the repository.
-async fn tgp_appends(
-    journal: &JetStreamJournal,
-    appends: usize,
-    aggregates: usize,
-) -> anyhow::Result<Duration> {
+async fn tgp_appends(journal: &JetStreamJournal, appends: usize, aggregates: usize) -> anyhow::Result<Duration> {
     let per = appends.div_ceil(aggregates);
     let started = Instant::now();
     let tasks = (0..aggregates).map(|a| {
@@ -198,9 +182,7 @@ async fn tgp_appends(
             let id: InstanceId = format!("bench-{a}").parse().expect("id");
             let event = lifecycle(&id).pop().expect("events");
             for seq in 1..=per {
-                journal
-                    .persist::<Instance>(&[serialized(&id, &event, seq)], None)
-                    .await?;
+                journal.persist::<Instance>(&[serialized(&id, &event, seq)], None).await?;
             }
             anyhow::Ok(())
         }
@@ -211,26 +193,36 @@ async fn tgp_appends(
     Ok(started.elapsed())
 }
 
+/// Publishes `instances` lifecycles, pipelined, each as the commits the lifecycle writes.
+/// With `terminate`, each ends with `Terminated` in a commit of its own.
 async fn populate(js: &async_nats::jetstream::Context, instances: usize) -> anyhow::Result<usize> {
+    populate_with(js, instances, false).await
+}
+
+async fn populate_with(
+    js: &async_nats::jetstream::Context,
+    instances: usize,
+    terminate: bool,
+) -> anyhow::Result<usize> {
     let mut window = Vec::new();
     let mut events = 0;
     let started = Instant::now();
     for i in 0..instances {
         let id: InstanceId = format!("i-{i:07}").parse()?;
-        let life = lifecycle(&id);
+        let mut life = lifecycle(&id);
+        let commits = if terminate {
+            life[4] = InstanceEvent::Terminated { provider_instance_id: Some(format!("m-{id}")), at: Utc::now() };
+            [(0..4, 1u64), (4..5, 5)]
+        } else {
+            [(0..1, 1u64), (1..5, 2)]
+        };
         events += life.len();
         let subject = tgp_events::subjects::instance_events(&id);
-        for (range, first) in [(0..1, 1u64), (1..5, 2)] {
+        for (range, first) in commits {
             let msg = PublishMessage::build()
                 .payload(commit_body(&id, &life[range.clone()], first))
-                .header(
-                    HEADER_MSG_ID,
-                    uuid::Uuid::new_v4().simple().to_string().as_str(),
-                )
-                .header(
-                    HEADER_LAST_SEQUENCE,
-                    (first + range.len() as u64 - 1).to_string().as_str(),
-                );
+                .header(HEADER_MSG_ID, uuid::Uuid::new_v4().simple().to_string().as_str())
+                .header(HEADER_LAST_SEQUENCE, (first + range.len() as u64 - 1).to_string().as_str());
             window.push(js.send_publish(subject.clone(), msg).await?);
         }
         if window.len() >= 2000 {
@@ -239,10 +231,7 @@ async fn populate(js: &async_nats::jetstream::Context, instances: usize) -> anyh
             }
         }
         if i > 0 && i % 20_000 == 0 {
-            eprintln!(
-                "  populated {i} instances ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
+            eprintln!("  populated {i} instances ({:.0} s)", started.elapsed().as_secs_f64());
         }
     }
     for ack in window {
@@ -276,38 +265,22 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
     let journal = JetStreamJournal::open(js.clone()).await?;
-    println!(
-        "tgp bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)"
-    );
+    println!("tgp bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)");
 
-    let raw = raw_appends(&js, args.appends, args.aggregates)
-        .await
-        .context("raw appends")?;
-    let ours = tgp_appends(&journal, args.appends, args.aggregates)
-        .await
-        .context("tgp appends")?;
+    let raw = raw_appends(&js, args.appends, args.aggregates).await.context("raw appends")?;
+    let ours = tgp_appends(&journal, args.appends, args.aggregates).await.context("tgp appends")?;
     let (raw_rate, our_rate) = (rate(args.appends, raw), rate(args.appends, ours));
-    println!(
-        "appends ({} commits over {} aggregates):",
-        args.appends, args.aggregates
-    );
+    println!("appends ({} commits over {} aggregates):", args.appends, args.aggregates);
     println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
     println!("  tgp JetStreamJournal::persist (cqrs-es repository): {our_rate:>10.0} commits/s");
-    println!(
-        "  ratio tgp/raw: {:.0}% (target >= 50%)",
-        100.0 * our_rate / raw_rate
-    );
+    println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
 
-    eprintln!(
-        "populating {} instances for the rebuild benchmark...",
-        args.instances
-    );
+    eprintln!("populating {} instances for the rebuild benchmark...", args.instances);
     let events = populate(&js, args.instances).await.context("populating")?;
     let (messages, raw_read_time) = raw_read(&js).await?;
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let supervisor =
-        Supervisor::start(journal, Market::default(), SupervisorConfig::default()).await?;
+    let supervisor = Supervisor::start(journal, Market::default(), SupervisorConfig::default()).await?;
     let live = supervisor.send(LiveCount).await?;
     let rebuild = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -321,11 +294,7 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         rate(events, raw_read_time),
         raw_read_time.as_secs_f64()
     );
-    println!(
-        "  tgp Supervisor::start:      {:>10.0} events/s ({:.2} s)",
-        rate(events, rebuild),
-        rebuild.as_secs_f64()
-    );
+    println!("  tgp Supervisor::start:      {:>10.0} events/s ({:.2} s)", rate(events, rebuild), rebuild.as_secs_f64());
     println!(
         "  tgp takes {:.2}x the raw read's time (target within 2x)",
         rebuild.as_secs_f64() / raw_read_time.as_secs_f64()
@@ -335,10 +304,40 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         (rss_after.saturating_sub(rss_before)) as f64 / live.max(1) as f64,
         (rss_after.saturating_sub(rss_before)) / (1 << 20)
     );
-    anyhow::ensure!(
-        live == args.instances,
-        "expected {} live actors, found {live}",
-        args.instances
+    anyhow::ensure!(live == args.instances, "expected {} live actors, found {live}", args.instances);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct AuditBenchArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Events in the journal (five per instance lifecycle, in two commits).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+}
+
+/// `tgp bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
+pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
+    let (url, _server) = nats_or_private(&args.nats)?;
+    let client = tgp::connect::connect(&url, "tgp-bench").await?;
+    let js = tgp::connect::jetstream(client);
+    tgp::journal::layout::ensure(&js).await?;
+    println!("tgp bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)");
+    eprintln!("populating {} events...", args.events);
+    let events = populate_with(&js, args.events.div_ceil(5), true).await.context("populating")?;
+    let (messages, raw) = raw_read(&js).await?;
+    let started = Instant::now();
+    let ledger = tgp::audit::replay(&js, None, chrono::Duration::hours(1), |_, _| {}).await?;
+    let report =
+        ledger.state.report(None, Utc::now(), &[tgp::projections::cost::GroupField::Provider], ledger.last_sequence);
+    let audit = started.elapsed();
+    println!(
+        "audit replay of {events} events in {messages} commits (total {} over {} hours):",
+        report.total.cost, report.total.hours
     );
+    println!("  raw ordered-consumer read: {:>10.0} events/s ({:.2} s)", rate(events, raw), raw.as_secs_f64());
+    println!("  tgp audit replay + report: {:>10.0} events/s ({:.2} s)", rate(events, audit), audit.as_secs_f64());
+    println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * raw.as_secs_f64() / audit.as_secs_f64());
     Ok(())
 }

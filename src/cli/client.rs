@@ -11,19 +11,14 @@ use tgp::journal::{JournalReader, StartAt};
 use tgp::render::describe;
 use tgp_events::api::{ErrorReply, InstanceSummary, ListReply};
 use tgp_events::events::InstanceEvent;
-use tgp_events::subjects::{
-    API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events,
-};
+use tgp_events::subjects::{API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events};
 use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Region, RelaunchPolicy, SpotPolicy};
 
 use super::{NatsArgs, parse_duration};
 
 /// Runs a client command on a small runtime.
 pub fn block_on<F: Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(fut)
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 
 async fn connect(nats: &NatsArgs) -> anyhow::Result<async_nats::Client> {
@@ -41,22 +36,16 @@ async fn request<T: serde::de::DeserializeOwned>(
     subject: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<T> {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(30),
-        client.request(subject.to_string(), body.into()),
-    )
-    .await
-    .with_context(|| format!("no answer on {subject} within 30 s"))?
-    .with_context(|| {
-        format!(
-            "no controller answers on {subject}: is `tgp run` running against this NATS server?"
-        )
-    })?;
+    let reply = tokio::time::timeout(Duration::from_secs(30), client.request(subject.to_string(), body.into()))
+        .await
+        .with_context(|| format!("no answer on {subject} within 30 s"))?
+        .with_context(|| {
+            format!("no controller answers on {subject}: is `tgp run` running against this NATS server?")
+        })?;
     if let Ok(err) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
         bail!("{} ({})", err.error.message, err.error.code);
     }
-    serde_json::from_slice(&reply.payload)
-        .with_context(|| format!("unexpected answer on {subject}"))
+    serde_json::from_slice(&reply.payload).with_context(|| format!("unexpected answer on {subject}"))
 }
 
 #[derive(Args)]
@@ -113,10 +102,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
     let ssh_public_key = match &args.ssh_key_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .trim()
-                .to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?.trim().to_string(),
         ),
         None => None,
     };
@@ -129,40 +115,25 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         image: args.image,
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
         ssh_public_key,
-        relaunch: RelaunchPolicy {
-            max_attempts: args.max_attempts,
-            on_demand_fallback: !args.no_on_demand_fallback,
-        },
+        relaunch: RelaunchPolicy { max_attempts: args.max_attempts, on_demand_fallback: !args.no_on_demand_fallback },
         idempotency_key: args.idempotency_key,
     };
     command.validate()?;
     let client = connect(&args.nats).await?;
-    let summary: InstanceSummary =
-        request(&client, API_LAUNCH, serde_json::to_vec(&command)?).await?;
-    println!(
-        "instance {} accepted ({})",
-        summary.instance_id,
-        summary.state.name()
-    );
+    let summary: InstanceSummary = request(&client, API_LAUNCH, serde_json::to_vec(&command)?).await?;
+    println!("instance {} accepted ({})", summary.instance_id, summary.state.name());
     if args.no_wait {
         return Ok(());
     }
     let end = follow(&client, &summary.instance_id, args.timeout, |e| {
-        matches!(
-            e,
-            InstanceEvent::Running { .. }
-                | InstanceEvent::Failed { .. }
-                | InstanceEvent::Terminated { .. }
-        )
+        matches!(e, InstanceEvent::Running { .. } | InstanceEvent::Failed { .. } | InstanceEvent::Terminated { .. })
     })
     .await?;
     match end {
         InstanceEvent::Running { connection, .. } => {
             println!(
                 "ready. connect with: {}",
-                connection
-                    .ssh_command()
-                    .unwrap_or_else(|| "(the provider gave no address)".into())
+                connection.ssh_command().unwrap_or_else(|| "(the provider gave no address)".into())
             );
             println!("terminate with: tgp terminate {}", summary.instance_id);
             Ok(())
@@ -170,10 +141,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         InstanceEvent::Failed { reason, .. } => {
             bail!("instance {} failed: {reason}", summary.instance_id)
         }
-        _ => bail!(
-            "instance {} was terminated before it ran",
-            summary.instance_id
-        ),
+        _ => bail!("instance {} was terminated before it ran", summary.instance_id),
     }
 }
 
@@ -186,14 +154,12 @@ async fn follow(
 ) -> anyhow::Result<InstanceEvent> {
     let js = tgp::connect::jetstream(client.clone());
     let reader = JournalReader::open(&js).await?;
-    let mut commits = reader
-        .follow(&instance_events(id), StartAt::Beginning)
-        .await?;
+    let mut commits = reader.follow(&instance_events(id), StartAt::Beginning).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let next = tokio::time::timeout_at(deadline, commits.next())
-            .await
-            .with_context(|| format!("gave up following {id} after {timeout:?}; it goes on: `tgp watch --instance {id}`"))?;
+        let next = tokio::time::timeout_at(deadline, commits.next()).await.with_context(|| {
+            format!("gave up following {id} after {timeout:?}; it goes on: `tgp watch --instance {id}`")
+        })?;
         let (_, at, commit) = next.context("the journal read ended")??;
         for record in &commit.events {
             let event = record.decode()?;
@@ -222,15 +188,11 @@ pub struct TerminateArgs {
 pub async fn terminate(args: TerminateArgs) -> anyhow::Result<()> {
     let client = connect(&args.nats).await?;
     let body = serde_json::json!({"instance_id": args.instance_id, "reason": args.reason.unwrap_or_else(|| "tgp terminate".into())});
-    let summary: InstanceSummary =
-        request(&client, API_TERMINATE, serde_json::to_vec(&body)?).await?;
+    let summary: InstanceSummary = request(&client, API_TERMINATE, serde_json::to_vec(&body)?).await?;
     println!("instance {} {}", summary.instance_id, summary.state.name());
     if !args.no_wait && !summary.state.is_final() {
         follow(&client, &args.instance_id, Duration::from_secs(600), |e| {
-            matches!(
-                e,
-                InstanceEvent::Terminated { .. } | InstanceEvent::Failed { .. }
-            )
+            matches!(e, InstanceEvent::Terminated { .. } | InstanceEvent::Failed { .. })
         })
         .await?;
     }
@@ -259,8 +221,7 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let age =
-        parse_duration(text).map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
+    let age = parse_duration(text).map_err(|e| anyhow::anyhow!("--since: {e}, or an RFC 3339 time"))?;
     Ok(Utc::now() - chrono::Duration::from_std(age)?)
 }
 
@@ -272,14 +233,8 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         (None, Some(since)) => StartAt::Time(parse_since(since)?),
         (None, None) => StartAt::New,
     };
-    let filter = args
-        .instance
-        .as_ref()
-        .map_or_else(|| INSTANCE_EVENTS_ALL.to_string(), instance_events);
-    let mut commits = JournalReader::open(&js)
-        .await?
-        .follow(&filter, start)
-        .await?;
+    let filter = args.instance.as_ref().map_or_else(|| INSTANCE_EVENTS_ALL.to_string(), instance_events);
+    let mut commits = JournalReader::open(&js).await?.follow(&filter, start).await?;
     while let Some(next) = commits.next().await {
         let (seq, at, commit) = next?;
         for record in &commit.events {
@@ -289,15 +244,8 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
                     serde_json::json!({"stream_sequence": seq, "instance_id": commit.aggregate_id, "event": record})
                 );
             } else {
-                let line = record
-                    .decode()
-                    .map(|e| describe(&e))
-                    .unwrap_or_else(|e| format!("(unreadable: {e})"));
-                println!(
-                    "{seq:>8} {} {:<24} {line}",
-                    at.format("%Y-%m-%d %H:%M:%S"),
-                    commit.aggregate_id
-                );
+                let line = record.decode().map(|e| describe(&e)).unwrap_or_else(|e| format!("(unreadable: {e})"));
+                println!("{seq:>8} {} {:<24} {line}", at.format("%Y-%m-%d %H:%M:%S"), commit.aggregate_id);
             }
         }
     }
@@ -314,12 +262,8 @@ pub struct GetArgs {
 
 pub async fn get(args: GetArgs) -> anyhow::Result<()> {
     let client = connect(&args.nats).await?;
-    let summary: InstanceSummary = request(
-        &client,
-        API_GET,
-        serde_json::to_vec(&serde_json::json!({"instance_id": args.instance_id}))?,
-    )
-    .await?;
+    let summary: InstanceSummary =
+        request(&client, API_GET, serde_json::to_vec(&serde_json::json!({"instance_id": args.instance_id}))?).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tgp::controller::{Controller, ControllerConfig};
+use std::sync::Arc;
+
+use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::nats_server::NatsServer;
 use tgp::simulated::SimulatedConfig;
+use tgp::simulated::SimulatedProvider;
+use tgp_actors::provider::ProviderClient;
 use tgp_actors::supervisor::SupervisorConfig;
 
 use super::{NatsArgs, parse_duration};
@@ -19,6 +23,12 @@ pub struct RunArgs {
     /// How often each provider's machines are listed (one call per provider).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// Crash on purpose at a point (crash-safety tests): after-launch-call, after-terminate-call.
+    #[arg(long, env = "TGP_FAILPOINT", hide = true)]
+    failpoint: Option<tgp_actors::instance_actor::Failpoint>,
+    /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464), path /metrics.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     sim: SimArgs,
 }
@@ -53,10 +63,7 @@ impl SimArgs {
 
 fn actix_system() -> actix::SystemRunner {
     actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
     })
 }
 
@@ -80,8 +87,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -91,17 +98,22 @@ async fn shutdown_signal() {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
+        let market =
+            Arc::new(SimulatedProvider::new(args.sim.config()).context("reading the simulated market's state")?);
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig {
                 poll_interval: args.poll_interval,
+                failpoint: args.failpoint,
                 ..Default::default()
             },
-            simulated: args.sim.config(),
+            providers: vec![market.clone() as Arc<dyn ProviderClient>],
+            cues: Some(market as Arc<dyn MarketCues>),
+            api_changes: None,
+            metrics_addr: args.metrics_addr,
+            provider_actor: Default::default(),
         };
-        let _controller = Controller::start(config)
-            .await
-            .context("starting the controller")?;
+        let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on the simulated market; NATS at {url}");
         println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00");
         shutdown_signal().await;
@@ -122,21 +134,25 @@ pub struct DemoArgs {
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
+        let market = Arc::new(SimulatedProvider::new(SimulatedConfig {
+            seed: args.seed,
+            boot_time: Duration::from_secs(1),
+            ..Default::default()
+        })?);
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
+                failpoint: None,
             },
-            simulated: SimulatedConfig {
-                seed: args.seed,
-                boot_time: Duration::from_secs(1),
-                ..Default::default()
-            },
+            providers: vec![market.clone() as Arc<dyn ProviderClient>],
+            cues: Some(market as Arc<dyn MarketCues>),
+            api_changes: None,
+            metrics_addr: None,
+            provider_actor: Default::default(),
         };
-        let controller = Controller::start(config)
-            .await
-            .context("starting the controller")?;
+        let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&url, &controller).await
     })
 }
@@ -152,10 +168,13 @@ enum BenchKind {
     /// Journal appends vs raw JetStream publishes, start-up rebuild vs a raw read, and memory per
     /// idle instance actor. Starts its own nats-server with nats.conf unless --nats-url is given.
     Journal(super::bench::JournalBenchArgs),
+    /// A full `tgp audit` replay vs a raw read of the same journal (1,000,000 events by default).
+    Audit(super::bench::AuditBenchArgs),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Journal(a) => actix_system().block_on(super::bench::journal(a)),
+        BenchKind::Audit(a) => actix_system().block_on(super::bench::audit(a)),
     }
 }

@@ -12,14 +12,8 @@ use tgp_events::InstanceId;
 use tgp_events::api::{ErrorReply, InstanceState, InstanceSummary};
 use tgp_events::subjects::{API_GET, API_LAUNCH, API_TERMINATE, INSTANCE_EVENTS_ALL};
 
-async fn call(
-    client: &async_nats::Client,
-    subject: &str,
-    body: serde_json::Value,
-) -> anyhow::Result<InstanceSummary> {
-    let reply = client
-        .request(subject.to_string(), body.to_string().into())
-        .await?;
+async fn call(client: &async_nats::Client, subject: &str, body: serde_json::Value) -> anyhow::Result<InstanceSummary> {
+    let reply = client.request(subject.to_string(), body.to_string().into()).await?;
     if let Ok(e) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
         bail!("{subject}: {} ({})", e.error.message, e.error.code);
     }
@@ -44,42 +38,22 @@ async fn wait_for(
 pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     let client = tgp::connect::connect(url, "tgp-demo").await?;
     let js = tgp::connect::jetstream(client.clone());
-    let mut events = JournalReader::open(&js)
-        .await?
-        .follow(INSTANCE_EVENTS_ALL, StartAt::New)
-        .await?;
+    let mut events = JournalReader::open(&js).await?.follow(INSTANCE_EVENTS_ALL, StartAt::New).await?;
     let printer = tokio::spawn(async move {
         while let Some(Ok((seq, at, commit))) = events.next().await {
             for record in &commit.events {
                 if let Ok(event) = record.decode() {
-                    println!(
-                        "{seq:>5} {} {:<18} {}",
-                        at.format("%H:%M:%S%.3f"),
-                        commit.aggregate_id,
-                        describe(&event)
-                    );
+                    println!("{seq:>5} {} {:<18} {}", at.format("%H:%M:%S%.3f"), commit.aggregate_id, describe(&event));
                 }
             }
         }
     });
     let run = chrono::Utc::now().format("%H%M%S").to_string();
     let launches = [
-        (
-            "train",
-            r#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","spot_policy":"prefer-spot"}"#,
-        ),
-        (
-            "infer",
-            r#"{"gpu_type":"L40S","gpu_count":1,"max_hourly_price":"1.50","spot_policy":"on-demand-only"}"#,
-        ),
-        (
-            "big",
-            r#"{"gpu_type":"A100-80GB","gpu_count":8,"max_hourly_price":"2.00","spot_policy":"spot-only"}"#,
-        ),
-        (
-            "too-cheap",
-            r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05"}"#,
-        ),
+        ("train", r#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","spot_policy":"prefer-spot"}"#),
+        ("infer", r#"{"gpu_type":"L40S","gpu_count":1,"max_hourly_price":"1.50","spot_policy":"on-demand-only"}"#),
+        ("big", r#"{"gpu_type":"A100-80GB","gpu_count":8,"max_hourly_price":"2.00","spot_policy":"spot-only"}"#),
+        ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05"}"#),
     ];
     println!(
         "== tgp demo on the simulated market (NATS at {url})\n== launching {} instances through tgp.api.launch",
@@ -97,41 +71,25 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     }
     wait_for(&client, &ids[3], |s| s.state == InstanceState::Failed).await?;
     let before = wait_for(&client, &train, |s| s.state == InstanceState::Running).await?;
-    let machine = before
-        .provider_instance_id
-        .clone()
-        .context("a running instance has a machine")?;
-    println!(
-        "== the simulated provider preempts {machine} (instance {train}); tgp notices at its next poll"
-    );
-    controller.market.interrupt(&machine)?;
+    let machine = before.provider_instance_id.clone().context("a running instance has a machine")?;
+    println!("== the simulated provider preempts {machine} (instance {train}); tgp notices at its next poll");
+    let cues = controller.cues.as_ref().context("the demo's market takes cues")?;
+    anyhow::ensure!(cues.interrupt(&machine), "the market has no running machine {machine}");
     wait_for(&client, &train, |s| {
         s.state == InstanceState::Running && s.provider_instance_id.as_deref() != Some(&machine)
     })
     .await?;
     println!("== terminating everything through tgp.api.terminate");
     for id in runners {
-        call(
-            &client,
-            API_TERMINATE,
-            serde_json::json!({"instance_id": id, "reason": "demo over"}),
-        )
-        .await?;
+        call(&client, API_TERMINATE, serde_json::json!({"instance_id": id, "reason": "demo over"})).await?;
     }
     for id in runners {
         wait_for(&client, id, |s| s.state == InstanceState::Terminated).await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     printer.abort();
-    let left = controller
-        .market
-        .machines()
-        .into_iter()
-        .filter(|m| m.status != "terminated")
-        .count();
+    let left = cues.live_machines().len();
     println!("== done: {left} machine(s) left running at the simulated provider.");
-    println!(
-        "== replay it: tgp watch --nats-url <url> --from-seq 1 (with tgp run), or read docs/events.md"
-    );
+    println!("== replay it: tgp watch --nats-url <url> --from-seq 1 (with tgp run), or read docs/events.md");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch. Each command family lives in its own file.
 
+mod audit;
 mod bench;
 mod client;
 mod controller;
@@ -38,6 +39,12 @@ enum Command {
     Get(client::GetArgs),
     /// List the instances the controller manages.
     List(client::ListArgs),
+    /// Cost of a time range, replayed from the journal, grouped, as a table, CSV or JSON.
+    Audit(audit::AuditArgs),
+    /// Prices actually paid, per provider, GPU, region and spot (from the controller).
+    Prices(audit::PricesArgs),
+    /// Manage projections (rebuild one from the journal).
+    Projections(audit::ProjectionsArgs),
     /// Benchmarks measured against raw NATS in the same run.
     Bench(controller::BenchArgs),
 }
@@ -53,22 +60,15 @@ pub struct NatsArgs {
 /// Parses "15s", "500ms", "2m" or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
     let seconds = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
-            ));
+            return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s, m or h"));
         }
     };
     Ok(Duration::from_secs_f64(seconds))
@@ -95,5 +95,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => client::block_on(client::watch(args)),
         Command::Get(args) => client::block_on(client::get(args)),
         Command::List(args) => client::block_on(client::list(args)),
+        Command::Audit(args) => client::block_on(audit::audit(args)),
+        Command::Prices(args) => client::block_on(audit::prices(args)),
+        Command::Projections(args) => client::block_on(audit::projections(args)),
     }
 }

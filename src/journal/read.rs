@@ -64,6 +64,11 @@ fn decode_error(what: String) -> PersistenceError {
 }
 
 impl CommitStream {
+    /// Commits still to read in a finite read (0 for a follow).
+    pub fn remaining(&self) -> u64 {
+        self.remaining.unwrap_or(0)
+    }
+
     /// The next commit, or `None` at the end of a finite read.
     pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
         if self.remaining == Some(0) {
@@ -80,22 +85,17 @@ impl CommitStream {
     }
 }
 
-fn decode_message(
-    message: &async_nats::jetstream::Message,
-) -> Result<ReadCommit, PersistenceError> {
-    let info = message
-        .info()
-        .map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+/// When the server stored a message, as a chrono time.
+pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default())
+}
+
+fn decode_message(message: &async_nats::jetstream::Message) -> Result<ReadCommit, PersistenceError> {
+    let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
     let sequence = info.stream_sequence;
-    let at = DateTime::from_timestamp_nanos(
-        i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default(),
-    );
-    let commit: Commit = serde_json::from_slice(&message.payload).map_err(|e| {
-        decode_error(format!(
-            "journal message {sequence} on {}: {e}",
-            message.subject
-        ))
-    })?;
+    let at = published_at(&info);
+    let commit: Commit = serde_json::from_slice(&message.payload)
+        .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
     Ok((sequence, at, commit))
 }
 
@@ -113,12 +113,7 @@ impl JournalReader {
         Ok(JournalReader { stream })
     }
 
-    async fn read(
-        &self,
-        filter: &str,
-        start: StartAt,
-        follow: bool,
-    ) -> Result<CommitStream, PersistenceError> {
+    async fn read(&self, filter: &str, start: StartAt, follow: bool) -> Result<CommitStream, PersistenceError> {
         let consumer = self
             .stream
             .create_consumer(OrderedConfig {
@@ -130,44 +125,24 @@ impl JournalReader {
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         let pending = consumer.cached_info().num_pending;
         if !follow && pending == 0 {
-            return Ok(CommitStream {
-                messages: None,
-                remaining: Some(0),
-            });
+            return Ok(CommitStream { messages: None, remaining: Some(0) });
         }
-        let messages = consumer
-            .messages()
-            .await
-            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(CommitStream {
-            messages: Some(messages),
-            remaining: (!follow).then_some(pending),
-        })
+        let messages = consumer.messages().await.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending) })
     }
 
     /// Every commit on subjects matching `filter` from `start` up to the moment the read began.
-    pub async fn commits(
-        &self,
-        filter: &str,
-        start: StartAt,
-    ) -> Result<CommitStream, PersistenceError> {
+    pub async fn commits(&self, filter: &str, start: StartAt) -> Result<CommitStream, PersistenceError> {
         self.read(filter, start, false).await
     }
 
     /// Commits on subjects matching `filter` from `start`, then new ones as they are stored.
-    pub async fn follow(
-        &self,
-        filter: &str,
-        start: StartAt,
-    ) -> Result<CommitStream, PersistenceError> {
+    pub async fn follow(&self, filter: &str, start: StartAt) -> Result<CommitStream, PersistenceError> {
         self.read(filter, start, true).await
     }
 
     /// All commits of one subject with their stream sequences.
-    pub async fn subject_commits(
-        &self,
-        subject: &str,
-    ) -> Result<Vec<(u64, Commit)>, PersistenceError> {
+    pub async fn subject_commits(&self, subject: &str) -> Result<Vec<(u64, Commit)>, PersistenceError> {
         let mut read = self.commits(subject, StartAt::Beginning).await?;
         let mut out = Vec::new();
         while let Some(next) = read.next().await {
@@ -198,19 +173,32 @@ struct RawRecord<'a> {
     data: &'a RawValue,
 }
 
+/// One commit as a replay hands it over: decoded events, with where it is in the journal.
+pub struct ReplayedCommit {
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+    /// The instance.
+    pub instance: InstanceId,
+    /// Its events with their per-instance sequences.
+    pub events: Vec<(usize, InstanceEvent)>,
+    /// Commits handed over so far in this replay, and in all.
+    pub progress: (u64, u64),
+}
+
 impl JournalReader {
-    /// Every instance event in journal order, decoded without intermediate JSON values.
-    pub async fn replay_instances(
+    /// Every instance commit from `start` to the journal's end as of now, in order, decoded
+    /// straight into events (no intermediate JSON values: this is the fast path of start-up
+    /// rebuilds, projection rebuilds and audits).
+    pub async fn replay(
         &self,
-        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+        start: StartAt,
+        mut each: impl FnMut(ReplayedCommit) + Send,
     ) -> Result<(), PersistenceError> {
-        let mut read = self
-            .read(
-                tgp_events::subjects::INSTANCE_EVENTS_ALL,
-                StartAt::Beginning,
-                false,
-            )
-            .await?;
+        let mut read = self.read(tgp_events::subjects::INSTANCE_EVENTS_ALL, start, false).await?;
+        let total = read.remaining();
+        let mut done = 0;
         let mut text = String::new();
         while read.remaining != Some(0) {
             let Some(messages) = read.messages.as_mut() else {
@@ -223,18 +211,17 @@ impl JournalReader {
             if let Some(n) = read.remaining.as_mut() {
                 *n -= 1;
             }
-            let commit: RawCommit = serde_json::from_slice(&message.payload).map_err(|e| {
-                decode_error(format!("journal message on {}: {e}", message.subject))
-            })?;
-            let id: InstanceId = commit
-                .aggregate_id
-                .parse()
-                .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
+            let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
+            let (sequence, at) = (info.stream_sequence, published_at(&info));
+            let commit: RawCommit = serde_json::from_slice(&message.payload)
+                .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
+            let instance: InstanceId =
+                commit.aggregate_id.parse().map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
             let mut events = Vec::with_capacity(commit.events.len());
             for record in commit.events {
                 if record.version > SCHEMA_VERSION {
                     return Err(decode_error(format!(
-                        "instance {id} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
+                        "instance {instance} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
                         record.sequence, record.event_type, record.version
                     )));
                 }
@@ -244,12 +231,12 @@ impl JournalReader {
                 text.push_str(r#"","data":"#);
                 text.push_str(record.data.get());
                 text.push('}');
-                let event: InstanceEvent = serde_json::from_str(&text).map_err(|e| {
-                    decode_error(format!("instance {id} event {}: {e}", record.sequence))
-                })?;
+                let event: InstanceEvent = serde_json::from_str(&text)
+                    .map_err(|e| decode_error(format!("instance {instance} event {}: {e}", record.sequence)))?;
                 events.push((record.sequence as usize, event));
             }
-            each(id, events);
+            done += 1;
+            each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
         }
         Ok(())
     }

@@ -43,9 +43,7 @@ pub struct ApiChangeReporter {
 
 impl Default for ApiChangeReporter {
     fn default() -> Self {
-        ApiChangeReporter {
-            sender: broadcast::channel(256).0,
-        }
+        ApiChangeReporter { sender: broadcast::channel(256).0 }
     }
 }
 

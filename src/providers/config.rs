@@ -61,12 +61,8 @@ pub enum ProviderKind {
 
 impl ProviderKind {
     /// All four.
-    pub const ALL: [ProviderKind; 4] = [
-        ProviderKind::VastAi,
-        ProviderKind::Lambda,
-        ProviderKind::RunPod,
-        ProviderKind::Paperspace,
-    ];
+    pub const ALL: [ProviderKind; 4] =
+        [ProviderKind::VastAi, ProviderKind::Lambda, ProviderKind::RunPod, ProviderKind::Paperspace];
 
     /// tgp's name for it, the key of its config section.
     pub fn name(self) -> &'static str {
@@ -178,14 +174,9 @@ pub fn resolve(
 ) -> Result<Vec<ProviderSettings>, ConfigError> {
     let parsed: ConfigFile = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.into(),
-                source,
-            })?;
-            toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.into(),
-                message: e.to_string(),
-            })?
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?
         }
         None => ConfigFile::default(),
     };
@@ -198,36 +189,22 @@ pub fn resolve(
             ProviderKind::Paperspace => parsed.paperspace.clone(),
         }
         .unwrap_or_default();
-        let url = env(kind.url_variable())
-            .or(section.url.clone())
-            .unwrap_or_else(|| kind.default_url().to_string());
+        let url = env(kind.url_variable()).or(section.url.clone()).unwrap_or_else(|| kind.default_url().to_string());
         let key = match (env(kind.key_variable()), &section.api_key_file) {
             (Some(k), _) if !k.trim().is_empty() => Some(ApiKey::new(k)),
-            (_, Some(path)) => Some(ApiKey::new(std::fs::read_to_string(path).map_err(
-                |source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                },
-            )?)),
+            (_, Some(path)) => Some(ApiKey::new(
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?,
+            )),
             _ => None,
         };
         let disabled = if section.enabled == Some(false) {
             Some("disabled in the configuration".to_string())
         } else if key.is_none() {
-            Some(format!(
-                "no API key (set {} or api_key_file)",
-                kind.key_variable()
-            ))
+            Some(format!("no API key (set {} or api_key_file)", kind.key_variable()))
         } else {
             None
         };
-        out.push(ProviderSettings {
-            kind,
-            url,
-            key,
-            options: section.options,
-            disabled,
-        });
+        out.push(ProviderSettings { kind, url, key, options: section.options, disabled });
     }
     Ok(out)
 }
@@ -241,10 +218,7 @@ mod tests {
         let key = ApiKey::new("sk-live-123456\n");
         assert_eq!(key.expose(), "sk-live-123456");
         assert!(!format!("{key:?} {key}").contains("123456"));
-        let settings = resolve(None, |v| {
-            (v == "LAMBDA_API_KEY").then(|| "secret-lambda".into())
-        })
-        .unwrap();
+        let settings = resolve(None, |v| (v == "LAMBDA_API_KEY").then(|| "secret-lambda".into())).unwrap();
         let printed = format!("{settings:?}");
         assert!(!printed.contains("secret-lambda"), "{printed}");
     }
@@ -253,11 +227,7 @@ mod tests {
     fn environment_overrides_the_file_and_no_key_disables() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tgp.toml");
-        std::fs::write(
-            &path,
-            "[vastai]\nurl = \"https://proxy.example\"\n[runpod]\nenabled = false\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "[vastai]\nurl = \"https://proxy.example\"\n[runpod]\nenabled = false\n").unwrap();
         let env = |v: &str| match v {
             "TGP_VASTAI_URL" => Some("http://127.0.0.1:8081".to_string()),
             "VAST_API_KEY" | "RUNPOD_API_KEY" => Some("k".to_string()),
@@ -267,24 +237,9 @@ mod tests {
         let by = |k: ProviderKind| all.iter().find(|s| s.kind == k).unwrap();
         assert_eq!(by(ProviderKind::VastAi).url, "http://127.0.0.1:8081");
         assert!(by(ProviderKind::VastAi).disabled.is_none());
-        assert!(
-            by(ProviderKind::RunPod)
-                .disabled
-                .as_deref()
-                .unwrap()
-                .contains("disabled")
-        );
-        assert!(
-            by(ProviderKind::Lambda)
-                .disabled
-                .as_deref()
-                .unwrap()
-                .contains("LAMBDA_API_KEY")
-        );
-        assert_eq!(
-            by(ProviderKind::Paperspace).url,
-            "https://api.paperspace.com"
-        );
+        assert!(by(ProviderKind::RunPod).disabled.as_deref().unwrap().contains("disabled"));
+        assert!(by(ProviderKind::Lambda).disabled.as_deref().unwrap().contains("LAMBDA_API_KEY"));
+        assert_eq!(by(ProviderKind::Paperspace).url, "https://api.paperspace.com");
     }
 
     #[test]

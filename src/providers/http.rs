@@ -65,14 +65,7 @@ impl ProviderHttp {
             .user_agent(concat!("tgp/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a reqwest client with a crypto provider installed");
-        ProviderHttp {
-            provider,
-            base: base.trim_end_matches('/').to_string(),
-            key,
-            client,
-            reporter,
-            parse_error,
-        }
+        ProviderHttp { provider, base: base.trim_end_matches('/').to_string(), key, client, reporter, parse_error }
     }
 
     /// The key, for clients whose API wants it somewhere other than a Bearer header.
@@ -87,9 +80,7 @@ impl ProviderHttp {
 
     /// A request to `path` (appended to the base) with the key as a Bearer token.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.key.expose())
+        self.client.request(method, format!("{}{path}", self.base)).bearer_auth(self.key.expose())
     }
 
     /// A request to `path` without authentication headers (for APIs that take the key elsewhere).
@@ -99,11 +90,7 @@ impl ProviderHttp {
 
     /// Reports an API change seen at `endpoint`.
     pub fn report(&self, endpoint: &str, kind: ApiChangeKind) {
-        self.reporter.report(ApiChange {
-            provider: self.provider.clone(),
-            endpoint: endpoint.to_string(),
-            kind,
-        });
+        self.reporter.report(ApiChange { provider: self.provider.clone(), endpoint: endpoint.to_string(), kind });
     }
 
     fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
@@ -112,11 +99,7 @@ impl ProviderHttp {
 
     /// Sends `request` for `endpoint` (`GET /instances`, used in messages and reports) and returns
     /// a 2xx answer, or the error in the shared taxonomy.
-    pub async fn send(
-        &self,
-        endpoint: &str,
-        request: RequestBuilder,
-    ) -> Result<Answer, ProviderError> {
+    pub async fn send(&self, endpoint: &str, request: RequestBuilder) -> Result<Answer, ProviderError> {
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() {
                 "timed out"
@@ -125,68 +108,40 @@ impl ProviderHttp {
             } else {
                 "request failed"
             };
-            self.error(
-                FailureClass::ProviderOutage,
-                format!("{endpoint}: {what}: {e}"),
-            )
+            self.error(FailureClass::ProviderOutage, format!("{endpoint}: {what}: {e}"))
         })?;
         let status = response.status();
         let headers = response.headers().clone();
         self.watch_headers(endpoint, &headers);
-        let body = response.bytes().await.map_err(|e| {
-            self.error(
-                FailureClass::ProviderOutage,
-                format!("{endpoint}: reading the answer: {e}"),
-            )
-        })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.error(FailureClass::ProviderOutage, format!("{endpoint}: reading the answer: {e}")))?;
         if status.is_success() {
-            return Ok(Answer {
-                status,
-                headers,
-                body,
-            });
+            return Ok(Answer { status, headers, body });
         }
         Err(self.status_error(endpoint, status, &headers, &body))
     }
 
     /// Sends and decodes a JSON answer.
-    pub async fn json<T: DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        request: RequestBuilder,
-    ) -> Result<T, ProviderError> {
+    pub async fn json<T: DeserializeOwned>(&self, endpoint: &str, request: RequestBuilder) -> Result<T, ProviderError> {
         let answer = self.send(endpoint, request).await?;
         self.decode(endpoint, &answer.body)
     }
 
     /// Decodes JSON tolerantly: unknown fields are ignored by the target types; a missing or
     /// mistyped field is a contract change naming the field and the endpoint, and is reported.
-    pub fn decode<T: DeserializeOwned>(
-        &self,
-        endpoint: &str,
-        body: &[u8],
-    ) -> Result<T, ProviderError> {
+    pub fn decode<T: DeserializeOwned>(&self, endpoint: &str, body: &[u8]) -> Result<T, ProviderError> {
         serde_json::from_slice(body).map_err(|e| {
-            let detail = if e.is_syntax() || e.is_eof() {
-                format!("the answer is not valid JSON ({e})")
-            } else {
-                e.to_string()
-            };
+            let detail =
+                if e.is_syntax() || e.is_eof() { format!("the answer is not valid JSON ({e})") } else { e.to_string() };
             self.report(endpoint, ApiChangeKind::UnexpectedShape(detail.clone()));
-            self.error(
-                FailureClass::ContractChanged,
-                format!("{endpoint}: unexpected answer: {detail}"),
-            )
+            self.error(FailureClass::ContractChanged, format!("{endpoint}: unexpected answer: {detail}"))
         })
     }
 
     fn watch_headers(&self, endpoint: &str, headers: &HeaderMap) {
-        let value = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         if let Some(v) = value("deprecation") {
             self.report(endpoint, ApiChangeKind::Deprecation(v));
         }
@@ -196,13 +151,7 @@ impl ProviderHttp {
     }
 
     /// The taxonomy for a non-2xx answer; the provider's own code and message are kept.
-    pub fn status_error(
-        &self,
-        endpoint: &str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> ProviderError {
+    pub fn status_error(&self, endpoint: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
         let (code, message) = (self.parse_error)(body).unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             (None, text.chars().take(300).collect::<String>())
@@ -216,17 +165,11 @@ impl ProviderHttp {
             500..=599 => FailureClass::ProviderOutage,
             _ => FailureClass::Unknown,
         };
-        let mut error = self.error(
-            class,
-            format!("{endpoint}: HTTP {}: {message}", status.as_u16()),
-        );
+        let mut error = self.error(class, format!("{endpoint}: HTTP {}: {message}", status.as_u16()));
         error.code = code;
         error.retry_after_seconds = retry_after(headers);
         if status == StatusCode::GONE {
-            self.report(
-                endpoint,
-                ApiChangeKind::OperationGone(error.message.clone()),
-            );
+            self.report(endpoint, ApiChangeKind::OperationGone(error.message.clone()));
         }
         error
     }
@@ -234,11 +177,7 @@ impl ProviderHttp {
 
 /// `Retry-After` as seconds: delta-seconds, or an HTTP date from now.
 pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    let value = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(seconds);
     }

@@ -2,6 +2,8 @@
 //! and small helpers that talk to it over NATS the way any program would.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod journal_builder;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,17 +31,16 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     pub fn start(url: &str, dir: &std::path::Path) -> Self {
+        Self::start_with(url, dir, &[])
+    }
+
+    /// Starts with extra `tgp run` arguments.
+    pub fn start_with(url: &str, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args([
-                "run",
-                "--nats-url",
-                url,
-                "--poll-interval",
-                "200ms",
-                "--sim-boot-time",
-                "300ms",
-            ])
+            .args(["run", "--nats-url", url, "--sim-boot-time", "300ms"])
+            .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })
+            .args(extra)
             .arg("--sim-state")
             .arg(&sim_state)
             .env("RUST_LOG", "warn")
@@ -49,20 +50,10 @@ impl ControllerProcess {
             .expect("the tgp binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .expect("tgp run prints a line")
-            .expect("readable");
-        assert!(
-            first.contains("tgp controller running"),
-            "unexpected first line: {first}"
-        );
+        let first = lines.next().expect("tgp run prints a line").expect("readable");
+        assert!(first.contains("tgp controller running"), "unexpected first line: {first}");
         std::thread::spawn(move || for _ in lines {});
-        ControllerProcess {
-            child,
-            url: url.to_string(),
-            sim_state,
-        }
+        ControllerProcess { child, url: url.to_string(), sim_state }
     }
 
     /// Kills the process the hard way (SIGKILL): no cleanup runs.
@@ -86,22 +77,18 @@ impl Drop for ControllerProcess {
 
 /// A client connection and JetStream context.
 pub async fn client(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
-    let client = tgp::connect::connect(url, "tgp-test")
-        .await
-        .expect("connects");
+    let client = tgp::connect::connect(url, "tgp-test").await.expect("connects");
     let js = tgp::connect::jetstream(client.clone());
     (client, js)
 }
 
 /// A request with a JSON body; the JSON answer.
 pub async fn request(client: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request(subject.to_string(), body.to_string().into()),
-    )
-    .await
-    .expect("answered within 10 s")
-    .expect("request delivered");
+    let reply =
+        tokio::time::timeout(Duration::from_secs(10), client.request(subject.to_string(), body.to_string().into()))
+            .await
+            .expect("answered within 10 s")
+            .expect("request delivered");
     serde_json::from_slice(&reply.payload).expect("JSON reply")
 }
 
@@ -109,12 +96,7 @@ pub async fn request(client: &async_nats::Client, subject: &str, body: Value) ->
 pub async fn wait_for_state(client: &async_nats::Client, id: &str, state: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..150 {
-        last = request(
-            client,
-            "tgp.api.get",
-            serde_json::json!({"instance_id": id}),
-        )
-        .await;
+        last = request(client, "tgp.api.get", serde_json::json!({"instance_id": id})).await;
         if last["state"] == state {
             return last;
         }
@@ -127,19 +109,11 @@ pub async fn wait_for_state(client: &async_nats::Client, id: &str, state: &str) 
 pub async fn journaled(js: &async_nats::jetstream::Context, id: &str) -> Vec<InstanceEvent> {
     let id: InstanceId = id.parse().expect("an instance id");
     let reader = JournalReader::open(js).await.expect("journal exists");
-    let mut commits = reader
-        .commits(&instance_events(&id), StartAt::Beginning)
-        .await
-        .expect("readable");
+    let mut commits = reader.commits(&instance_events(&id), StartAt::Beginning).await.expect("readable");
     let mut events = Vec::new();
     while let Some(next) = commits.next().await {
         let (_, _, commit) = next.expect("decodes");
-        events.extend(
-            commit
-                .events
-                .iter()
-                .map(|r| r.decode().expect("known event")),
-        );
+        events.extend(commit.events.iter().map(|r| r.decode().expect("known event")));
     }
     events
 }

@@ -1,0 +1,86 @@
+//! Offers across providers, cheapest first, with a line per provider saying how it answered.
+//! The controller answers `tgp.api.offers` with this through its provider actors (so every program
+//! asking shares their limits and caches); `tgp offers` uses the same when no controller runs.
+
+use std::sync::Arc;
+
+use tgp_actors::provider::{Offer, OfferFilter, ProviderClient};
+use tgp_events::api::{OfferView, OffersReply, OffersRequest, ProviderAnswer};
+use tgp_events::{Money, SpotPolicy};
+
+/// The filter an offers request means.
+pub fn filter(request: &OffersRequest) -> OfferFilter {
+    OfferFilter {
+        gpu_type: request.gpu_type,
+        min_gpu_count: request.gpu_count,
+        regions: request.regions.clone(),
+        max_machine_price: request.max_price,
+        spot: request.spot_policy,
+    }
+}
+
+/// The price an offer is ranked by under a spot policy (`None`: not sold that way).
+fn rank_price(offer: &Offer, policy: Option<SpotPolicy>) -> Option<Money> {
+    match policy {
+        Some(SpotPolicy::SpotOnly) => offer.spot_price,
+        Some(SpotPolicy::OnDemandOnly) => offer.on_demand_price,
+        _ => [offer.spot_price, offer.on_demand_price].into_iter().flatten().min(),
+    }
+}
+
+/// The wire view of an offer.
+pub fn view(offer: &Offer) -> OfferView {
+    OfferView {
+        provider: offer.provider.clone(),
+        offer_id: offer.id.clone(),
+        gpu_type: offer.gpu_type,
+        provider_gpu_name: offer.provider_gpu_name.clone(),
+        gpu_count: offer.gpu_count,
+        region: offer.region.clone(),
+        provider_region: offer.provider_region.clone(),
+        on_demand_price: offer.on_demand_price,
+        spot_price: offer.spot_price,
+        reliability: offer.reliability.map(|r| r.to_string()),
+        available: offer.available,
+        billing: offer.billing,
+        observed_at: offer.observed_at,
+    }
+}
+
+/// Asks every provider at once; `skipped` are providers not asked (no key, disabled), reported as such.
+pub async fn gather(
+    providers: &[Arc<dyn ProviderClient>],
+    skipped: Vec<ProviderAnswer>,
+    request: &OffersRequest,
+) -> OffersReply {
+    let filter = filter(request);
+    let asks = providers.iter().map(|p| {
+        let filter = filter.clone();
+        async move { (p.info().name, p.list_offers(&filter).await) }
+    });
+    let mut offers = Vec::new();
+    let mut answers = skipped;
+    for (provider, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(found) => {
+                answers.push(ProviderAnswer {
+                    provider: provider.to_string(),
+                    status: "ok".into(),
+                    message: format!("{} offers", found.len()),
+                });
+                offers.extend(found);
+            }
+            Err(e) => answers.push(ProviderAnswer {
+                provider: provider.to_string(),
+                status: if e.message.contains("provider disabled") { "disabled" } else { "error" }.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    offers.retain(|o| rank_price(o, request.spot_policy).is_some());
+    offers.sort_by(|a, b| {
+        rank_price(a, request.spot_policy).cmp(&rank_price(b, request.spot_policy)).then_with(|| a.id.cmp(&b.id))
+    });
+    answers.sort_by(|a, b| a.provider.cmp(&b.provider));
+    OffersReply { offers: offers.iter().map(view).collect(), providers: answers }
+}

@@ -1,0 +1,168 @@
+//! Prometheus metrics derived from the journal: instances by state, provider and spot; launch,
+//! interruption, relaunch and failure totals; time to running; the current spend rate and the
+//! cumulative spend. The controller folds the journal from its first commit at start (so totals
+//! cover the whole history) and keeps following it. Names follow Prometheus conventions: `tgp_`
+//! prefix, `_total` counters, base units (`_seconds`, `_dollars`).
+//!
+//! Money here is an `f64` only because Prometheus samples are; exact figures come from
+//! `tgp audit` and `tgp.api.cost`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::ToPrimitive;
+use tgp_events::api::InstanceState;
+use tgp_events::{InstanceEvent, InstanceId};
+
+use super::cost::CostLedger;
+
+/// What each live chain looks like to the gauges.
+#[derive(Clone, Debug)]
+struct ChainLook {
+    state: InstanceState,
+    provider: String,
+    spot: bool,
+    requested_at: DateTime<Utc>,
+    ran: bool,
+}
+
+/// The fold behind the metrics.
+#[derive(Default)]
+pub struct MetricsState {
+    chains: HashMap<InstanceId, ChainLook>,
+    counters: BTreeMap<(&'static str, String), u64>,
+    cost: CostLedger,
+}
+
+impl MetricsState {
+    /// Folds one event and records time-to-running observations as they happen.
+    pub fn apply(&mut self, instance: &InstanceId, event: &InstanceEvent) {
+        self.cost.apply(instance, event);
+        let mut count = |name: &'static str, label: String| *self.counters.entry((name, label)).or_default() += 1;
+        match event {
+            InstanceEvent::LaunchRequested { at, .. } => {
+                self.chains.insert(
+                    instance.clone(),
+                    ChainLook {
+                        state: InstanceState::Requested,
+                        provider: "none".into(),
+                        spot: false,
+                        requested_at: *at,
+                        ran: false,
+                    },
+                );
+            }
+            InstanceEvent::Launched { .. } => count("tgp_launches_total", String::new()),
+            InstanceEvent::Relaunched { .. } => count("tgp_relaunches_total", String::new()),
+            InstanceEvent::Interrupted { reason, .. } => {
+                count("tgp_interruptions_total", format!("{reason:?}").to_lowercase())
+            }
+            InstanceEvent::LaunchFailed { class, .. } => {
+                count("tgp_launch_failures_total", format!("{class:?}").to_lowercase())
+            }
+            InstanceEvent::Failed { .. } => count("tgp_failures_total", String::new()),
+            _ => {}
+        }
+        let Some(chain) = self.chains.get_mut(instance) else {
+            return;
+        };
+        match event {
+            InstanceEvent::OfferSelected { offer, .. } => {
+                chain.state = InstanceState::Launching;
+                chain.provider = offer.provider.to_string();
+                chain.spot = offer.spot;
+            }
+            InstanceEvent::Launched { .. } | InstanceEvent::Relaunched { .. } => chain.state = InstanceState::Starting,
+            InstanceEvent::Running { at, .. } => {
+                if !chain.ran {
+                    chain.ran = true;
+                    let seconds = (*at - chain.requested_at).num_milliseconds() as f64 / 1000.0;
+                    metrics::histogram!("tgp_time_to_running_seconds").record(seconds);
+                }
+                chain.state = InstanceState::Running;
+            }
+            InstanceEvent::Interrupted { .. } => chain.state = InstanceState::Interrupted,
+            InstanceEvent::TerminationRequested { .. } => chain.state = InstanceState::Terminating,
+            InstanceEvent::Terminated { .. } | InstanceEvent::Failed { .. } => {
+                self.chains.remove(instance);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sets every gauge and counter from the fold (called after each batch of commits).
+    pub fn publish(&self, now: DateTime<Utc>) {
+        let mut by: BTreeMap<(InstanceState, String, bool), u64> = BTreeMap::new();
+        for chain in self.chains.values() {
+            *by.entry((chain.state, chain.provider.clone(), chain.spot)).or_default() += 1;
+        }
+        // Zero the series of every combination seen before, so a state left empty reads 0.
+        for state in [
+            InstanceState::Requested,
+            InstanceState::Launching,
+            InstanceState::Starting,
+            InstanceState::Running,
+            InstanceState::Interrupted,
+            InstanceState::Terminating,
+        ] {
+            by.entry((state, "none".into(), false)).or_default();
+        }
+        for ((state, provider, spot), n) in by {
+            metrics::gauge!("tgp_instances", "state" => state.name(), "provider" => provider, "spot" => spot.to_string()).set(n as f64);
+        }
+        for ((name, label), n) in &self.counters {
+            match *name {
+                "tgp_interruptions_total" => metrics::counter!(*name, "reason" => label.clone()).absolute(*n),
+                "tgp_launch_failures_total" => metrics::counter!(*name, "class" => label.clone()).absolute(*n),
+                _ => metrics::counter!(*name).absolute(*n),
+            }
+        }
+        let spent: rust_decimal::Decimal =
+            self.cost.totals(DateTime::<Utc>::MIN_UTC, now, &[]).values().map(|t| t.cost().as_decimal()).sum();
+        metrics::gauge!("tgp_spend_rate_dollars_per_hour")
+            .set(self.cost.spend_rate().as_decimal().to_f64().unwrap_or(0.0));
+        metrics::gauge!("tgp_spend_dollars").set(spent.to_f64().unwrap_or(0.0));
+    }
+}
+
+/// Folds the whole journal into the metrics, then keeps following it; publishes after each batch
+/// and at least every half second.
+pub async fn follow(js: async_nats::jetstream::Context) {
+    let reader = match crate::journal::JournalReader::open(&js).await {
+        Ok(r) => r,
+        Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
+    };
+    let mut commits =
+        match reader.follow(tgp_events::subjects::INSTANCE_EVENTS_ALL, crate::journal::StartAt::Beginning).await {
+            Ok(c) => c,
+            Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
+        };
+    let mut state = MetricsState::default();
+    let mut dirty = true;
+    let mut published = std::time::Instant::now();
+    loop {
+        if dirty && published.elapsed() >= std::time::Duration::from_millis(500) {
+            state.publish(Utc::now());
+            (dirty, published) = (false, std::time::Instant::now());
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(500), commits.next()).await {
+            Ok(Some(Ok((_, _, commit)))) => {
+                for record in &commit.events {
+                    match record.decode() {
+                        Ok(event) => state.apply(&commit.aggregate_id, &event),
+                        Err(e) => tracing::warn!(error = %e, "metrics skip an unreadable event"),
+                    }
+                }
+                dirty = true;
+                continue;
+            }
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, "metrics read failed"),
+            Ok(None) => return,
+            Err(_) => {}
+        }
+        if dirty {
+            state.publish(Utc::now());
+            (dirty, published) = (false, std::time::Instant::now());
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Projections: everything tgp reports is a fold over the journal, so it can be rebuilt at any
+//! time and an audit is a replay that must give the same answer.
+//!
+//! - [`cost`]: runs and money (the ledger the live cost projection and `tgp audit` share).
+//! - [`pricing`]: prices actually paid, per provider, GPU, region and spot.
+//! - [`metrics`]: Prometheus gauges and counters derived from the journal.
+//! - [`runner`]: the runtime: each projection has its own durable consumer on `TGP_EVENTS` and a
+//!   checkpoint (the last stream sequence folded, and the state at that sequence).
+
+pub mod cost;
+pub mod metrics;
+pub mod pricing;
+pub mod runner;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tgp_events::{InstanceEvent, InstanceId};
+
+/// A fold over instance events that can be checkpointed and rebuilt.
+pub trait Projection: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {
+    /// Its name: the durable consumer is `projection-<name>`, the checkpoint is keyed by it.
+    const NAME: &'static str;
+    /// Folds one event, journaled at `at`.
+    fn apply(&mut self, at: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent);
+}
+
+impl Projection for cost::CostLedger {
+    const NAME: &'static str = "cost";
+    fn apply(&mut self, _: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent) {
+        cost::CostLedger::apply(self, instance, event);
+    }
+}
+
+impl Projection for pricing::RealizedPrices {
+    const NAME: &'static str = "pricing";
+    fn apply(&mut self, _: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent) {
+        pricing::RealizedPrices::apply(self, instance, event);
+    }
+}

@@ -1,0 +1,106 @@
+//! Realized prices: what tgp actually paid, per provider, GPU, region and spot, from `Launched`
+//! and `Relaunched`. (Market summaries of offers join this projection when the provider actors
+//! journal them.)
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use tgp_events::events::{InstanceEvent, OfferSummary};
+use tgp_events::{InstanceId, Money};
+
+/// Which prices are compared with each other.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PriceKey {
+    /// Provider.
+    pub provider: String,
+    /// Standard GPU type.
+    pub gpu: String,
+    /// Standard region.
+    pub region: String,
+    /// Spot?
+    pub spot: bool,
+}
+
+/// Every price paid for one key, as a histogram (distinct prices are few).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PriceStats {
+    /// How often each price was paid.
+    pub histogram: BTreeMap<Money, u64>,
+    /// The most recent.
+    pub last: Option<Money>,
+}
+
+/// One row of `tgp prices`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceRow {
+    /// What the row is about.
+    #[serde(flatten)]
+    pub key: PriceKey,
+    /// Launches at these prices.
+    pub count: u64,
+    /// Cheapest paid.
+    pub min: Money,
+    /// Median paid (the lower middle for an even count).
+    pub median: Money,
+    /// Dearest paid.
+    pub max: Money,
+    /// Most recent.
+    pub last: Money,
+}
+
+/// The projection's state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RealizedPrices {
+    /// Current offer of each live chain (for GPU and region of its launch).
+    offers: HashMap<InstanceId, OfferSummary>,
+    /// Prices per key.
+    prices: BTreeMap<PriceKey, PriceStats>,
+}
+
+impl RealizedPrices {
+    /// Folds one event of `instance`.
+    pub fn apply(&mut self, instance: &InstanceId, event: &InstanceEvent) {
+        match event {
+            InstanceEvent::OfferSelected { offer, .. } => {
+                self.offers.insert(instance.clone(), offer.clone());
+            }
+            InstanceEvent::Launched { hourly_price, spot, provider, .. }
+            | InstanceEvent::Relaunched { hourly_price, spot, provider, .. } => {
+                let offer = self.offers.get(instance);
+                let key = PriceKey {
+                    provider: provider.to_string(),
+                    gpu: offer.map_or("unknown".into(), |o| o.gpu_type.to_string()),
+                    region: offer.map_or("unknown".into(), |o| o.region.to_string()),
+                    spot: *spot,
+                };
+                let stats = self.prices.entry(key).or_default();
+                *stats.histogram.entry(*hourly_price).or_default() += 1;
+                stats.last = Some(*hourly_price);
+            }
+            InstanceEvent::Terminated { .. } | InstanceEvent::Failed { .. } => {
+                self.offers.remove(instance);
+            }
+            _ => {}
+        }
+    }
+
+    /// Rows, optionally for one GPU type, ordered by key.
+    pub fn rows(&self, gpu: Option<&str>) -> Vec<PriceRow> {
+        self.prices
+            .iter()
+            .filter(|(k, _)| gpu.is_none_or(|g| k.gpu.eq_ignore_ascii_case(g)))
+            .filter_map(|(key, stats)| {
+                let count: u64 = stats.histogram.values().sum();
+                let min = *stats.histogram.keys().next()?;
+                let max = *stats.histogram.keys().next_back()?;
+                let mut seen = 0;
+                let half = count.div_ceil(2);
+                let median = stats.histogram.iter().find_map(|(price, n)| {
+                    seen += n;
+                    (seen >= half).then_some(*price)
+                })?;
+                Some(PriceRow { key: key.clone(), count, min, median, max, last: stats.last.unwrap_or(max) })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! The projection runtime.
+//!
+//! # Guarantees
+//! - Each projection reads `tgp.events.instance.>` with its own durable consumer
+//!   (`projection-<name>`) and folds commits in stream order.
+//! - Its checkpoint (state plus the last stream sequence folded) is saved in the object store
+//!   `tgp_projection_state` and the sequence in the key-value bucket `tgp_projections`, at most every
+//!   [`CHECKPOINT_EVERY`] commits or [`CHECKPOINT_INTERVAL`]; only then are the commits acked.
+//! - At start it resumes from the checkpoint; commits at or below the checkpoint's sequence are
+//!   skipped, so a crash between saving and acking folds nothing twice.
+//! - [`rebuild`] folds from the first commit, ignoring the checkpoint, and gives the same state.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::kv;
+use async_nats::jetstream::object_store;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tgp_events::events::Commit;
+use tgp_events::subjects::{EVENTS_STREAM, INSTANCE_EVENTS_ALL};
+use tokio::io::AsyncReadExt;
+
+use super::Projection;
+use crate::journal::{JournalReader, StartAt};
+
+/// Key-value bucket of projection checkpoints (name -> last stream sequence).
+pub const CHECKPOINT_BUCKET: &str = "tgp_projections";
+/// Object store of projection states at their checkpoints.
+pub const STATE_STORE: &str = "tgp_projection_state";
+/// Save a checkpoint at least every this many commits...
+pub const CHECKPOINT_EVERY: u64 = 1000;
+/// ...or this often, whichever comes first.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a projection cannot run.
+#[derive(Debug, thiserror::Error)]
+#[error("projection {name}: {message}")]
+pub struct ProjectionError {
+    /// Which projection.
+    pub name: &'static str,
+    /// What failed.
+    pub message: String,
+}
+
+/// A projection's state with the last stream sequence it has folded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Checkpointed<P> {
+    /// The last stream sequence folded (0: none).
+    pub last_sequence: u64,
+    /// The state after it.
+    pub state: P,
+}
+
+impl<P: Projection> Checkpointed<P> {
+    /// Folds one commit unless it was folded already.
+    pub fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) -> Result<(), String> {
+        if sequence <= self.last_sequence {
+            return Ok(());
+        }
+        for record in &commit.events {
+            let event = record.decode().map_err(|e| format!("stream sequence {sequence}: {e}"))?;
+            self.state.apply(at, &commit.aggregate_id, &event);
+        }
+        self.last_sequence = sequence;
+        Ok(())
+    }
+
+    /// Folds a commit a replay has already decoded, unless it was folded already.
+    pub fn fold_replayed(&mut self, commit: &crate::journal::ReplayedCommit) {
+        if commit.sequence <= self.last_sequence {
+            return;
+        }
+        for (_, event) in &commit.events {
+            self.state.apply(commit.at, &commit.instance, event);
+        }
+        self.last_sequence = commit.sequence;
+    }
+}
+
+/// A live projection, shared with whoever answers questions from it.
+pub type Live<P> = Arc<RwLock<Checkpointed<P>>>;
+
+fn err<P: Projection>(message: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError { name: P::NAME, message: message.to_string() }
+}
+
+async fn stores(js: &Context) -> Result<(kv::Store, object_store::ObjectStore), String> {
+    let kv = match js.get_key_value(CHECKPOINT_BUCKET).await {
+        Ok(kv) => kv,
+        Err(_) => js
+            .create_key_value(kv::Config { bucket: CHECKPOINT_BUCKET.into(), history: 1, ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let objects = match js.get_object_store(STATE_STORE).await {
+        Ok(o) => o,
+        Err(_) => js
+            .create_object_store(object_store::Config { bucket: STATE_STORE.into(), ..Default::default() })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok((kv, objects))
+}
+
+/// The saved checkpoint, when the bucket and the store agree on it.
+async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, ProjectionError> {
+    let (kv, objects) = stores(js).await.map_err(err::<P>)?;
+    let Some(sequence) = kv.get(P::NAME).await.map_err(err::<P>)? else {
+        return Ok(Checkpointed::default());
+    };
+    let sequence: u64 = String::from_utf8_lossy(&sequence).parse().map_err(err::<P>)?;
+    let mut object = match objects.get(P::NAME).await {
+        Ok(o) => o,
+        Err(_) => return Ok(Checkpointed::default()),
+    };
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.map_err(err::<P>)?;
+    let saved: Checkpointed<P> = serde_json::from_slice(&bytes).map_err(err::<P>)?;
+    if saved.last_sequence != sequence {
+        tracing::warn!(projection = P::NAME, "checkpoint and state disagree; rebuilding from the start");
+        return Ok(Checkpointed::default());
+    }
+    Ok(saved)
+}
+
+async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, ProjectionError> {
+    let (bytes, sequence) = {
+        let guard = live.read().expect("projection lock");
+        (serde_json::to_vec(&*guard).map_err(err::<P>)?, guard.last_sequence)
+    };
+    let (kv, objects) = stores(js).await.map_err(err::<P>)?;
+    objects.put(P::NAME, &mut bytes.as_slice()).await.map_err(err::<P>)?;
+    kv.put(P::NAME, sequence.to_string().into()).await.map_err(err::<P>)?;
+    Ok(sequence)
+}
+
+/// Loads the checkpoint and returns the live projection, to be kept current by [`follow`].
+pub async fn resume<P: Projection>(js: &Context) -> Result<Live<P>, ProjectionError> {
+    Ok(Arc::new(RwLock::new(load::<P>(js).await?)))
+}
+
+/// Keeps `live` current from its durable consumer until the connection ends.
+pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), ProjectionError> {
+    let start = live.read().expect("projection lock").last_sequence + 1;
+    let stream = js.get_stream(EVENTS_STREAM).await.map_err(err::<P>)?;
+    let durable = format!("projection-{}", P::NAME);
+    // The consumer restarts where the checkpoint is (a durable consumer cannot move back).
+    let _ = stream.delete_consumer(&durable).await;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(durable),
+            filter_subject: INSTANCE_EVENTS_ALL.into(),
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            ack_policy: AckPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(err::<P>)?;
+    let mut messages = consumer.messages().await.map_err(err::<P>)?;
+    let (mut since_save, mut saved_at) = (0u64, Instant::now());
+    let mut unacked = None;
+    loop {
+        let next = tokio::time::timeout(CHECKPOINT_INTERVAL, messages.next()).await;
+        match next {
+            Ok(Some(Ok(message))) => {
+                let info = message.info().map_err(err::<P>)?;
+                let (sequence, at) = (info.stream_sequence, crate::journal::published_at(&info));
+                let commit: Commit = serde_json::from_slice(&message.payload).map_err(err::<P>)?;
+                live.write().expect("projection lock").fold(sequence, at, &commit).map_err(err::<P>)?;
+                since_save += 1;
+                unacked = Some(message);
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(projection = P::NAME, error = %e, "projection read failed")
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => {}
+        }
+        if since_save > 0 && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL) {
+            save(&js, &live).await?;
+            if let Some(message) = unacked.take() {
+                let _ = message.ack().await;
+            }
+            (since_save, saved_at) = (0, Instant::now());
+        }
+    }
+}
+
+/// Folds the whole journal from its first commit and saves the result as the checkpoint.
+pub async fn rebuild<P: Projection>(
+    js: &Context,
+    progress: impl Fn(u64, u64) + Send + Sync,
+) -> Result<Checkpointed<P>, ProjectionError> {
+    let folded = fold_all::<P>(js, StartAt::Beginning, progress).await?;
+    let live = Arc::new(RwLock::new(folded));
+    save(js, &live).await?;
+    let folded = live.read().expect("projection lock").clone();
+    Ok(folded)
+}
+
+/// Folds every commit from `start` to the journal's end as of now.
+pub async fn fold_all<P: Projection>(
+    js: &Context,
+    start: StartAt,
+    progress: impl Fn(u64, u64) + Send + Sync,
+) -> Result<Checkpointed<P>, ProjectionError> {
+    let reader = JournalReader::open(js).await.map_err(err::<P>)?;
+    let mut folded = Checkpointed::<P>::default();
+    let mut last = (0, 0);
+    reader
+        .replay(start, |commit| {
+            folded.fold_replayed(&commit);
+            if commit.progress.0 % 20_000 == 0 {
+                progress(commit.progress.0, commit.progress.1);
+            }
+            last = commit.progress;
+        })
+        .await
+        .map_err(err::<P>)?;
+    progress(last.0, last.1);
+    Ok(folded)
+}
+
+impl<P: Projection> Checkpointed<P> {
+    /// A copy of the state, for answers computed outside the lock.
+    pub fn snapshot(live: &Live<P>) -> Checkpointed<P> {
+        live.read().expect("projection lock").clone()
+    }
+}
