@@ -21,8 +21,7 @@ const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0v3ExampleKeyFo
 const H100: &str = "gpu_1x_h100_pcie";
 
 fn settings(url: &str, key: &str, options: &[(&str, &str)]) -> ProviderSettings {
-    let mut all: BTreeMap<String, String> =
-        BTreeMap::from([("launch_interval_ms".into(), "0".into())]);
+    let mut all: BTreeMap<String, String> = BTreeMap::from([("launch_interval_ms".into(), "0".into())]);
     all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     ProviderSettings {
         kind: ProviderKind::Lambda,
@@ -45,16 +44,8 @@ async fn setup_with(config: LambdaFakeConfig, options: &[(&str, &str)]) -> Setup
     fake.clear_capacity();
     fake.set_capacity(H100, "us-east-1", true);
     let reporter = ApiChangeReporter::default();
-    let client = LambdaClient::from_settings(
-        &settings(&fake.url(), "test-key", options),
-        reporter.clone(),
-    )
-    .unwrap();
-    Setup {
-        fake,
-        client,
-        reporter,
-    }
+    let client = LambdaClient::from_settings(&settings(&fake.url(), "test-key", options), reporter.clone()).unwrap();
+    Setup { fake, client, reporter }
 }
 
 async fn setup() -> Setup {
@@ -104,24 +95,12 @@ async fn info_rate_limits_and_translations() {
     assert_eq!(info.name.as_str(), "lambda");
     assert!(!info.supports_spot && !info.supports_bids);
     assert_eq!(s.client.rate_limits().requests_per_minute, 60);
-    assert_eq!(
-        s.client.translate_gpu(GpuType::H100).as_deref(),
-        Some("h100")
-    );
-    assert_eq!(
-        s.client.translate_gpu(GpuType::A100_80GB).as_deref(),
-        Some("a100_80gb")
-    );
+    assert_eq!(s.client.translate_gpu(GpuType::H100).as_deref(), Some("h100"));
+    assert_eq!(s.client.translate_gpu(GpuType::A100_80GB).as_deref(), Some("a100_80gb"));
     assert_eq!(s.client.translate_gpu(GpuType::RTX4090), None);
     let region = |r: &str| r.parse::<Region>().unwrap();
-    assert_eq!(
-        s.client.translate_region(&region("us-east")).as_deref(),
-        Some("us-east-1")
-    );
-    assert_eq!(
-        s.client.translate_region(&region("eu-central")).as_deref(),
-        Some("europe-central-1")
-    );
+    assert_eq!(s.client.translate_region(&region("us-east")).as_deref(), Some("us-east-1"));
+    assert_eq!(s.client.translate_region(&region("eu-central")).as_deref(), Some("europe-central-1"));
     assert_eq!(s.client.translate_region(&region("canada")), None);
 }
 
@@ -146,67 +125,27 @@ async fn offers_are_normalized_and_filtered() {
     assert_eq!(h100.available, 1);
     assert_eq!(h100.billing.unit, BillingUnit::Minute);
     // Untranslated names are kept, marked.
-    let gh200 = all
-        .iter()
-        .find(|o| o.id == "gpu_1x_gh200@us-west-1")
-        .unwrap();
-    assert_eq!(
-        (gh200.gpu_type, gh200.provider_gpu_name.as_str()),
-        (None, "GH200 (96 GB)")
-    );
-    let italy = all
-        .iter()
-        .find(|o| o.id == "gpu_1x_a10@europe-south-1")
-        .unwrap();
-    assert_eq!(
-        (italy.region.clone(), italy.gpu_type),
-        (None, Some(GpuType::A10))
-    );
+    let gh200 = all.iter().find(|o| o.id == "gpu_1x_gh200@us-west-1").unwrap();
+    assert_eq!((gh200.gpu_type, gh200.provider_gpu_name.as_str()), (None, "GH200 (96 GB)"));
+    let italy = all.iter().find(|o| o.id == "gpu_1x_a10@europe-south-1").unwrap();
+    assert_eq!((italy.region.clone(), italy.gpu_type), (None, Some(GpuType::A10)));
 
     let filter = |f: OfferFilter| {
         let c = &s.client;
-        async move {
-            c.list_offers(&f)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|o| o.id)
-                .collect::<Vec<_>>()
-        }
+        async move { c.list_offers(&f).await.unwrap().into_iter().map(|o| o.id).collect::<Vec<_>>() }
     };
-    let h100s = OfferFilter {
-        gpu_type: Some(GpuType::H100),
-        regions: vec!["us-east".parse().unwrap()],
-        ..Default::default()
-    };
+    let h100s =
+        OfferFilter { gpu_type: Some(GpuType::H100), regions: vec!["us-east".parse().unwrap()], ..Default::default() };
     assert_eq!(filter(h100s.clone()).await.len(), 2);
-    let eight = OfferFilter {
-        min_gpu_count: Some(8),
-        ..h100s.clone()
-    };
-    assert_eq!(
-        filter(eight).await,
-        vec!["gpu_8x_h100_sxm5@us-east-1".to_string()]
-    );
-    let cheap = OfferFilter {
-        max_machine_price: Some(Money::from_cents(cents)),
-        ..h100s.clone()
-    };
+    let eight = OfferFilter { min_gpu_count: Some(8), ..h100s.clone() };
+    assert_eq!(filter(eight).await, vec!["gpu_8x_h100_sxm5@us-east-1".to_string()]);
+    let cheap = OfferFilter { max_machine_price: Some(Money::from_cents(cents)), ..h100s.clone() };
     assert_eq!(filter(cheap).await, vec![h100_offer()]);
-    let too_cheap = OfferFilter {
-        max_machine_price: Some(Money::from_cents(cents - 1)),
-        ..h100s.clone()
-    };
+    let too_cheap = OfferFilter { max_machine_price: Some(Money::from_cents(cents - 1)), ..h100s.clone() };
     assert!(filter(too_cheap).await.is_empty());
-    let spot = OfferFilter {
-        spot: Some(SpotPolicy::SpotOnly),
-        ..h100s.clone()
-    };
+    let spot = OfferFilter { spot: Some(SpotPolicy::SpotOnly), ..h100s.clone() };
     assert!(filter(spot).await.is_empty(), "Lambda has no spot");
-    let on_demand = OfferFilter {
-        spot: Some(SpotPolicy::OnDemandOnly),
-        ..h100s
-    };
+    let on_demand = OfferFilter { spot: Some(SpotPolicy::OnDemandOnly), ..h100s };
     assert_eq!(filter(on_demand).await.len(), 2);
 }
 
@@ -215,20 +154,12 @@ async fn normalized_pricing_is_the_cheapest_one_gpu_machine() {
     let s = setup().await;
     s.fake.set_capacity("gpu_1x_h100_sxm5", "us-east-2", true);
     let us_east: Region = "us-east".parse().unwrap();
-    let (on_demand, spot) = s
-        .client
-        .normalized_pricing(GpuType::H100, &us_east)
-        .await
-        .unwrap();
+    let (on_demand, spot) = s.client.normalized_pricing(GpuType::H100, &us_east).await.unwrap();
     let pcie = s.fake.price_cents(H100).unwrap();
     let sxm = s.fake.price_cents("gpu_1x_h100_sxm5").unwrap();
     assert_eq!(on_demand, Some(Money::from_cents(pcie.min(sxm))));
     assert_eq!(spot, None);
-    let none = s
-        .client
-        .normalized_pricing(GpuType::B200, &us_east)
-        .await
-        .unwrap();
+    let none = s.client.normalized_pricing(GpuType::B200, &us_east).await.unwrap();
     assert_eq!(none, (None, None));
 }
 
@@ -236,53 +167,34 @@ async fn normalized_pricing_is_the_cheapest_one_gpu_machine() {
 async fn launch_sends_name_tag_key_image_and_env_as_lambda_takes_them() {
     let s = setup().await;
     let receipt = s.client.launch(&spec(1, &h100_offer())).await.unwrap();
-    assert_eq!(
-        receipt.hourly_price,
-        Money::from_cents(s.fake.price_cents(H100).unwrap())
-    );
+    assert_eq!(receipt.hourly_price, Money::from_cents(s.fake.price_cents(H100).unwrap()));
     assert_eq!(receipt.billing.unit, BillingUnit::Minute);
     let key_name = ssh_key_name(PUBLIC_KEY).unwrap();
-    assert_eq!(
-        s.fake.ssh_keys(),
-        vec![(key_name.clone(), PUBLIC_KEY.to_string())]
-    );
+    assert_eq!(s.fake.ssh_keys(), vec![(key_name.clone(), PUBLIC_KEY.to_string())]);
 
     let sent = s.fake.launch_requests();
     let body = &sent[0];
     assert_eq!(body["name"], "tgp-job-7-1");
-    assert_eq!(
-        body["tags"],
-        serde_json::json!([{"key": "tgp-attempt", "value": "tgp-job-7-1"}])
-    );
+    assert_eq!(body["tags"], serde_json::json!([{"key": "tgp-attempt", "value": "tgp-job-7-1"}]));
     assert_eq!(body["ssh_key_names"], serde_json::json!([key_name]));
     assert_eq!(body["quantity"], 1);
     assert_eq!(body["region_name"], "us-east-1");
     assert_eq!(body["instance_type_name"], H100);
     // Every field of the note's example request is sent.
-    let example: Value =
-        serde_json::from_str(include_str!("fixtures/lambda/launch_request.json")).unwrap();
+    let example: Value = serde_json::from_str(include_str!("fixtures/lambda/launch_request.json")).unwrap();
     for field in example.as_object().unwrap().keys() {
         assert!(body.get(field).is_some(), "{field} missing from {body}");
     }
     let user_data = s.fake.user_data(&receipt.provider_instance_id).unwrap();
-    assert!(
-        user_data.contains("'nvcr.io/nvidia/pytorch:24.05-py3'"),
-        "{user_data}"
-    );
-    assert!(
-        user_data.contains(r"-e 'HF_TOKEN=it'\''s secret'"),
-        "{user_data}"
-    );
+    assert!(user_data.contains("'nvcr.io/nvidia/pytorch:24.05-py3'"), "{user_data}");
+    assert!(user_data.contains(r"-e 'HF_TOKEN=it'\''s secret'"), "{user_data}");
 
     let id = receipt.provider_instance_id;
     wait_for(&s.client, &id, MachineStatus::Running).await;
     let machine = s.client.status(&id).await.unwrap();
     assert_eq!(machine.label.as_deref(), Some("tgp-job-7-1"));
     assert_eq!(machine.raw_status, "active");
-    let ip = s.fake.instance(&id).unwrap()["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ip = s.fake.instance(&id).unwrap()["ip"].as_str().unwrap().to_string();
     assert_eq!(machine.connection.public_ip.as_deref(), Some(ip.as_str()));
     assert_eq!(machine.connection.ssh_user.as_deref(), Some("ubuntu"));
     assert_eq!(machine.connection.ssh_port, Some(22));
@@ -301,10 +213,7 @@ async fn a_configured_key_name_is_used_as_is() {
     let mut no_key = spec(1, &h100_offer());
     no_key.ssh_public_key = None;
     s.client.launch(&no_key).await.unwrap();
-    assert_eq!(
-        s.fake.launch_requests()[0]["ssh_key_names"],
-        serde_json::json!(["team-key"])
-    );
+    assert_eq!(s.fake.launch_requests()[0]["ssh_key_names"], serde_json::json!(["team-key"]));
     assert_eq!(s.fake.control().count("GET", "/api/v1/ssh-keys"), 0);
 }
 
@@ -315,49 +224,21 @@ async fn what_lambda_cannot_take_is_refused_before_any_call() {
     let mut no_key = spec(1, &h100_offer());
     no_key.ssh_public_key = None;
     cases.push(("no SSH key", no_key));
-    cases.push((
-        "spot",
-        LaunchSpec {
-            spot: true,
-            ..spec(1, &h100_offer())
-        },
-    ));
+    cases.push(("spot", LaunchSpec { spot: true, ..spec(1, &h100_offer()) }));
     cases.push(("bad offer", spec(1, "h100-anywhere")));
     let mut bad_env = spec(1, &h100_offer());
     bad_env.env.insert("NOT-A-NAME".into(), "x".into());
     cases.push(("bad env", bad_env));
-    cases.push((
-        "bad image",
-        LaunchSpec {
-            image: "two words".into(),
-            ..spec(1, &h100_offer())
-        },
-    ));
+    cases.push(("bad image", LaunchSpec { image: "two words".into(), ..spec(1, &h100_offer()) }));
     for (what, spec) in cases {
         let e = s.client.launch(&spec).await.unwrap_err();
         assert_eq!(e.class, FailureClass::InvalidRequest, "{what}: {e}");
     }
-    assert!(
-        s.fake.control().seen().is_empty(),
-        "{:?}",
-        s.fake.control().seen()
-    );
-    let e = s
-        .client
-        .launch(&LaunchSpec {
-            gpu_count: 8,
-            ..spec(1, &h100_offer())
-        })
-        .await
-        .unwrap_err();
+    assert!(s.fake.control().seen().is_empty(), "{:?}", s.fake.control().seen());
+    let e = s.client.launch(&LaunchSpec { gpu_count: 8, ..spec(1, &h100_offer()) }).await.unwrap_err();
     assert_eq!(e.class, FailureClass::InvalidRequest, "{e}");
     assert!(e.message.contains("GPUs"), "{e}");
-    assert_eq!(
-        s.fake
-            .control()
-            .count("POST", "/api/v1/instance-operations/launch"),
-        0
-    );
+    assert_eq!(s.fake.control().count("POST", "/api/v1/instance-operations/launch"), 0);
     assert!(s.fake.live_machines().is_empty());
 }
 
@@ -365,26 +246,14 @@ async fn what_lambda_cannot_take_is_refused_before_any_call() {
 async fn no_capacity_is_a_capacity_error_listed_or_raced() {
     let s = setup().await;
     // Not listed in that region: refused before the launch call.
-    let e = s
-        .client
-        .launch(&spec(1, &format!("{H100}@us-west-1")))
-        .await
-        .unwrap_err();
+    let e = s.client.launch(&spec(1, &format!("{H100}@us-west-1"))).await.unwrap_err();
     assert_eq!(e.class, FailureClass::Capacity, "{e}");
-    assert_eq!(
-        s.fake
-            .control()
-            .count("POST", "/api/v1/instance-operations/launch"),
-        0
-    );
+    assert_eq!(s.fake.control().count("POST", "/api/v1/instance-operations/launch"), 0);
     // Listed, then gone at launch (Lambda's race): Lambda's own code, classed as capacity.
     s.fake.set_no_capacity(true);
     let e = s.client.launch(&spec(2, &h100_offer())).await.unwrap_err();
     assert_eq!(e.class, FailureClass::Capacity, "{e}");
-    assert_eq!(
-        e.code.as_deref(),
-        Some("instance-operations/launch/insufficient-capacity")
-    );
+    assert_eq!(e.code.as_deref(), Some("instance-operations/launch/insufficient-capacity"));
     assert!(e.message.contains("Not enough capacity"), "{e}");
     assert!(s.fake.live_machines().is_empty());
     s.fake.set_no_capacity(false);
@@ -395,38 +264,23 @@ async fn no_capacity_is_a_capacity_error_listed_or_raced() {
 #[tokio::test]
 async fn a_wrong_key_is_an_auth_error_with_lambdas_code() {
     let s = setup().await;
-    let wrong =
-        LambdaClient::from_settings(&settings(&s.fake.url(), "nope", &[]), s.reporter.clone())
-            .unwrap();
-    let e = wrong
-        .list_offers(&OfferFilter::default())
-        .await
-        .unwrap_err();
+    let wrong = LambdaClient::from_settings(&settings(&s.fake.url(), "nope", &[]), s.reporter.clone()).unwrap();
+    let e = wrong.list_offers(&OfferFilter::default()).await.unwrap_err();
     assert_eq!(e.class, FailureClass::Auth);
     assert_eq!(e.code.as_deref(), Some("global/invalid-api-key"));
     let seen = s.fake.control().seen();
     assert_eq!(seen[0].authorization.as_deref(), Some("Bearer nope"));
     s.client.list_instances().await.unwrap();
-    assert_eq!(
-        s.fake.control().seen()[1].authorization.as_deref(),
-        Some("Bearer test-key")
-    );
+    assert_eq!(s.fake.control().seen()[1].authorization.as_deref(), Some("Bearer test-key"));
 }
 
 #[tokio::test]
 async fn unknown_instances_are_not_found_and_terminate_ok() {
     let s = setup().await;
-    let e = s
-        .client
-        .status("0000000000000000000000000000dead")
-        .await
-        .unwrap_err();
+    let e = s.client.status("0000000000000000000000000000dead").await.unwrap_err();
     assert_eq!(e.class, FailureClass::NotFound);
     assert_eq!(e.code.as_deref(), Some("global/object-does-not-exist"));
-    s.client
-        .terminate("0000000000000000000000000000dead")
-        .await
-        .unwrap();
+    s.client.terminate("0000000000000000000000000000dead").await.unwrap();
     let e = s.client.status("../ssh-keys").await.unwrap_err();
     assert_eq!(e.class, FailureClass::InvalidRequest);
 }
@@ -437,30 +291,13 @@ async fn rate_limits_keep_retry_after() {
     let body = error_body("global/too-many-requests", "Too many requests.");
     s.fake.control().cue(Cue::once(
         "/api/v1/instances",
-        Misbehaviour::Status {
-            code: 429,
-            body: body.clone(),
-            retry_after: Some("7".into()),
-        },
+        Misbehaviour::Status { code: 429, body: body.clone(), retry_after: Some("7".into()) },
     ));
     let e = s.client.list_instances().await.unwrap_err();
-    assert_eq!(
-        (e.class, e.retry_after_seconds),
-        (FailureClass::RateLimited, Some(7))
-    );
-    s.fake.control().cue(Cue::once(
-        "/api/v1/instances",
-        Misbehaviour::Status {
-            code: 429,
-            body,
-            retry_after: None,
-        },
-    ));
+    assert_eq!((e.class, e.retry_after_seconds), (FailureClass::RateLimited, Some(7)));
+    s.fake.control().cue(Cue::once("/api/v1/instances", Misbehaviour::Status { code: 429, body, retry_after: None }));
     let e = s.client.list_instances().await.unwrap_err();
-    assert_eq!(
-        (e.class, e.retry_after_seconds),
-        (FailureClass::RateLimited, None)
-    );
+    assert_eq!((e.class, e.retry_after_seconds), (FailureClass::RateLimited, None));
 }
 
 #[tokio::test]
@@ -484,32 +321,16 @@ async fn the_fakes_own_launch_limit_answers_429_json_or_html() {
 #[tokio::test]
 async fn server_errors_are_outages_and_keep_the_code() {
     let s = setup().await;
-    let body = error_body(
-        "global/internal-error",
-        "An internal server error occurred.",
-    );
-    s.fake.control().cue(Cue::once(
-        "/api/v1/instance-types",
-        Misbehaviour::Status {
-            code: 500,
-            body,
-            retry_after: None,
-        },
-    ));
-    let e = s
-        .client
-        .list_offers(&OfferFilter::default())
-        .await
-        .unwrap_err();
+    let body = error_body("global/internal-error", "An internal server error occurred.");
+    s.fake
+        .control()
+        .cue(Cue::once("/api/v1/instance-types", Misbehaviour::Status { code: 500, body, retry_after: None }));
+    let e = s.client.list_offers(&OfferFilter::default()).await.unwrap_err();
     assert_eq!(e.class, FailureClass::ProviderOutage);
     assert_eq!(e.code.as_deref(), Some("global/internal-error"));
     s.fake.control().cue(Cue::once(
         "/api/v1/instances",
-        Misbehaviour::Status {
-            code: 503,
-            body: "<html>down</html>".into(),
-            retry_after: None,
-        },
+        Misbehaviour::Status { code: 503, body: "<html>down</html>".into(), retry_after: None },
     ));
     let e = s.client.list_instances().await.unwrap_err();
     assert_eq!((e.class, e.code), (FailureClass::ProviderOutage, None));
@@ -519,39 +340,17 @@ async fn server_errors_are_outages_and_keep_the_code() {
 async fn broken_or_renamed_json_is_a_contract_change_naming_the_field() {
     let s = setup().await;
     let mut changes = s.reporter.subscribe();
-    s.fake.control().cue(Cue::once(
-        "/api/v1/instance-types",
-        Misbehaviour::MalformedJson,
-    ));
-    let e = s
-        .client
-        .list_offers(&OfferFilter::default())
-        .await
-        .unwrap_err();
+    s.fake.control().cue(Cue::once("/api/v1/instance-types", Misbehaviour::MalformedJson));
+    let e = s.client.list_offers(&OfferFilter::default()).await.unwrap_err();
     assert_eq!(e.class, FailureClass::ContractChanged, "{e}");
     assert!(e.message.contains("not valid JSON"), "{e}");
-    let rename = Misbehaviour::RenameField {
-        from: "price_cents_per_hour".into(),
-        to: "price_per_hour".into(),
-    };
-    s.fake
-        .control()
-        .cue(Cue::once("/api/v1/instance-types", rename));
-    let e = s
-        .client
-        .list_offers(&OfferFilter::default())
-        .await
-        .unwrap_err();
+    let rename = Misbehaviour::RenameField { from: "price_cents_per_hour".into(), to: "price_per_hour".into() };
+    s.fake.control().cue(Cue::once("/api/v1/instance-types", rename));
+    let e = s.client.list_offers(&OfferFilter::default()).await.unwrap_err();
     assert_eq!(e.class, FailureClass::ContractChanged);
-    assert!(
-        e.message.contains("price_cents_per_hour") && e.message.contains("/api/v1/instance-types"),
-        "{e}"
-    );
+    assert!(e.message.contains("price_cents_per_hour") && e.message.contains("/api/v1/instance-types"), "{e}");
     let first = changes.recv().await.unwrap();
-    assert!(
-        matches!(first.kind, ApiChangeKind::UnexpectedShape(_)),
-        "{first:?}"
-    );
+    assert!(matches!(first.kind, ApiChangeKind::UnexpectedShape(_)), "{first:?}");
 }
 
 #[tokio::test]
@@ -559,12 +358,7 @@ async fn deprecation_headers_are_reported() {
     let s = setup().await;
     let mut changes = s.reporter.subscribe();
     let sunset = "Wed, 01 Sep 2027 00:00:00 GMT";
-    s.fake.control().cue(Cue::once(
-        "/api/v1/instances",
-        Misbehaviour::Deprecated {
-            sunset: sunset.into(),
-        },
-    ));
+    s.fake.control().cue(Cue::once("/api/v1/instances", Misbehaviour::Deprecated { sunset: sunset.into() }));
     s.client.list_instances().await.unwrap();
     let mut kinds = [changes.recv().await.unwrap(), changes.recv().await.unwrap()];
     kinds.sort_by_key(|c| format!("{:?}", c.kind));
@@ -577,20 +371,11 @@ async fn deprecation_headers_are_reported() {
 async fn every_status_value_maps_and_unknown_ones_are_reported() {
     // Nothing moves on by itself here: each status stays until the test changes it.
     let slow = Duration::from_secs(600);
-    let config = LambdaFakeConfig {
-        boot_delay: slow,
-        terminating_delay: slow,
-        terminated_linger: slow,
-        ..Default::default()
-    };
+    let config =
+        LambdaFakeConfig { boot_delay: slow, terminating_delay: slow, terminated_linger: slow, ..Default::default() };
     let s = setup_with(config, &[]).await;
     let mut changes = s.reporter.subscribe();
-    let id = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let id = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
     let booting = s.client.status(&id).await.unwrap();
     assert_eq!(booting.connection.public_ip, None, "no ip while booting");
     let table = [
@@ -599,10 +384,7 @@ async fn every_status_value_maps_and_unknown_ones_are_reported() {
         ("unhealthy", MachineStatus::Starting),
         ("terminating", MachineStatus::Terminated),
         ("terminated", MachineStatus::Terminated),
-        (
-            "preempted",
-            MachineStatus::Interrupted(InterruptionReason::Preempted),
-        ),
+        ("preempted", MachineStatus::Interrupted(InterruptionReason::Preempted)),
         ("hibernating", MachineStatus::Starting),
     ];
     for (raw, want) in table {
@@ -613,37 +395,20 @@ async fn every_status_value_maps_and_unknown_ones_are_reported() {
         assert_eq!(listed[0].status, want, "{raw}");
     }
     let change = changes.recv().await.unwrap();
-    assert_eq!(
-        change.kind,
-        ApiChangeKind::UnknownStatus("hibernating".into())
-    );
+    assert_eq!(change.kind, ApiChangeKind::UnknownStatus("hibernating".into()));
     assert_eq!(change.endpoint, format!("GET /api/v1/instances/{id}"));
 }
 
 #[tokio::test]
 async fn an_interruption_is_lambdas_preempted_status() {
-    let config = LambdaFakeConfig {
-        boot_delay: Duration::from_secs(600),
-        ..Default::default()
-    };
+    let config = LambdaFakeConfig { boot_delay: Duration::from_secs(600), ..Default::default() };
     let s = setup_with(config, &[]).await;
-    let id = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
-    assert!(
-        !s.fake.interrupt(&id),
-        "only an active machine can be preempted"
-    );
+    let id = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
+    assert!(!s.fake.interrupt(&id), "only an active machine can be preempted");
     assert!(s.fake.set_status(&id, "active"));
     assert!(s.fake.interrupt(&id));
     let listed = s.client.list_instances().await.unwrap();
-    assert_eq!(
-        listed[0].status,
-        MachineStatus::Interrupted(InterruptionReason::Preempted)
-    );
+    assert_eq!(listed[0].status, MachineStatus::Interrupted(InterruptionReason::Preempted));
     assert_eq!(listed[0].raw_status, "preempted");
 }
 
@@ -655,55 +420,29 @@ async fn terminate_is_ok_while_going_and_once_gone() {
         ..Default::default()
     };
     let s = setup_with(config, &[]).await;
-    let id = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let id = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
     wait_for(&s.client, &id, MachineStatus::Running).await;
     s.client.terminate(&id).await.unwrap();
     assert!(s.fake.live_machines().is_empty());
-    assert_eq!(
-        s.client.status(&id).await.unwrap().status,
-        MachineStatus::Terminated
-    );
+    assert_eq!(s.client.status(&id).await.unwrap().status, MachineStatus::Terminated);
     // Lambda answers a second terminate with global/unknown; the machine is going, so Ok.
     s.client.terminate(&id).await.unwrap();
-    let terminates = s
-        .fake
-        .control()
-        .count("POST", "/api/v1/instance-operations/terminate");
+    let terminates = s.fake.control().count("POST", "/api/v1/instance-operations/terminate");
     assert_eq!(terminates, 2);
     // Torn down: `terminated`, then gone from the account (404).
     assert!(s.fake.set_status(&id, "terminated"));
-    assert_eq!(
-        s.client.status(&id).await.unwrap_err().class,
-        FailureClass::NotFound
-    );
+    assert_eq!(s.client.status(&id).await.unwrap_err().class, FailureClass::NotFound);
     s.client.terminate(&id).await.unwrap();
 }
 
 #[tokio::test]
 async fn terminate_keeps_a_real_failure() {
     let s = setup().await;
-    let id = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
-    let body = error_body(
-        "global/internal-error",
-        "An internal server error occurred.",
-    );
+    let id = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
+    let body = error_body("global/internal-error", "An internal server error occurred.");
     s.fake.control().cue(Cue::once(
         "/api/v1/instance-operations/terminate",
-        Misbehaviour::Status {
-            code: 500,
-            body,
-            retry_after: None,
-        },
+        Misbehaviour::Status { code: 500, body, retry_after: None },
     ));
     let e = s.client.terminate(&id).await.unwrap_err();
     assert_eq!(e.class, FailureClass::ProviderOutage);
@@ -713,24 +452,11 @@ async fn terminate_keeps_a_real_failure() {
 #[tokio::test]
 async fn list_instances_is_one_call_per_page() {
     let s = setup().await;
-    let a = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
-    let b = s
-        .client
-        .launch(&spec(2, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let a = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
+    let b = s.client.launch(&spec(2, &h100_offer())).await.unwrap().provider_instance_id;
     let before = s.fake.control().count("GET", "/api/v1/instances");
     let listed = s.client.list_instances().await.unwrap();
-    assert_eq!(
-        s.fake.control().count("GET", "/api/v1/instances"),
-        before + 1
-    );
+    assert_eq!(s.fake.control().count("GET", "/api/v1/instances"), before + 1);
     let mut ids: Vec<_> = listed.iter().map(|m| m.id.clone()).collect();
     ids.sort();
     let mut want = vec![a, b];
@@ -742,33 +468,11 @@ async fn list_instances_is_one_call_per_page() {
 
 #[tokio::test]
 async fn undocumented_fields_are_ignored() {
-    let s = setup_with(
-        LambdaFakeConfig {
-            extra_fields: true,
-            ..Default::default()
-        },
-        &[],
-    )
-    .await;
-    assert_eq!(
-        s.client
-            .list_offers(&OfferFilter::default())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let id = s
-        .client
-        .launch(&spec(1, &h100_offer()))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let s = setup_with(LambdaFakeConfig { extra_fields: true, ..Default::default() }, &[]).await;
+    assert_eq!(s.client.list_offers(&OfferFilter::default()).await.unwrap().len(), 1);
+    let id = s.client.launch(&spec(1, &h100_offer())).await.unwrap().provider_instance_id;
     s.client.launch(&spec(2, &h100_offer())).await.unwrap(); // reads the key list with workspace_id
-    assert_eq!(
-        s.client.status(&id).await.unwrap().label.as_deref(),
-        Some("tgp-job-7-1")
-    );
+    assert_eq!(s.client.status(&id).await.unwrap().label.as_deref(), Some("tgp-job-7-1"));
     assert_eq!(s.client.list_instances().await.unwrap().len(), 2);
 }
 
@@ -778,21 +482,9 @@ async fn the_fake_speaks_lambdas_quirks() {
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{}/api/v1{p}", s.fake.url());
     // Basic auth with the key as user name works; no auth is Lambda's 401 envelope.
-    let basic = http
-        .get(url("/instances"))
-        .header("authorization", "Basic dGVzdC1rZXk6")
-        .send()
-        .await
-        .unwrap();
+    let basic = http.get(url("/instances")).header("authorization", "Basic dGVzdC1rZXk6").send().await.unwrap();
     assert_eq!(basic.status(), StatusCode::OK);
-    let none: Value = http
-        .get(url("/instances"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let none: Value = http.get(url("/instances")).send().await.unwrap().json().await.unwrap();
     assert_eq!(none["error"]["code"], "global/invalid-api-key");
     // The old host is served with a Deprecation header.
     let old = http
@@ -805,154 +497,80 @@ async fn the_fake_speaks_lambdas_quirks() {
     assert_eq!(old.headers().get("deprecation").unwrap(), "true");
     // A JSON body without a content type is read; quantity 2 is refused as Lambda does.
     s.fake.add_ssh_key("k", PUBLIC_KEY);
-    let body = format!(
-        r#"{{"region_name":"us-east-1","instance_type_name":"{H100}","ssh_key_names":["k"],"quantity":2}}"#
-    );
-    let answer = http
-        .post(url("/instance-operations/launch"))
-        .bearer_auth("test-key")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let body =
+        format!(r#"{{"region_name":"us-east-1","instance_type_name":"{H100}","ssh_key_names":["k"],"quantity":2}}"#);
+    let answer = http.post(url("/instance-operations/launch")).bearer_auth("test-key").body(body).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "global/invalid-parameters");
-    assert_eq!(
-        answer["error"]["message"],
-        "quantity: Input should be less than or equal to 1"
-    );
+    assert_eq!(answer["error"]["message"], "quantity: Input should be less than or equal to 1");
 }
 
 /// A handler answering a fixture file as JSON.
 macro_rules! fixture {
     ($file:literal) => {
-        || async {
-            (
-                [("content-type", "application/json")],
-                include_str!(concat!("fixtures/lambda/", $file)),
-            )
-        }
+        || async { ([("content-type", "application/json")], include_str!(concat!("fixtures/lambda/", $file))) }
     };
 }
 
 /// Serves the note's example payloads verbatim on Lambda's paths.
 async fn fixture_server() -> FakeServer {
     let router = Router::new()
-        .route(
-            "/api/v1/instance-types",
-            get(fixture!("instance_types.json")),
-        )
+        .route("/api/v1/instance-types", get(fixture!("instance_types.json")))
         .route(
             "/api/v1/instances",
             get(|| async {
-                let one: Value =
-                    serde_json::from_str(include_str!("fixtures/lambda/instance.json")).unwrap();
+                let one: Value = serde_json::from_str(include_str!("fixtures/lambda/instance.json")).unwrap();
                 axum::Json(serde_json::json!({"data": [one["data"]]}))
             }),
         )
-        .route(
-            "/api/v1/instances/0920582c7ff041399e34823a0be62549",
-            get(fixture!("instance.json")),
-        )
+        .route("/api/v1/instances/0920582c7ff041399e34823a0be62549", get(fixture!("instance.json")))
         .route(
             "/api/v1/instances/00000000000000000000000000000000",
-            get(|| async {
-                (
-                    StatusCode::NOT_FOUND,
-                    include_str!("fixtures/lambda/error_instance_not_found.json"),
-                )
-            }),
+            get(|| async { (StatusCode::NOT_FOUND, include_str!("fixtures/lambda/error_instance_not_found.json")) }),
         )
         .route("/api/v1/ssh-keys", get(fixture!("ssh_keys.json")))
-        .route(
-            "/api/v1/instance-operations/launch",
-            post(fixture!("launch.json")),
-        )
-        .route(
-            "/api/v1/instance-operations/terminate",
-            post(fixture!("terminate.json")),
-        );
-    FakeServer::start(router, FakeControl::default())
-        .await
-        .unwrap()
+        .route("/api/v1/instance-operations/launch", post(fixture!("launch.json")))
+        .route("/api/v1/instance-operations/terminate", post(fixture!("terminate.json")));
+    FakeServer::start(router, FakeControl::default()).await.unwrap()
 }
 
 #[tokio::test]
 async fn the_notes_example_payloads_parse() {
     let server = fixture_server().await;
     let opts = [("ssh_key_name", "my-public-key")];
-    let client = LambdaClient::from_settings(
-        &settings(&server.url(), "k", &opts),
-        ApiChangeReporter::default(),
-    )
-    .unwrap();
+    let client =
+        LambdaClient::from_settings(&settings(&server.url(), "k", &opts), ApiChangeReporter::default()).unwrap();
     let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
     let ids: Vec<_> = offers.iter().map(|o| o.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["gpu_1x_h100_pcie@us-west-1", "gpu_1x_h100_pcie@us-west-2"]
-    ); // B200: no capacity
+    assert_eq!(ids, ["gpu_1x_h100_pcie@us-west-1", "gpu_1x_h100_pcie@us-west-2"]); // B200: no capacity
     assert!(offers.iter().all(|o| o.gpu_type == Some(GpuType::H100)
         && o.on_demand_price == Some("3.29".parse().unwrap())
         && o.region == Some("us-west".parse().unwrap())));
 
-    let machine = client
-        .status("0920582c7ff041399e34823a0be62549")
-        .await
-        .unwrap();
+    let machine = client.status("0920582c7ff041399e34823a0be62549").await.unwrap();
     assert_eq!(machine.status, MachineStatus::Running);
     assert_eq!(machine.connection.ssh_host.as_deref(), Some("198.51.100.2"));
     assert_eq!(machine.hourly_price, Some("3.29".parse().unwrap()));
     // "tgp-7f3a9c-a1" does not end in an attempt number, so it is not taken for a tgp label.
     assert_eq!(machine.label, None);
     assert_eq!(client.list_instances().await.unwrap().len(), 1);
-    let gone = client
-        .status("00000000000000000000000000000000")
-        .await
-        .unwrap_err();
+    let gone = client.status("00000000000000000000000000000000").await.unwrap_err();
     assert_eq!(gone.class, FailureClass::NotFound);
 
-    let receipt = client
-        .launch(&spec(1, "gpu_1x_h100_pcie@us-west-1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        receipt.provider_instance_id,
-        "0920582c7ff041399e34823a0be62549"
-    );
+    let receipt = client.launch(&spec(1, "gpu_1x_h100_pcie@us-west-1")).await.unwrap();
+    assert_eq!(receipt.provider_instance_id, "0920582c7ff041399e34823a0be62549");
     assert_eq!(receipt.hourly_price, "3.29".parse().unwrap());
-    client
-        .terminate("0920582c7ff041399e34823a0be62549")
-        .await
-        .unwrap();
+    client.terminate("0920582c7ff041399e34823a0be62549").await.unwrap();
 
-    let capacity = Router::new()
-        .route(
-            "/api/v1/instance-types",
-            get(fixture!("instance_types.json")),
-        )
-        .route(
-            "/api/v1/instance-operations/launch",
-            post(|| async {
-                (
-                    StatusCode::BAD_REQUEST,
-                    include_str!("fixtures/lambda/error_insufficient_capacity.json"),
-                )
-            }),
-        );
-    let server = FakeServer::start(capacity, FakeControl::default())
-        .await
-        .unwrap();
-    let client = LambdaClient::from_settings(
-        &settings(&server.url(), "k", &opts),
-        ApiChangeReporter::default(),
-    )
-    .unwrap();
-    let e = client
-        .launch(&spec(1, "gpu_1x_h100_pcie@us-west-1"))
-        .await
-        .unwrap_err();
+    let capacity = Router::new().route("/api/v1/instance-types", get(fixture!("instance_types.json"))).route(
+        "/api/v1/instance-operations/launch",
+        post(|| async { (StatusCode::BAD_REQUEST, include_str!("fixtures/lambda/error_insufficient_capacity.json")) }),
+    );
+    let server = FakeServer::start(capacity, FakeControl::default()).await.unwrap();
+    let client =
+        LambdaClient::from_settings(&settings(&server.url(), "k", &opts), ApiChangeReporter::default()).unwrap();
+    let e = client.launch(&spec(1, "gpu_1x_h100_pcie@us-west-1")).await.unwrap_err();
     assert_eq!(e.class, FailureClass::Capacity);
     assert!(e.message.contains("Try a different region"), "{e}");
 }
@@ -963,18 +581,11 @@ async fn live_read_only() {
         println!("skipped: LAMBDA_API_KEY not set");
         return;
     };
-    let url = std::env::var("TGP_LAMBDA_URL")
-        .unwrap_or_else(|_| ProviderKind::Lambda.default_url().into());
-    let client =
-        LambdaClient::from_settings(&settings(&url, &key, &[]), ApiChangeReporter::default())
-            .unwrap();
+    let url = std::env::var("TGP_LAMBDA_URL").unwrap_or_else(|_| ProviderKind::Lambda.default_url().into());
+    let client = LambdaClient::from_settings(&settings(&url, &key, &[]), ApiChangeReporter::default()).unwrap();
     let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
     println!("{} Lambda offers now", offers.len());
-    assert!(
-        offers
-            .iter()
-            .all(|o| o.on_demand_price.is_some() && o.spot_price.is_none())
-    );
+    assert!(offers.iter().all(|o| o.on_demand_price.is_some() && o.spot_price.is_none()));
     let machines = client.list_instances().await.unwrap();
     println!("{} Lambda instances", machines.len());
 }

@@ -13,9 +13,7 @@ use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, Misbehaviour};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::vastai::VastAiClient;
-use tgp_actors::provider::{
-    LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
-};
+use tgp_actors::provider::{LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, BillingGranularity, GpuType, InstanceId, Money, Region, SpotPolicy};
 
@@ -42,11 +40,7 @@ async fn fake_with(config: VastAiFakeConfig) -> (VastAiFake, VastAiClient, ApiCh
 }
 
 async fn fake() -> (VastAiFake, VastAiClient, ApiChangeReporter) {
-    fake_with(VastAiFakeConfig {
-        boot_delay: Duration::from_millis(100),
-        ..Default::default()
-    })
-    .await
+    fake_with(VastAiFakeConfig { boot_delay: Duration::from_millis(100), ..Default::default() }).await
 }
 
 fn money(s: &str) -> Money {
@@ -73,11 +67,7 @@ fn spec(offer: &Offer, spot: bool, attempt: u32) -> LaunchSpec {
 }
 
 fn h100_filter() -> OfferFilter {
-    OfferFilter {
-        gpu_type: Some(GpuType::H100),
-        regions: vec!["us-south".parse().unwrap()],
-        ..Default::default()
-    }
+    OfferFilter { gpu_type: Some(GpuType::H100), regions: vec!["us-south".parse().unwrap()], ..Default::default() }
 }
 
 async fn first_h100(client: &VastAiClient) -> Offer {
@@ -111,14 +101,8 @@ async fn info_limits_and_translations() {
     assert_eq!(info.name.as_str(), "vastai");
     assert!(info.supports_spot && info.supports_bids);
     assert_eq!(client.rate_limits().requests_per_minute, 60);
-    assert_eq!(
-        client.translate_gpu(GpuType::H100).as_deref(),
-        Some("H100 SXM")
-    );
-    assert_eq!(
-        client.translate_gpu(GpuType::A6000).as_deref(),
-        Some("RTX A6000")
-    );
+    assert_eq!(client.translate_gpu(GpuType::H100).as_deref(), Some("H100 SXM"));
+    assert_eq!(client.translate_gpu(GpuType::A6000).as_deref(), Some("RTX A6000"));
     let region = |r: &str| client.translate_region(&r.parse::<Region>().unwrap());
     assert_eq!(region("us-east").as_deref(), Some("US"));
     assert!(region("eu-north").unwrap().split(',').any(|c| c == "SE"));
@@ -147,18 +131,9 @@ async fn offers_are_normalized_whole_machine_prices_and_nothing_is_dropped() {
     assert!(unnamed.iter().any(|o| o.provider_gpu_name == "RTX 6000Ada"));
     assert!(unnamed.iter().any(|o| o.provider_gpu_name == "H100 NVL"));
     let placeless: Vec<_> = offers.iter().filter(|o| o.region.is_none()).collect();
-    assert!(
-        placeless.iter().any(|o| o.provider_region.is_empty()),
-        "null geolocation kept"
-    );
-    assert!(
-        placeless.iter().any(|o| o.provider_region == ", US"),
-        "\", US\" kept"
-    );
-    let texas = offers
-        .iter()
-        .find(|o| o.provider_region == "Texas, US")
-        .unwrap();
+    assert!(placeless.iter().any(|o| o.provider_region.is_empty()), "null geolocation kept");
+    assert!(placeless.iter().any(|o| o.provider_region == ", US"), "\", US\" kept");
+    let texas = offers.iter().find(|o| o.provider_region == "Texas, US").unwrap();
     assert_eq!(texas.region.as_ref().map(Region::as_str), Some("us-south"));
 }
 
@@ -175,11 +150,7 @@ async fn offers_honour_the_filter() {
         spot: Some(SpotPolicy::SpotOnly),
     };
     let spot = client.list_offers(&filter).await.unwrap();
-    let wanted = all
-        .iter()
-        .filter(|o| o.gpu_count >= 2)
-        .filter(|o| o.spot_price.is_some_and(|p| p <= max))
-        .count();
+    let wanted = all.iter().filter(|o| o.gpu_count >= 2).filter(|o| o.spot_price.is_some_and(|p| p <= max)).count();
     assert_eq!(spot.len(), wanted);
     assert!(!spot.is_empty() && spot.len() < all.len());
     for o in &spot {
@@ -195,10 +166,8 @@ async fn offers_honour_the_filter() {
     let a100 = client.list_offers(&ondemand).await.unwrap();
     assert!(!a100.is_empty());
     assert!(a100.iter().all(|o| o.gpu_type == Some(GpuType::A100_40GB)));
-    let regions = OfferFilter {
-        regions: vec!["us-west".parse().unwrap(), "eu-north".parse().unwrap()],
-        ..Default::default()
-    };
+    let regions =
+        OfferFilter { regions: vec!["us-west".parse().unwrap(), "eu-north".parse().unwrap()], ..Default::default() };
     let placed = client.list_offers(&regions).await.unwrap();
     assert!(!placed.is_empty());
     for o in &placed {
@@ -211,16 +180,10 @@ async fn offers_honour_the_filter() {
 async fn normalized_pricing_is_the_cheapest_single_gpu_machine() {
     let (_fake, client, _) = fake().await;
     let region: Region = "us-south".parse().unwrap();
-    let (on_demand, spot) = client
-        .normalized_pricing(GpuType::H100, &region)
-        .await
-        .unwrap();
+    let (on_demand, spot) = client.normalized_pricing(GpuType::H100, &region).await.unwrap();
     let offers = client.list_offers(&h100_filter()).await.unwrap();
     let single = offers.iter().filter(|o| o.gpu_count == 1);
-    assert_eq!(
-        on_demand,
-        single.clone().filter_map(|o| o.on_demand_price).min()
-    );
+    assert_eq!(on_demand, single.clone().filter_map(|o| o.on_demand_price).min());
     assert_eq!(spot, single.filter_map(|o| o.spot_price).min());
     assert!(on_demand.is_some() && spot.is_some());
 }
@@ -242,21 +205,17 @@ async fn on_demand_launch_sends_label_image_env_and_key_and_runs() {
     assert_eq!(body["client_id"], "me");
     assert_eq!(body["disk"], 40);
     let onstart = body["onstart"].as_str().unwrap();
-    assert!(onstart.contains("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample me@laptop' >> /root/.ssh/authorized_keys"));
+    assert!(
+        onstart.contains("echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample me@laptop' >> /root/.ssh/authorized_keys")
+    );
     let id: u64 = receipt.provider_instance_id.parse().unwrap();
     assert_eq!(fake.instance_json(id).unwrap()["is_bid"], false);
-    let running = wait_for(&client, &receipt.provider_instance_id, |s| {
-        s == MachineStatus::Running
-    })
-    .await;
+    let running = wait_for(&client, &receipt.provider_instance_id, |s| s == MachineStatus::Running).await;
     assert_eq!(running.label.as_deref(), Some(spec.attempt_id.as_str()));
     assert_eq!(running.raw_status, "running");
     let json = fake.instance_json(id).unwrap();
     let c = &running.connection;
-    assert_eq!(
-        c.public_ip.as_deref(),
-        json["public_ipaddr"].as_str().map(str::trim)
-    );
+    assert_eq!(c.public_ip.as_deref(), json["public_ipaddr"].as_str().map(str::trim));
     assert_eq!(c.ssh_host.as_deref(), json["ssh_host"].as_str());
     assert_eq!(c.ssh_port.map(u64::from), json["ssh_port"].as_u64());
     assert_eq!(c.ssh_user.as_deref(), Some("root"));
@@ -272,37 +231,19 @@ async fn spot_launch_bids_the_minimum_for_the_whole_machine() {
     let receipt = client.launch(&spec).await.unwrap();
     assert_eq!(receipt.hourly_price, offer.spot_price.unwrap());
     let body = fake.created_bodies().pop().unwrap();
-    assert_eq!(
-        money_of(body["price"].as_f64().unwrap()),
-        offer.spot_price.unwrap()
-    );
+    assert_eq!(money_of(body["price"].as_f64().unwrap()), offer.spot_price.unwrap());
     let id: u64 = receipt.provider_instance_id.parse().unwrap();
     assert_eq!(fake.instance_json(id).unwrap()["is_bid"], true);
-    let seen = wait_for(&client, &receipt.provider_instance_id, |s| {
-        s == MachineStatus::Running
-    })
-    .await;
-    assert_eq!(
-        seen.hourly_price, None,
-        "the bid paid is unconfirmed in instance JSON"
-    );
+    let seen = wait_for(&client, &receipt.provider_instance_id, |s| s == MachineStatus::Running).await;
+    assert_eq!(seen.hourly_price, None, "the bid paid is unconfirmed in instance JSON");
     // Outbid, Vast's way: stopped everywhere, not destroyed.
     assert!(fake.interrupt(&receipt.provider_instance_id));
     let seen = client.status(&receipt.provider_instance_id).await.unwrap();
-    assert_eq!(
-        seen.status,
-        MachineStatus::Interrupted(InterruptionReason::Outbid)
-    );
+    assert_eq!(seen.status, MachineStatus::Interrupted(InterruptionReason::Outbid));
     assert_eq!(seen.raw_status, "stopped");
-    assert_eq!(
-        fake.live_machines(),
-        vec![receipt.provider_instance_id.clone()]
-    );
+    assert_eq!(fake.live_machines(), vec![receipt.provider_instance_id.clone()]);
     let listed = client.list_instances().await.unwrap();
-    assert_eq!(
-        listed[0].status,
-        MachineStatus::Interrupted(InterruptionReason::Outbid)
-    );
+    assert_eq!(listed[0].status, MachineStatus::Interrupted(InterruptionReason::Outbid));
 }
 
 #[tokio::test]
@@ -314,10 +255,7 @@ async fn a_rising_minimum_bid_outbids_a_running_instance() {
     wait_for(&client, &id, |s| s == MachineStatus::Running).await;
     assert!(fake.set_min_bid(offer.id.parse().unwrap(), 50.0));
     let seen = client.status(&id).await.unwrap();
-    assert_eq!(
-        seen.status,
-        MachineStatus::Interrupted(InterruptionReason::Outbid)
-    );
+    assert_eq!(seen.status, MachineStatus::Interrupted(InterruptionReason::Outbid));
 }
 
 #[tokio::test]
@@ -361,10 +299,7 @@ async fn no_capacity_is_vasts_410_no_such_ask() {
     let e = class(client.launch(&spec(&offer, false, 1)).await);
     assert_eq!(e.class, FailureClass::Capacity, "{e}");
     assert_eq!(e.code.as_deref(), Some("no_such_ask"));
-    assert!(
-        fake.live_machines().is_empty(),
-        "cancel_unavail: nothing stopped left behind"
-    );
+    assert!(fake.live_machines().is_empty(), "cancel_unavail: nothing stopped left behind");
 }
 
 #[tokio::test]
@@ -382,11 +317,7 @@ async fn an_offer_gone_before_the_rent_is_capacity() {
         "dph_total": 2.0, "min_bid": 1.0}]});
     fake.control().cue(Cue::once(
         "/api/v0/bundles",
-        Misbehaviour::Status {
-            code: 200,
-            body: still_there.to_string(),
-            retry_after: None,
-        },
+        Misbehaviour::Status { code: 200, body: still_there.to_string(), retry_after: None },
     ));
     let e = class(client.launch(&spec(&offer, false, 2)).await);
     assert_eq!(e.class, FailureClass::Capacity, "{e}");
@@ -401,44 +332,27 @@ async fn a_bid_below_the_minimum_is_capacity_and_leaves_nothing() {
     // Caught by the re-check: the minimum rose above tgp's bid.
     assert!(fake.set_min_bid(offer_id, 40.0));
     let e = class(client.launch(&spec(&offer, true, 1)).await);
-    assert_eq!(
-        (e.class, e.code.as_deref()),
-        (FailureClass::Capacity, Some("invalid_price"))
-    );
+    assert_eq!((e.class, e.code.as_deref()), (FailureClass::Capacity, Some("invalid_price")));
     assert_eq!(fake.control().count("PUT", "/api/v0/asks/"), 0);
     // Rising between re-check and rent: Vast makes a stopped instance and says success: false.
     let stale = json!({"offers": [{"id": offer_id, "gpu_name": "H100 SXM", "num_gpus": 1,
         "dph_total": 2.0, "min_bid": 0.5}]});
     fake.control().cue(Cue::once(
         "/api/v0/bundles",
-        Misbehaviour::Status {
-            code: 200,
-            body: stale.to_string(),
-            retry_after: None,
-        },
+        Misbehaviour::Status { code: 200, body: stale.to_string(), retry_after: None },
     ));
     let e = class(client.launch(&spec(&offer, true, 2)).await);
-    assert_eq!(
-        (e.class, e.code.as_deref()),
-        (FailureClass::Capacity, Some("invalid_price"))
-    );
+    assert_eq!((e.class, e.code.as_deref()), (FailureClass::Capacity, Some("invalid_price")));
     assert_eq!(fake.control().count("PUT", "/api/v0/asks/"), 1);
     assert_eq!(fake.control().count("DELETE", "/api/v0/instances/"), 1);
-    assert!(
-        fake.live_machines().is_empty(),
-        "the stopped instance was destroyed"
-    );
+    assert!(fake.live_machines().is_empty(), "the stopped instance was destroyed");
 }
 
 #[tokio::test]
 async fn terminate_succeeds_when_gone_or_already_gone() {
     let (fake, client, _) = fake().await;
     let offer = first_h100(&client).await;
-    let id = client
-        .launch(&spec(&offer, false, 1))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let id = client.launch(&spec(&offer, false, 1)).await.unwrap().provider_instance_id;
     client.terminate(&id).await.unwrap();
     assert!(fake.live_machines().is_empty());
     client.terminate(&id).await.unwrap();
@@ -448,11 +362,7 @@ async fn terminate_succeeds_when_gone_or_already_gone() {
     ] {
         fake.control().cue(Cue::once(
             "/api/v0/instances/",
-            Misbehaviour::Status {
-                code: 404,
-                body: body.into(),
-                retry_after: None,
-            },
+            Misbehaviour::Status { code: 404, body: body.into(), retry_after: None },
         ));
         client.terminate("999").await.unwrap();
     }
@@ -465,16 +375,9 @@ async fn terminate_succeeds_when_gone_or_already_gone() {
         },
     ));
     client.terminate("998").await.unwrap();
-    assert_eq!(
-        class(client.terminate("abc").await).class,
-        FailureClass::InvalidRequest
-    );
+    assert_eq!(class(client.terminate("abc").await).class, FailureClass::InvalidRequest);
     let e = class(client.status(&id).await);
-    assert_eq!(
-        e.class,
-        FailureClass::NotFound,
-        "instances: null is not found"
-    );
+    assert_eq!(e.class, FailureClass::NotFound, "instances: null is not found");
 }
 
 #[tokio::test]
@@ -482,11 +385,7 @@ async fn every_status_value_maps() {
     let (fake, client, reporter) = fake().await;
     let mut changes = reporter.subscribe();
     let offer = first_h100(&client).await;
-    let id = client
-        .launch(&spec(&offer, false, 1))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let id = client.launch(&spec(&offer, false, 1)).await.unwrap().provider_instance_id;
     let n: u64 = id.parse().unwrap();
     use InterruptionReason::*;
     use MachineStatus::*;
@@ -503,20 +402,13 @@ async fn every_status_value_maps() {
         (Some("unknown"), None, Interrupted(HostLost)),
         (Some("offline"), None, Interrupted(HostLost)),
         (Some("destroyed"), None, Terminated),
-        (
-            Some("created"),
-            Some(": OCI runtime create failed: no such file"),
-            Interrupted(HostLost),
-        ),
+        (Some("created"), Some(": OCI runtime create failed: no such file"), Interrupted(HostLost)),
     ];
     for (actual, msg, expected) in table {
         assert!(fake.force_status(n, *actual, *msg));
         let seen = client.status(&id).await.unwrap();
         assert_eq!(seen.status, *expected, "{actual:?} {msg:?}");
-        assert_eq!(
-            seen.raw_status.split(':').next(),
-            Some(actual.unwrap_or("null"))
-        );
+        assert_eq!(seen.raw_status.split(':').next(), Some(actual.unwrap_or("null")));
         let listed = client.list_instances().await.unwrap();
         assert_eq!(listed[0].status, *expected, "listed {actual:?}");
     }
@@ -524,15 +416,9 @@ async fn every_status_value_maps() {
     // A value the note does not know: Starting, and reported.
     assert!(fake.force_status(n, Some("scheduling"), None));
     let seen = client.status(&id).await.unwrap();
-    assert_eq!(
-        (seen.status, seen.raw_status.as_str()),
-        (Starting, "scheduling")
-    );
+    assert_eq!((seen.status, seen.raw_status.as_str()), (Starting, "scheduling"));
     let change = changes.try_recv().unwrap();
-    assert_eq!(
-        change.kind,
-        ApiChangeKind::UnknownStatus("scheduling".into())
-    );
+    assert_eq!(change.kind, ApiChangeKind::UnknownStatus("scheduling".into()));
     assert_eq!(change.endpoint, "GET /api/v0/instances/{id}/");
 }
 
@@ -542,22 +428,13 @@ async fn instances_that_never_run_and_ssh_through_the_proxy_only() {
     let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
     fake.set_boot_outcome(BootOutcome::Exits);
     let exits = client.launch(&spec(&offers[0], false, 1)).await.unwrap();
-    let seen = wait_for(&client, &exits.provider_instance_id, |s| {
-        s != MachineStatus::Starting
-    })
-    .await;
-    assert_eq!(
-        seen.status,
-        MachineStatus::Interrupted(InterruptionReason::HostLost)
-    );
+    let seen = wait_for(&client, &exits.provider_instance_id, |s| s != MachineStatus::Starting).await;
+    assert_eq!(seen.status, MachineStatus::Interrupted(InterruptionReason::HostLost));
     assert_eq!(seen.raw_status, "exited");
     fake.set_boot_outcome(BootOutcome::OciError);
     let oci = client.launch(&spec(&offers[1], false, 2)).await.unwrap();
     let seen = client.status(&oci.provider_instance_id).await.unwrap();
-    assert_eq!(
-        seen.status,
-        MachineStatus::Interrupted(InterruptionReason::HostLost)
-    );
+    assert_eq!(seen.status, MachineStatus::Interrupted(InterruptionReason::HostLost));
     assert!(seen.raw_status.starts_with("created: ") && seen.raw_status.contains("OCI runtime"));
     fake.set_boot_outcome(BootOutcome::Running);
     fake.set_proxy_only(true);
@@ -566,39 +443,23 @@ async fn instances_that_never_run_and_ssh_through_the_proxy_only() {
     let seen = wait_for(&client, &id, |s| s == MachineStatus::Running).await;
     let json = fake.instance_json(id.parse().unwrap()).unwrap();
     assert_eq!(json["ports"], Value::Null);
-    assert_eq!(
-        seen.connection.ssh_host.as_deref(),
-        json["ssh_host"].as_str()
-    );
+    assert_eq!(seen.connection.ssh_host.as_deref(), json["ssh_host"].as_str());
     assert_ne!(seen.connection.ssh_host, seen.connection.public_ip);
 }
 
 #[tokio::test]
 async fn list_instances_follows_pages_one_call_each() {
-    let (fake, client, _) = fake_with(VastAiFakeConfig {
-        boot_delay: Duration::from_millis(100),
-        page_size: 2,
-        ..Default::default()
-    })
-    .await;
+    let (fake, client, _) =
+        fake_with(VastAiFakeConfig { boot_delay: Duration::from_millis(100), page_size: 2, ..Default::default() })
+            .await;
     let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
     let mut ids = Vec::new();
     for (i, offer) in offers.iter().take(5).enumerate() {
-        ids.push(
-            client
-                .launch(&spec(offer, false, i as u32 + 1))
-                .await
-                .unwrap()
-                .provider_instance_id,
-        );
+        ids.push(client.launch(&spec(offer, false, i as u32 + 1)).await.unwrap().provider_instance_id);
     }
     let before = fake.control().count("GET", "/api/v1/instances");
     let listed = client.list_instances().await.unwrap();
-    assert_eq!(
-        fake.control().count("GET", "/api/v1/instances") - before,
-        3,
-        "5 instances, 2 a page"
-    );
+    assert_eq!(fake.control().count("GET", "/api/v1/instances") - before, 3, "5 instances, 2 a page");
     let mut got: Vec<String> = listed.iter().map(|m| m.id.clone()).collect();
     got.sort();
     ids.sort();
@@ -610,16 +471,8 @@ async fn list_instances_follows_pages_one_call_each() {
         .filter(|r| r.path.starts_with("/api/v1/instances"))
         .filter_map(|r| r.query)
         .collect();
-    assert!(
-        queries.iter().skip(1).all(|q| q.contains("after_token=")),
-        "{queries:?}"
-    );
-    assert!(
-        fake.control()
-            .seen()
-            .iter()
-            .all(|r| r.authorization.as_deref() == Some("Bearer test-key"))
-    );
+    assert!(queries.iter().skip(1).all(|q| q.contains("after_token=")), "{queries:?}");
+    assert!(fake.control().seen().iter().all(|r| r.authorization.as_deref() == Some("Bearer test-key")));
 }
 
 #[tokio::test]
@@ -628,111 +481,56 @@ async fn errors_map_to_the_taxonomy() {
     let cue = |path: &str, code: u16, body: &str, retry: Option<&str>| {
         fake.control().cue(Cue::once(
             path,
-            Misbehaviour::Status {
-                code,
-                body: body.into(),
-                retry_after: retry.map(str::to_string),
-            },
+            Misbehaviour::Status { code, body: body.into(), retry_after: retry.map(str::to_string) },
         ))
     };
     // auth
     let (bad, _) = client_for(&fake.url(), "wrong-key");
     let e = class(bad.list_instances().await);
-    assert_eq!(
-        (e.class, e.code.as_deref()),
-        (FailureClass::Auth, Some("auth_error"))
-    );
-    assert_eq!(
-        class(bad.list_offers(&OfferFilter::default()).await).class,
-        FailureClass::Auth
-    );
+    assert_eq!((e.class, e.code.as_deref()), (FailureClass::Auth, Some("auth_error")));
+    assert_eq!(class(bad.list_offers(&OfferFilter::default()).await).class, FailureClass::Auth);
     // rate limited, with and without Retry-After
-    cue(
-        "/api/v1/instances",
-        429,
-        "API requests too frequent",
-        Some("7"),
-    );
+    cue("/api/v1/instances", 429, "API requests too frequent", Some("7"));
     let e = class(client.list_instances().await);
-    assert_eq!(
-        (e.class, e.retry_after_seconds),
-        (FailureClass::RateLimited, Some(7))
-    );
-    cue(
-        "/api/v0/bundles",
-        429,
-        include_str!("fixtures/vastai/error_429_detail.json"),
-        None,
-    );
+    assert_eq!((e.class, e.retry_after_seconds), (FailureClass::RateLimited, Some(7)));
+    cue("/api/v0/bundles", 429, include_str!("fixtures/vastai/error_429_detail.json"), None);
     let e = class(client.list_offers(&OfferFilter::default()).await);
-    assert_eq!(
-        (e.class, e.retry_after_seconds),
-        (FailureClass::RateLimited, None)
-    );
+    assert_eq!((e.class, e.retry_after_seconds), (FailureClass::RateLimited, None));
     assert!(e.message.contains("threshold=4.5"), "{e}");
     // 5xx
     cue("/api/v1/instances", 502, "<html>Bad Gateway</html>", None);
-    assert_eq!(
-        class(client.list_instances().await).class,
-        FailureClass::ProviderOutage
-    );
+    assert_eq!(class(client.list_instances().await).class, FailureClass::ProviderOutage);
     // malformed JSON and renamed required fields
     let mut changes = reporter.subscribe();
-    fake.control()
-        .cue(Cue::once("/api/v0/bundles", Misbehaviour::MalformedJson));
+    fake.control().cue(Cue::once("/api/v0/bundles", Misbehaviour::MalformedJson));
     let e = class(client.list_offers(&OfferFilter::default()).await);
     assert_eq!(e.class, FailureClass::ContractChanged);
-    assert!(matches!(
-        changes.try_recv().unwrap().kind,
-        ApiChangeKind::UnexpectedShape(_)
-    ));
+    assert!(matches!(changes.try_recv().unwrap().kind, ApiChangeKind::UnexpectedShape(_)));
     fake.control().cue(Cue::once(
         "/api/v0/bundles",
-        Misbehaviour::RenameField {
-            from: "gpu_name".into(),
-            to: "gpu_model".into(),
-        },
+        Misbehaviour::RenameField { from: "gpu_name".into(), to: "gpu_model".into() },
     ));
     let e = class(client.list_offers(&OfferFilter::default()).await);
     assert_eq!(e.class, FailureClass::ContractChanged);
     assert!(e.message.contains("gpu_name"), "{e}");
     let offer = first_h100(&client).await;
-    let id = client
-        .launch(&spec(&offer, false, 1))
-        .await
-        .unwrap()
-        .provider_instance_id;
+    let id = client.launch(&spec(&offer, false, 1)).await.unwrap().provider_instance_id;
     fake.control().cue(Cue::once(
         "/api/v1/instances",
-        Misbehaviour::RenameField {
-            from: "actual_status".into(),
-            to: "status".into(),
-        },
+        Misbehaviour::RenameField { from: "actual_status".into(), to: "status".into() },
     ));
     let e = class(client.list_instances().await);
-    assert!(
-        e.class == FailureClass::ContractChanged && e.message.contains("actual_status"),
-        "{e}"
-    );
+    assert!(e.class == FailureClass::ContractChanged && e.message.contains("actual_status"), "{e}");
     // Deprecation and Sunset headers are reported
     let mut changes = reporter.subscribe();
     fake.control().cue(Cue::once(
         "/api/v0/instances/",
-        Misbehaviour::Deprecated {
-            sunset: "Sat, 01 Aug 2026 00:00:00 GMT".into(),
-        },
+        Misbehaviour::Deprecated { sunset: "Sat, 01 Aug 2026 00:00:00 GMT".into() },
     ));
     client.status(&id).await.unwrap();
-    let kinds: Vec<ApiChangeKind> = std::iter::from_fn(|| changes.try_recv().ok())
-        .map(|c| c.kind)
-        .collect();
-    assert!(
-        kinds.contains(&ApiChangeKind::Deprecation("true".into())),
-        "{kinds:?}"
-    );
-    assert!(kinds.contains(&ApiChangeKind::Sunset(
-        "Sat, 01 Aug 2026 00:00:00 GMT".into()
-    )));
+    let kinds: Vec<ApiChangeKind> = std::iter::from_fn(|| changes.try_recv().ok()).map(|c| c.kind).collect();
+    assert!(kinds.contains(&ApiChangeKind::Deprecation("true".into())), "{kinds:?}");
+    assert!(kinds.contains(&ApiChangeKind::Sunset("Sat, 01 Aug 2026 00:00:00 GMT".into())));
 }
 
 #[tokio::test]
@@ -745,57 +543,32 @@ async fn the_fakes_own_quirks_plain_text_429_and_404_for_a_bad_search_key() {
     .await;
     client.list_offers(&OfferFilter::default()).await.unwrap();
     let e = class(client.list_offers(&OfferFilter::default()).await);
-    assert_eq!(
-        (e.class, e.retry_after_seconds),
-        (FailureClass::RateLimited, None)
-    );
+    assert_eq!((e.class, e.retry_after_seconds), (FailureClass::RateLimited, None));
     assert!(e.message.contains("API requests too frequent"), "{e}");
-    let fake = VastAiFake::start(VastAiFakeConfig {
-        bundles_bad_key_404: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let fake = VastAiFake::start(VastAiFakeConfig { bundles_bad_key_404: true, ..Default::default() }).await.unwrap();
     let (bad, _) = client_for(&fake.url(), "wrong-key");
     let e = class(bad.list_offers(&OfferFilter::default()).await);
-    assert_eq!(
-        e.class,
-        FailureClass::Auth,
-        "404 Invalid user key is auth: {e}"
-    );
+    assert_eq!(e.class, FailureClass::Auth, "404 Invalid user key is auth: {e}");
 }
 
 /// Serves the note's example payloads as they are.
 async fn fixture_server(routes: Router) -> (FakeServer, VastAiClient) {
-    let server = FakeServer::start(routes, FakeControl::default())
-        .await
-        .unwrap();
+    let server = FakeServer::start(routes, FakeControl::default()).await.unwrap();
     let (client, _) = client_for(&server.url(), "k");
     (server, client)
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/vastai/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(format!("{}/tests/fixtures/vastai/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
 #[tokio::test]
 async fn the_notes_examples_parse() {
-    let (offers, instance, list, create) = (
-        fixture("offers.json"),
-        fixture("instance.json"),
-        fixture("instances_v1.json"),
-        fixture("create.json"),
-    );
+    let (offers, instance, list, create) =
+        (fixture("offers.json"), fixture("instance.json"), fixture("instances_v1.json"), fixture("create.json"));
     let routes = Router::new()
         .route("/api/v0/bundles/", post(move || async move { offers }))
-        .route(
-            "/api/v0/instances/{id}/",
-            get(move || async move { instance }),
-        )
+        .route("/api/v0/instances/{id}/", get(move || async move { instance }))
         .route("/api/v1/instances/", get(move || async move { list }))
         .route("/api/v0/asks/{id}/", put(move || async move { create }));
     let (_server, client) = fixture_server(routes).await;
@@ -803,57 +576,25 @@ async fn the_notes_examples_parse() {
     assert_eq!(got.len(), 1);
     let o = &got[0];
     assert_eq!(o.id, "27384109");
-    assert_eq!(
-        (o.gpu_type, o.provider_gpu_name.as_str(), o.gpu_count),
-        (Some(GpuType::H100), "H100 SXM", 1)
-    );
-    assert_eq!(
-        (
-            o.region.as_ref().map(Region::as_str),
-            o.provider_region.as_str()
-        ),
-        (Some("us-south"), "Texas, US")
-    );
-    assert_eq!(
-        (o.on_demand_price, o.spot_price),
-        (Some(money("1.858333")), Some(money("1.1")))
-    );
+    assert_eq!((o.gpu_type, o.provider_gpu_name.as_str(), o.gpu_count), (Some(GpuType::H100), "H100 SXM", 1));
+    assert_eq!((o.region.as_ref().map(Region::as_str), o.provider_region.as_str()), (Some("us-south"), "Texas, US"));
+    assert_eq!((o.on_demand_price, o.spot_price), (Some(money("1.858333")), Some(money("1.1"))));
     assert_eq!(o.reliability, Some("0.9971".parse().unwrap()));
     let one = client.status("12345678").await.unwrap();
-    assert_eq!(
-        (one.status, one.label.as_deref()),
-        (MachineStatus::Running, Some("tgp-7f3a9c-a1"))
-    );
-    assert_eq!(
-        one.connection.public_ip.as_deref(),
-        Some("203.0.113.17"),
-        "trailing space trimmed"
-    );
-    assert_eq!(
-        (one.connection.ssh_host.as_deref(), one.connection.ssh_port),
-        (Some("ssh4.vast.ai"), Some(34566))
-    );
+    assert_eq!((one.status, one.label.as_deref()), (MachineStatus::Running, Some("tgp-7f3a9c-a1")));
+    assert_eq!(one.connection.public_ip.as_deref(), Some("203.0.113.17"), "trailing space trimmed");
+    assert_eq!((one.connection.ssh_host.as_deref(), one.connection.ssh_port), (Some("ssh4.vast.ai"), Some(34566)));
     assert_eq!(one.hourly_price, Some(money("1.870833")));
     let all = client.list_instances().await.unwrap();
     assert_eq!(all.len(), 2);
+    assert_eq!((all[0].status, all[0].hourly_price), (MachineStatus::Running, Some(money("1.870833"))));
     assert_eq!(
-        (all[0].status, all[0].hourly_price),
-        (MachineStatus::Running, Some(money("1.870833")))
-    );
-    assert_eq!(
-        (
-            all[1].status,
-            all[1].label.clone(),
-            all[1].raw_status.as_str()
-        ),
+        (all[1].status, all[1].label.clone(), all[1].raw_status.as_str()),
         (MachineStatus::Starting, None, "null")
     );
     assert_eq!(all[1].hourly_price, None, "is_bid");
     let receipt = client.launch(&spec(o, false, 1)).await.unwrap();
-    assert_eq!(
-        (receipt.provider_instance_id.as_str(), receipt.hourly_price),
-        ("12345678", money("1.858333"))
-    );
+    assert_eq!((receipt.provider_instance_id.as_str(), receipt.hourly_price), ("12345678", money("1.858333")));
 }
 
 #[tokio::test]
@@ -863,12 +604,19 @@ async fn the_notes_error_bodies_classify() {
         let offers = offers.clone();
         Router::new()
             .route("/api/v0/bundles/", post(move || async move { offers }))
-            .route("/api/v0/asks/{id}/", put(move || async move {
-                (axum::http::StatusCode::from_u16(status).unwrap(), body)
-            }))
-            .route("/api/v0/instances/{id}/", get(|| async { r#"{"instances": null}"# })
-                .delete(|| async { (axum::http::StatusCode::NOT_FOUND, fixture("error_404_destroy.json")) }))
-            .route("/api/v1/instances/", get(|| async { r#"{"success": true, "instances": null, "next_token": null}"# }))
+            .route(
+                "/api/v0/asks/{id}/",
+                put(move || async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) }),
+            )
+            .route(
+                "/api/v0/instances/{id}/",
+                get(|| async { r#"{"instances": null}"# })
+                    .delete(|| async { (axum::http::StatusCode::NOT_FOUND, fixture("error_404_destroy.json")) }),
+            )
+            .route(
+                "/api/v1/instances/",
+                get(|| async { r#"{"success": true, "instances": null, "next_token": null}"# }),
+            )
     };
     for (status, file, expected) in [
         (404, "error_404_no_such_ask.json", FailureClass::Capacity),
@@ -878,25 +626,15 @@ async fn the_notes_error_bodies_classify() {
         (400, "error_envelope.json", FailureClass::InvalidRequest),
     ] {
         let (_server, client) = fixture_server(routes(status, fixture(file))).await;
-        let offer = client
-            .list_offers(&OfferFilter::default())
-            .await
-            .unwrap()
-            .remove(0);
+        let offer = client.list_offers(&OfferFilter::default()).await.unwrap().remove(0);
         let e = class(client.launch(&spec(&offer, false, 1)).await);
         assert_eq!(e.class, expected, "{file}: {e}");
         if status != 429 {
             assert!(e.code.is_some(), "{file}: the provider's code kept");
         }
         client.terminate("12345678").await.unwrap();
-        assert_eq!(
-            class(client.status("12345678").await).class,
-            FailureClass::NotFound
-        );
-        assert!(
-            client.list_instances().await.unwrap().is_empty(),
-            "instances: null is none"
-        );
+        assert_eq!(class(client.status("12345678").await).class, FailureClass::NotFound);
+        assert!(client.list_instances().await.unwrap().is_empty(), "instances: null is none");
     }
 }
 
@@ -931,37 +669,16 @@ async fn a_refused_bid_sweeps_any_instance_left_with_the_label() {
             }),
         )
         .route("/api/v1/instances/", get(move || async move { listed }))
-        .route(
-            "/api/v0/instances/{id}/",
-            axum::routing::delete(|| async { r#"{"success": true}"# }),
-        );
+        .route("/api/v0/instances/{id}/", axum::routing::delete(|| async { r#"{"success": true}"# }));
     let (server, client) = fixture_server(routes).await;
-    let offer = client
-        .list_offers(&OfferFilter::default())
-        .await
-        .unwrap()
-        .remove(0);
+    let offer = client.list_offers(&OfferFilter::default()).await.unwrap().remove(0);
     let mut s = spec(&offer, true, 1);
     s.bid = Some(money("1.2"));
     let e = class(client.launch(&s).await);
-    assert_eq!(
-        (e.class, e.code.as_deref()),
-        (FailureClass::Capacity, Some("invalid_price"))
-    );
+    assert_eq!((e.class, e.code.as_deref()), (FailureClass::Capacity, Some("invalid_price")));
     let seen = server.control.seen();
-    let list = seen
-        .iter()
-        .find(|r| r.path == "/api/v1/instances/")
-        .unwrap();
+    let list = seen.iter().find(|r| r.path == "/api/v1/instances/").unwrap();
     assert!(list.query.as_deref().unwrap().contains("select_filters="));
-    let deleted: Vec<&str> = seen
-        .iter()
-        .filter(|r| r.method == "DELETE")
-        .map(|r| r.path.as_str())
-        .collect();
-    assert_eq!(
-        deleted,
-        vec!["/api/v0/instances/777/"],
-        "only the labelled one"
-    );
+    let deleted: Vec<&str> = seen.iter().filter(|r| r.method == "DELETE").map(|r| r.path.as_str()).collect();
+    assert_eq!(deleted, vec!["/api/v0/instances/777/"], "only the labelled one");
 }

@@ -40,100 +40,20 @@ impl CatalogType {
 /// (name, GPU description, vCPUs, RAM GiB, disk GiB, GPUs, list cents per hour).
 const TYPES: [(&str, &str, u32, u32, u32, u32, i64); 22] = [
     ("gpu_1x_a10", "A10 (24 GB PCIe)", 30, 200, 1400, 1, 129),
-    (
-        "gpu_1x_a100_sxm4",
-        "A100 (40 GB SXM4)",
-        30,
-        200,
-        512,
-        1,
-        199,
-    ),
+    ("gpu_1x_a100_sxm4", "A100 (40 GB SXM4)", 30, 200, 512, 1, 199),
     ("gpu_2x_a100", "A100 (40 GB PCIe)", 60, 400, 1024, 2, 398),
     ("gpu_4x_a100", "A100 (40 GB PCIe)", 120, 800, 2048, 4, 796),
     ("gpu_8x_a100", "A100 (40 GB SXM4)", 124, 1800, 6144, 8, 1592),
-    (
-        "gpu_8x_a100_80gb_sxm4",
-        "A100 (80 GB SXM4)",
-        240,
-        1800,
-        19456,
-        8,
-        2232,
-    ),
-    (
-        "gpu_1x_h100_pcie",
-        "H100 (80 GB PCIe)",
-        26,
-        200,
-        1024,
-        1,
-        329,
-    ),
-    (
-        "gpu_1x_h100_sxm5",
-        "H100 (80 GB SXM5)",
-        26,
-        225,
-        2764,
-        1,
-        429,
-    ),
-    (
-        "gpu_2x_h100_sxm5",
-        "H100 (80 GB SXM5)",
-        52,
-        450,
-        5528,
-        2,
-        838,
-    ),
-    (
-        "gpu_4x_h100_sxm5",
-        "H100 (80 GB SXM5)",
-        104,
-        900,
-        11056,
-        4,
-        1636,
-    ),
-    (
-        "gpu_8x_h100_sxm5",
-        "H100 (80 GB SXM5)",
-        208,
-        1800,
-        22528,
-        8,
-        3192,
-    ),
+    ("gpu_8x_a100_80gb_sxm4", "A100 (80 GB SXM4)", 240, 1800, 19456, 8, 2232),
+    ("gpu_1x_h100_pcie", "H100 (80 GB PCIe)", 26, 200, 1024, 1, 329),
+    ("gpu_1x_h100_sxm5", "H100 (80 GB SXM5)", 26, 225, 2764, 1, 429),
+    ("gpu_2x_h100_sxm5", "H100 (80 GB SXM5)", 52, 450, 5528, 2, 838),
+    ("gpu_4x_h100_sxm5", "H100 (80 GB SXM5)", 104, 900, 11056, 4, 1636),
+    ("gpu_8x_h100_sxm5", "H100 (80 GB SXM5)", 208, 1800, 22528, 8, 3192),
     ("gpu_1x_gh200", "GH200 (96 GB)", 64, 432, 4096, 1, 229),
-    (
-        "gpu_1x_b200_sxm6",
-        "B200 (180 GB SXM6)",
-        26,
-        360,
-        2816,
-        1,
-        699,
-    ),
-    (
-        "gpu_2x_b200_sxm6",
-        "B200 (180 GB SXM6)",
-        52,
-        720,
-        5632,
-        2,
-        1378,
-    ),
-    (
-        "gpu_8x_b200_sxm6",
-        "B200 (180 GB SXM6)",
-        208,
-        2900,
-        22528,
-        8,
-        5352,
-    ),
+    ("gpu_1x_b200_sxm6", "B200 (180 GB SXM6)", 26, 360, 2816, 1, 699),
+    ("gpu_2x_b200_sxm6", "B200 (180 GB SXM6)", 52, 720, 5632, 2, 1378),
+    ("gpu_8x_b200_sxm6", "B200 (180 GB SXM6)", 208, 2900, 22528, 8, 5352),
     ("gpu_1x_a6000", "A6000 (48 GB)", 14, 100, 512, 1, 109),
     ("gpu_2x_a6000", "A6000 (48 GB)", 28, 200, 1024, 2, 218),
     ("gpu_4x_a6000", "A6000 (48 GB)", 56, 400, 2048, 4, 436),
@@ -166,11 +86,7 @@ pub const REGIONS: [(&str, &str); 17] = [
 
 /// A region's `{name, description}` object.
 pub fn region_json(code: &str) -> Value {
-    let description = REGIONS
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, d)| *d)
-        .unwrap_or("");
+    let description = REGIONS.iter().find(|(c, _)| *c == code).map(|(_, d)| *d).unwrap_or("");
     json!({"name": code, "description": description})
 }
 
@@ -182,20 +98,11 @@ pub fn seeded(seed: u64) -> (BTreeMap<String, CatalogType>, BTreeSet<(String, St
     let mut capacity = BTreeSet::new();
     for (name, gpu, vcpus, mem, disk, gpus, cents) in TYPES {
         let price_cents = cents * rng.random_range(95..=105) / 100;
-        let description = if gpus == 0 {
-            format!("{vcpus}x CPU General ({mem} GiB)")
-        } else {
-            format!("{gpus}x {gpu}")
-        };
+        let description =
+            if gpus == 0 { format!("{vcpus}x CPU General ({mem} GiB)") } else { format!("{gpus}x {gpu}") };
         types.insert(
             name.to_string(),
-            CatalogType {
-                name,
-                description,
-                gpu_description: gpu,
-                price_cents,
-                specs: (vcpus, mem, disk, gpus),
-            },
+            CatalogType { name, description, gpu_description: gpu, price_cents, specs: (vcpus, mem, disk, gpus) },
         );
         for _ in 0..rng.random_range(0..=4) {
             let (region, _) = REGIONS[rng.random_range(0..REGIONS.len())];

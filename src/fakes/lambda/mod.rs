@@ -71,8 +71,7 @@ impl LambdaFake {
     /// Starts the fake on a free loopback port.
     pub async fn start(config: LambdaFakeConfig) -> std::io::Result<Self> {
         let account: Account = Arc::new(Mutex::new(State::new(config)));
-        let server =
-            FakeServer::start(routes::router(account.clone()), FakeControl::default()).await?;
+        let server = FakeServer::start(routes::router(account.clone()), FakeControl::default()).await?;
         Ok(LambdaFake { server, account })
     }
 
@@ -129,23 +128,14 @@ impl LambdaFake {
 
     /// The SSH keys registered: (name, public key).
     pub fn ssh_keys(&self) -> Vec<(String, String)> {
-        self.with(|s| {
-            s.keys
-                .iter()
-                .map(|k| (k.name.clone(), k.public_key.clone()))
-                .collect()
-        })
+        self.with(|s| s.keys.iter().map(|k| (k.name.clone(), k.public_key.clone())).collect())
     }
 
     /// Registers an SSH key, as a user would in Lambda's console.
     pub fn add_ssh_key(&self, name: &str, public_key: &str) {
         self.with(|s| {
             let id = s.new_id();
-            s.keys.push(state::FakeKey {
-                id,
-                name: name.into(),
-                public_key: public_key.into(),
-            });
+            s.keys.push(state::FakeKey { id, name: name.into(), public_key: public_key.into() });
         })
     }
 

@@ -37,12 +37,7 @@ pub fn error(status: StatusCode, code: &str, message: &str, suggestion: Option<&
 }
 
 fn invalid(message: &str) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "global/invalid-parameters",
-        message,
-        None,
-    )
+    error(StatusCode::BAD_REQUEST, "global/invalid-parameters", message, None)
 }
 
 fn missing(what: &str, status: StatusCode) -> Response {
@@ -71,37 +66,23 @@ pub fn router(account: Account) -> Router {
         .route("/ssh-keys", get(list_keys).post(add_key))
         .route("/ssh-keys/{id}", delete(delete_key))
         .with_state(account.clone());
-    Router::new()
-        .nest("/api/v1", api)
-        .layer(middleware::from_fn_with_state(account, gate))
+    Router::new().nest("/api/v1", api).layer(middleware::from_fn_with_state(account, gate))
 }
 
 /// Key check (Bearer, or Basic with the key as user name), rate limits, and the deprecated
 /// old host's `Deprecation` header.
 async fn gate(Shared(account): Shared<Account>, request: Request, next: Next) -> Response {
     let (auth, host) = {
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string()
-        };
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         (header("authorization"), header("host"))
     };
-    let is_launch = request
-        .uri()
-        .path()
-        .ends_with("/instance-operations/launch");
+    let is_launch = request.uri().path().ends_with("/instance-operations/launch");
     if let Some(refused) = admit(&account, &auth, is_launch) {
         return refused;
     }
     let mut response = next.run(request).await;
     if host.contains("lambdalabs.com") {
-        response
-            .headers_mut()
-            .insert("deprecation", HeaderValue::from_static("true"));
+        response.headers_mut().insert("deprecation", HeaderValue::from_static("true"));
     }
     response
 }
@@ -110,10 +91,7 @@ async fn gate(Shared(account): Shared<Account>, request: Request, next: Next) ->
 fn admit(account: &Account, auth: &str, is_launch: bool) -> Option<Response> {
     let mut s = lock(account);
     let accepted = match &s.config.api_key {
-        Some(key) => {
-            auth == format!("Bearer {key}")
-                || auth == format!("Basic {}", base64(&format!("{key}:")))
-        }
+        Some(key) => auth == format!("Bearer {key}") || auth == format!("Basic {}", base64(&format!("{key}:"))),
         None => auth.starts_with("Bearer ") && auth.len() > "Bearer ".len(),
     };
     if !accepted {
@@ -125,11 +103,8 @@ fn admit(account: &Account, auth: &str, is_launch: bool) -> Option<Response> {
         ));
     }
     let now = Instant::now();
-    let wait = state::too_soon(s.last_request, s.config.request_interval, now).or_else(|| {
-        is_launch
-            .then(|| state::too_soon(s.last_launch, s.config.launch_interval, now))
-            .flatten()
-    });
+    let wait = state::too_soon(s.last_request, s.config.request_interval, now)
+        .or_else(|| is_launch.then(|| state::too_soon(s.last_launch, s.config.launch_interval, now)).flatten());
     if let Some(seconds) = wait {
         return Some(too_many(s.config.rate_limit_html, seconds));
     }
@@ -146,12 +121,7 @@ fn too_many(html: bool, seconds: u64) -> Response {
         let page = "<html><head><title>Access denied</title></head><body><h1>Error 1015</h1>\
                     <p>You are being rate limited. The owner of this website has banned you \
                     temporarily from accessing this website.</p></body></html>";
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("content-type", "text/html")],
-            page,
-        )
-            .into_response()
+        (StatusCode::TOO_MANY_REQUESTS, [("content-type", "text/html")], page).into_response()
     } else {
         error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -171,10 +141,7 @@ async fn instance_types(Shared(account): Shared<Account>) -> Response {
 }
 
 async fn regions() -> Response {
-    ok(super::catalog::REGIONS
-        .iter()
-        .map(|(c, _)| super::catalog::region_json(c))
-        .collect())
+    ok(super::catalog::REGIONS.iter().map(|(c, _)| super::catalog::region_json(c)).collect())
 }
 
 async fn list_instances(Shared(account): Shared<Account>) -> Response {
@@ -233,9 +200,7 @@ async fn launch(Shared(account): Shared<Account>, body: Bytes) -> Response {
     if !s.keys.iter().any(|k| k.name == keys[0]) {
         return missing("SSH key", StatusCode::BAD_REQUEST);
     }
-    let has_capacity = s
-        .capacity
-        .contains(&(type_name.to_string(), region.to_string()));
+    let has_capacity = s.capacity.contains(&(type_name.to_string(), region.to_string()));
     if s.no_capacity || !has_capacity {
         return error(
             StatusCode::BAD_REQUEST,
@@ -256,10 +221,7 @@ async fn terminate(Shared(account): Shared<Account>, body: Bytes) -> Response {
     let Some(ids) = body.get("instance_ids").and_then(Value::as_array) else {
         return invalid("instance_ids: Field required");
     };
-    let ids: Vec<String> = ids
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let ids: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
     let mut s = lock(&account);
     let now = Instant::now();
     s.refresh(now);
@@ -268,12 +230,7 @@ async fn terminate(Shared(account): Shared<Account>, body: Bytes) -> Response {
         match s.instances.get(id).map(|i| i.status.as_str()) {
             None => return missing("instance", StatusCode::NOT_FOUND),
             Some("terminating" | "terminated") => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "global/unknown",
-                    "An unknown error occurred.",
-                    None,
-                );
+                return error(StatusCode::BAD_REQUEST, "global/unknown", "An unknown error occurred.", None);
             }
             Some(_) => {}
         }
@@ -300,11 +257,7 @@ async fn add_key(Shared(account): Shared<Account>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let Some(name) = body
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| (1..=64).contains(&n.len()))
-    else {
+    let Some(name) = body.get("name").and_then(Value::as_str).filter(|n| (1..=64).contains(&n.len())) else {
         return invalid("name: String should have 1 to 64 characters");
     };
     let mut s = lock(&account);
@@ -318,16 +271,10 @@ async fn add_key(Shared(account): Shared<Account>, body: Bytes) -> Response {
         // Lambda generates a pair and returns the private half once.
         None => (
             format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{id} generated"),
-            Some(format!(
-                "-----BEGIN OPENSSH PRIVATE KEY-----\n{id}\n-----END OPENSSH PRIVATE KEY-----\n"
-            )),
+            Some(format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{id}\n-----END OPENSSH PRIVATE KEY-----\n")),
         ),
     };
-    let key = FakeKey {
-        id,
-        name: name.to_string(),
-        public_key,
-    };
+    let key = FakeKey { id, name: name.to_string(), public_key };
     let mut v = s.key_json(&key);
     if let Some(p) = private_key {
         v["private_key"] = json!(p);
@@ -351,11 +298,7 @@ fn base64(input: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in input.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

@@ -97,9 +97,7 @@ impl State {
 
     /// A new 32-hex-digit id.
     pub fn new_id(&mut self) -> String {
-        (0..4)
-            .map(|_| format!("{:08x}", self.rng.random::<u32>()))
-            .collect()
+        (0..4).map(|_| format!("{:08x}", self.rng.random::<u32>())).collect()
     }
 
     /// Moves every instance along its state machine: booting → active after the boot delay,
@@ -131,11 +129,7 @@ impl State {
         let strings = |k: &str| -> Vec<String> {
             body.get(k)
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                 .unwrap_or_default()
         };
         let instance = FakeInstance {
@@ -144,11 +138,7 @@ impl State {
             instance_type: t,
             region: region.to_string(),
             ssh_key_names: strings("ssh_key_names"),
-            tags: body
-                .get("tags")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
+            tags: body.get("tags").and_then(Value::as_array).cloned().unwrap_or_default(),
             user_data: text("user_data"),
             status: "booting".into(),
             ip: format!("198.51.100.{}", host % 250 + 2),
@@ -216,20 +206,13 @@ impl State {
     pub fn instance_types_json(&self) -> Value {
         let mut data = serde_json::Map::new();
         for (name, t) in &self.types {
-            let regions: Vec<Value> = self
-                .capacity
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, r)| catalog::region_json(r))
-                .collect();
+            let regions: Vec<Value> =
+                self.capacity.iter().filter(|(n, _)| n == name).map(|(_, r)| catalog::region_json(r)).collect();
             let mut it = t.json();
             if self.config.extra_fields {
                 it["architecture"] = json!("x86_64");
             }
-            data.insert(
-                name.clone(),
-                json!({"instance_type": it, "regions_with_capacity_available": regions}),
-            );
+            data.insert(name.clone(), json!({"instance_type": it, "regions_with_capacity_available": regions}));
         }
         Value::Object(data)
     }

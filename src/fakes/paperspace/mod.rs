@@ -65,10 +65,7 @@ impl Shared {
     }
 
     pub(crate) fn delays(&self) -> Delays {
-        Delays {
-            boot: self.config.boot_delay,
-            stop: self.config.stop_delay,
-        }
+        Delays { boot: self.config.boot_delay, stop: self.config.stop_delay }
     }
 }
 
@@ -81,10 +78,7 @@ pub struct PaperspaceFake {
 impl PaperspaceFake {
     /// Starts the fake on a free loopback port.
     pub async fn start(config: PaperspaceFakeConfig) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            world: Mutex::new(World::new(config.seed)),
-            config,
-        });
+        let shared = Arc::new(Shared { world: Mutex::new(World::new(config.seed)), config });
         let control = FakeControl::default();
         let server = FakeServer::start(routes::router(shared.clone()), control).await?;
         Ok(PaperspaceFake { server, shared })
@@ -97,10 +91,7 @@ impl PaperspaceFake {
 
     /// Sets capacity for a machine type in a region.
     pub fn set_available(&self, machine_type: &str, region: &str, available: bool) {
-        self.shared
-            .world()
-            .available
-            .insert((machine_type.into(), region.into()), available);
+        self.shared.world().available.insert((machine_type.into(), region.into()), available);
     }
 
     /// Creates succeed but the machines end `off` with the create event in `error`, while
@@ -123,22 +114,13 @@ impl PaperspaceFake {
 
     /// The create body the fake received for a machine.
     pub fn create_request(&self, machine_id: &str) -> Option<Value> {
-        self.shared
-            .world()
-            .machines
-            .get(machine_id)
-            .map(|m| m.request.clone())
+        self.shared.world().machines.get(machine_id).map(|m| m.request.clone())
     }
 
     /// Ids of the live machines carrying this name.
     pub fn machines_named(&self, name: &str) -> Vec<String> {
         let world = self.shared.world();
-        world
-            .machines
-            .values()
-            .filter(|m| m.name == name && m.deleted.is_none())
-            .map(|m| m.id.clone())
-            .collect()
+        world.machines.values().filter(|m| m.name == name && m.deleted.is_none()).map(|m| m.id.clone()).collect()
     }
 
     /// The startup scripts that exist.
@@ -206,11 +188,6 @@ impl FakeProvider for PaperspaceFake {
 
     fn live_machines(&self) -> Vec<String> {
         let world = self.shared.world();
-        world
-            .machines
-            .values()
-            .filter(|m| m.deleted.is_none())
-            .map(|m| m.id.clone())
-            .collect()
+        world.machines.values().filter(|m| m.deleted.is_none()).map(|m| m.id.clone()).collect()
     }
 }

@@ -30,25 +30,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/machines/{id}/stop", patch(stop_machine))
         .route("/machine-events", get(list_events))
         .route("/os-templates", get(templates::list_templates))
-        .route(
-            "/startup-scripts",
-            get(templates::list_scripts).post(templates::create_script),
-        )
-        .route(
-            "/startup-scripts/{id}",
-            get(templates::get_script).delete(templates::delete_script),
-        )
+        .route("/startup-scripts", get(templates::list_scripts).post(templates::create_script))
+        .route("/startup-scripts/{id}", get(templates::get_script).delete(templates::delete_script))
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared);
     Router::new().nest("/v1", api)
 }
 
 pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"code": code, "message": message})),
-    )
-        .into_response()
+    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
 }
 
 pub(super) fn bad(message: &str) -> Response {
@@ -56,11 +46,7 @@ pub(super) fn bad(message: &str) -> Response {
 }
 
 pub(super) fn not_found(what: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        &format!("{what} not found"),
-    )
+    error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("{what} not found"))
 }
 
 pub(super) fn ok(value: Value) -> Response {
@@ -70,25 +56,16 @@ pub(super) fn ok(value: Value) -> Response {
 /// Bearer key check, then the (optional) per-minute limit.
 async fn gate(State(shared): S, request: Request, next: Next) -> Response {
     let expected = format!("Bearer {}", shared.config.api_key);
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
+    let given = request.headers().get("authorization").and_then(|v| v.to_str().ok());
     if given != Some(expected.as_str()) {
         return error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "Invalid API key");
     }
     if let Some(limit) = shared.config.rate_limit_per_minute {
         let now = Instant::now();
         let mut world = shared.world();
-        world
-            .recent
-            .retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+        world.recent.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
         if world.recent.len() >= limit {
-            return error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TOO_MANY_REQUESTS",
-                "Too many requests",
-            );
+            return error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "Too many requests");
         }
         world.recent.push(now);
     }
@@ -96,11 +73,7 @@ async fn gate(State(shared): S, request: Request, next: Next) -> Response {
 }
 
 /// One page of `items` (already in order, each with its cursor), honouring `after` and `limit`.
-pub(super) fn page(
-    items: Vec<(String, Value)>,
-    query: &HashMap<String, String>,
-    cap: usize,
-) -> Response {
+pub(super) fn page(items: Vec<(String, Value)>, query: &HashMap<String, String>, cap: usize) -> Response {
     let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
         None => cap,
         Some(Ok(l)) if (1..=120).contains(&l) => l.min(cap),
@@ -116,11 +89,7 @@ pub(super) fn page(
     let rest: Vec<_> = items.into_iter().skip(start).collect();
     let has_more = rest.len() > limit;
     let chunk: Vec<_> = rest.into_iter().take(limit).collect();
-    let next = if has_more {
-        chunk.last().map(|(c, _)| c.clone())
-    } else {
-        None
-    };
+    let next = if has_more { chunk.last().map(|(c, _)| c.clone()) } else { None };
     let values: Vec<Value> = chunk.into_iter().map(|(_, v)| v).collect();
     ok(json!({"items": values, "hasMore": has_more, "nextPage": next}))
 }
@@ -151,10 +120,7 @@ pub(crate) fn insert_machine(
     let id = world.token("ps", 7);
     let (a, b) = (world.octet(), world.octet());
     let seq = world.next_seq();
-    let disk_size = request
-        .get("diskSize")
-        .and_then(Value::as_u64)
-        .unwrap_or(100);
+    let disk_size = request.get("diskSize").and_then(Value::as_u64).unwrap_or(100);
     world.machines.insert(
         id.clone(),
         FakeMachine {
@@ -175,30 +141,13 @@ pub(crate) fn insert_machine(
         },
     );
     let error = fails.then(|| state::CAPACITY_ERROR.to_string());
-    push_event(
-        &mut world,
-        &id,
-        "create",
-        now + shared.config.boot_delay,
-        error,
-    );
+    push_event(&mut world, &id, "create", now + shared.config.boot_delay, error);
     id
 }
 
 /// Records a machine event ending at `resolves_at`.
-pub(crate) fn push_event(
-    world: &mut World,
-    machine_id: &str,
-    name: &str,
-    resolves_at: Instant,
-    error: Option<String>,
-) {
-    let id = format!(
-        "{}-{}-4bd4-b770-{}",
-        world.token("", 8),
-        world.token("", 4),
-        world.token("", 12)
-    );
+pub(crate) fn push_event(world: &mut World, machine_id: &str, name: &str, resolves_at: Instant, error: Option<String>) {
+    let id = format!("{}-{}-4bd4-b770-{}", world.token("", 8), world.token("", 4), world.token("", 12));
     world.events.push(FakeEvent {
         id,
         machine_id: machine_id.into(),
@@ -228,12 +177,9 @@ async fn create_machine(State(shared): S, body: Bytes) -> Response {
         return error(StatusCode::BAD_REQUEST, "PARSE_ERROR", "Invalid JSON body");
     };
     let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_string);
-    let (Some(name), Some(machine_type), Some(region), Some(template)) = (
-        text("name"),
-        text("machineType"),
-        text("region"),
-        text("templateId"),
-    ) else {
+    let (Some(name), Some(machine_type), Some(region), Some(template)) =
+        (text("name"), text("machineType"), text("region"), text("templateId"))
+    else {
         return bad("name, machineType, region and templateId are required");
     };
     let Some(disk) = request.get("diskSize").and_then(Value::as_u64) else {
@@ -251,9 +197,7 @@ async fn create_machine(State(shared): S, body: Bytes) -> Response {
     match state::template_boots(&template, &machine_type) {
         None => return bad("templateId not found"),
         Some(false) => {
-            return bad(&format!(
-                "Template {template} does not support {machine_type}"
-            ));
+            return bad(&format!("Template {template} does not support {machine_type}"));
         }
         Some(true) => {}
     }
@@ -263,22 +207,10 @@ async fn create_machine(State(shared): S, body: Bytes) -> Response {
     {
         return bad("startupScriptId not found");
     }
-    let id = insert_machine(
-        &shared,
-        &name,
-        &machine_type,
-        &region,
-        &template,
-        script,
-        request,
-    );
+    let id = insert_machine(&shared, &name, &machine_type, &region, &template, script, request);
     let world = shared.world();
     let Some(m) = world.machines.get(&id) else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_SERVER_ERROR",
-            "lost",
-        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR", "lost");
     };
     ok(json!({"data": machine_view(&shared, m), "event": last_event(&world, &id)}))
 }
@@ -302,10 +234,7 @@ async fn list_machines(State(shared): S, Query(q): Q) -> Response {
         .filter(|m| q.get("machineType").is_none_or(|t| *t == m.machine_type))
         .collect();
     machines.sort_by_key(|m| std::cmp::Reverse(m.seq));
-    let items = machines
-        .into_iter()
-        .map(|m| (m.id.clone(), machine_view(&shared, m)))
-        .collect();
+    let items = machines.into_iter().map(|m| (m.id.clone(), machine_view(&shared, m))).collect();
     page(items, &q, shared.config.page_size)
 }
 
@@ -349,10 +278,7 @@ async fn stop_machine(State(shared): S, Path(id): Path<String>) -> Response {
     let Some(m) = world.machines.get_mut(&id).filter(|m| m.deleted.is_none()) else {
         return not_found("Machine");
     };
-    if !matches!(
-        state::state_of(m, now, delays).as_str(),
-        "ready" | "serviceready"
-    ) {
+    if !matches!(state::state_of(m, now, delays).as_str(), "ready" | "serviceready") {
         return bad("This machine is not running.");
     }
     m.phase = Phase::Stopping { since: now };

@@ -51,12 +51,7 @@ pub const TEMPLATES: [(&str, &str, &str, Option<&str>); 4] = [
     ("tkni3aa4", "Ubuntu 22.04 Server", "Ubuntu 22.04", None),
     ("t0nspur5", "Ubuntu 20.04 Server", "Ubuntu 20.04", None),
     ("tiq8mhti", "ML-in-a-Box H100", "Ubuntu 22.04", Some("H100")),
-    (
-        "tvimtol9",
-        "ML-in-a-Box H100x8",
-        "Ubuntu 22.04",
-        Some("H100x8"),
-    ),
+    ("tvimtol9", "ML-in-a-Box H100x8", "Ubuntu 22.04", Some("H100x8")),
 ];
 
 /// Whether a template boots a machine type.
@@ -178,10 +173,7 @@ impl World {
         let mut available = BTreeMap::new();
         for (label, regions, _) in CATALOG {
             for region in regions {
-                available.insert(
-                    (label.to_string(), region.to_string()),
-                    rng.random_range(0..100) < 85,
-                );
+                available.insert((label.to_string(), region.to_string()), rng.random_range(0..100) < 85);
             }
         }
         World {
@@ -222,11 +214,7 @@ impl World {
     /// Whether a type has capacity in a region now.
     pub fn is_available(&self, machine_type: &str, region: &str) -> bool {
         !self.no_capacity
-            && self
-                .available
-                .get(&(machine_type.to_string(), region.to_string()))
-                .copied()
-                .unwrap_or(false)
+            && self.available.get(&(machine_type.to_string(), region.to_string())).copied().unwrap_or(false)
     }
 }
 
@@ -299,11 +287,7 @@ pub fn event_json(e: &FakeEvent, now: Instant) -> Value {
 
 /// The catalog's `usageRate` for a type, as the JSON number the API sends.
 pub fn usage_rate(machine_type: &str) -> Value {
-    CATALOG
-        .iter()
-        .find(|c| c.0 == machine_type)
-        .and_then(|c| serde_json::from_str(c.2).ok())
-        .unwrap_or(Value::Null)
+    CATALOG.iter().find(|c| c.0 == machine_type).and_then(|c| serde_json::from_str(c.2).ok()).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -331,30 +315,15 @@ mod tests {
 
     #[test]
     fn machines_boot_through_every_state_and_capacity_failures_end_off() {
-        let delays = Delays {
-            boot: Duration::from_secs(9),
-            stop: Duration::from_secs(3),
-        };
+        let delays = Delays { boot: Duration::from_secs(9), stop: Duration::from_secs(3) };
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        let ok = machine(Phase::Booting {
-            since: t0,
-            fails: false,
-        });
+        let ok = machine(Phase::Booting { since: t0, fails: false });
         let seen: Vec<_> = [0, 4, 7, 9].map(|s| state_of(&ok, at(s), delays)).into();
         assert_eq!(seen, ["provisioning", "starting", "serviceready", "ready"]);
-        assert_eq!(
-            machine_json(&ok, "ready", Value::Null)["publicIp"],
-            "198.51.100.7"
-        );
-        assert_eq!(
-            machine_json(&ok, "starting", Value::Null)["publicIp"],
-            Value::Null
-        );
-        let failing = machine(Phase::Booting {
-            since: t0,
-            fails: true,
-        });
+        assert_eq!(machine_json(&ok, "ready", Value::Null)["publicIp"], "198.51.100.7");
+        assert_eq!(machine_json(&ok, "starting", Value::Null)["publicIp"], Value::Null);
+        let failing = machine(Phase::Booting { since: t0, fails: true });
         assert_eq!(state_of(&failing, at(5), delays), "provisioning");
         assert_eq!(state_of(&failing, at(9), delays), "off");
         let stopping = machine(Phase::Stopping { since: t0 });

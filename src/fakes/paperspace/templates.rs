@@ -38,10 +38,9 @@ pub(super) async fn create_script(State(shared): S, body: Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, "PARSE_ERROR", "Invalid JSON body");
     };
-    let (Some(name), Some(script)) = (
-        request.get("name").and_then(Value::as_str),
-        request.get("script").and_then(Value::as_str),
-    ) else {
+    let (Some(name), Some(script)) =
+        (request.get("name").and_then(Value::as_str), request.get("script").and_then(Value::as_str))
+    else {
         return bad("name and script are required");
     };
     let mut world = shared.world();
@@ -50,10 +49,7 @@ pub(super) async fn create_script(State(shared): S, body: Bytes) -> Response {
         id: id.clone(),
         name: name.into(),
         script: script.into(),
-        is_run_once: request
-            .get("isRunOnce")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        is_run_once: request.get("isRunOnce").and_then(Value::as_bool).unwrap_or(false),
     };
     let value = script_json(&created);
     world.scripts.insert(id, created);

@@ -36,12 +36,7 @@ fn project(full: &Value, fields: &[Field], type_name: &str) -> Value {
         return full.clone();
     }
     match full {
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|i| project(i, fields, type_name))
-                .collect(),
-        ),
+        Value::Array(items) => Value::Array(items.iter().map(|i| project(i, fields, type_name)).collect()),
         Value::Object(map) => {
             let mut out = Map::new();
             for f in fields {
@@ -59,31 +54,19 @@ fn project(full: &Value, fields: &[Field], type_name: &str) -> Value {
 }
 
 fn price(d: Option<Decimal>) -> Value {
-    d.and_then(|d| d.to_f64())
-        .map(Value::from)
-        .unwrap_or(Value::Null)
+    d.and_then(|d| d.to_f64()).map(Value::from).unwrap_or(Value::Null)
 }
 
 fn decimal(v: Option<&Value>) -> Option<Decimal> {
-    v.and_then(|v| {
-        v.as_f64()
-            .map(|f| f.to_string())
-            .or_else(|| v.as_str().map(str::to_string))
-    })
-    .and_then(|s| Decimal::from_str(&s).ok())
+    v.and_then(|v| v.as_f64().map(|f| f.to_string()).or_else(|| v.as_str().map(str::to_string)))
+        .and_then(|s| Decimal::from_str(&s).ok())
 }
 
 fn lowest_price(world: &World, gpu: &FakeGpu, input: Option<&Value>) -> Value {
     let input = input.cloned().unwrap_or(Value::Null);
     let count = input["gpuCount"].as_u64().unwrap_or(1) as u32;
-    let cloud = if input["secureCloud"].as_bool() == Some(false) {
-        "COMMUNITY"
-    } else {
-        "SECURE"
-    };
-    let at = input["dataCenterId"]
-        .as_str()
-        .or(input["countryCode"].as_str());
+    let cloud = if input["secureCloud"].as_bool() == Some(false) { "COMMUNITY" } else { "SECURE" };
+    let at = input["dataCenterId"].as_str().or(input["countryCode"].as_str());
     let level = World::places(cloud)
         .into_iter()
         .filter(|p| at.is_none_or(|a| *p == a || p.contains(&format!("-{a}-"))))
@@ -95,14 +78,8 @@ fn lowest_price(world: &World, gpu: &FakeGpu, input: Option<&Value>) -> Value {
     if level == 0 || count > gpu.max_count || on_demand.is_none() {
         return json!({"minimumBidPrice": null, "uninterruptablePrice": null, "stockStatus": null, "availableGpuCounts": [], "minVcpu": null, "minMemory": null});
     }
-    let counts: Vec<u32> = [1, 2, 4, 8]
-        .into_iter()
-        .filter(|c| *c <= gpu.max_count)
-        .collect();
-    let stock = ["None", "Low", "Medium", "High"]
-        .get(level)
-        .copied()
-        .unwrap_or("None");
+    let counts: Vec<u32> = [1, 2, 4, 8].into_iter().filter(|c| *c <= gpu.max_count).collect();
+    let stock = ["None", "Low", "Medium", "High"].get(level).copied().unwrap_or("None");
     json!({"minimumBidPrice": price(spot), "uninterruptablePrice": price(on_demand), "minVcpu": 8, "minMemory": 50,
            "stockStatus": stock, "availableGpuCounts": counts,
            "maxUnreservedGpuCount": gpu.max_count, "gpuName": gpu.name, "gpuTypeId": gpu.id, "countryCode": at})
@@ -112,10 +89,7 @@ fn gpu_types(world: &World, field: &Field) -> Value {
     let input = field.args.get("input").cloned().unwrap_or(Value::Null);
     let ids: Vec<String> = match (&input["id"], &input["ids"]) {
         (Value::String(id), _) => vec![id.clone()],
-        (_, Value::Array(ids)) => ids
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
+        (_, Value::Array(ids)) => ids.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
     };
     let live = world.spot == SpotSchema::Live;
@@ -146,32 +120,22 @@ fn create_request(input: &Value, spot: bool) -> CreateRequest {
         .map(|a| {
             a.iter()
                 .filter_map(|e| {
-                    Some((
-                        e["key"].as_str()?.to_string(),
-                        e["value"].as_str().unwrap_or_default().to_string(),
-                    ))
+                    Some((e["key"].as_str()?.to_string(), e["value"].as_str().unwrap_or_default().to_string()))
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let gpu = input["gpuTypeId"]
-        .as_str()
-        .or(input["gpuTypeIdList"][0].as_str())
-        .unwrap_or_default();
+    let gpu = input["gpuTypeId"].as_str().or(input["gpuTypeIdList"][0].as_str()).unwrap_or_default();
     let cloud = match input["cloudType"].as_str() {
         Some("COMMUNITY") => "COMMUNITY",
         _ => "SECURE",
     };
-    let location = input["dataCenterId"]
-        .as_str()
-        .or(input["countryCode"].as_str());
+    let location = input["dataCenterId"].as_str().or(input["countryCode"].as_str());
     let locations = match location {
         Some(l) if l.contains('-') => vec![l.to_string()],
-        Some(cc) => World::places(cloud)
-            .into_iter()
-            .filter(|p| p.contains(&format!("-{cc}-")))
-            .map(str::to_string)
-            .collect(),
+        Some(cc) => {
+            World::places(cloud).into_iter().filter(|p| p.contains(&format!("-{cc}-"))).map(str::to_string).collect()
+        }
         None => Vec::new(),
     };
     CreateRequest {
@@ -184,20 +148,11 @@ fn create_request(input: &Value, spot: bool) -> CreateRequest {
         locations,
         ports: input["ports"]
             .as_str()
-            .map(|p| {
-                p.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|p| p.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
             .unwrap_or_default(),
         start_ssh: input["startSsh"].as_bool().unwrap_or(false),
         disk: input["containerDiskInGb"].as_u64().unwrap_or(50) as u32,
-        bid_per_gpu: if spot {
-            Some(decimal(input.get("bidPerGpu")).unwrap_or_default())
-        } else {
-            None
-        },
+        bid_per_gpu: if spot { Some(decimal(input.get("bidPerGpu")).unwrap_or_default()) } else { None },
         via: "graphql",
     }
 }
@@ -215,27 +170,13 @@ fn resolve(world: &mut World, field: &Field) -> Resolved {
     Ok(match field.name.as_str() {
         "__typename" => json!("Query"),
         "gpuTypes" => return Ok(gpu_types(world, field)),
-        "pod" => project(
-            &pod_value(world, &pod_id).unwrap_or(Value::Null),
-            &field.selections,
-            "Pod",
-        ),
+        "pod" => project(&pod_value(world, &pod_id).unwrap_or(Value::Null), &field.selections, "Pod"),
         "myself" => {
-            let pods: Vec<Value> = world
-                .pods
-                .keys()
-                .filter_map(|id| pod_value(world, id))
-                .collect();
-            project(
-                &json!({"id": "user_fake", "pods": pods}),
-                &field.selections,
-                "User",
-            )
+            let pods: Vec<Value> = world.pods.keys().filter_map(|id| pod_value(world, id)).collect();
+            project(&json!({"id": "user_fake", "pods": pods}), &field.selections, "User")
         }
         "podFindAndDeployOnDemand" | "podRentInterruptable" => {
-            if input["imageName"].as_str().is_none_or(str::is_empty)
-                && input["templateId"].is_null()
-            {
+            if input["imageName"].as_str().is_none_or(str::is_empty) && input["templateId"].is_null() {
                 return Err(("imageName is required".into(), "BAD_USER_INPUT"));
             }
             match world.create(create_request(&input, field.name == "podRentInterruptable")) {
@@ -250,26 +191,15 @@ fn resolve(world: &mut World, field: &Field) -> Resolved {
         },
         "podStop" => {
             world.pods.get_mut(&pod_id).ok_or_else(not_found)?.exited = Some("User");
-            project(
-                &pod_value(world, &pod_id).unwrap_or_default(),
-                &field.selections,
-                "Pod",
-            )
+            project(&pod_value(world, &pod_id).unwrap_or_default(), &field.selections, "Pod")
         }
         "podResume" | "podBidResume" => {
             let bid = decimal(input.get("bidPerGpu"));
             let pod = world.pods.get(&pod_id).ok_or_else(not_found)?;
             if pod.spot && field.name == "podResume" {
-                return Err((
-                    "Cannot resume a spot pod as an on demand pod.".into(),
-                    "BAD_USER_INPUT",
-                ));
+                return Err(("Cannot resume a spot pod as an on demand pod.".into(), "BAD_USER_INPUT"));
             }
-            let minimum = world
-                .gpus
-                .iter()
-                .find(|g| g.id == pod.gpu)
-                .and_then(|g| World::prices(g, &pod.cloud).1);
+            let minimum = world.gpus.iter().find(|g| g.id == pod.gpu).and_then(|g| World::prices(g, &pod.cloud).1);
             if field.name == "podBidResume" && bid.zip(minimum).is_none_or(|(b, m)| b < m) {
                 return Err((super::NO_SPOT_CAPACITY.into(), "BAD_USER_INPUT"));
             }
@@ -281,11 +211,7 @@ fn resolve(world: &mut World, field: &Field) -> Resolved {
                     p.cost = b * Decimal::from(p.gpu_count);
                 }
             }
-            project(
-                &pod_value(world, &pod_id).unwrap_or_default(),
-                &field.selections,
-                "Pod",
-            )
+            project(&pod_value(world, &pod_id).unwrap_or_default(), &field.selections, "Pod")
         }
         _ => Value::Null,
     })
@@ -309,23 +235,13 @@ pub(crate) async fn serve(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let key = bearer
-        .or(query.get("api_key").map(String::as_str))
-        .unwrap_or("");
+    let key = bearer.or(query.get("api_key").map(String::as_str)).unwrap_or("");
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"errors": [{"message": "POST body sent invalid JSON."}]}),
-        );
+        return answer(StatusCode::BAD_REQUEST, json!({"errors": [{"message": "POST body sent invalid JSON."}]}));
     };
     let document = request["query"].as_str().unwrap_or_default().to_string();
-    let variables = request["variables"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    world
-        .documents
-        .push((document.clone(), Value::Object(variables.clone())));
+    let variables = request["variables"].as_object().cloned().unwrap_or_default();
+    world.documents.push((document.clone(), Value::Object(variables.clone())));
     let op = match parse(&document, &variables) {
         Ok(op) => op,
         Err(e) => {

@@ -43,11 +43,7 @@ pub struct RunPodFakeConfig {
 
 impl Default for RunPodFakeConfig {
     fn default() -> Self {
-        RunPodFakeConfig {
-            seed: 1,
-            boot_delay: Duration::from_millis(100),
-            api_key: Some("test-key".into()),
-        }
+        RunPodFakeConfig { seed: 1, boot_delay: Duration::from_millis(100), api_key: Some("test-key".into()) }
     }
 }
 
@@ -63,7 +59,8 @@ pub enum SpotSchema {
 }
 
 /// RunPod's capacity message (GraphQL `errors[0].message`, REST v2 `detail`).
-pub const NO_CAPACITY: &str = "There are no longer any instances available with the requested specifications. Please refresh and try again.";
+pub const NO_CAPACITY: &str =
+    "There are no longer any instances available with the requested specifications. Please refresh and try again.";
 /// The spot variant.
 pub const NO_SPOT_CAPACITY: &str =
     "There are no instances available with the request specifications. Please try again later.";
@@ -121,19 +118,12 @@ impl World {
     }
 
     fn places(cloud: &str) -> Vec<&'static str> {
-        let list: &[(&str, &str)] = if cloud == "COMMUNITY" {
-            &COMMUNITY_DCS
-        } else {
-            &SECURE_DCS
-        };
+        let list: &[(&str, &str)] = if cloud == "COMMUNITY" { &COMMUNITY_DCS } else { &SECURE_DCS };
         list.iter().map(|(id, _)| *id).collect()
     }
 
     fn level(&self, gpu: &str, place: &str) -> usize {
-        self.stock
-            .get(&(gpu.to_string(), place.to_string()))
-            .copied()
-            .unwrap_or(0)
+        self.stock.get(&(gpu.to_string(), place.to_string())).copied().unwrap_or(0)
     }
 
     fn phase(&self, pod: &FakePod) -> Phase {
@@ -160,30 +150,19 @@ impl World {
             )));
         }
         let (price, spot_price) = Self::prices(&gpu, &req.cloud);
-        let capacity = if req.bid_per_gpu.is_some() {
-            NO_SPOT_CAPACITY
-        } else {
-            NO_CAPACITY
-        };
+        let capacity = if req.bid_per_gpu.is_some() { NO_SPOT_CAPACITY } else { NO_CAPACITY };
         if self.no_capacity {
             return Err(CreateError::Capacity(capacity));
         }
         let places = Self::places(&req.cloud);
-        let wanted: Vec<&str> = if req.locations.is_empty() {
-            places.clone()
-        } else {
-            req.locations.iter().map(String::as_str).collect()
-        };
+        let wanted: Vec<&str> =
+            if req.locations.is_empty() { places.clone() } else { req.locations.iter().map(String::as_str).collect() };
         let location = wanted
             .into_iter()
             .find(|p| places.contains(p) && self.level(gpu.id, p) > 0)
             .ok_or(CreateError::Capacity(capacity))?
             .to_string();
-        let percent = self
-            .capacity_failures
-            .get(&(gpu.id.to_string(), location.clone()))
-            .copied()
-            .unwrap_or(0);
+        let percent = self.capacity_failures.get(&(gpu.id.to_string(), location.clone())).copied().unwrap_or(0);
         if percent > 0 && self.rng.random_range(0..100) < percent {
             return Err(CreateError::Capacity(capacity));
         }
@@ -198,15 +177,12 @@ impl World {
                 bid * Decimal::from(req.count)
             }
             None => {
-                price.ok_or_else(|| {
-                    CreateError::Invalid(format!("{} is not sold on {} cloud", gpu.id, req.cloud))
-                })? * Decimal::from(req.count)
+                price.ok_or_else(|| CreateError::Invalid(format!("{} is not sold on {} cloud", gpu.id, req.cloud)))?
+                    * Decimal::from(req.count)
             }
         };
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-        let id: String = (0..14)
-            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
+        let id: String = (0..14).map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char).collect();
         let pod = FakePod {
             id: id.clone(),
             name: req.name,
@@ -286,16 +262,12 @@ impl RunPodFake {
 
     /// Makes `percent`% of creates of `gpu` in `location` fail for capacity, whatever the stock.
     pub fn set_capacity_failure(&self, gpu: &str, location: &str, percent: u32) {
-        self.world()
-            .capacity_failures
-            .insert((gpu.into(), location.into()), percent.min(100));
+        self.world().capacity_failures.insert((gpu.into(), location.into()), percent.min(100));
     }
 
     /// Sets the stock level (0 NONE … 3 HIGH) of a GPU type at a place.
     pub fn set_stock(&self, gpu: &str, location: &str, level: usize) {
-        self.world()
-            .stock
-            .insert((gpu.into(), location.into()), level.min(3));
+        self.world().stock.insert((gpu.into(), location.into()), level.min(3));
     }
 
     /// Pods stay STARTING with no runtime forever (a broken image).
@@ -315,27 +287,17 @@ impl RunPodFake {
 
     /// A pod stopped by its user (EXITED, "Exited by User").
     pub fn stop_by_user(&self, id: &str) -> bool {
-        self.world()
-            .pods
-            .get_mut(id)
-            .map(|p| p.exited = Some("User"))
-            .is_some()
+        self.world().pods.get_mut(id).map(|p| p.exited = Some("User")).is_some()
     }
 
     /// A pod RunPod could not keep (ERROR).
     pub fn fail_pod(&self, id: &str) -> bool {
-        self.world()
-            .pods
-            .get_mut(id)
-            .map(|p| p.error = true)
-            .is_some()
+        self.world().pods.get_mut(id).map(|p| p.error = true).is_some()
     }
 
     /// Shows `status` as the pod's REST v2 status (a value the client may not know).
     pub fn override_status(&self, id: &str, status: &str) {
-        self.world()
-            .status_override
-            .insert(id.into(), status.into());
+        self.world().status_override.insert(id.into(), status.into());
     }
 
     /// Adds `n` on-demand pods made outside tgp (console), for listing tests.

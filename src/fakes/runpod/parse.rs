@@ -114,20 +114,14 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             c if c == '-' || c.is_ascii_digit() => {
                 let start = i;
                 i += 1;
-                while chars
-                    .get(i)
-                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
-                {
+                while chars.get(i).is_some_and(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) {
                     i += 1;
                 }
                 out.push(Tok::Num(chars[start..i].iter().collect()));
             }
             c if c == '_' || c.is_ascii_alphabetic() => {
                 let start = i;
-                while chars
-                    .get(i)
-                    .is_some_and(|c| *c == '_' || c.is_ascii_alphanumeric())
-                {
+                while chars.get(i).is_some_and(|c| *c == '_' || c.is_ascii_alphanumeric()) {
                     i += 1;
                 }
                 out.push(Tok::Name(chars[start..i].iter().collect()));
@@ -151,11 +145,7 @@ impl Parser<'_> {
     }
 
     fn next(&mut self) -> Result<Tok, String> {
-        let t = self
-            .toks
-            .get(self.at)
-            .cloned()
-            .ok_or("Syntax Error: Unexpected <EOF>.")?;
+        let t = self.toks.get(self.at).cloned().ok_or("Syntax Error: Unexpected <EOF>.")?;
         self.at += 1;
         Ok(t)
     }
@@ -170,14 +160,7 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, c: char) -> Result<(), String> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            Err(format!(
-                "Syntax Error: Expected \"{c}\", found {:?}.",
-                self.peek()
-            ))
-        }
+        if self.eat(c) { Ok(()) } else { Err(format!("Syntax Error: Expected \"{c}\", found {:?}.", self.peek())) }
     }
 
     fn name(&mut self) -> Result<String, String> {
@@ -202,19 +185,13 @@ impl Parser<'_> {
         Ok(match self.next()? {
             Tok::Punct('$') => {
                 let name = self.name()?;
-                self.vars
-                    .get(&name)
-                    .or_else(|| self.defaults.get(&name))
-                    .cloned()
-                    .unwrap_or(Value::Null)
+                self.vars.get(&name).or_else(|| self.defaults.get(&name)).cloned().unwrap_or(Value::Null)
             }
             Tok::Num(text) => {
                 if let Ok(i) = text.parse::<i64>() {
                     Value::from(i)
                 } else {
-                    let f: f64 = text
-                        .parse()
-                        .map_err(|_| format!("Syntax Error: Invalid number {text:?}."))?;
+                    let f: f64 = text.parse().map_err(|_| format!("Syntax Error: Invalid number {text:?}."))?;
                     Value::from(f)
                 }
             }
@@ -265,28 +242,11 @@ impl Parser<'_> {
                 return Err("Syntax Error: fragments are not supported by this server.".into());
             }
             let first = self.name()?;
-            let (alias, name) = if self.eat(':') {
-                (Some(first), self.name()?)
-            } else {
-                (None, first)
-            };
-            let args = if self.eat('(') {
-                self.object_fields(')')?
-            } else {
-                Map::new()
-            };
+            let (alias, name) = if self.eat(':') { (Some(first), self.name()?) } else { (None, first) };
+            let args = if self.eat('(') { self.object_fields(')')? } else { Map::new() };
             self.directives()?;
-            let selections = if self.peek() == Some(&Tok::Punct('{')) {
-                self.selections()?
-            } else {
-                Vec::new()
-            };
-            fields.push(Field {
-                alias,
-                name,
-                args,
-                selections,
-            });
+            let selections = if self.peek() == Some(&Tok::Punct('{')) { self.selections()? } else { Vec::new() };
+            fields.push(Field { alias, name, args, selections });
         }
         Ok(fields)
     }
@@ -294,10 +254,7 @@ impl Parser<'_> {
     fn operation(&mut self) -> Result<Operation, String> {
         if self.peek() == Some(&Tok::Punct('{')) {
             let selections = self.selections()?;
-            return Ok(Operation {
-                kind: Kind::Query,
-                selections,
-            });
+            return Ok(Operation { kind: Kind::Query, selections });
         }
         let kind = match self.name()?.as_str() {
             "query" => Kind::Query,
@@ -327,12 +284,7 @@ impl Parser<'_> {
 
 /// Parses the first operation of `document`, with `variables` substituted.
 pub fn parse(document: &str, variables: &Map<String, Value>) -> Result<Operation, String> {
-    let mut parser = Parser {
-        toks: lex(document)?,
-        at: 0,
-        vars: variables,
-        defaults: Map::new(),
-    };
+    let mut parser = Parser { toks: lex(document)?, at: 0, vars: variables, defaults: Map::new() };
     parser.operation()
 }
 

@@ -18,15 +18,13 @@ use super::{CreateError, CreateRequest, Shared, World, lock};
 
 /// An RFC 9457 problem answer.
 pub(crate) fn problem(status: StatusCode, detail: &str, errors: Option<Vec<String>>) -> Response {
-    let mut body = json!({"title": status.canonical_reason().unwrap_or("Error"), "status": status.as_u16(), "detail": detail});
+    let mut body =
+        json!({"title": status.canonical_reason().unwrap_or("Error"), "status": status.as_u16(), "detail": detail});
     if let Some(errors) = errors {
         body["errors"] = json!(errors);
     }
     let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("application/problem+json"),
-    );
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/problem+json"));
     response
 }
 
@@ -39,11 +37,7 @@ fn authorized(world: &World, headers: &HeaderMap) -> Result<(), Response> {
     if world.key_ok(key.trim()) {
         Ok(())
     } else if key.is_empty() {
-        Err(problem(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token",
-            None,
-        ))
+        Err(problem(StatusCode::UNAUTHORIZED, "missing bearer token", None))
     } else {
         Err(problem(StatusCode::UNAUTHORIZED, "invalid api key", None))
     }
@@ -59,10 +53,7 @@ fn gpu_json(world: &World, gpu: &FakeGpu, query: &HashMap<String, String>) -> Va
         "price": {"secure": price(gpu.secure_price), "community": price(gpu.community_price), "serverless": null},
         "maxCount": {"secure": gpu.max_count, "community": if gpu.community_price.is_some() { gpu.max_count } else { 0 }},
     });
-    if query
-        .get("include")
-        .is_some_and(|i| i.contains("AVAILABILITY"))
-    {
+    if query.get("include").is_some_and(|i| i.contains("AVAILABILITY")) {
         let sold = World::prices(gpu, cloud).0.is_some() && count <= gpu.max_count;
         let dcs: Vec<Value> = World::places(cloud)
             .into_iter()
@@ -86,16 +77,8 @@ fn gpu_json(world: &World, gpu: &FakeGpu, query: &HashMap<String, String>) -> Va
 }
 
 fn catalog_query_ok(query: &HashMap<String, String>) -> Result<(), Response> {
-    let availability = query
-        .get("include")
-        .is_some_and(|i| i.contains("AVAILABILITY"));
-    let needs = [
-        "count",
-        "cloud",
-        "countryCodes",
-        "cudaVersions",
-        "minCudaVersion",
-    ];
+    let availability = query.get("include").is_some_and(|i| i.contains("AVAILABILITY"));
+    let needs = ["count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion"];
     if !availability && needs.iter().any(|k| query.contains_key(*k)) {
         return Err(problem(
             StatusCode::BAD_REQUEST,
@@ -104,22 +87,13 @@ fn catalog_query_ok(query: &HashMap<String, String>) -> Result<(), Response> {
         ));
     }
     if availability && !query.contains_key("product") {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "include=AVAILABILITY requires product",
-            None,
-        ));
+        return Err(problem(StatusCode::BAD_REQUEST, "include=AVAILABILITY requires product", None));
     }
-    if let Some(c) = query
-        .get("cloud")
-        .filter(|c| !matches!(c.as_str(), "SECURE" | "COMMUNITY"))
-    {
+    if let Some(c) = query.get("cloud").filter(|c| !matches!(c.as_str(), "SECURE" | "COMMUNITY")) {
         return Err(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid query",
-            Some(vec![format!(
-                "cloud: {c:?} is not one of SECURE, COMMUNITY"
-            )]),
+            Some(vec![format!("cloud: {c:?} is not one of SECURE, COMMUNITY")]),
         ));
     }
     Ok(())
@@ -134,11 +108,7 @@ pub(crate) async fn catalog(
     if let Err(r) = authorized(&world, &headers).and_then(|_| catalog_query_ok(&query)) {
         return r;
     }
-    let gpus: Vec<Value> = world
-        .gpus
-        .iter()
-        .map(|g| gpu_json(&world, g, &query))
-        .collect();
+    let gpus: Vec<Value> = world.gpus.iter().map(|g| gpu_json(&world, g, &query)).collect();
     Json(json!({"gpus": gpus})).into_response()
 }
 
@@ -172,19 +142,11 @@ pub(crate) async fn list(State(s): State<Shared>, headers: HeaderMap) -> Respons
     if let Err(r) = authorized(&world, &headers) {
         return r;
     }
-    let pods: Vec<Value> = world
-        .pods
-        .keys()
-        .filter_map(|id| pod_json(&world, id))
-        .collect();
+    let pods: Vec<Value> = world.pods.keys().filter_map(|id| pod_json(&world, id)).collect();
     Json(json!({"pods": pods})).into_response()
 }
 
-pub(crate) async fn get_pod(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn get_pod(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let world = lock(&s);
     if let Err(r) = authorized(&world, &headers) {
         return r;
@@ -195,11 +157,7 @@ pub(crate) async fn get_pod(
     }
 }
 
-pub(crate) async fn terminate(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+pub(crate) async fn terminate(State(s): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let mut world = lock(&s);
     if let Err(r) = authorized(&world, &headers) {
         return r;
@@ -231,11 +189,7 @@ pub(crate) async fn action(
         _ => ["stop", "terminate"].contains(&action.as_str()),
     };
     if !allowed {
-        return problem(
-            StatusCode::CONFLICT,
-            &format!("action {action:?} is not allowed in the pod's state"),
-            None,
-        );
+        return problem(StatusCode::CONFLICT, &format!("action {action:?} is not allowed in the pod's state"), None);
     }
     match action.as_str() {
         "terminate" => {
@@ -250,11 +204,7 @@ pub(crate) async fn action(
         _ => {
             if let Some(p) = world.pods.get_mut(&id) {
                 if p.spot && action == "start" {
-                    return problem(
-                        StatusCode::CONFLICT,
-                        "Cannot resume a spot pod as an on demand pod.",
-                        None,
-                    );
+                    return problem(StatusCode::CONFLICT, "Cannot resume a spot pod as an on demand pod.", None);
                 }
                 p.exited = None;
                 p.error = false;
@@ -262,9 +212,7 @@ pub(crate) async fn action(
             }
         }
     }
-    pod_json(&world, &id)
-        .map(|v| Json(v).into_response())
-        .unwrap_or_else(|| StatusCode::NO_CONTENT.into_response())
+    pod_json(&world, &id).map(|v| Json(v).into_response()).unwrap_or_else(|| StatusCode::NO_CONTENT.into_response())
 }
 
 const CREATE_FIELDS: [&str; 16] = [
@@ -287,21 +235,13 @@ const CREATE_FIELDS: [&str; 16] = [
 ];
 const GPU_FIELDS: [&str; 4] = ["id", "count", "minCudaVersion", "allowedCudaVersions"];
 
-pub(crate) async fn create(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+pub(crate) async fn create(State(s): State<Shared>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let mut world = lock(&s);
     if let Err(r) = authorized(&world, &headers) {
         return r;
     }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "the body is not a JSON object",
-            None,
-        );
+        return problem(StatusCode::BAD_REQUEST, "the body is not a JSON object", None);
     };
     let mut errors: Vec<String> = body
         .keys()
@@ -326,21 +266,14 @@ pub(crate) async fn create(
     }
     let env = match body.get("env") {
         None => Some(BTreeMap::new()),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-            .collect(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect(),
         Some(_) => None,
     };
     if env.is_none() {
         errors.push("$.env: must be an object of strings".into());
     }
     if !errors.is_empty() {
-        return problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation failed",
-            Some(errors),
-        );
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, "validation failed", Some(errors));
     }
     let Some(gpu) = body.get("gpu").and_then(Value::as_object) else {
         return problem(
@@ -352,30 +285,19 @@ pub(crate) async fn create(
     let list = |k: &str| {
         body.get(k)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect::<Vec<_>>())
             .unwrap_or_default()
     };
     let req = CreateRequest {
         name: name.unwrap_or_default(),
         image: image.unwrap_or_default(),
         env: env.unwrap_or_default(),
-        gpu: gpu
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        gpu: gpu.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
         count: gpu.get("count").and_then(Value::as_u64).unwrap_or(1) as u32,
         cloud: text("cloud").unwrap_or_else(|| "SECURE".into()),
         locations: list("dataCenterIds"),
         ports: list("ports"),
-        start_ssh: body
-            .get("startSsh")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        start_ssh: body.get("startSsh").and_then(Value::as_bool).unwrap_or(false),
         disk: body.get("disk").and_then(Value::as_u64).unwrap_or(50) as u32,
         bid_per_gpu: None,
         via: "rest-v2",

@@ -127,18 +127,10 @@ const LOWEST_INPUT: &[&str] = &[
     "includeAiApi",
 ];
 
-fn check_selection(
-    fields: &[Field],
-    known: &[&str],
-    removed: &[&str],
-    type_name: &str,
-) -> Result<(), String> {
+fn check_selection(fields: &[Field], known: &[&str], removed: &[&str], type_name: &str) -> Result<(), String> {
     for f in fields {
         if !known.contains(&f.name.as_str()) || removed.contains(&f.name.as_str()) {
-            return Err(format!(
-                "Cannot query field \"{}\" on type \"{type_name}\".",
-                f.name
-            ));
+            return Err(format!("Cannot query field \"{}\" on type \"{type_name}\".", f.name));
         }
     }
     Ok(())
@@ -148,9 +140,7 @@ fn check_input(value: Option<&Value>, known: &[&str], type_name: &str) -> Result
     if let Some(Value::Object(map)) = value
         && let Some(k) = map.keys().find(|k| !known.contains(&k.as_str()))
     {
-        return Err(format!(
-            "Field \"{k}\" is not defined by type \"{type_name}\"."
-        ));
+        return Err(format!("Field \"{k}\" is not defined by type \"{type_name}\"."));
     }
     Ok(())
 }
@@ -162,11 +152,7 @@ pub(crate) fn validate(kind: Kind, roots: &[Field], spot: SpotSchema) -> Result<
     } else {
         &[]
     };
-    let spot_ops: &[&str] = if spot == SpotSchema::Live {
-        &[]
-    } else {
-        &["podRentInterruptable", "podBidResume"]
-    };
+    let spot_ops: &[&str] = if spot == SpotSchema::Live { &[] } else { &["podRentInterruptable", "podBidResume"] };
     for root in roots {
         let input = root.args.get("input");
         let (known, type_name): (&[&str], &str) = match kind {
@@ -184,10 +170,7 @@ pub(crate) fn validate(kind: Kind, roots: &[Field], spot: SpotSchema) -> Result<
             ),
         };
         if !known.contains(&root.name.as_str()) || spot_ops.contains(&root.name.as_str()) {
-            return Err(format!(
-                "Cannot query field \"{}\" on type \"{type_name}\".",
-                root.name
-            ));
+            return Err(format!("Cannot query field \"{}\" on type \"{type_name}\".", root.name));
         }
         match root.name.as_str() {
             "gpuTypes" => {
@@ -195,12 +178,7 @@ pub(crate) fn validate(kind: Kind, roots: &[Field], spot: SpotSchema) -> Result<
                 check_selection(&root.selections, GPU_TYPE_FIELDS, spot_fields, "GpuType")?;
                 for lp in root.selections.iter().filter(|f| f.name == "lowestPrice") {
                     check_input(lp.args.get("input"), LOWEST_INPUT, "GpuLowestPriceInput")?;
-                    check_selection(
-                        &lp.selections,
-                        LOWEST_PRICE_FIELDS,
-                        spot_fields,
-                        "LowestPrice",
-                    )?;
+                    check_selection(&lp.selections, LOWEST_PRICE_FIELDS, spot_fields, "LowestPrice")?;
                 }
             }
             "myself" => {
@@ -209,22 +187,16 @@ pub(crate) fn validate(kind: Kind, roots: &[Field], spot: SpotSchema) -> Result<
                     check_selection(&pods.selections, POD_FIELDS, &[], "Pod")?;
                 }
             }
-            "podTerminate" => {
-                check_input(input, &["podId", "incrementVersion"], "PodTerminateInput")?
-            }
+            "podTerminate" => check_input(input, &["podId", "incrementVersion"], "PodTerminateInput")?,
             name => {
                 let (fields, input_type): (Vec<&str>, &str) = match name {
                     "pod" => (vec!["podId"], "PodFilter"),
                     "podStop" => (vec!["podId", "incrementVersion"], "PodStopInput"),
-                    "podResume" => (
-                        vec!["podId", "gpuCount", "syncMachine", "computeType"],
-                        "PodResumeInput",
-                    ),
+                    "podResume" => (vec!["podId", "gpuCount", "syncMachine", "computeType"], "PodResumeInput"),
                     "podBidResume" => (vec!["podId", "bidPerGpu", "gpuCount"], "PodBidResumeInput"),
-                    "podRentInterruptable" => (
-                        DEPLOY_INPUT.iter().copied().chain(["bidPerGpu"]).collect(),
-                        "PodRentInterruptableInput",
-                    ),
+                    "podRentInterruptable" => {
+                        (DEPLOY_INPUT.iter().copied().chain(["bidPerGpu"]).collect(), "PodRentInterruptableInput")
+                    }
                     _ => (DEPLOY_INPUT.to_vec(), "PodFindAndDeployOnDemandInput"),
                 };
                 check_input(input, &fields, input_type)?;

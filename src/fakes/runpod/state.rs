@@ -40,8 +40,7 @@ pub const SECURE_DCS: [(&str, &str); 5] = [
     ("AF-ZA-1", "Africa South 1"),
 ];
 /// Community-cloud places.
-pub const COMMUNITY_DCS: [(&str, &str); 2] =
-    [("US-CA-2", "US California 2"), ("EU-CZ-1", "EU Czechia 1")];
+pub const COMMUNITY_DCS: [(&str, &str); 2] = [("US-CA-2", "US California 2"), ("EU-CZ-1", "EU Czechia 1")];
 
 const BASE: [(&str, &str, u32, i64, u32); 6] = [
     ("NVIDIA H100 80GB HBM3", "H100 SXM", 80, 269, 8),

@@ -104,16 +104,8 @@ pub fn seed_offers(seed: u64, count: usize) -> Vec<FakeOffer> {
         .map(|i| {
             let (name, ram, cents, cap) = MODELS[i % MODELS.len()];
             let first_round = i < MODELS.len();
-            let num_gpus = if first_round {
-                1
-            } else {
-                [1, 1, 2, 4, 8][rng.random_range(0..5)]
-            };
-            let place = if first_round {
-                PLACES[i % 4]
-            } else {
-                PLACES[rng.random_range(0..PLACES.len())]
-            };
+            let num_gpus = if first_round { 1 } else { [1, 1, 2, 4, 8][rng.random_range(0..5)] };
+            let place = if first_round { PLACES[i % 4] } else { PLACES[rng.random_range(0..PLACES.len())] };
             let per_gpu = cents as f64 * rng.random_range(80..=120) as f64 / 10_000.0;
             let dph_base = round(per_gpu * num_gpus as f64, 3);
             let min_bid = round(dph_base * rng.random_range(35..=60) as f64 / 100.0, 3);
@@ -121,11 +113,7 @@ pub fn seed_offers(seed: u64, count: usize) -> Vec<FakeOffer> {
                 id: 27_384_100 + i as u64,
                 machine_id: 41_000 + (seed % 1000) * 100 + i as u64,
                 num_gpus,
-                gpu_name: if !first_round && i % 5 == 0 {
-                    format!("{name} ")
-                } else {
-                    name.to_string()
-                },
+                gpu_name: if !first_round && i % 5 == 0 { format!("{name} ") } else { name.to_string() },
                 gpu_ram: ram,
                 compute_cap: cap,
                 cpu_cores: (first_round || i % 7 != 0).then_some(16 * num_gpus),
@@ -134,11 +122,7 @@ pub fn seed_offers(seed: u64, count: usize) -> Vec<FakeOffer> {
                 storage_cost: [0.1, 0.15, 0.2][rng.random_range(0..3)],
                 reliability: round(rng.random_range(0.9..0.9999), 4),
                 geolocation: place.map(str::to_string),
-                verification: if !first_round && i % 11 == 0 {
-                    "unverified"
-                } else {
-                    "verified"
-                },
+                verification: if !first_round && i % 11 == 0 { "unverified" } else { "verified" },
                 rented: false,
             }
         })
@@ -200,10 +184,9 @@ fn same(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         // GPU names: Vast's CLI users type `RTX_4090`; a lenient server normalises it.
-        (Value::String(a), Value::String(b)) => a
-            .trim()
-            .replace('_', " ")
-            .eq_ignore_ascii_case(&b.trim().replace('_', " ")),
+        (Value::String(a), Value::String(b)) => {
+            a.trim().replace('_', " ").eq_ignore_ascii_case(&b.trim().replace('_', " "))
+        }
         (a, b) => a == b,
     }
 }
@@ -212,11 +195,7 @@ fn same(actual: &Value, expected: &Value) -> bool {
 pub fn test(actual: Option<&Value>, op: &str, expected: &Value) -> bool {
     let actual = actual.filter(|v| !v.is_null());
     let number = |v: &Value| v.as_f64();
-    let listed = || {
-        expected
-            .as_array()
-            .is_some_and(|list| actual.is_some_and(|a| list.iter().any(|e| same(a, e))))
-    };
+    let listed = || expected.as_array().is_some_and(|list| actual.is_some_and(|a| list.iter().any(|e| same(a, e))));
     let order = |f: fn(f64, f64) -> bool| match (actual.and_then(number), number(expected)) {
         (Some(a), Some(b)) => f(a, b),
         _ => false,
@@ -235,37 +214,23 @@ pub fn test(actual: Option<&Value>, op: &str, expected: &Value) -> bool {
 }
 
 /// Keys of a search body that are not filters.
-const NOT_FILTERS: &[&str] = &[
-    "order",
-    "limit",
-    "type",
-    "allocated_storage",
-    "disable_bundling",
-    "georegion",
-    "chunked",
-];
+const NOT_FILTERS: &[&str] =
+    &["order", "limit", "type", "allocated_storage", "disable_bundling", "georegion", "chunked"];
 
 /// Does an offer (as JSON) pass a search body's filters?
 pub fn passes(offer: &Value, query: &Map<String, Value>) -> bool {
-    query
-        .iter()
-        .filter(|(field, _)| !NOT_FILTERS.contains(&field.as_str()))
-        .all(|(field, condition)| {
-            let Some(ops) = condition.as_object() else {
-                return true;
-            };
-            let actual = match field.as_str() {
-                "verified" => Some(json!(offer["verification"] == "verified")),
-                "datacenter" => Some(json!(offer["hosting_type"].as_u64().unwrap_or(0) >= 1)),
-                "geolocation" => offer["geolocation"]
-                    .as_str()
-                    .and_then(country)
-                    .map(Value::from),
-                other => offer.get(other).cloned(),
-            };
-            ops.iter()
-                .all(|(op, expected)| test(actual.as_ref(), op, expected))
-        })
+    query.iter().filter(|(field, _)| !NOT_FILTERS.contains(&field.as_str())).all(|(field, condition)| {
+        let Some(ops) = condition.as_object() else {
+            return true;
+        };
+        let actual = match field.as_str() {
+            "verified" => Some(json!(offer["verification"] == "verified")),
+            "datacenter" => Some(json!(offer["hosting_type"].as_u64().unwrap_or(0) >= 1)),
+            "geolocation" => offer["geolocation"].as_str().and_then(country).map(Value::from),
+            other => offer.get(other).cloned(),
+        };
+        ops.iter().all(|(op, expected)| test(actual.as_ref(), op, expected))
+    })
 }
 
 /// Sorts offers by a search body's `order` (`[[field, "asc"|"desc"], ...]`).
@@ -304,11 +269,7 @@ mod tests {
         let a = seed_offers(7, 40);
         let b = seed_offers(7, 40);
         let c = seed_offers(8, 40);
-        let prices = |o: &[FakeOffer]| {
-            o.iter()
-                .map(|o| (o.dph_base, o.min_bid))
-                .collect::<Vec<_>>()
-        };
+        let prices = |o: &[FakeOffer]| o.iter().map(|o| (o.dph_base, o.min_bid)).collect::<Vec<_>>();
         assert_eq!(prices(&a), prices(&b));
         assert_ne!(prices(&a), prices(&c));
         assert!(a.iter().all(|o| o.min_bid < o.dph_base && o.min_bid > 0.0));
@@ -320,16 +281,10 @@ mod tests {
     fn search_filters_work_like_vasts() {
         let offer = seed_offers(1, 1).remove(0).to_json(false, 40.0);
         let q = |v: Value| passes(&offer, v.as_object().unwrap());
-        assert!(q(
-            json!({"gpu_name": {"in": ["H100_SXM"]}, "num_gpus": {"gte": 1, "lte": 8}})
-        ));
-        assert!(q(
-            json!({"geolocation": {"in": ["US", "CA"]}, "verified": {"eq": true}})
-        ));
+        assert!(q(json!({"gpu_name": {"in": ["H100_SXM"]}, "num_gpus": {"gte": 1, "lte": 8}})));
+        assert!(q(json!({"geolocation": {"in": ["US", "CA"]}, "verified": {"eq": true}})));
         assert!(!q(json!({"geolocation": {"notin": ["US"]}})));
         assert!(!q(json!({"dph_total": {"lt": 0.01}})));
-        assert!(q(
-            json!({"order": [["dph_total", "asc"]], "type": "bid", "limit": 3})
-        ));
+        assert!(q(json!({"order": [["dph_total", "asc"]], "type": "bid", "limit": 3})));
     }
 }

@@ -85,10 +85,7 @@ impl FakeInstance {
             return p.clone();
         }
         let elapsed = self.created.elapsed();
-        let booting = |actual: Option<&str>| Pinned {
-            actual: actual.map(str::to_string),
-            ..Pinned::all("running")
-        };
+        let booting = |actual: Option<&str>| Pinned { actual: actual.map(str::to_string), ..Pinned::all("running") };
         if self.outcome == BootOutcome::OciError {
             return Pinned {
                 status_msg: Some(

@@ -11,26 +11,13 @@ use super::catalog::test;
 use super::routes::{Q, S, admit, fail, reply};
 
 pub async fn list_v0(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "GET /instances",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+    if let Err(r) = admit(&s, "GET /instances", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
-    let all: Vec<Value> = s
-        .lock()
-        .instances
-        .values()
-        .map(|i| i.to_json(s.config.boot_delay))
-        .collect();
+    let all: Vec<Value> = s.lock().instances.values().map(|i| i.to_json(s.config.boot_delay)).collect();
     let mut r = reply(StatusCode::OK, json!({"instances": all}));
     if s.config.deprecate_v0_list {
-        r.headers_mut()
-            .insert("deprecation", HeaderValue::from_static("true"));
+        r.headers_mut().insert("deprecation", HeaderValue::from_static("true"));
     }
     r
 }
@@ -56,14 +43,7 @@ fn token(id: u64) -> String {
 }
 
 pub async fn list_v1(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "GET /v1/instances",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+    if let Err(r) = admit(&s, "GET /v1/instances", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let max = i64::from(s.config.page_size);
@@ -74,32 +54,18 @@ pub async fn list_v1(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
     } as usize;
     let after = match q.get("after_token") {
         None => 0,
-        Some(t) => match t
-            .strip_prefix("eyJ")
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-        {
+        Some(t) => match t.strip_prefix("eyJ").and_then(|h| u64::from_str_radix(h, 16).ok()) {
             Some(id) => id,
             None => {
-                return fail(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_token",
-                    "Invalid after_token",
-                );
+                return fail(StatusCode::BAD_REQUEST, "invalid_token", "Invalid after_token");
             }
         },
     };
-    let filters = match q
-        .get("select_filters")
-        .map(|f| serde_json::from_str::<Value>(f))
-    {
+    let filters = match q.get("select_filters").map(|f| serde_json::from_str::<Value>(f)) {
         None => Map::new(),
         Some(Ok(Value::Object(f))) => f,
         Some(_) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Error in query parameters: select_filters",
-            );
+            return fail(StatusCode::BAD_REQUEST, "invalid_request", "Error in query parameters: select_filters");
         }
     };
     if let Some(bad) = filters.keys().find(|k| !STORED.contains(&k.as_str())) {
@@ -116,28 +82,19 @@ pub async fn list_v1(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
         .map(|i| i.to_json(s.config.boot_delay))
         .filter(|i| {
             filters.iter().all(|(field, ops)| {
-                ops.as_object()
-                    .is_some_and(|ops| ops.iter().all(|(op, v)| test(i.get(field), op, v)))
+                ops.as_object().is_some_and(|ops| ops.iter().all(|(op, v)| test(i.get(field), op, v)))
             })
         })
         .collect();
     let mut label_counts = Map::new();
     for i in &matching {
         let label = i["label"].as_str().unwrap_or("").to_string();
-        let n = label_counts
-            .get(&label)
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let n = label_counts.get(&label).and_then(Value::as_u64).unwrap_or(0);
         label_counts.insert(label, json!(n + 1));
     }
-    let rest: Vec<&Value> = matching
-        .iter()
-        .filter(|i| i["id"].as_u64().unwrap_or(0) > after)
-        .collect();
+    let rest: Vec<&Value> = matching.iter().filter(|i| i["id"].as_u64().unwrap_or(0) > after).collect();
     let page: Vec<Value> = rest.iter().take(limit).map(|v| (*v).clone()).collect();
-    let next = (rest.len() > page.len())
-        .then(|| page.last().and_then(|v| v["id"].as_u64()).map(token))
-        .flatten();
+    let next = (rest.len() > page.len()).then(|| page.last().and_then(|v| v["id"].as_u64()).map(token)).flatten();
     reply(
         StatusCode::OK,
         json!({"success": true, "instances_found": matching.len(),

@@ -92,9 +92,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, FakeState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -122,13 +120,8 @@ impl VastAiFake {
             created: Vec::new(),
             last_call: HashMap::new(),
         };
-        let shared = Arc::new(Shared {
-            config,
-            state: Mutex::new(state),
-        });
-        let server =
-            FakeServer::start_on(addr, routes::router(shared.clone()), FakeControl::default())
-                .await?;
+        let shared = Arc::new(Shared { config, state: Mutex::new(state) });
+        let server = FakeServer::start_on(addr, routes::router(shared.clone()), FakeControl::default()).await?;
         Ok(VastAiFake { server, shared })
     }
 
@@ -145,10 +138,7 @@ impl VastAiFake {
     /// One instance's JSON as `GET /api/v0/instances/{id}/` shows it.
     pub fn instance_json(&self, id: u64) -> Option<Value> {
         let state = self.shared.lock();
-        state
-            .instances
-            .get(&id)
-            .map(|i| i.to_json(self.shared.config.boot_delay))
+        state.instances.get(&id).map(|i| i.to_json(self.shared.config.boot_delay))
     }
 
     /// Someone else rents the offer: it leaves the market (a rent then gets 404 `no_such_ask`).
@@ -246,11 +236,6 @@ impl FakeProvider for VastAiFake {
 
     /// Instances that exist, stopped ones included (they still bill storage).
     fn live_machines(&self) -> Vec<String> {
-        self.shared
-            .lock()
-            .instances
-            .keys()
-            .map(u64::to_string)
-            .collect()
+        self.shared.lock().instances.keys().map(u64::to_string).collect()
     }
 }

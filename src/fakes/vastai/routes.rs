@@ -32,22 +32,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         router = router
             .route(&format!("/api/v0/bundles{slash}"), post(search))
             .route(&format!("/api/v0/asks/{{id}}{slash}"), put(create))
-            .route(
-                &format!("/api/v0/instances{slash}"),
-                get(super::listing::list_v0),
-            )
-            .route(
-                &format!("/api/v0/instances/{{id}}{slash}"),
-                get(show).put(change).delete(destroy),
-            )
-            .route(
-                &format!("/api/v0/instances/bid_price/{{id}}{slash}"),
-                put(change_bid),
-            )
-            .route(
-                &format!("/api/v1/instances{slash}"),
-                get(super::listing::list_v1),
-            );
+            .route(&format!("/api/v0/instances{slash}"), get(super::listing::list_v0))
+            .route(&format!("/api/v0/instances/{{id}}{slash}"), get(show).put(change).delete(destroy))
+            .route(&format!("/api/v0/instances/bid_price/{{id}}{slash}"), put(change_bid))
+            .route(&format!("/api/v1/instances{slash}"), get(super::listing::list_v1));
     }
     router.with_state(shared)
 }
@@ -74,15 +62,9 @@ pub(super) fn admit(
     if let Some(min) = s.config.min_interval {
         let mut state = s.lock();
         let now = Instant::now();
-        if state
-            .last_call
-            .get(endpoint)
-            .is_some_and(|t| now.duration_since(*t) < min)
-        {
-            let mut r =
-                (StatusCode::TOO_MANY_REQUESTS, "API requests too frequent").into_response();
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("text/plain"));
+        if state.last_call.get(endpoint).is_some_and(|t| now.duration_since(*t) < min) {
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, "API requests too frequent").into_response();
+            r.headers_mut().insert("content-type", HeaderValue::from_static("text/plain"));
             return Err(r);
         }
         state.last_call.insert(endpoint, now);
@@ -99,41 +81,23 @@ pub(super) fn admit(
         (Some(k), Some(accepted)) => k == accepted,
         (Some(_), None) => true,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(fail(bad_key, "auth_error", "Invalid user key"))
-    }
+    if ok { Ok(()) } else { Err(fail(bad_key, "auth_error", "Invalid user key")) }
 }
 
 fn object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         _ if body.is_empty() => Ok(Map::new()),
-        _ => Err(fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid json body",
-        )),
+        _ => Err(fail(StatusCode::BAD_REQUEST, "invalid_request", "Invalid json body")),
     }
 }
 
 fn id_of(raw: &str) -> Result<u64, Response> {
-    raw.parse().map_err(|_| {
-        fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_args",
-            "invalid instance_id",
-        )
-    })
+    raw.parse().map_err(|_| fail(StatusCode::BAD_REQUEST, "invalid_args", "invalid instance_id"))
 }
 
 async fn search(State(s): S, headers: HeaderMap, Query(q): Q, body: Bytes) -> Response {
-    let bad_key = if s.config.bundles_bad_key_404 {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::UNAUTHORIZED
-    };
+    let bad_key = if s.config.bundles_bad_key_404 { StatusCode::NOT_FOUND } else { StatusCode::UNAUTHORIZED };
     if let Err(r) = admit(&s, "POST /bundles", &headers, &q, true, bad_key) {
         return r;
     }
@@ -142,38 +106,17 @@ async fn search(State(s): S, headers: HeaderMap, Query(q): Q, body: Bytes) -> Re
         Err(r) => return r,
     };
     let bid = query.get("type").and_then(Value::as_str) == Some("bid");
-    let storage = query
-        .get("allocated_storage")
-        .and_then(Value::as_f64)
-        .unwrap_or(8.0);
+    let storage = query.get("allocated_storage").and_then(Value::as_f64).unwrap_or(8.0);
     let limit = query.get("limit").and_then(Value::as_u64).unwrap_or(64) as usize;
-    let mut offers: Vec<Value> = s
-        .lock()
-        .offers
-        .iter()
-        .map(|o| o.to_json(bid, storage))
-        .filter(|o| passes(o, &query))
-        .collect();
+    let mut offers: Vec<Value> =
+        s.lock().offers.iter().map(|o| o.to_json(bid, storage)).filter(|o| passes(o, &query)).collect();
     sort(&mut offers, query.get("order"));
     offers.truncate(limit);
     reply(StatusCode::OK, json!({"offers": offers}))
 }
 
-async fn create(
-    State(s): S,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    Query(q): Q,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "PUT /asks",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+async fn create(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q): Q, body: Bytes) -> Response {
+    if let Err(r) = admit(&s, "PUT /asks", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let request = match object(&body) {
@@ -181,11 +124,7 @@ async fn create(
         Err(r) => return r,
     };
     let Ok(ask) = raw.parse::<u64>() else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_args",
-            "error 400/3467: Invalid args: ask id",
-        );
+        return fail(StatusCode::BAD_REQUEST, "invalid_args", "error 400/3467: Invalid args: ask id");
     };
     let mut state = s.lock();
     state.created.push(Value::Object(request.clone()));
@@ -196,36 +135,16 @@ async fn create(
             "msg": format!("error 404/3603: no_such_ask Instance type by id {ask} is not available.")}),
         )
     };
-    let Some(offer) = state
-        .offers
-        .iter()
-        .find(|o| o.id == ask && !o.rented)
-        .cloned()
-    else {
+    let Some(offer) = state.offers.iter().find(|o| o.id == ask && !o.rented).cloned() else {
         return gone();
     };
-    let image = request
-        .get("image")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
+    let image = request.get("image").and_then(Value::as_str).unwrap_or("").trim();
     if image.is_empty() && request.get("template_hash_id").is_none_or(Value::is_null) {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_args",
-            "error 400/3467: Invalid args: image is required",
-        );
+        return fail(StatusCode::BAD_REQUEST, "invalid_args", "error 400/3467: Invalid args: image is required");
     }
-    let label = request
-        .get("label")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let label = request.get("label").and_then(Value::as_str).map(str::to_string);
     if label.as_ref().is_some_and(|l| l.len() > 256) {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_args",
-            "error 400/3467: Invalid args: label too long",
-        );
+        return fail(StatusCode::BAD_REQUEST, "invalid_args", "error 400/3467: Invalid args: label too long");
     }
     let bid = match request.get("price") {
         None | Some(Value::Null) => None,
@@ -240,10 +159,7 @@ async fn create(
             }
         },
     };
-    let cancel_unavail = request
-        .get("cancel_unavail")
-        .and_then(Value::as_bool)
-        .unwrap_or(bid.is_none());
+    let cancel_unavail = request.get("cancel_unavail").and_then(Value::as_bool).unwrap_or(bid.is_none());
     if state.no_capacity && cancel_unavail {
         return reply(
             StatusCode::GONE,
@@ -289,14 +205,7 @@ async fn create(
 }
 
 async fn show(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q): Q) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "GET /instances/{id}",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+    if let Err(r) = admit(&s, "GET /instances/{id}", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let id = match id_of(&raw) {
@@ -304,28 +213,12 @@ async fn show(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q)
         Err(r) => return r,
     };
     let state = s.lock();
-    let instance = state
-        .instances
-        .get(&id)
-        .map(|i| i.to_json(s.config.boot_delay));
+    let instance = state.instances.get(&id).map(|i| i.to_json(s.config.boot_delay));
     reply(StatusCode::OK, json!({"instances": instance}))
 }
 
-async fn change(
-    State(s): S,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    Query(q): Q,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "PUT /instances/{id}",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+async fn change(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q): Q, body: Bytes) -> Response {
+    if let Err(r) = admit(&s, "PUT /instances/{id}", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let (id, request) = match (id_of(&raw), object(&body)) {
@@ -334,11 +227,7 @@ async fn change(
     };
     let mut state = s.lock();
     let Some(instance) = state.instances.get_mut(&id) else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            "no_such_instance",
-            "Instance with that ID does not exist.",
-        );
+        return fail(StatusCode::NOT_FOUND, "no_such_instance", "Instance with that ID does not exist.");
     };
     if let Some(label) = request.get("label").and_then(Value::as_str) {
         instance.label = Some(label.to_string());
@@ -356,72 +245,32 @@ async fn change(
     reply(StatusCode::OK, json!({"success": true}))
 }
 
-async fn change_bid(
-    State(s): S,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    Query(q): Q,
-    body: Bytes,
-) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "PUT /instances/bid_price",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+async fn change_bid(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q): Q, body: Bytes) -> Response {
+    if let Err(r) = admit(&s, "PUT /instances/bid_price", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let (id, request) = match (id_of(&raw), object(&body)) {
         (Ok(id), Ok(b)) => (id, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let Some(price) = request
-        .get("price")
-        .and_then(Value::as_f64)
-        .filter(|p| (0.001..=32.0).contains(p))
-    else {
-        return fail(
-            StatusCode::BAD_REQUEST,
-            "invalid_args",
-            "Please set a bid price >= 0.001.",
-        );
+    let Some(price) = request.get("price").and_then(Value::as_f64).filter(|p| (0.001..=32.0).contains(p)) else {
+        return fail(StatusCode::BAD_REQUEST, "invalid_args", "Please set a bid price >= 0.001.");
     };
     let mut state = s.lock();
     let Some(instance) = state.instances.get_mut(&id) else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            "no_such_instance",
-            "Instance with that ID does not exist.",
-        );
+        return fail(StatusCode::NOT_FOUND, "no_such_instance", "Instance with that ID does not exist.");
     };
     instance.bid = Some(price);
     instance.is_bid = true;
-    let paused = instance
-        .pinned
-        .as_ref()
-        .is_some_and(|p| p.actual.as_deref() == Some("stopped"));
+    let paused = instance.pinned.as_ref().is_some_and(|p| p.actual.as_deref() == Some("stopped"));
     if paused && price >= instance.offer.min_bid {
         instance.pinned = Some(Pinned::all("running"));
     }
     reply(StatusCode::OK, json!({"success": true}))
 }
 
-async fn destroy(
-    State(s): S,
-    Path(raw): Path<String>,
-    headers: HeaderMap,
-    Query(q): Q,
-) -> Response {
-    if let Err(r) = admit(
-        &s,
-        "DELETE /instances/{id}",
-        &headers,
-        &q,
-        false,
-        StatusCode::UNAUTHORIZED,
-    ) {
+async fn destroy(State(s): S, Path(raw): Path<String>, headers: HeaderMap, Query(q): Q) -> Response {
+    if let Err(r) = admit(&s, "DELETE /instances/{id}", &headers, &q, false, StatusCode::UNAUTHORIZED) {
         return r;
     }
     let id = match id_of(&raw) {
@@ -435,8 +284,5 @@ async fn destroy(
     if let Some(o) = state.offers.iter_mut().find(|o| o.id == instance.offer.id) {
         o.rented = false;
     }
-    reply(
-        StatusCode::OK,
-        json!({"success": true, "msg": format!("destroying instance {id}.")}),
-    )
+    reply(StatusCode::OK, json!({"success": true, "msg": format!("destroying instance {id}.")}))
 }

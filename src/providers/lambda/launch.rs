@@ -23,11 +23,7 @@ pub fn offer_id(type_name: &str, region: &str) -> String {
 /// The (instance type, region code) of an offer id, when it is one.
 pub fn parse_offer_id(id: &str) -> Option<(&str, &str)> {
     let (type_name, region) = id.split_once('@')?;
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     (token(type_name) && token(region)).then_some((type_name, region))
 }
 
@@ -53,39 +49,25 @@ fn shell_quote(s: &str) -> String {
 
 /// The cloud-init user data that runs `image` with `env` under Docker on the Lambda Stack VM
 /// (which ships Docker with the NVIDIA runtime). Errors say what cannot be passed.
-pub fn user_data(
-    attempt: &str,
-    image: &str,
-    env: &BTreeMap<String, String>,
-) -> Result<String, String> {
+pub fn user_data(attempt: &str, image: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
     let image = image.trim();
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "image {image:?} is not a container image reference"
-        ));
+        return Err(format!("image {image:?} is not a container image reference"));
     }
     let mut script = format!(
         "#!/bin/bash\n# tgp attempt {attempt}: runs the requested image with its environment.\nset -eu\n\
          docker run -d --restart unless-stopped --gpus all --name tgp-workload \\\n"
     );
     for (key, value) in env {
-        let valid = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!(
-                "environment variable name {key:?} is not valid (letters, digits, _)"
-            ));
+            return Err(format!("environment variable name {key:?} is not valid (letters, digits, _)"));
         }
         if value.contains('\0') {
             return Err(format!("environment variable {key} contains a NUL byte"));
         }
-        script.push_str(&format!(
-            "  -e {} \\\n",
-            shell_quote(&format!("{key}={value}"))
-        ));
+        script.push_str(&format!("  -e {} \\\n", shell_quote(&format!("{key}={value}"))));
     }
     script.push_str(&format!("  {}\n", shell_quote(image)));
     if script.len() > MAX_USER_DATA {

@@ -24,13 +24,11 @@ use chrono::Utc;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
-    ProviderInfo, ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
+    ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
-use tgp_events::{
-    AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy,
-};
+use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
 use tokio::time::Instant;
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
@@ -45,10 +43,7 @@ const API: &str = "/api/v1";
 const DEFAULT_LAUNCH_INTERVAL: Duration = Duration::from_secs(12);
 
 /// How Lambda bills: by the hourly price in one-minute increments, no minimum documented.
-pub const BILLING: BillingGranularity = BillingGranularity {
-    unit: BillingUnit::Minute,
-    minimum_seconds: 0,
-};
+pub const BILLING: BillingGranularity = BillingGranularity { unit: BillingUnit::Minute, minimum_seconds: 0 };
 
 /// The Lambda Cloud client. One per account; cheap to share behind an `Arc`.
 pub struct LambdaClient {
@@ -65,17 +60,10 @@ pub struct LambdaClient {
 impl LambdaClient {
     /// A client for the account in `settings` (`url` is the host root, e.g.
     /// `https://cloud.lambda.ai`). Fails without a key or with an option it cannot read.
-    pub fn from_settings(
-        settings: &ProviderSettings,
-        reporter: ApiChangeReporter,
-    ) -> Result<Self, ProviderError> {
+    pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         let name: ProviderName = "lambda".parse().expect("a valid provider name");
         let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(
-                &name,
-                FailureClass::Auth,
-                "no API key (set LAMBDA_API_KEY or api_key_file)",
-            )
+            ProviderError::new(&name, FailureClass::Auth, "no API key (set LAMBDA_API_KEY or api_key_file)")
         })?;
         let launch_interval = match settings.options.get("launch_interval_ms") {
             None => DEFAULT_LAUNCH_INTERVAL,
@@ -87,19 +75,9 @@ impl LambdaClient {
                 )
             })?),
         };
-        let ssh_key_name = settings
-            .options
-            .get("ssh_key_name")
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let ssh_key_name = settings.options.get("ssh_key_name").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         Ok(LambdaClient {
-            http: ProviderHttp::new(
-                name.clone(),
-                &settings.url,
-                key,
-                reporter,
-                wire::parse_error,
-            ),
+            http: ProviderHttp::new(name.clone(), &settings.url, key, reporter, wire::parse_error),
             name,
             ssh_key_name,
             launch_interval,
@@ -134,24 +112,13 @@ impl LambdaClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        self.http
-            .json::<Envelope<T>>(&endpoint, request)
-            .await
-            .map(|e| e.data)
-            .map_err(Self::reclass)
+        self.http.json::<Envelope<T>>(&endpoint, request).await.map(|e| e.data).map_err(Self::reclass)
     }
 
     fn checked_id<'a>(&self, id: &'a str) -> Result<&'a str, ProviderError> {
-        let ok = !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then_some(id).ok_or_else(|| {
-            self.error(
-                FailureClass::InvalidRequest,
-                format!("{id:?} is not a Lambda instance id"),
-            )
-        })
+        let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then_some(id)
+            .ok_or_else(|| self.error(FailureClass::InvalidRequest, format!("{id:?} is not a Lambda instance id")))
     }
 
     async fn instance_types(&self) -> Result<BTreeMap<String, InstanceTypeEntry>, ProviderError> {
@@ -202,11 +169,7 @@ impl LambdaClient {
         };
         filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
             && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-            && (filter.regions.is_empty()
-                || offer
-                    .region
-                    .as_ref()
-                    .is_some_and(|r| filter.regions.contains(r)))
+            && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
             && filter.spot != Some(SpotPolicy::SpotOnly)
             && price_ok
     }
@@ -216,22 +179,11 @@ impl LambdaClient {
     /// Starting makes tgp neither relaunch (double billing) nor forget it, while a person looks.
     fn instance(&self, endpoint: &str, i: Instance) -> ProviderInstance {
         let status = tables::status(&i.status).unwrap_or_else(|| {
-            self.http
-                .report(endpoint, ApiChangeKind::UnknownStatus(i.status.clone()));
+            self.http.report(endpoint, ApiChangeKind::UnknownStatus(i.status.clone()));
             MachineStatus::Starting
         });
-        let tag = i
-            .tags
-            .iter()
-            .flatten()
-            .find(|t| t.key == ATTEMPT_TAG)
-            .map(|t| t.value.clone());
-        let label = i
-            .name
-            .clone()
-            .into_iter()
-            .chain(tag)
-            .find(|l| AttemptId::from_label(l).is_some());
+        let tag = i.tags.iter().flatten().find(|t| t.key == ATTEMPT_TAG).map(|t| t.value.clone());
+        let label = i.name.clone().into_iter().chain(tag).find(|l| AttemptId::from_label(l).is_some());
         let connection = match i.ip.filter(|ip| !ip.is_empty()) {
             Some(ip) => Connection {
                 public_ip: Some(ip.clone()),
@@ -258,15 +210,10 @@ impl LambdaClient {
         if let Some(name) = &self.ssh_key_name {
             return Ok(name.clone());
         }
-        let (public_key, name) = public_key
-            .and_then(|k| Some((k.trim(), ssh_key_name(k)?)))
-            .ok_or_else(|| self.no_ssh_key())?;
+        let (public_key, name) =
+            public_key.and_then(|k| Some((k.trim(), ssh_key_name(k)?))).ok_or_else(|| self.no_ssh_key())?;
         let keys: Vec<SshKey> = self.call(Method::GET, "/ssh-keys", None).await?;
-        let same = |k: &str| {
-            k.split_whitespace()
-                .take(2)
-                .eq(public_key.split_whitespace().take(2))
-        };
+        let same = |k: &str| k.split_whitespace().take(2).eq(public_key.split_whitespace().take(2));
         if let Some(existing) = keys.iter().find(|k| k.name == name) {
             return match existing.public_key.as_deref() {
                 Some(k) if !same(k) => Err(self.error(

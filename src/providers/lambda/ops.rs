@@ -16,10 +16,7 @@ impl ProviderClient for LambdaClient {
     /// Lambda documents about one request per second (and one launch per 12 s, which the client
     /// spaces itself); tgp's older 1000/h figure is looser at bursts, so 60/min with no burst.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits {
-            requests_per_minute: 60,
-            burst: 1,
-        }
+        RateLimits { requests_per_minute: 60, burst: 1 }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -32,11 +29,7 @@ impl ProviderClient for LambdaClient {
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let types = self.instance_types().await?;
-        Ok(self
-            .offers(&types)
-            .into_iter()
-            .filter(|o| Self::fits(o, filter))
-            .collect())
+        Ok(self.offers(&types).into_iter().filter(|o| Self::fits(o, filter)).collect())
     }
 
     /// The cheapest one-GPU machine of that type in that region (on demand; Lambda has no spot).
@@ -45,17 +38,9 @@ impl ProviderClient for LambdaClient {
         gpu: GpuType,
         region: &Region,
     ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let filter = OfferFilter {
-            gpu_type: Some(gpu),
-            regions: vec![region.clone()],
-            ..OfferFilter::default()
-        };
+        let filter = OfferFilter { gpu_type: Some(gpu), regions: vec![region.clone()], ..OfferFilter::default() };
         let offers = self.list_offers(&filter).await?;
-        let on_demand = offers
-            .iter()
-            .filter(|o| o.gpu_count == 1)
-            .filter_map(|o| o.on_demand_price)
-            .min();
+        let on_demand = offers.iter().filter(|o| o.gpu_count == 1).filter_map(|o| o.on_demand_price).min();
         Ok((on_demand, None))
     }
 
@@ -63,15 +48,10 @@ impl ProviderClient for LambdaClient {
         // Everything Lambda cannot take is refused here, before any call.
         let invalid = |m: String| self.error(FailureClass::InvalidRequest, m);
         if spec.spot {
-            return Err(invalid(
-                "Lambda has no spot or interruptible capacity; launch on demand".into(),
-            ));
+            return Err(invalid("Lambda has no spot or interruptible capacity; launch on demand".into()));
         }
         let (type_name, region) = parse_offer_id(&spec.offer_id).ok_or_else(|| {
-            invalid(format!(
-                "{:?} is not a Lambda offer id (<instance type>@<region>)",
-                spec.offer_id
-            ))
+            invalid(format!("{:?} is not a Lambda offer id (<instance type>@<region>)", spec.offer_id))
         })?;
         let attempt = spec.attempt_id.as_str();
         if attempt.len() > launch::MAX_NAME_LEN {
@@ -81,40 +61,23 @@ impl ProviderClient for LambdaClient {
             )));
         }
         let user_data = launch::user_data(attempt, &spec.image, &spec.env).map_err(invalid)?;
-        if self.ssh_key_name.is_none()
-            && spec
-                .ssh_public_key
-                .as_deref()
-                .and_then(ssh_key_name)
-                .is_none()
-        {
+        if self.ssh_key_name.is_none() && spec.ssh_public_key.as_deref().and_then(ssh_key_name).is_none() {
             return Err(self.no_ssh_key());
         }
 
         // The offer as Lambda lists it now: price, GPU count, and capacity in that region.
         let types = self.instance_types().await?;
         let entry = types.get(type_name).ok_or_else(|| {
-            self.error(
-                FailureClass::NotFound,
-                format!("Lambda no longer offers instance type {type_name}"),
-            )
+            self.error(FailureClass::NotFound, format!("Lambda no longer offers instance type {type_name}"))
         })?;
         let t = &entry.instance_type;
         if t.specs.gpus != spec.gpu_count {
-            return Err(invalid(format!(
-                "{type_name} has {} GPUs, {} asked",
-                t.specs.gpus, spec.gpu_count
-            )));
+            return Err(invalid(format!("{type_name} has {} GPUs, {} asked", t.specs.gpus, spec.gpu_count)));
         }
-        if !entry
-            .regions_with_capacity_available
-            .iter()
-            .any(|r| r.name == region)
-        {
-            return Err(self.error(
-                FailureClass::Capacity,
-                format!("Lambda lists no capacity for {type_name} in {region} now"),
-            ));
+        if !entry.regions_with_capacity_available.iter().any(|r| r.name == region) {
+            return Err(
+                self.error(FailureClass::Capacity, format!("Lambda lists no capacity for {type_name} in {region} now"))
+            );
         }
         let hourly_price = Money::from_cents(t.price_cents_per_hour);
         let key_name = self.ssh_key(spec.ssh_public_key.as_deref()).await?;
@@ -126,31 +89,20 @@ impl ProviderClient for LambdaClient {
             file_system_names: Vec::new(),
             quantity: 1,
             name: attempt.to_string(),
-            tags: vec![Tag {
-                key: ATTEMPT_TAG.into(),
-                value: attempt.to_string(),
-            }],
+            tags: vec![Tag { key: ATTEMPT_TAG.into(), value: attempt.to_string() }],
             user_data: Some(user_data),
         };
-        let body = serde_json::to_value(&body)
-            .map_err(|e| invalid(format!("cannot encode the launch: {e}")))?;
+        let body = serde_json::to_value(&body).map_err(|e| invalid(format!("cannot encode the launch: {e}")))?;
         self.launch_slot().await;
-        let answer: LaunchAnswer = self
-            .call(Method::POST, "/instance-operations/launch", Some(body))
-            .await?;
+        let answer: LaunchAnswer = self.call(Method::POST, "/instance-operations/launch", Some(body)).await?;
         let Some(id) = answer.instance_ids.into_iter().next() else {
             let endpoint = format!("POST {API}/instance-operations/launch");
             let what = "the launch answer holds no instance id".to_string();
-            self.http
-                .report(&endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
+            self.http.report(&endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
             // The machine may exist: Unknown lets the next status poll find it by its name.
             return Err(self.error(FailureClass::Unknown, format!("{endpoint}: {what}")));
         };
-        Ok(LaunchReceipt {
-            provider_instance_id: id,
-            hourly_price,
-            billing: BILLING,
-        })
+        Ok(LaunchReceipt { provider_instance_id: id, hourly_price, billing: BILLING })
     }
 
     /// Terminates; Ok when the machine is gone or going. Lambda answers an unknown id with 404
@@ -159,9 +111,8 @@ impl ProviderClient for LambdaClient {
     async fn terminate(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
         let id = self.checked_id(provider_instance_id)?;
         let body = serde_json::json!({ "instance_ids": [id] });
-        let result: Result<wire::TerminateAnswer, _> = self
-            .call(Method::POST, "/instance-operations/terminate", Some(body))
-            .await;
+        let result: Result<wire::TerminateAnswer, _> =
+            self.call(Method::POST, "/instance-operations/terminate", Some(body)).await;
         let error = match result {
             Ok(a) if !a.terminated_instances.is_empty() => return Ok(()),
             Ok(_) => self.error(
@@ -192,9 +143,6 @@ impl ProviderClient for LambdaClient {
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
         let instances: Vec<Instance> = self.call(Method::GET, "/instances", None).await?;
         let endpoint = format!("GET {API}/instances");
-        Ok(instances
-            .into_iter()
-            .map(|i| self.instance(&endpoint, i))
-            .collect())
+        Ok(instances.into_iter().map(|i| self.instance(&endpoint, i)).collect())
     }
 }

@@ -50,24 +50,14 @@ pub fn gpu_type(type_name: &str, gpu_description: &str) -> Option<GpuType> {
     let token = model.split('_').next()?;
     if token == "a100" {
         let eighty = model.contains("80gb") || gpu_description.contains("80 GB");
-        return Some(if eighty {
-            GpuType::A100_80GB
-        } else {
-            GpuType::A100_40GB
-        });
+        return Some(if eighty { GpuType::A100_80GB } else { GpuType::A100_40GB });
     }
-    GPU_MODELS
-        .iter()
-        .find(|(name, _)| *name == token)
-        .map(|(_, gpu)| *gpu)
+    GPU_MODELS.iter().find(|(name, _)| *name == token).map(|(_, gpu)| *gpu)
 }
 
 /// Lambda's model token for a standard GPU type (what follows `gpu_<N>x_` in a type name).
 pub fn gpu_name(gpu: GpuType) -> Option<&'static str> {
-    GPU_MODELS
-        .iter()
-        .find(|(_, g)| *g == gpu)
-        .map(|(name, _)| *name)
+    GPU_MODELS.iter().find(|(_, g)| *g == gpu).map(|(name, _)| *name)
 }
 
 /// The standard region of a Lambda region code (`us-east-1` → `us-east`).
@@ -76,18 +66,12 @@ pub fn region(code: &str) -> Option<Region> {
         Some((family, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => family,
         _ => code,
     };
-    REGIONS
-        .iter()
-        .find(|(f, _, _)| *f == family)
-        .and_then(|(_, standard, _)| standard.parse().ok())
+    REGIONS.iter().find(|(f, _, _)| *f == family).and_then(|(_, standard, _)| standard.parse().ok())
 }
 
 /// A Lambda region code for a standard region.
 pub fn region_code(region: &Region) -> Option<&'static str> {
-    REGIONS
-        .iter()
-        .find(|(_, standard, _)| *standard == region.as_str())
-        .map(|(_, _, code)| *code)
+    REGIONS.iter().find(|(_, standard, _)| *standard == region.as_str()).map(|(_, _, code)| *code)
 }
 
 /// Maps a status value; `None` for a value this table does not know (the caller reports it).
@@ -117,14 +101,8 @@ mod tests {
     fn gpu_names_both_ways() {
         assert_eq!(gpu_type("gpu_1x_h100_pcie", ""), Some(GpuType::H100));
         assert_eq!(gpu_type("gpu_8x_h100_sxm5gdr", ""), Some(GpuType::H100));
-        assert_eq!(
-            gpu_type("gpu_8x_a100_80gb_sxm4", ""),
-            Some(GpuType::A100_80GB)
-        );
-        assert_eq!(
-            gpu_type("gpu_1x_a100_sxm4", "A100 (40 GB SXM4)"),
-            Some(GpuType::A100_40GB)
-        );
+        assert_eq!(gpu_type("gpu_8x_a100_80gb_sxm4", ""), Some(GpuType::A100_80GB));
+        assert_eq!(gpu_type("gpu_1x_a100_sxm4", "A100 (40 GB SXM4)"), Some(GpuType::A100_40GB));
         assert_eq!(gpu_type("gpu_1x_a10", ""), Some(GpuType::A10));
         assert_eq!(gpu_type("gpu_2x_a6000", ""), Some(GpuType::A6000));
         assert_eq!(gpu_type("gpu_1x_gh200", ""), None);

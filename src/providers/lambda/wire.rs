@@ -180,14 +180,11 @@ pub fn parse_error(body: &[u8]) -> Option<(Option<String>, String)> {
 /// Clients branch on `code` only, as the spec asks; never on the message.
 pub fn class_for_code(code: &str) -> Option<FailureClass> {
     Some(match code {
-        "instance-operations/launch/insufficient-capacity" | "global/quota-exceeded" => {
-            FailureClass::Capacity
-        }
+        "instance-operations/launch/insufficient-capacity" | "global/quota-exceeded" => FailureClass::Capacity,
         "global/object-does-not-exist" | "global/not-found" => FailureClass::NotFound,
-        "global/invalid-api-key"
-        | "global/account-inactive"
-        | "global/forbidden"
-        | "global/invalid-address" => FailureClass::Auth,
+        "global/invalid-api-key" | "global/account-inactive" | "global/forbidden" | "global/invalid-address" => {
+            FailureClass::Auth
+        }
         "global/internal-error" => FailureClass::ProviderOutage,
         "global/unknown" => FailureClass::Unknown,
         c if c.starts_with("provider/") => FailureClass::ProviderOutage,

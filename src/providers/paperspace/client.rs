@@ -6,13 +6,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use reqwest::Method;
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
-    ProviderInfo, ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
+    ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
-use tgp_events::{
-    AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy,
-};
+use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
 
 use super::launch;
 use super::prices::PriceTable;
@@ -28,10 +26,7 @@ const MAX_PAGES: usize = 1000;
 /// How Paperspace bills utilisation: by the hour. Per-second metering is claimed only by a third
 /// party (unconfirmed), so tgp assumes started hours, the costlier reading. Monthly storage and
 /// access fees are not part of the hourly price.
-pub const BILLING: BillingGranularity = BillingGranularity {
-    unit: BillingUnit::Hour,
-    minimum_seconds: 0,
-};
+pub const BILLING: BillingGranularity = BillingGranularity { unit: BillingUnit::Hour, minimum_seconds: 0 };
 
 pub(super) const EP_AVAILABILITY: &str = "GET /v1/machine-availability";
 pub(super) const EP_CREATE: &str = "POST /v1/machines";
@@ -56,22 +51,16 @@ pub struct PaperspaceClient {
 impl PaperspaceClient {
     /// Builds the client from its settings (host root, key, options `template_id`,
     /// `price_table`, `disk_size`); refuses a missing key or a bad price table or option.
-    pub fn from_settings(
-        settings: &ProviderSettings,
-        reporter: ApiChangeReporter,
-    ) -> Result<Self, ProviderError> {
+    pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant, not a provider answer: it always parses.
         let name: ProviderName = "paperspace".parse().expect("a valid provider name");
         let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
-        let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(
-                &name,
-                FailureClass::Auth,
-                "no API key (set PAPERSPACE_API_KEY)",
-            )
-        })?;
-        let prices = PriceTable::load(settings.options.get("price_table").map(Path::new))
-            .map_err(|e| invalid(e.to_string()))?;
+        let key = settings
+            .key
+            .clone()
+            .ok_or_else(|| ProviderError::new(&name, FailureClass::Auth, "no API key (set PAPERSPACE_API_KEY)"))?;
+        let prices =
+            PriceTable::load(settings.options.get("price_table").map(Path::new)).map_err(|e| invalid(e.to_string()))?;
         let disk_size = match settings.options.get("disk_size") {
             None => 100,
             Some(text) => text
@@ -81,21 +70,11 @@ impl PaperspaceClient {
                 .filter(|gb| (50..=2000).contains(gb))
                 .ok_or_else(|| invalid(format!("option disk_size {text:?}: GB from 50 to 2000")))?,
         };
-        let template_id = settings
-            .options
-            .get("template_id")
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
+        let template_id = settings.options.get("template_id").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
         let base = format!("{}/v1", settings.url.trim_end_matches('/'));
         let http = ProviderHttp::new(name.clone(), &base, key, reporter, wire::parse_error_body);
-        Ok(PaperspaceClient {
-            http,
-            name,
-            prices,
-            template_id,
-            disk_size,
-        })
+        Ok(PaperspaceClient { http, name, prices, template_id, disk_size })
     }
 
     /// The price table in use (its `as_of` date is what offers state).
@@ -106,11 +85,7 @@ impl PaperspaceClient {
     /// The offer id for a machine type in a region: `<type>/<region code>/prices-<as_of>`, so the
     /// price table's date is visible wherever the offer is shown.
     pub fn offer_id(&self, machine_type: &str, api_region: &str) -> String {
-        format!(
-            "{machine_type}/{}/prices-{}",
-            wire::short_from_api(api_region),
-            self.prices.as_of
-        )
+        format!("{machine_type}/{}/prices-{}", wire::short_from_api(api_region), self.prices.as_of)
     }
 
     /// Decodes one machine (the answer of `GET /machines/{id}`), as `status` does.
@@ -120,17 +95,10 @@ impl PaperspaceClient {
     }
 
     /// Decodes one page of `GET /machines`: the machines and the next cursor.
-    pub fn parse_machine_page(
-        &self,
-        body: &[u8],
-    ) -> Result<(Vec<ProviderInstance>, Option<String>), ProviderError> {
+    pub fn parse_machine_page(&self, body: &[u8]) -> Result<(Vec<ProviderInstance>, Option<String>), ProviderError> {
         let page: Page<Machine> = self.http.decode(EP_LIST, body)?;
         let next = page.has_more.then_some(page.next_page).flatten();
-        let machines = page
-            .items
-            .into_iter()
-            .map(|m| self.instance(EP_LIST, m))
-            .collect();
+        let machines = page.items.into_iter().map(|m| self.instance(EP_LIST, m)).collect();
         Ok((machines, next))
     }
 
@@ -146,8 +114,7 @@ impl PaperspaceClient {
                 // Unknown states are watched as starting: a new value is most likely another
                 // transition (like `upgrading`), and calling it terminated would let tgp forget a
                 // machine that may still bill.
-                self.http
-                    .report(endpoint, ApiChangeKind::UnknownStatus(m.state.clone()));
+                self.http.report(endpoint, ApiChangeKind::UnknownStatus(m.state.clone()));
                 MachineStatus::Starting
             })
         };
@@ -175,18 +142,11 @@ impl PaperspaceClient {
         if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             Ok(())
         } else {
-            Err(self.error(
-                FailureClass::InvalidRequest,
-                format!("{id:?} is not a Paperspace id"),
-            ))
+            Err(self.error(FailureClass::InvalidRequest, format!("{id:?} is not a Paperspace id")))
         }
     }
 
-    pub(super) async fn available(
-        &self,
-        machine_type: &str,
-        api_region: &str,
-    ) -> Result<bool, ProviderError> {
+    pub(super) async fn available(&self, machine_type: &str, api_region: &str) -> Result<bool, ProviderError> {
         let request = self
             .http
             .request(Method::GET, "/machine-availability")
@@ -218,19 +178,13 @@ impl PaperspaceClient {
                 (true, Some(next)) if after.as_deref() != Some(next.as_str()) => after = Some(next),
                 (true, _) => {
                     let what = "hasMore without a new nextPage cursor".to_string();
-                    self.http
-                        .report(endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
-                    return Err(
-                        self.error(FailureClass::ContractChanged, format!("{endpoint}: {what}"))
-                    );
+                    self.http.report(endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
+                    return Err(self.error(FailureClass::ContractChanged, format!("{endpoint}: {what}")));
                 }
                 (false, _) => return Ok(items),
             }
         }
-        Err(self.error(
-            FailureClass::ContractChanged,
-            format!("{endpoint}: more than {MAX_PAGES} pages"),
-        ))
+        Err(self.error(FailureClass::ContractChanged, format!("{endpoint}: more than {MAX_PAGES} pages")))
     }
 }
 
@@ -247,10 +201,7 @@ impl ProviderClient for PaperspaceClient {
 
     /// 200 requests a minute, the figure tgp's notes give; Paperspace documents none.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits {
-            requests_per_minute: 200,
-            burst: 10,
-        }
+        RateLimits { requests_per_minute: 200, burst: 10 }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -280,21 +231,14 @@ impl ProviderClient for PaperspaceClient {
             }
             for api_region in &row.regions {
                 let region = wire::region_from_api(api_region);
-                if !filter.regions.is_empty()
-                    && !region.as_ref().is_some_and(|r| filter.regions.contains(r))
-                {
+                if !filter.regions.is_empty() && !region.as_ref().is_some_and(|r| filter.regions.contains(r)) {
                     continue;
                 }
                 let available = match self.available(label, api_region).await {
                     Ok(available) => available,
                     // The table names a type or region the API refuses: the table is stale. The
                     // offer stays visible, unavailable, and the refusal is logged.
-                    Err(e)
-                        if matches!(
-                            e.class,
-                            FailureClass::InvalidRequest | FailureClass::NotFound
-                        ) =>
-                    {
+                    Err(e) if matches!(e.class, FailureClass::InvalidRequest | FailureClass::NotFound) => {
                         tracing::warn!(error = %e, machine_type = %label, region = %api_region, "Paperspace refuses a price-table entry");
                         false
                     }
@@ -355,18 +299,13 @@ impl ProviderClient for PaperspaceClient {
 
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         self.check_id(provider_instance_id)?;
-        let request = self
-            .http
-            .request(Method::GET, &format!("/machines/{provider_instance_id}"));
+        let request = self.http.request(Method::GET, &format!("/machines/{provider_instance_id}"));
         let machine: Machine = self.http.json(EP_GET, request).await?;
         Ok(self.instance(EP_GET, machine))
     }
 
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
         let machines: Vec<Machine> = self.list_all("/machines", EP_LIST, &[]).await?;
-        Ok(machines
-            .into_iter()
-            .map(|m| self.instance(EP_LIST, m))
-            .collect())
+        Ok(machines.into_iter().map(|m| self.instance(EP_LIST, m)).collect())
     }
 }

@@ -38,15 +38,11 @@ pub fn os_choice(image: &str) -> Result<OsChoice, String> {
         if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(OsChoice::Template(id.to_string()));
         }
-        return Err(format!(
-            "{image:?} does not name a template id (e.g. paperspace-template:tiq8mhti)"
-        ));
+        return Err(format!("{image:?} does not name a template id (e.g. paperspace-template:tiq8mhti)"));
     }
     if let Some(version) = image.strip_prefix("ubuntu:") {
         let ok = version.split('.').count() == 2
-            && version
-                .split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            && version.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if ok {
             return Ok(OsChoice::Ubuntu(version.to_string()));
         }
@@ -61,14 +57,8 @@ pub fn os_choice(image: &str) -> Result<OsChoice, String> {
 pub fn startup_script(spec: &LaunchSpec) -> Result<Option<String>, String> {
     let key = match spec.ssh_public_key.as_deref().map(str::trim) {
         Some("") => None,
-        Some(k)
-            if k.contains(['\n', '\r', '\''])
-                || !k.starts_with("ssh-") && !k.starts_with("ecdsa-") =>
-        {
-            return Err(
-                "the SSH public key must be one line in OpenSSH format (ssh-ed25519 AAAA...)"
-                    .into(),
-            );
+        Some(k) if k.contains(['\n', '\r', '\'']) || !k.starts_with("ssh-") && !k.starts_with("ecdsa-") => {
+            return Err("the SSH public key must be one line in OpenSSH format (ssh-ed25519 AAAA...)".into());
         }
         other => other,
     };
@@ -94,10 +84,7 @@ pub fn startup_script(spec: &LaunchSpec) -> Result<Option<String>, String> {
         }
         script.push_str("TGP_ENV_EOF\n");
         for (k, v) in &spec.env {
-            script.push_str(&format!(
-                "echo {} >> /etc/environment\n",
-                shell_quote(&format!("{k}=\"{v}\""))
-            ));
+            script.push_str(&format!("echo {} >> /etc/environment\n", shell_quote(&format!("{k}=\"{v}\""))));
         }
     }
     Ok(Some(script))
@@ -107,14 +94,10 @@ pub fn startup_script(spec: &LaunchSpec) -> Result<Option<String>, String> {
 fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
     for (k, v) in env {
         let mut chars = k.chars();
-        let ident = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ident {
-            return Err(format!(
-                "environment variable name {k:?} is not a shell identifier"
-            ));
+            return Err(format!("environment variable name {k:?} is not a shell identifier"));
         }
         if v.contains(['\n', '\r', '"', '\0']) {
             return Err(format!(
@@ -136,19 +119,9 @@ mod tests {
 
     #[test]
     fn images_choose_the_os_or_are_refused() {
-        assert_eq!(
-            os_choice("ubuntu:22.04"),
-            Ok(OsChoice::Ubuntu("22.04".into()))
-        );
-        assert_eq!(
-            os_choice("paperspace-template:tiq8mhti"),
-            Ok(OsChoice::Template("tiq8mhti".into()))
-        );
-        assert!(
-            os_choice("pytorch/pytorch:2.3")
-                .unwrap_err()
-                .contains("container image")
-        );
+        assert_eq!(os_choice("ubuntu:22.04"), Ok(OsChoice::Ubuntu("22.04".into())));
+        assert_eq!(os_choice("paperspace-template:tiq8mhti"), Ok(OsChoice::Template("tiq8mhti".into())));
+        assert!(os_choice("pytorch/pytorch:2.3").unwrap_err().contains("container image"));
         assert!(os_choice("ubuntu:latest").is_err());
         assert!(os_choice("paperspace-template:").is_err());
     }

@@ -6,8 +6,8 @@ use tgp_events::AttemptId;
 use tgp_events::events::FailureClass;
 
 use super::client::{
-    BILLING, EP_AVAILABILITY, EP_CREATE, EP_DELETE, EP_LIST, EP_SCRIPT_CREATE, EP_SCRIPT_DELETE,
-    EP_SCRIPTS, EP_TEMPLATES, PAGE_LIMIT, PaperspaceClient,
+    BILLING, EP_AVAILABILITY, EP_CREATE, EP_DELETE, EP_LIST, EP_SCRIPT_CREATE, EP_SCRIPT_DELETE, EP_SCRIPTS,
+    EP_TEMPLATES, PAGE_LIMIT, PaperspaceClient,
 };
 use super::launch::{self, OsChoice};
 use super::wire::{self, Machine, MachineMutation, OsTemplate, Page, StartupScript};
@@ -17,45 +17,27 @@ impl PaperspaceClient {
     /// adopt a live machine already named after the attempt (create has no idempotency key);
     /// the template; availability (no capacity is refused before create); the startup script;
     /// the create. A refused create removes the script; an unknown outcome keeps it.
-    pub(super) async fn launch_machine(
-        &self,
-        spec: &LaunchSpec,
-    ) -> Result<LaunchReceipt, ProviderError> {
+    pub(super) async fn launch_machine(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         let invalid = |m: String| self.error(FailureClass::InvalidRequest, m);
         if spec.spot {
-            return Err(invalid(
-                "Paperspace has no preemptible machines; launch on demand".into(),
-            ));
+            return Err(invalid("Paperspace has no preemptible machines; launch on demand".into()));
         }
         let mut parts = spec.offer_id.splitn(3, '/');
-        let (Some(label), Some(short), Some(_dated)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(invalid(format!(
-                "{:?} is not a Paperspace offer id",
-                spec.offer_id
-            )));
+        let (Some(label), Some(short), Some(_dated)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(invalid(format!("{:?} is not a Paperspace offer id", spec.offer_id)));
         };
         let region = wire::api_from_short(short);
-        let price = self.prices.hourly(label).ok_or_else(|| {
-            invalid(format!(
-                "{label} is not in the price table as of {}",
-                self.prices.as_of
-            ))
-        })?;
+        let price = self
+            .prices
+            .hourly(label)
+            .ok_or_else(|| invalid(format!("{label} is not in the price table as of {}", self.prices.as_of)))?;
         if wire::split_label(label).1 != spec.gpu_count {
-            return Err(invalid(format!(
-                "{label} does not have {} GPUs",
-                spec.gpu_count
-            )));
+            return Err(invalid(format!("{label} does not have {} GPUs", spec.gpu_count)));
         }
         let os = launch::os_choice(&spec.image).map_err(invalid)?;
         let script = launch::startup_script(spec).map_err(invalid)?;
         let name = spec.attempt_id.as_str();
-        let receipt = |id: String| LaunchReceipt {
-            provider_instance_id: id,
-            hourly_price: price,
-            billing: BILLING,
-        };
+        let receipt = |id: String| LaunchReceipt { provider_instance_id: id, hourly_price: price, billing: BILLING };
         if let Some(existing) = self.find_by_name(name).await? {
             return Ok(receipt(existing.id));
         }
@@ -69,16 +51,8 @@ impl PaperspaceClient {
         let script_id = match script {
             None => None,
             Some(text) => {
-                let body = wire::CreateStartupScript {
-                    name,
-                    script: &text,
-                    is_run_once: true,
-                    is_enabled: true,
-                };
-                let request = self
-                    .http
-                    .request(Method::POST, "/startup-scripts")
-                    .json(&body);
+                let body = wire::CreateStartupScript { name, script: &text, is_run_once: true, is_enabled: true };
+                let request = self.http.request(Method::POST, "/startup-scripts").json(&body);
                 let created: StartupScript = self.http.json(EP_SCRIPT_CREATE, request).await?;
                 Some(created.id)
             }
@@ -120,17 +94,10 @@ impl PaperspaceClient {
     }
 
     /// Deletes the machine (Ok when already gone), then its startup script, if tgp made one.
-    pub(super) async fn terminate_machine(
-        &self,
-        provider_instance_id: &str,
-    ) -> Result<(), ProviderError> {
+    pub(super) async fn terminate_machine(&self, provider_instance_id: &str) -> Result<(), ProviderError> {
         self.check_id(provider_instance_id)?;
         let path = format!("/machines/{provider_instance_id}");
-        match self
-            .http
-            .send(EP_DELETE, self.http.request(Method::DELETE, &path))
-            .await
-        {
+        match self.http.send(EP_DELETE, self.http.request(Method::DELETE, &path)).await {
             Ok(answer) => {
                 // The answer's shape is unconfirmed; it is read only to find the script's name.
                 if let Ok(deleted) = serde_json::from_slice::<MachineMutation>(&answer.body)
@@ -148,20 +115,12 @@ impl PaperspaceClient {
     /// The template for a launch: the image's own, else option `template_id`, else the default
     /// lookup (SkyPilot's H100 templates, then an OS template of that Ubuntu version that lists
     /// the machine type as available).
-    async fn template_for(
-        &self,
-        machine_type: &str,
-        os: &OsChoice,
-    ) -> Result<String, ProviderError> {
+    async fn template_for(&self, machine_type: &str, os: &OsChoice) -> Result<String, ProviderError> {
         let version = match os {
             OsChoice::Template(id) => return Ok(id.clone()),
             OsChoice::Ubuntu(version) => version,
         };
-        if let Some(id) = self
-            .template_id
-            .clone()
-            .or(wire::default_template(machine_type).map(str::to_string))
-        {
+        if let Some(id) = self.template_id.clone().or(wire::default_template(machine_type).map(str::to_string)) {
             return Ok(id);
         }
         let wanted = format!("ubuntu {version}");
@@ -184,21 +143,15 @@ impl PaperspaceClient {
 
     /// Machines already carrying this name (create has no idempotency key).
     async fn find_by_name(&self, name: &str) -> Result<Option<Machine>, ProviderError> {
-        let request = self
-            .http
-            .request(Method::GET, "/machines")
-            .query(&[("name", name), ("limit", &PAGE_LIMIT.to_string())]);
+        let request =
+            self.http.request(Method::GET, "/machines").query(&[("name", name), ("limit", &PAGE_LIMIT.to_string())]);
         let page: Page<Machine> = self.http.json(EP_LIST, request).await?;
-        Ok(page
-            .items
-            .into_iter()
-            .find(|m| m.name == name && m.dt_deleted.is_none()))
+        Ok(page.items.into_iter().find(|m| m.name == name && m.dt_deleted.is_none()))
     }
 
     async fn delete_scripts_named(&self, name: &str) {
-        let found: Result<Vec<StartupScript>, _> = self
-            .list_all("/startup-scripts", EP_SCRIPTS, &[("name", name)])
-            .await;
+        let found: Result<Vec<StartupScript>, _> =
+            self.list_all("/startup-scripts", EP_SCRIPTS, &[("name", name)]).await;
         let scripts = match found {
             Ok(s) => s,
             Err(e) => {
@@ -214,9 +167,7 @@ impl PaperspaceClient {
         if self.check_id(id).is_err() {
             return;
         }
-        let request = self
-            .http
-            .request(Method::DELETE, &format!("/startup-scripts/{id}"));
+        let request = self.http.request(Method::DELETE, &format!("/startup-scripts/{id}"));
         if let Err(e) = self.http.send(EP_SCRIPT_DELETE, request).await {
             tracing::warn!(error = %e, script = id, "cannot delete a Paperspace startup script");
         }

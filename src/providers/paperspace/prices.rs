@@ -59,16 +59,10 @@ pub struct PriceTableError {
 impl PriceTable {
     /// Parses and checks a table; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, PriceTableError> {
-        let error = |message: String| PriceTableError {
-            origin: origin.to_string(),
-            message,
-        };
+        let error = |message: String| PriceTableError { origin: origin.to_string(), message };
         let table: PriceTable = toml::from_str(text).map_err(|e| error(e.to_string()))?;
         if chrono::NaiveDate::parse_from_str(&table.as_of, "%Y-%m-%d").is_err() {
-            return Err(error(format!(
-                "as_of {:?} is not a YYYY-MM-DD date",
-                table.as_of
-            )));
+            return Err(error(format!("as_of {:?} is not a YYYY-MM-DD date", table.as_of)));
         }
         if table.currency != "USD" {
             return Err(error(format!("currency {:?} is not USD", table.currency)));
@@ -78,9 +72,7 @@ impl PriceTable {
                 return Err(error(format!("{label}: negative price {}", row.hourly)));
             }
             if label.contains('/') {
-                return Err(error(format!(
-                    "{label}: a machine type may not contain '/'"
-                )));
+                return Err(error(format!("{label}: a machine type may not contain '/'")));
             }
         }
         Ok(table)
@@ -92,10 +84,8 @@ impl PriceTable {
             None => Self::parse(SHIPPED_TABLE, "shipped with tgp"),
             Some(path) => {
                 let origin = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|e| PriceTableError {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| PriceTableError { origin: origin.clone(), message: e.to_string() })?;
                 Self::parse(&text, &origin)
             }
         }
@@ -123,20 +113,10 @@ mod tests {
     #[test]
     fn a_bad_table_says_what_is_wrong() {
         let no_date = "as_of = \"soon\"\ncurrency = \"USD\"\n[machine_types]\n";
-        assert!(
-            PriceTable::parse(no_date, "t")
-                .unwrap_err()
-                .message
-                .contains("soon")
-        );
+        assert!(PriceTable::parse(no_date, "t").unwrap_err().message.contains("soon"));
         let float = "as_of = \"2026-01-01\"\ncurrency = \"USD\"\n[machine_types.A4000]\nhourly = 0.76\nregions = []\n";
         assert!(PriceTable::parse(float, "t").is_err());
         let euro = "as_of = \"2026-01-01\"\ncurrency = \"EUR\"\n[machine_types]\n";
-        assert!(
-            PriceTable::parse(euro, "t")
-                .unwrap_err()
-                .message
-                .contains("EUR")
-        );
+        assert!(PriceTable::parse(euro, "t").unwrap_err().message.contains("EUR"));
     }
 }

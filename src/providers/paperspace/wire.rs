@@ -43,43 +43,29 @@ pub fn label_from_gpu(gpu: GpuType) -> Option<&'static str> {
 
 /// The standard region of an API region string.
 pub fn region_from_api(api: &str) -> Option<Region> {
-    REGION_TABLE
-        .iter()
-        .find(|(a, _, _)| *a == api)
-        .and_then(|(_, _, r)| r.parse().ok())
+    REGION_TABLE.iter().find(|(a, _, _)| *a == api).and_then(|(_, _, r)| r.parse().ok())
 }
 
 /// The API region string of a standard region.
 pub fn api_from_region(region: &Region) -> Option<&'static str> {
-    REGION_TABLE
-        .iter()
-        .find(|(_, _, r)| *r == region.as_str())
-        .map(|(a, _, _)| *a)
+    REGION_TABLE.iter().find(|(_, _, r)| *r == region.as_str()).map(|(a, _, _)| *a)
 }
 
 /// The short code (`NY2`) of an API region string, for offer ids; unknown strings stay as sent.
 pub fn short_from_api(api: &str) -> &str {
-    REGION_TABLE
-        .iter()
-        .find(|(a, _, _)| *a == api)
-        .map_or(api, |(_, s, _)| *s)
+    REGION_TABLE.iter().find(|(a, _, _)| *a == api).map_or(api, |(_, s, _)| *s)
 }
 
 /// The API region string of a short code; unknown codes are taken as API strings already.
 pub fn api_from_short(short: &str) -> &str {
-    REGION_TABLE
-        .iter()
-        .find(|(_, s, _)| *s == short)
-        .map_or(short, |(a, _, _)| *a)
+    REGION_TABLE.iter().find(|(_, s, _)| *s == short).map_or(short, |(a, _, _)| *a)
 }
 
 /// Splits a machine-type label into its base and GPU count: `A100-80Gx8` is (`A100-80G`, 8);
 /// a label without a numeric `x<N>` suffix is one GPU.
 pub fn split_label(label: &str) -> (&str, u32) {
     match label.rsplit_once('x') {
-        Some((base, n))
-            if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) =>
-        {
+        Some((base, n)) if !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
             (base, n.parse().unwrap_or(1))
         }
         _ => (label, 1),
@@ -112,9 +98,7 @@ pub fn default_template(label: &str) -> Option<&'static str> {
 /// machine stays `off`). Paperspace has no preemptible machines, hence no preemption state.
 pub fn map_state(state: &str) -> Option<MachineStatus> {
     Some(match state {
-        "provisioning" | "starting" | "serviceready" | "restarting" | "upgrading" => {
-            MachineStatus::Starting
-        }
+        "provisioning" | "starting" | "serviceready" | "restarting" | "upgrading" => MachineStatus::Starting,
         "ready" => MachineStatus::Running,
         "stopping" | "off" => MachineStatus::Interrupted(InterruptionReason::StoppedOutsideTgp),
         _ => return None,
@@ -308,10 +292,7 @@ mod tests {
         let body = br#"{"code":"BAD_REQUEST","message":"Invalid input","issues":[{"message":"diskSize too small"}]}"#;
         assert_eq!(
             parse_error_body(body),
-            Some((
-                Some("BAD_REQUEST".into()),
-                "Invalid input; diskSize too small".into()
-            ))
+            Some((Some("BAD_REQUEST".into()), "Invalid input; diskSize too small".into()))
         );
         assert_eq!(parse_error_body(b"<html>"), None);
     }

@@ -19,8 +19,7 @@ use super::wire::{GqlEnvelope, decimal_opt};
 use crate::providers::api_change::ApiChangeKind;
 
 /// Global spot prices per GPU type (per GPU per hour).
-pub const SPOT_PRICES: &str =
-    "query SpotPrices { gpuTypes { id secureSpotPrice communitySpotPrice } }";
+pub const SPOT_PRICES: &str = "query SpotPrices { gpuTypes { id secureSpotPrice communitySpotPrice } }";
 
 /// The lowest acceptable bid per GPU for one GPU type, count and place.
 pub const MINIMUM_BID: &str = "query MinimumBid($gpuTypesInput: GpuTypeFilter, $lowestPriceInput: GpuLowestPriceInput) { gpuTypes(input: $gpuTypesInput) { id lowestPrice(input: $lowestPriceInput) { minimumBidPrice stockStatus } } }";
@@ -86,14 +85,9 @@ pub struct RentedPod {
 
 /// A document the server's schema refused: the field or mutation named is gone.
 pub fn is_validation(message: &str) -> bool {
-    [
-        "Cannot query field",
-        "is not defined by type",
-        "Unknown argument",
-        "Unknown type",
-    ]
-    .iter()
-    .any(|p| message.contains(p))
+    ["Cannot query field", "is not defined by type", "Unknown argument", "Unknown type"]
+        .iter()
+        .any(|p| message.contains(p))
 }
 
 /// The class of a GraphQL error by its message (and code where one is given; clients must not
@@ -111,10 +105,7 @@ pub fn classify(message: &str, code: Option<&str>) -> FailureClass {
         FailureClass::ContractChanged
     } else if has("not found") || code == Some("POD_NOT_FOUND") {
         FailureClass::NotFound
-    } else if has("unauthorized")
-        || has("api key")
-        || matches!(code, Some("UNAUTHENTICATED" | "FORBIDDEN"))
-    {
+    } else if has("unauthorized") || has("api key") || matches!(code, Some("UNAUTHENTICATED" | "FORBIDDEN")) {
         FailureClass::Auth
     } else if has("too many requests") || has("rate limit") {
         FailureClass::RateLimited
@@ -174,15 +165,12 @@ impl RunPodClient {
     /// Turns spot off (reporting it once, unless the HTTP layer already did) and says why.
     fn spot_gone(&self, endpoint: &str, why: &str, report: bool) -> ProviderError {
         if self.spot.swap(false, Ordering::SeqCst) && report {
-            self.graphql
-                .report(endpoint, ApiChangeKind::OperationGone(why.to_string()));
+            self.graphql.report(endpoint, ApiChangeKind::OperationGone(why.to_string()));
         }
         ProviderError::new(
             &self.name,
             FailureClass::InvalidRequest,
-            format!(
-                "RunPod no longer serves spot pods ({why}); spot is off for this client, launch on demand"
-            ),
+            format!("RunPod no longer serves spot pods ({why}); spot is off for this client, launch on demand"),
         )
     }
 }

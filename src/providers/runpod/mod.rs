@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use reqwest::Method;
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
-    ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpec, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo, ProviderInstance,
+    RateLimits,
 };
 use tgp_events::events::FailureClass;
 use tgp_events::{GpuType, Money, ProviderName, Region, SpotPolicy};
@@ -43,57 +43,33 @@ pub struct RunPodClient {
 
 impl RunPodClient {
     /// A client for the account in `settings` (host root in `settings.url`).
-    pub fn from_settings(
-        settings: &ProviderSettings,
-        reporter: ApiChangeReporter,
-    ) -> Result<Self, ProviderError> {
+    pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         let name: ProviderName = "runpod".parse().expect("a valid provider name");
         let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
         let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(
-                &name,
-                FailureClass::Auth,
-                "no API key (set RUNPOD_API_KEY or api_key_file)",
-            )
+            ProviderError::new(&name, FailureClass::Auth, "no API key (set RUNPOD_API_KEY or api_key_file)")
         })?;
-        let option = |k: &str| {
-            settings
-                .options
-                .get(k)
-                .map(|v| v.trim().to_ascii_lowercase())
-        };
+        let option = |k: &str| settings.options.get(k).map(|v| v.trim().to_ascii_lowercase());
         let clouds = match option("cloud").as_deref() {
             None | Some("all") => vec![Cloud::Secure, Cloud::Community],
             Some("secure") => vec![Cloud::Secure],
             Some("community") => vec![Cloud::Community],
             Some(other) => {
-                return Err(invalid(format!(
-                    "runpod option cloud = {other:?}: use all, secure or community"
-                )));
+                return Err(invalid(format!("runpod option cloud = {other:?}: use all, secure or community")));
             }
         };
         let container_disk_gb = match option("container_disk_gb") {
             None => 50,
-            Some(v) => v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                invalid(format!(
-                    "runpod option container_disk_gb = {v:?} is not a size in GB"
-                ))
-            })?,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid(format!("runpod option container_disk_gb = {v:?} is not a size in GB")))?,
         };
-        let graphql_root = settings
-            .options
-            .get("graphql_url")
-            .cloned()
-            .unwrap_or_else(|| settings.url.clone());
+        let graphql_root = settings.options.get("graphql_url").cloned().unwrap_or_else(|| settings.url.clone());
         let parse = wire::parse_error;
         Ok(RunPodClient {
-            rest: ProviderHttp::new(
-                name.clone(),
-                &settings.url,
-                key.clone(),
-                reporter.clone(),
-                parse,
-            ),
+            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), reporter.clone(), parse),
             graphql: ProviderHttp::new(name.clone(), &graphql_root, key, reporter, parse),
             spot: AtomicBool::new(option("spot").as_deref() != Some("off")),
             name,
@@ -114,18 +90,14 @@ impl RunPodClient {
     fn instance(&self, endpoint: &str, pod: &Pod) -> ProviderInstance {
         let (instance, unknown) = pod_instance(pod);
         if unknown {
-            self.rest
-                .report(endpoint, ApiChangeKind::UnknownStatus(pod.status.clone()));
+            self.rest.report(endpoint, ApiChangeKind::UnknownStatus(pod.status.clone()));
         }
         instance
     }
 
     fn pod_path(&self, id: &str) -> Result<String, ProviderError> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(self.error(
-                FailureClass::NotFound,
-                format!("{id:?} is not a RunPod pod id"),
-            ));
+            return Err(self.error(FailureClass::NotFound, format!("{id:?} is not a RunPod pod id")));
         }
         Ok(format!("/v2/pods/{id}"))
     }
@@ -144,10 +116,7 @@ impl ProviderClient for RunPodClient {
 
     fn rate_limits(&self) -> RateLimits {
         // RunPod 100/min (tgp's design figure; the v2 spec's example quota of 60/min is unconfirmed).
-        RateLimits {
-            requests_per_minute: 100,
-            burst: 10,
-        }
+        RateLimits { requests_per_minute: 100, burst: 10 }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -160,11 +129,7 @@ impl ProviderClient for RunPodClient {
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let count = filter.min_gpu_count.unwrap_or(1).max(1);
-        let spot = if filter.spot == Some(SpotPolicy::OnDemandOnly) {
-            Vec::new()
-        } else {
-            self.spot_prices().await
-        };
+        let spot = if filter.spot == Some(SpotPolicy::OnDemandOnly) { Vec::new() } else { self.spot_prices().await };
         let mut offers = Vec::new();
         for cloud in &self.clouds {
             for gpu in self.catalog(*cloud, count, None).await? {
@@ -174,15 +139,8 @@ impl ProviderClient for RunPodClient {
                 offers.extend(self.offers_of(&gpu, *cloud, count, &spot));
             }
         }
-        offers.retain(|o| {
-            filter.regions.is_empty()
-                || o.region
-                    .as_ref()
-                    .is_some_and(|r| filter.regions.contains(r))
-        });
-        let fits = |p: Option<Money>| {
-            p.is_some_and(|p| filter.max_machine_price.is_none_or(|max| p <= max))
-        };
+        offers.retain(|o| filter.regions.is_empty() || o.region.as_ref().is_some_and(|r| filter.regions.contains(r)));
+        let fits = |p: Option<Money>| p.is_some_and(|p| filter.max_machine_price.is_none_or(|max| p <= max));
         offers.retain(|o| match filter.spot {
             Some(SpotPolicy::SpotOnly) => fits(o.spot_price),
             Some(SpotPolicy::OnDemandOnly) => fits(o.on_demand_price),
@@ -203,10 +161,7 @@ impl ProviderClient for RunPodClient {
             ..OfferFilter::default()
         };
         let offers = self.list_offers(&filter).await?;
-        Ok((
-            offers.iter().filter_map(|o| o.on_demand_price).min(),
-            offers.iter().filter_map(|o| o.spot_price).min(),
-        ))
+        Ok((offers.iter().filter_map(|o| o.on_demand_price).min(), offers.iter().filter_map(|o| o.spot_price).min()))
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
@@ -218,14 +173,7 @@ impl ProviderClient for RunPodClient {
             Ok(path) => path,
             Err(_) => return Ok(()), // no such pod can exist
         };
-        match self
-            .rest
-            .send(
-                "DELETE /v2/pods/{id}",
-                self.rest.request(Method::DELETE, &path),
-            )
-            .await
-        {
+        match self.rest.send("DELETE /v2/pods/{id}", self.rest.request(Method::DELETE, &path)).await {
             Ok(_) => Ok(()),
             Err(e) if e.class == FailureClass::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -235,25 +183,15 @@ impl ProviderClient for RunPodClient {
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let path = self.pod_path(provider_instance_id)?;
         let endpoint = "GET /v2/pods/{id}";
-        let pod: Pod = self
-            .rest
-            .json(endpoint, self.rest.request(Method::GET, &path))
-            .await?;
+        let pod: Pod = self.rest.json(endpoint, self.rest.request(Method::GET, &path)).await?;
         Ok(self.instance(endpoint, &pod))
     }
 
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
         // v2 lists every pod in one answer (no pagination in the spec); cluster members excluded.
         let endpoint = "GET /v2/pods";
-        let request = self
-            .rest
-            .request(Method::GET, "/v2/pods")
-            .query(&[("includeClusterPods", "false")]);
+        let request = self.rest.request(Method::GET, "/v2/pods").query(&[("includeClusterPods", "false")]);
         let list: PodList = self.rest.json(endpoint, request).await?;
-        Ok(list
-            .pods
-            .iter()
-            .map(|p| self.instance(endpoint, p))
-            .collect())
+        Ok(list.pods.iter().map(|p| self.instance(endpoint, p)).collect())
     }
 }

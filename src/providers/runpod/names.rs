@@ -107,9 +107,7 @@ const REPRESENTATIVE: &[(&str, &str)] = &[
 
 /// The standard type of a RunPod `gpuTypeId`, if it has one.
 pub fn standard_gpu(gpu_type_id: &str) -> Option<GpuType> {
-    GPUS.iter()
-        .find(|(id, _)| *id == gpu_type_id)
-        .map(|(_, g)| *g)
+    GPUS.iter().find(|(id, _)| *id == gpu_type_id).map(|(_, g)| *g)
 }
 
 /// RunPod's preferred `gpuTypeId` for a standard type.
@@ -130,10 +128,7 @@ pub fn standard_region(location: &str) -> Option<Region> {
 
 /// A RunPod data center in a standard region.
 pub fn runpod_region(region: &Region) -> Option<&'static str> {
-    REPRESENTATIVE
-        .iter()
-        .find(|(r, _)| *r == region.as_str())
-        .map(|(_, dc)| *dc)
+    REPRESENTATIVE.iter().find(|(r, _)| *r == region.as_str()).map(|(_, dc)| *dc)
 }
 
 /// True for a secure-cloud data-center id, false for a community country code (dstack's rule).

@@ -48,13 +48,7 @@ pub(super) struct OfferKey {
 
 impl OfferKey {
     pub(super) fn id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.cloud.wire(),
-            self.location,
-            self.count,
-            self.gpu
-        )
+        format!("{}/{}/{}/{}", self.cloud.wire(), self.location, self.count, self.gpu)
     }
 
     pub(super) fn parse(id: &str) -> Option<OfferKey> {
@@ -63,12 +57,7 @@ impl OfferKey {
         let location = parts.next()?.to_string();
         let count = parts.next()?.parse().ok()?;
         let gpu = parts.next()?.to_string();
-        (!location.is_empty() && !gpu.is_empty() && count > 0).then_some(OfferKey {
-            cloud,
-            location,
-            count,
-            gpu,
-        })
+        (!location.is_empty() && !gpu.is_empty() && count > 0).then_some(OfferKey { cloud, location, count, gpu })
     }
 }
 
@@ -76,9 +65,7 @@ impl OfferKey {
 fn segment(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -102,24 +89,11 @@ impl RunPodClient {
             ("cloud", cloud.wire()),
             ("count", &count.to_string()),
         ]);
-        let endpoint = format!(
-            "GET {}",
-            if gpu.is_some() {
-                "/v2/catalog/gpus/{id}"
-            } else {
-                "/v2/catalog/gpus"
-            }
-        );
+        let endpoint = format!("GET {}", if gpu.is_some() { "/v2/catalog/gpus/{id}" } else { "/v2/catalog/gpus" });
         if gpu.is_some() {
-            Ok(vec![
-                self.rest.json::<CatalogGpu>(&endpoint, request).await?,
-            ])
+            Ok(vec![self.rest.json::<CatalogGpu>(&endpoint, request).await?])
         } else {
-            Ok(self
-                .rest
-                .json::<CatalogGpus>(&endpoint, request)
-                .await?
-                .gpus)
+            Ok(self.rest.json::<CatalogGpus>(&endpoint, request).await?.gpus)
         }
     }
 
@@ -129,10 +103,7 @@ impl RunPodClient {
         if !self.spot_available() {
             return Vec::new();
         }
-        match self
-            .graphql::<GpuTypesData>("SpotPrices", SPOT_PRICES, json!({}))
-            .await
-        {
+        match self.graphql::<GpuTypesData>("SpotPrices", SPOT_PRICES, json!({})).await {
             Ok(data) => data.gpu_types,
             Err(e) => {
                 tracing::warn!(error = %e, "runpod: no spot prices this time");
@@ -181,18 +152,11 @@ impl RunPodClient {
             .map(|dc| {
                 let level = dc.availability.as_deref().unwrap_or("NONE");
                 let available = stock_level(level).unwrap_or_else(|| {
-                    self.rest.report(
-                        "GET /v2/catalog/gpus",
-                        ApiChangeKind::UnknownStatus(format!("availability {level}")),
-                    );
+                    self.rest
+                        .report("GET /v2/catalog/gpus", ApiChangeKind::UnknownStatus(format!("availability {level}")));
                     1
                 });
-                let key = OfferKey {
-                    cloud,
-                    location: dc.id.clone(),
-                    count,
-                    gpu: gpu.id.clone(),
-                };
+                let key = OfferKey { cloud, location: dc.id.clone(), count, gpu: gpu.id.clone() };
                 Offer {
                     id: key.id(),
                     provider: self.name.clone(),

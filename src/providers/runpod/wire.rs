@@ -48,9 +48,7 @@ pub fn decimal_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D
                 .map_err(|_| E::custom(format!("{v} is not a price")))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Decimal::from_str(v.trim())
-                .map(Some)
-                .map_err(|_| E::custom(format!("{v:?} is not a price")))
+            Decimal::from_str(v.trim()).map(Some).map_err(|_| E::custom(format!("{v:?} is not a price")))
         }
     }
     d.deserialize_option(V)
@@ -224,16 +222,11 @@ impl Pod {
         let ssh = self.ssh.as_ref();
         let direct = ssh.and_then(|s| s.direct.as_ref());
         let proxy = ssh.and_then(|s| s.proxy.as_ref());
-        let public_ip = port22
-            .and_then(|p| p.ip.clone())
-            .or_else(|| direct.and_then(|d| d.host.clone()));
+        let public_ip = port22.and_then(|p| p.ip.clone()).or_else(|| direct.and_then(|d| d.host.clone()));
         match direct.or(proxy) {
-            Some(e) => Connection {
-                public_ip,
-                ssh_host: e.host.clone(),
-                ssh_port: e.port,
-                ssh_user: e.username.clone(),
-            },
+            Some(e) => {
+                Connection { public_ip, ssh_host: e.host.clone(), ssh_port: e.port, ssh_user: e.username.clone() }
+            }
             None => Connection {
                 ssh_host: public_ip.clone(),
                 ssh_port: port22.and_then(|p| p.public),
@@ -267,11 +260,7 @@ pub fn v2_status(status: &str, has_runtime: bool, spot: bool) -> Option<MachineS
 /// RESTARTING are booting; RUNNING is up once `runtime` is there; EXITED is an interruption
 /// (preempted for spot, stopped outside tgp otherwise); PAUSED is stopped outside tgp; DEAD is a
 /// lost host; TERMINATED is gone. `None` for a value no table knows.
-pub fn graphql_status(
-    desired: &str,
-    pod_type: Option<&str>,
-    has_runtime: bool,
-) -> Option<MachineStatus> {
+pub fn graphql_status(desired: &str, pod_type: Option<&str>, has_runtime: bool) -> Option<MachineStatus> {
     let spot = matches!(pod_type, Some("INTERRUPTABLE") | Some("BID"));
     Some(match desired {
         "CREATED" | "RESTARTING" => MachineStatus::Starting,
@@ -292,21 +281,14 @@ pub fn graphql_status(
 pub fn pod_instance(pod: &Pod) -> (ProviderInstance, bool) {
     let mapped = v2_status(&pod.status, pod.runtime.is_some(), pod.is_spot());
     let status = mapped.unwrap_or(MachineStatus::Starting);
-    let connection = if status == MachineStatus::Running {
-        pod.connection()
-    } else {
-        Connection::default()
-    };
+    let connection = if status == MachineStatus::Running { pod.connection() } else { Connection::default() };
     let instance = ProviderInstance {
         id: pod.id.clone(),
         label: Some(pod.name.clone()).filter(|n| !n.is_empty()),
         status,
         raw_status: pod.status.clone(),
         connection,
-        hourly_price: pod
-            .cost
-            .filter(|c| *c > Decimal::ZERO)
-            .map(Money::from_decimal),
+        hourly_price: pod.cost.filter(|c| *c > Decimal::ZERO).map(Money::from_decimal),
         billing: Some(BillingGranularity::PER_SECOND),
     };
     (instance, mapped.is_none())
@@ -353,33 +335,19 @@ pub struct GqlEnvelope {
 pub fn parse_error(body: &[u8]) -> Option<(Option<String>, String)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_string);
-    if let Some(first) = v
-        .get("errors")
-        .and_then(|e| e.as_array())
-        .and_then(|a| a.first())
+    if let Some(first) = v.get("errors").and_then(|e| e.as_array()).and_then(|a| a.first())
         && let Some(message) = first.get("message").and_then(|m| m.as_str())
     {
-        let code = first
-            .pointer("/extensions/code")
-            .and_then(|c| c.as_str())
-            .map(str::to_string);
+        let code = first.pointer("/extensions/code").and_then(|c| c.as_str()).map(str::to_string);
         return Some((code, message.to_string()));
     }
     if let Some(detail) = text("detail").or_else(|| text("title")) {
         let listed: Vec<String> = v
             .get("errors")
             .and_then(|e| e.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        let message = if listed.is_empty() {
-            detail
-        } else {
-            format!("{detail}: {}", listed.join("; "))
-        };
+        let message = if listed.is_empty() { detail } else { format!("{detail}: {}", listed.join("; ")) };
         return Some((text("title"), message));
     }
     text("error").or_else(|| text("message")).map(|m| (None, m))

@@ -42,9 +42,7 @@ pub fn onstart_script(ssh_public_key: &str) -> String {
 
 fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -52,9 +50,7 @@ fn valid_env_name(name: &str) -> bool {
 pub fn create_body(spec: &LaunchSpec, disk_gb: u32) -> Result<Value, String> {
     let label = spec.attempt_id.as_str();
     if label.len() > MAX_LABEL {
-        return Err(format!(
-            "label {label:?} is longer than Vast's {MAX_LABEL} characters"
-        ));
+        return Err(format!("label {label:?} is longer than Vast's {MAX_LABEL} characters"));
     }
     let image = spec.image.trim();
     if image.is_empty() || image.len() > MAX_IMAGE || image.contains(char::is_whitespace) {
@@ -74,10 +70,7 @@ pub fn create_body(spec: &LaunchSpec, disk_gb: u32) -> Result<Value, String> {
         Some(key) => {
             let known = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p));
             if !known || key.contains(['\'', '\n', '\r']) {
-                return Err(
-                    "the SSH public key is not one OpenSSH line (ssh-ed25519 AAAA... comment)"
-                        .into(),
-                );
+                return Err("the SSH public key is not one OpenSSH line (ssh-ed25519 AAAA... comment)".into());
             }
             let script = onstart_script(key);
             if script.len() > MAX_ONSTART {
@@ -89,15 +82,11 @@ pub fn create_body(spec: &LaunchSpec, disk_gb: u32) -> Result<Value, String> {
         }
     };
     let price = if spec.spot {
-        let bid = spec.bid.ok_or(
-            "a spot launch on Vast needs a bid (without one Vast silently rents on demand)",
-        )?;
+        let bid = spec.bid.ok_or("a spot launch on Vast needs a bid (without one Vast silently rents on demand)")?;
         let (low, high) = bid_range();
         let bid = bid.as_decimal();
         if bid < low || bid > high {
-            return Err(format!(
-                "bid ${bid}/h is outside Vast's range ${low}..${high}"
-            ));
+            return Err(format!("bid ${bid}/h is outside Vast's range ${low}..${high}"));
         }
         json!(bid.to_f64())
     } else {
@@ -121,22 +110,12 @@ fn mentions(e: &ProviderError, what: &str) -> bool {
 }
 
 /// Rents `spec.offer_id`, labelled with the attempt id.
-pub async fn launch(
-    client: &VastAiClient,
-    spec: &LaunchSpec,
-) -> Result<LaunchReceipt, ProviderError> {
+pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
     let invalid = |m: String| client.error(FailureClass::InvalidRequest, m);
-    let offer_id: u64 = spec
-        .offer_id
-        .trim()
-        .parse()
-        .map_err(|_| invalid(format!("{:?} is not a Vast offer id", spec.offer_id)))?;
+    let offer_id: u64 =
+        spec.offer_id.trim().parse().map_err(|_| invalid(format!("{:?} is not a Vast offer id", spec.offer_id)))?;
     let body = create_body(spec, client.disk_gb).map_err(invalid)?;
-    let pricing = if spec.spot {
-        Pricing::Bid
-    } else {
-        Pricing::OnDemand
-    };
+    let pricing = if spec.spot { Pricing::Bid } else { Pricing::OnDemand };
 
     // Look the offer up again: gone, too small or above the bid costs nothing to find out.
     let query = json!({
@@ -148,46 +127,31 @@ pub async fn launch(
         "limit": 1,
     });
     let offers = client.search(&query).await?;
-    let capacity = |m: String| {
-        client
-            .error(FailureClass::Capacity, m)
-            .with_code("no_such_ask")
-    };
+    let capacity = |m: String| client.error(FailureClass::Capacity, m).with_code("no_such_ask");
     let offer = offers
         .into_iter()
         .find(|o| o.id == offer_id)
         .ok_or_else(|| capacity(format!("offer {offer_id} is no longer available")))?;
     if offer.num_gpus < spec.gpu_count {
-        return Err(invalid(format!(
-            "offer {offer_id} has {} GPUs, {} asked for",
-            offer.num_gpus, spec.gpu_count
-        )));
+        return Err(invalid(format!("offer {offer_id} has {} GPUs, {} asked for", offer.num_gpus, spec.gpu_count)));
     }
     let hourly_price = match (spec.spot, spec.bid, offer.min_bid) {
         (true, Some(bid), Some(min)) if min > bid.as_decimal() => {
             return Err(client
                 .error(
                     FailureClass::Capacity,
-                    format!(
-                        "offer {offer_id}: the minimum bid rose to ${min}/h, above the bid {bid}/h"
-                    ),
+                    format!("offer {offer_id}: the minimum bid rose to ${min}/h, above the bid {bid}/h"),
                 )
                 .with_code("invalid_price"));
         }
         (true, Some(bid), _) => bid,
         _ => offer.dph_total.map(Money::from_decimal).ok_or_else(|| {
-            client.error(
-                FailureClass::ContractChanged,
-                format!("offer {offer_id} has no dph_total price"),
-            )
+            client.error(FailureClass::ContractChanged, format!("offer {offer_id} has no dph_total price"))
         })?,
     };
 
     let endpoint = "PUT /api/v0/asks/{id}/";
-    let request = client
-        .http
-        .request(Method::PUT, &format!("/api/v0/asks/{offer_id}/"))
-        .json(&body);
+    let request = client.http.request(Method::PUT, &format!("/api/v0/asks/{offer_id}/")).json(&body);
     let answer: CreateAnswer = match client.http.json(endpoint, request).await {
         Ok(answer) => answer,
         Err(mut e) => {
@@ -216,22 +180,12 @@ pub async fn launch(
                 _ => FailureClass::InvalidRequest,
             };
             Err(client
-                .error(
-                    class,
-                    format!("{endpoint}: {}", answer.msg.unwrap_or_else(|| code.clone())),
-                )
+                .error(class, format!("{endpoint}: {}", answer.msg.unwrap_or_else(|| code.clone())))
                 .with_code(code))
         }
-        (_, Some(id)) => Ok(LaunchReceipt {
-            provider_instance_id: id.to_string(),
-            hourly_price,
-            billing: BILLING,
-        }),
+        (_, Some(id)) => Ok(LaunchReceipt { provider_instance_id: id.to_string(), hourly_price, billing: BILLING }),
         // Success without an id: an instance may exist; the status poll settles it by label.
-        (_, None) => Err(client.error(
-            FailureClass::Unknown,
-            format!("{endpoint}: success without new_contract"),
-        )),
+        (_, None) => Err(client.error(FailureClass::Unknown, format!("{endpoint}: success without new_contract"))),
     }
 }
 
@@ -251,17 +205,11 @@ async fn sweep(client: &VastAiClient, label: &str) {
 }
 
 /// Destroys an instance; gone already (404, `no_such_instance`, `not_found`) is success.
-pub async fn terminate(
-    client: &VastAiClient,
-    provider_instance_id: &str,
-) -> Result<(), ProviderError> {
+pub async fn terminate(client: &VastAiClient, provider_instance_id: &str) -> Result<(), ProviderError> {
     let id = client.instance_id(provider_instance_id)?;
     let endpoint = "DELETE /api/v0/instances/{id}/";
     let gone = |code: Option<&str>| matches!(code, Some("no_such_instance" | "not_found"));
-    let request = client
-        .http
-        .request(Method::DELETE, &format!("/api/v0/instances/{id}/"))
-        .json(&json!({}));
+    let request = client.http.request(Method::DELETE, &format!("/api/v0/instances/{id}/")).json(&json!({}));
     match client.http.json::<Value>(endpoint, request).await {
         Ok(answer) => {
             if answer.get("success").and_then(Value::as_bool) != Some(false) {
@@ -271,14 +219,8 @@ pub async fn terminate(
             if gone(code) {
                 return Ok(());
             }
-            let message = answer
-                .get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("destroy refused");
-            let error = client.error(
-                FailureClass::InvalidRequest,
-                format!("{endpoint}: {message}"),
-            );
+            let message = answer.get("msg").and_then(Value::as_str).unwrap_or("destroy refused");
+            let error = client.error(FailureClass::InvalidRequest, format!("{endpoint}: {message}"));
             Err(match code {
                 Some(code) => error.with_code(code),
                 None => error,

@@ -19,8 +19,8 @@ use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
-    ProviderInfo, ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
+    ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
 use tgp_events::{BillingGranularity, GpuType, Money, ProviderName, Region, SpotPolicy};
@@ -74,52 +74,26 @@ pub struct VastAiClient {
 impl VastAiClient {
     /// Builds the client from its settings: the host root (`https://console.vast.ai`), the key
     /// (sent as a Bearer token), and the options `disk_gb` and `search_limit`.
-    pub fn from_settings(
-        settings: &ProviderSettings,
-        reporter: ApiChangeReporter,
-    ) -> Result<Self, ProviderError> {
+    pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant known to be a valid name: no provider answer can break this.
-        let name: ProviderName = PROVIDER
-            .parse()
-            .expect("\"vastai\" is a valid provider name");
+        let name: ProviderName = PROVIDER.parse().expect("\"vastai\" is a valid provider name");
         let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
         let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(
-                &name,
-                FailureClass::Auth,
-                "no API key (set VAST_API_KEY or api_key_file)",
-            )
+            ProviderError::new(&name, FailureClass::Auth, "no API key (set VAST_API_KEY or api_key_file)")
         })?;
-        let option = |key: &str, default: u32, min: u32| -> Result<u32, ProviderError> {
-            match settings.options.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| *n >= min)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "option {key} = {v:?}: expected a whole number of at least {min}"
-                        ))
+        let option =
+            |key: &str, default: u32, min: u32| -> Result<u32, ProviderError> {
+                match settings.options.get(key) {
+                    None => Ok(default),
+                    Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n >= min).ok_or_else(|| {
+                        invalid(format!("option {key} = {v:?}: expected a whole number of at least {min}"))
                     }),
-            }
-        };
+                }
+            };
         let disk_gb = option("disk_gb", DEFAULT_DISK_GB, 8)?;
         let search_limit = option("search_limit", DEFAULT_SEARCH_LIMIT, 1)?;
-        let http = ProviderHttp::new(
-            name.clone(),
-            &settings.url,
-            key,
-            reporter,
-            wire::parse_error,
-        );
-        Ok(VastAiClient {
-            http,
-            name,
-            disk_gb,
-            search_limit,
-        })
+        let http = ProviderHttp::new(name.clone(), &settings.url, key, reporter, wire::parse_error);
+        Ok(VastAiClient { http, name, disk_gb, search_limit })
     }
 
     fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
@@ -138,15 +112,9 @@ impl VastAiClient {
     fn describe(&self, endpoint: &str, w: WireInstance) -> ProviderInstance {
         let (status, raw_status, known) = wire::machine_status(&w);
         if !known {
-            self.http
-                .report(endpoint, ApiChangeKind::UnknownStatus(raw_status.clone()));
+            self.http.report(endpoint, ApiChangeKind::UnknownStatus(raw_status.clone()));
         }
-        let trimmed = |s: &Option<String>| {
-            s.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
+        let trimmed = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
         let connection = if status == MachineStatus::Running {
             let public_ip = trimmed(&w.public_ipaddr);
             let proxy_port = w.ssh_port.and_then(|p| u16::try_from(p).ok());
@@ -158,12 +126,7 @@ impl VastAiClient {
                     None => (None, None),
                 },
             };
-            Connection {
-                public_ip,
-                ssh_user: ssh_host.as_ref().map(|_| "root".to_string()),
-                ssh_host,
-                ssh_port,
-            }
+            Connection { public_ip, ssh_user: ssh_host.as_ref().map(|_| "root".to_string()), ssh_host, ssh_port }
         } else {
             Connection::default()
         };
@@ -184,51 +147,31 @@ impl VastAiClient {
 
     fn instance_id(&self, id: &str) -> Result<u64, ProviderError> {
         id.trim().parse().map_err(|_| {
-            self.error(
-                FailureClass::InvalidRequest,
-                format!("{id:?} is not a Vast instance id (a whole number)"),
-            )
+            self.error(FailureClass::InvalidRequest, format!("{id:?} is not a Vast instance id (a whole number)"))
         })
     }
 
     /// One page of the instance list, optionally filtered on stored columns.
-    async fn list_page(
-        &self,
-        after: Option<&str>,
-        filters: Option<&Value>,
-    ) -> Result<InstancePage, ProviderError> {
-        let mut query: Vec<(&str, String)> = vec![
-            ("limit", PAGE_SIZE.to_string()),
-            ("order_by", json!([{"col": "id", "dir": "asc"}]).to_string()),
-        ];
+    async fn list_page(&self, after: Option<&str>, filters: Option<&Value>) -> Result<InstancePage, ProviderError> {
+        let mut query: Vec<(&str, String)> =
+            vec![("limit", PAGE_SIZE.to_string()), ("order_by", json!([{"col": "id", "dir": "asc"}]).to_string())];
         if let Some(filters) = filters {
             query.push(("select_filters", filters.to_string()));
         }
         if let Some(token) = after {
             query.push(("after_token", token.to_string()));
         }
-        let request = self
-            .http
-            .request(Method::GET, "/api/v1/instances/")
-            .query(&query);
+        let request = self.http.request(Method::GET, "/api/v1/instances/").query(&query);
         self.http.json(LIST, request).await
     }
 
     /// Every instance matching `filters`, following `next_token`: one call per page.
-    async fn list_all(
-        &self,
-        filters: Option<&Value>,
-    ) -> Result<Vec<ProviderInstance>, ProviderError> {
+    async fn list_all(&self, filters: Option<&Value>) -> Result<Vec<ProviderInstance>, ProviderError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self.list_page(token.as_deref(), filters).await?;
-            out.extend(
-                page.instances
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|w| self.describe(LIST, w)),
-            );
+            out.extend(page.instances.unwrap_or_default().into_iter().map(|w| self.describe(LIST, w)));
             match page.next_token.filter(|t| !t.trim().is_empty()) {
                 Some(next) if token.as_deref() == Some(next.as_str()) => {
                     return Err(self.error(
@@ -240,10 +183,8 @@ impl VastAiClient {
                 None => return Ok(out),
             }
         }
-        Err(self.error(
-            FailureClass::ContractChanged,
-            format!("{LIST}: more than {MAX_PAGES} pages; pagination broken"),
-        ))
+        Err(self
+            .error(FailureClass::ContractChanged, format!("{LIST}: more than {MAX_PAGES} pages; pagination broken")))
     }
 }
 
@@ -261,10 +202,7 @@ impl ProviderClient for VastAiClient {
     /// 60 requests a minute (tgp's default; Vast publishes no figure) and no burst: Vast enforces a
     /// minimum interval between calls per endpoint, not a bucket.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits {
-            requests_per_minute: 60,
-            burst: 1,
-        }
+        RateLimits { requests_per_minute: 60, burst: 1 }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -285,11 +223,7 @@ impl ProviderClient for VastAiClient {
         };
         let offers = self.search(&self.search_query(filter, pricing)).await?;
         let now = Utc::now();
-        Ok(offers
-            .into_iter()
-            .map(|o| self.normalize(o, pricing, now))
-            .filter(|o| offers::fits(o, filter))
-            .collect())
+        Ok(offers.into_iter().map(|o| self.normalize(o, pricing, now)).filter(|o| offers::fits(o, filter)).collect())
     }
 
     async fn normalized_pricing(
@@ -322,10 +256,7 @@ impl ProviderClient for VastAiClient {
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let id = self.instance_id(provider_instance_id)?;
         let endpoint = "GET /api/v0/instances/{id}/";
-        let request = self
-            .http
-            .request(Method::GET, &format!("/api/v0/instances/{id}/"))
-            .query(&[("owner", "me")]);
+        let request = self.http.request(Method::GET, &format!("/api/v0/instances/{id}/")).query(&[("owner", "me")]);
         let answer: wire::OneInstance = self.http.json(endpoint, request).await?;
         match answer.instances {
             Some(w) => Ok(self.describe(endpoint, w)),

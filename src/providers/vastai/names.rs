@@ -160,33 +160,13 @@ const US_STATES: &[(&str, &[&str])] = &[
 /// Africa, the Middle East, ...) have no standard region: their offers are kept, marked.
 const COUNTRIES: &[(&str, &[&str])] = &[
     ("canada", &["CA"]),
-    (
-        "eu-west",
-        &["GB", "UK", "IE", "FR", "NL", "BE", "LU", "ES", "PT"],
-    ),
-    (
-        "eu-central",
-        &[
-            "DE", "AT", "CH", "IT", "PL", "CZ", "SK", "HU", "SI", "HR", "RO", "BG", "RS", "GR",
-            "UA", "MD",
-        ],
-    ),
-    (
-        "eu-north",
-        &["SE", "NO", "FI", "DK", "IS", "EE", "LV", "LT"],
-    ),
+    ("eu-west", &["GB", "UK", "IE", "FR", "NL", "BE", "LU", "ES", "PT"]),
+    ("eu-central", &["DE", "AT", "CH", "IT", "PL", "CZ", "SK", "HU", "SI", "HR", "RO", "BG", "RS", "GR", "UA", "MD"]),
+    ("eu-north", &["SE", "NO", "FI", "DK", "IS", "EE", "LV", "LT"]),
     ("asia-east", &["JP", "KR", "TW", "HK", "CN", "MO", "MN"]),
-    (
-        "asia-south",
-        &[
-            "IN", "SG", "TH", "VN", "MY", "ID", "PH", "BD", "PK", "LK", "NP",
-        ],
-    ),
+    ("asia-south", &["IN", "SG", "TH", "VN", "MY", "ID", "PH", "BD", "PK", "LK", "NP"]),
     ("oceania", &["AU", "NZ"]),
-    (
-        "south-america",
-        &["BR", "AR", "CL", "CO", "PE", "UY", "PY", "BO", "EC", "VE"],
-    ),
+    ("south-america", &["BR", "AR", "CL", "CO", "PE", "UY", "PY", "BO", "EC", "VE"]),
 ];
 
 /// Countries that hosts sometimes spell out instead of giving the code.
@@ -210,10 +190,7 @@ const CONTINENT_SUFFIXES: &[&str] = &["NA", "SA", "EU", "AS", "OC", "AF"];
 
 /// The Vast names of a standard GPU type, first the one to show.
 pub fn vast_gpu_names(gpu: GpuType) -> &'static [&'static str] {
-    GPUS.iter()
-        .find(|(g, _)| *g == gpu)
-        .map(|(_, names)| *names)
-        .unwrap_or(&[])
+    GPUS.iter().find(|(g, _)| *g == gpu).map(|(_, names)| *names).unwrap_or(&[])
 }
 
 /// The `gpu_ram` bounds (MB) a standard type needs besides its name: only the A100 halves.
@@ -229,10 +206,8 @@ pub fn gpu_ram_bounds(gpu: GpuType) -> (Option<u64>, Option<u64>) {
 /// A100 size, and an A100 without it has no standard type.
 pub fn gpu_type(vast_name: &str, gpu_ram_mb: Option<u64>) -> Option<GpuType> {
     let name = vast_name.trim();
-    let mut candidates = GPUS
-        .iter()
-        .filter(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
-        .map(|(g, _)| *g);
+    let mut candidates =
+        GPUS.iter().filter(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(name))).map(|(g, _)| *g);
     let first = candidates.next()?;
     match first {
         GpuType::A100_80GB | GpuType::A100_40GB => match gpu_ram_mb? {
@@ -248,21 +223,13 @@ pub fn region_countries(region: &Region) -> Vec<&'static str> {
     if region.as_str().starts_with("us-") {
         return vec!["US"];
     }
-    COUNTRIES
-        .iter()
-        .find(|(r, _)| *r == region.as_str())
-        .map(|(_, ccs)| ccs.to_vec())
-        .unwrap_or_default()
+    COUNTRIES.iter().find(|(r, _)| *r == region.as_str()).map(|(_, ccs)| ccs.to_vec()).unwrap_or_default()
 }
 
 /// The country code of a `geolocation` string: its last part when that is two letters (a
 /// continent suffix skipped), or a spelled-out country name.
 pub fn country_code(geolocation: &str) -> Option<String> {
-    let parts: Vec<&str> = geolocation
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
+    let parts: Vec<&str> = geolocation.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
     let mut last = *parts.last()?;
     if parts.len() >= 3 && CONTINENT_SUFFIXES.contains(&last) {
         last = parts.get(parts.len() - 2).copied().unwrap_or(last);
@@ -271,10 +238,7 @@ pub fn country_code(geolocation: &str) -> Option<String> {
         return Some(last.to_ascii_uppercase());
     }
     let lower = last.to_lowercase();
-    COUNTRY_NAMES
-        .iter()
-        .find(|(name, _)| *name == lower)
-        .map(|(_, cc)| cc.to_string())
+    COUNTRY_NAMES.iter().find(|(name, _)| *name == lower).map(|(_, cc)| cc.to_string())
 }
 
 /// The standard region of a `geolocation` string: by country, and for the United States by state
@@ -286,18 +250,11 @@ pub fn region(geolocation: &str) -> Option<Region> {
         US_STATES
             .iter()
             .find(|(_, states)| {
-                place_parts
-                    .iter()
-                    .rev()
-                    .skip(1)
-                    .any(|p| states.iter().any(|s| s.eq_ignore_ascii_case(p)))
+                place_parts.iter().rev().skip(1).any(|p| states.iter().any(|s| s.eq_ignore_ascii_case(p)))
             })
             .map(|(r, _)| *r)?
     } else {
-        COUNTRIES
-            .iter()
-            .find(|(_, ccs)| ccs.contains(&cc.as_str()))
-            .map(|(r, _)| *r)?
+        COUNTRIES.iter().find(|(_, ccs)| ccs.contains(&cc.as_str())).map(|(r, _)| *r)?
     };
     name.parse().ok()
 }
@@ -331,10 +288,7 @@ mod tests {
         assert_eq!(r("Virginia, US, NA").as_deref(), Some("us-east"));
         assert_eq!(r("Quebec, CA").as_deref(), Some("canada"));
         assert_eq!(r("Sweden, SE").as_deref(), Some("eu-north"));
-        assert_eq!(
-            r("Yutakachō, Shinagawa District, Tokyo, JP").as_deref(),
-            Some("asia-east")
-        );
+        assert_eq!(r("Yutakachō, Shinagawa District, Tokyo, JP").as_deref(), Some("asia-east"));
         assert_eq!(r(", US"), None);
         assert_eq!(r("Nairobi, KE"), None);
         assert_eq!(r(""), None);

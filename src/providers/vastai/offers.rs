@@ -38,11 +38,7 @@ impl VastAiClient {
             q.insert("num_gpus".into(), json!({"gte": n}));
         }
         if !filter.regions.is_empty() {
-            let mut countries: Vec<&str> = filter
-                .regions
-                .iter()
-                .flat_map(names::region_countries)
-                .collect();
+            let mut countries: Vec<&str> = filter.regions.iter().flat_map(names::region_countries).collect();
             countries.sort_unstable();
             countries.dedup();
             q.insert("geolocation".into(), json!({"in": countries}));
@@ -62,23 +58,15 @@ impl VastAiClient {
     }
 
     pub(super) async fn search(&self, query: &Value) -> Result<Vec<WireOffer>, ProviderError> {
-        let request = self
-            .http
-            .request(Method::POST, "/api/v0/bundles/")
-            .json(query);
-        let answer: OffersAnswer = self
-            .http
-            .json(SEARCH, request)
-            .await
-            .map_err(|e| self.reclass_auth(e))?;
+        let request = self.http.request(Method::POST, "/api/v0/bundles/").json(query);
+        let answer: OffersAnswer = self.http.json(SEARCH, request).await.map_err(|e| self.reclass_auth(e))?;
         Ok(answer.offers.unwrap_or_default())
     }
 
     /// One Vast offer, normalized. Untranslated GPU or region names give `None` (kept, marked).
     pub(super) fn normalize(&self, o: WireOffer, pricing: Pricing, now: DateTime<Utc>) -> Offer {
         let geolocation = o.geolocation.as_deref().unwrap_or("").trim().to_string();
-        let positive =
-            |d: Option<Decimal>| d.filter(|p| *p > Decimal::ZERO).map(Money::from_decimal);
+        let positive = |d: Option<Decimal>| d.filter(|p| *p > Decimal::ZERO).map(Money::from_decimal);
         let (on_demand_price, spot_price) = match pricing {
             Pricing::OnDemand => (positive(o.dph_total), positive(o.min_bid)),
             // A bid search prices offers at the minimum bid; what `dph_total` then holds is
@@ -112,11 +100,7 @@ pub(super) fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
     };
     filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
         && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-        && (filter.regions.is_empty()
-            || offer
-                .region
-                .as_ref()
-                .is_some_and(|r| filter.regions.contains(r)))
+        && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
         && match filter.spot {
             Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
             Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),

@@ -149,10 +149,7 @@ pub fn parse_error(body: &[u8]) -> Option<(Option<String>, String)> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_string);
     let code = text("error");
-    let message = text("msg")
-        .or_else(|| text("message"))
-        .or_else(|| text("detail"))
-        .or_else(|| code.clone())?;
+    let message = text("msg").or_else(|| text("message")).or_else(|| text("detail")).or_else(|| code.clone())?;
     Some((code, message))
 }
 
@@ -162,23 +159,14 @@ pub fn machine_status(instance: &WireInstance) -> (MachineStatus, String, bool) 
     let actual = instance.actual_status.as_deref().map(str::trim);
     let raw = actual.unwrap_or("null").to_string();
     let stopped = |s: &Option<String>| s.as_deref().map(str::trim) == Some("stopped");
-    let stop_reason = if instance.is_bid == Some(true) {
-        InterruptionReason::Outbid
-    } else {
-        InterruptionReason::StoppedOutsideTgp
-    };
+    let stop_reason =
+        if instance.is_bid == Some(true) { InterruptionReason::Outbid } else { InterruptionReason::StoppedOutsideTgp };
     // dstack's rule (PR #4037): the contract stopped and meant to stay stopped is an
     // interruption whatever the container field says; there is no "outbid" value.
-    if stopped(&instance.cur_state)
-        && stopped(&instance.next_state)
-        && stopped(&instance.intended_status)
-    {
+    if stopped(&instance.cur_state) && stopped(&instance.next_state) && stopped(&instance.intended_status) {
         return (MachineStatus::Interrupted(stop_reason), raw, true);
     }
-    let failed_start = instance
-        .status_msg
-        .as_deref()
-        .is_some_and(|m| m.contains("OCI runtime create failed"));
+    let failed_start = instance.status_msg.as_deref().is_some_and(|m| m.contains("OCI runtime create failed"));
     let status = match actual {
         None | Some("loading") | Some("rebooting") | Some("recycling") => MachineStatus::Starting,
         Some("created") if failed_start => MachineStatus::Interrupted(InterruptionReason::HostLost),
@@ -188,9 +176,7 @@ pub fn machine_status(instance: &WireInstance) -> (MachineStatus, String, bool) 
         // balance at zero, or by an on-demand contract's end.
         Some("stopped") | Some("frozen") => MachineStatus::Interrupted(stop_reason),
         // Vast: once exited, unknown or offline, it never becomes running.
-        Some("exited") | Some("unknown") | Some("offline") => {
-            MachineStatus::Interrupted(InterruptionReason::HostLost)
-        }
+        Some("exited") | Some("unknown") | Some("offline") => MachineStatus::Interrupted(InterruptionReason::HostLost),
         Some("destroyed") => MachineStatus::Terminated,
         // A value the note does not know: Starting, as SkyPilot does, because Vast adds lifecycle
         // states without notice and Terminated would make tgp forget a machine that may bill.
@@ -248,23 +234,18 @@ fn opt_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 }
 
 fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    opt_count(d)?
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| D::Error::custom("expected a count, got null"))
+    opt_count(d)?.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| D::Error::custom("expected a count, got null"))
 }
 
 fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
-        Value::Number(n) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("id {n} is not a whole number"))),
-        Value::String(s) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| D::Error::custom(format!("id {s:?} is not a number"))),
+        Value::Number(n) => {
+            n.as_u64().map(Some).ok_or_else(|| D::Error::custom(format!("id {n} is not a whole number")))
+        }
+        Value::String(s) => {
+            s.trim().parse().map(Some).map_err(|_| D::Error::custom(format!("id {s:?} is not a number")))
+        }
         other => Err(D::Error::custom(format!("expected an id, got {other}"))),
     }
 }
@@ -292,10 +273,8 @@ mod tests {
 
     #[test]
     fn ids_parse_as_numbers_or_strings_and_required_fields_must_be_there() {
-        let one: OneInstance = serde_json::from_value(
-            json!({"instances": {"id": "42", "actual_status": null, "ports": null}}),
-        )
-        .unwrap();
+        let one: OneInstance =
+            serde_json::from_value(json!({"instances": {"id": "42", "actual_status": null, "ports": null}})).unwrap();
         assert_eq!(one.instances.map(|i| i.id), Some(42));
         let missing = serde_json::from_value::<OneInstance>(json!({"instances": {"id": 1}}));
         assert!(missing.unwrap_err().to_string().contains("actual_status"));
@@ -314,10 +293,7 @@ mod tests {
             e(r#"{"success":false,"error":"no_such_ask","msg":"gone"}"#),
             Some((Some("no_such_ask".into()), "gone".into()))
         );
-        assert_eq!(
-            e(r#"{"detail":"slow down"}"#),
-            Some((None, "slow down".into()))
-        );
+        assert_eq!(e(r#"{"detail":"slow down"}"#), Some((None, "slow down".into())));
         assert_eq!(e("API requests too frequent"), None);
     }
 }
