@@ -14,7 +14,17 @@ use tgp_events::events::InstanceEvent;
 /// Starts `tgp run` with a failpoint and waits for it to abort.
 fn crashing_controller(url: &str, dir: &std::path::Path, failpoint: &str) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(["run", "--nats-url", url, "--poll-interval", "200ms", "--sim-boot-time", "300ms"])
+        .args([
+            "run",
+            "--market",
+            "simulated",
+            "--nats-url",
+            url,
+            "--poll-interval",
+            "200ms",
+            "--sim-boot-time",
+            "300ms",
+        ])
         .arg("--sim-state")
         .arg(dir.join("simulated-market.json"))
         .env("TGP_FAILPOINT", failpoint)

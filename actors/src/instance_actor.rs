@@ -19,8 +19,12 @@ use tgp_events::{BillingGranularity, InstanceId};
 
 use crate::aggregate::{Instance, InstanceCommand};
 use crate::journal::{CommitError, Loaded};
-use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderListing};
+use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderError, ProviderListing};
 use crate::selection::{Selection, select};
+
+/// How long selection waits for a provider's offers; a slower provider is left out of this
+/// selection rather than holding the launch (and the instance's mailbox) hostage.
+pub const SELECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// What every instance actor shares: one `Arc` per actor keeps idle actors small.
 pub struct Shared<R> {
@@ -160,9 +164,9 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|(loaded, next, out), act, ctx| {
             act.loaded = loaded;
             match next {
-                Next::Drive => ctx.notify(Drive),
+                Next::Drive => drive(ctx),
                 Next::RetryLater => {
-                    ctx.notify_later(Drive, act.shared.retry_delay);
+                    ctx.run_later(act.shared.retry_delay, |_, ctx| drive(ctx));
                 }
                 Next::Idle => {}
             }
@@ -170,6 +174,16 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
             out
         })))
     }
+}
+
+/// Asks the actor to go on, through its mailbox.
+///
+/// Not `ctx.notify`: in actix 0.13.5 a notified message is a context item, and items are polled
+/// right after the mailbox in the same pass, before a wait that the mailbox's last message just
+/// registered is merged. So a notified `Drive` can run while an `AtomicResponse` holds the state
+/// (observed here: a step saw an empty instance). Mailbox messages always wait for the wait.
+fn drive<R: PersistedEventRepository + 'static>(ctx: &mut Context<InstanceActor<R>>) {
+    ctx.address().do_send(Drive);
 }
 
 /// What to do after a step.
@@ -186,7 +200,7 @@ impl<R: PersistedEventRepository + 'static> Actor for InstanceActor<R> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.notify(Drive);
+        drive(ctx);
     }
 }
 
@@ -266,7 +280,9 @@ async fn advance<R: PersistedEventRepository>(
 ) -> Result<bool, CommitError> {
     let meta = serde_json::Value::Null;
     let now = Utc::now;
-    match next_step(&loaded.instance) {
+    let step = next_step(&loaded.instance);
+    tracing::debug!(instance = %id, ?step, "step");
+    match step {
         Step::Done | Step::Wait => Ok(false),
         Step::Select => {
             if let (Some(InstanceState::Interrupted), Some(stopped)) =
@@ -282,7 +298,17 @@ async fn advance<R: PersistedEventRepository>(
             let filter = crate::provider::OfferFilter::for_launch(&request);
             let asks = shared.market.providers().iter().map(|p| {
                 let filter = filter.clone();
-                async move { (p.info().name, p.list_offers(&filter).await) }
+                async move {
+                    let answer =
+                        tokio::time::timeout(SELECTION_WAIT, p.list_offers(&filter)).await.unwrap_or_else(|_| {
+                            Err(ProviderError::new(
+                                &p.info().name,
+                                FailureClass::ProviderOutage,
+                                format!("no offers within {}s; left out of this selection", SELECTION_WAIT.as_secs()),
+                            ))
+                        });
+                    (p.info().name, answer)
+                }
             });
             let mut offers = Vec::new();
             for (provider, answer) in futures::future::join_all(asks).await {

@@ -87,6 +87,10 @@ impl SupervisorError {
 
 type Reply = Result<InstanceSummary, SupervisorError>;
 
+/// How long a question waits for an instance actor busy with a provider call before it is
+/// answered from the journal instead (the actor journals before it acts, so the journal is current).
+const BUSY: Duration = Duration::from_millis(250);
+
 /// Start a chain, or answer the existing one with this id (a retried launch is not a second one).
 #[derive(Message)]
 #[rtype(result = "Result<InstanceSummary, SupervisorError>")]
@@ -296,10 +300,11 @@ impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
         let shared = self.shared.clone();
         Box::pin(async move {
             if let Some(addr) = live
-                && let Ok(Some(summary)) = addr.send(GetSummary).await
+                && let Ok(Ok(Some(summary))) = tokio::time::timeout(BUSY, addr.send(GetSummary)).await
             {
                 return Ok(summary);
             }
+            // Unknown, finished, or busy with a provider call: the journal holds the answer.
             let loaded = load(&shared.repo, &id).await?;
             loaded.instance.summary().ok_or(SupervisorError::NotFound(id))
         })
@@ -309,12 +314,25 @@ impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
 impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
     type Result = ResponseFuture<Vec<InstanceSummary>>;
     fn handle(&mut self, List(filter): List, _: &mut Context<Self>) -> Self::Result {
-        let asks: Vec<_> = self.live.values().map(|addr| addr.send(GetSummary)).collect();
+        let shared = self.shared.clone();
+        let asks: Vec<_> = self
+            .live
+            .iter()
+            .map(|(id, addr)| {
+                let (id, addr, shared) = (id.clone(), addr.clone(), shared.clone());
+                async move {
+                    match tokio::time::timeout(BUSY, addr.send(GetSummary)).await {
+                        Ok(Ok(summary)) => summary,
+                        _ => load(&shared.repo, &id).await.ok().and_then(|l| l.instance.summary()),
+                    }
+                }
+            })
+            .collect();
         Box::pin(async move {
             let mut found: Vec<InstanceSummary> = futures::future::join_all(asks)
                 .await
                 .into_iter()
-                .filter_map(|r| r.ok().flatten())
+                .flatten()
                 .filter(|s| filter.state.is_none_or(|st| st == s.state))
                 .filter(|s| filter.provider.as_ref().is_none_or(|p| s.provider.as_ref() == Some(p)))
                 .collect();

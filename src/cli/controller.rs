@@ -4,14 +4,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use tgp::controller::{Controller, ControllerConfig, MarketCues};
+use tgp::fakes::FakeProvider;
+use tgp::fakes::market::FakeMarket;
 use tgp::nats_server::NatsServer;
+use tgp::providers::api_change::ApiChangeReporter;
+use tgp::providers::config;
 use tgp::simulated::SimulatedConfig;
 use tgp::simulated::SimulatedProvider;
 use tgp_actors::provider::ProviderClient;
+use tgp_actors::provider_actor::ProviderActorConfig;
+use tgp_actors::provider_actor::limiter::Budget;
 use tgp_actors::supervisor::SupervisorConfig;
 
 use super::{NatsArgs, parse_duration};
@@ -30,10 +36,107 @@ pub struct RunArgs {
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
+    market: MarketArgs,
+    #[command(flatten)]
     sim: SimArgs,
 }
 
-/// The simulated market (the only market until the real provider clients land).
+/// Which providers the controller uses.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarketKind {
+    /// The real providers whose keys are configured (VAST_API_KEY, LAMBDA_API_KEY, RUNPOD_API_KEY,
+    /// PAPERSPACE_API_KEY, or the config file).
+    Providers,
+    /// The four fake providers on loopback, driven by the real clients: everything works without
+    /// accounts.
+    Fakes,
+    /// The in-memory simulated market (one provider, `simulated`; its machines can be kept in a file).
+    Simulated,
+}
+
+/// Where providers come from.
+#[derive(Args, Clone)]
+pub struct MarketArgs {
+    /// providers (real accounts), fakes (local fake providers) or simulated (in-memory market).
+    #[arg(long, value_enum, default_value = "providers")]
+    market: MarketKind,
+    /// Provider configuration file (TOML; see docs/providers.md). Environment variables override it.
+    #[arg(long, env = "TGP_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// A market ready for a controller; the fakes (when used) live as long as it does.
+pub struct BuiltMarket {
+    pub providers: Vec<Arc<dyn ProviderClient>>,
+    pub cues: Option<Arc<dyn MarketCues>>,
+    pub api_changes: Option<ApiChangeReporter>,
+    pub description: String,
+    /// Provider actor settings: real limits for real providers; generous ones for local fakes.
+    pub provider_actor: ProviderActorConfig,
+}
+
+/// Builds the chosen market.
+pub async fn build_market(args: &MarketArgs, sim: &SimArgs) -> anyhow::Result<BuiltMarket> {
+    let reporter = ApiChangeReporter::default();
+    match args.market {
+        MarketKind::Simulated => {
+            let market =
+                Arc::new(SimulatedProvider::new(sim.config()).context("reading the simulated market's state")?);
+            Ok(BuiltMarket {
+                providers: vec![market.clone() as Arc<dyn ProviderClient>],
+                cues: Some(market as Arc<dyn MarketCues>),
+                api_changes: None,
+                description: "the simulated market".into(),
+                provider_actor: ProviderActorConfig::default(),
+            })
+        }
+        MarketKind::Fakes => {
+            let fakes = Arc::new(FakeMarket::start(sim.sim_seed, sim.sim_boot_time).await?);
+            let (providers, skipped) = tgp::providers::build(&fakes.settings(), &reporter);
+            anyhow::ensure!(skipped.is_empty(), "fake providers refused: {skipped:?}");
+            let description = format!(
+                "the fake market (vastai {}, lambda {}, runpod {}, paperspace {})",
+                fakes.vastai.url(),
+                fakes.lambda.url(),
+                fakes.runpod.url(),
+                fakes.paperspace.url()
+            );
+            // Local fakes have no real limits; the providers' own budgets would only slow the demo.
+            let provider_actor =
+                ProviderActorConfig { budget: Some(Budget { per_minute: 6000, burst: 50 }), ..Default::default() };
+            Ok(BuiltMarket {
+                providers,
+                cues: Some(fakes as Arc<dyn MarketCues>),
+                api_changes: Some(reporter),
+                description,
+                provider_actor,
+            })
+        }
+        MarketKind::Providers => {
+            let settings = config::resolve(args.config.as_deref(), |v| std::env::var(v).ok())?;
+            let (providers, skipped) = tgp::providers::build(&settings, &reporter);
+            for s in &skipped {
+                eprintln!("provider {}: {} ({})", s.provider, s.status, s.message);
+            }
+            anyhow::ensure!(
+                !providers.is_empty(),
+                "no provider is enabled: set VAST_API_KEY, LAMBDA_API_KEY, RUNPOD_API_KEY or PAPERSPACE_API_KEY \
+                 (see docs/providers.md), or try tgp without accounts: --market fakes"
+            );
+            let names: Vec<String> = providers.iter().map(|p| p.info().name.to_string()).collect();
+            Ok(BuiltMarket {
+                providers,
+                cues: None,
+                api_changes: Some(reporter),
+                description: format!("providers {}", names.join(", ")),
+                provider_actor: ProviderActorConfig::default(),
+            })
+        }
+    }
+}
+
+/// The simulated market's settings (with `--market simulated`); the seed and boot time also
+/// apply to the fakes.
 #[derive(Args, Clone)]
 pub struct SimArgs {
     /// Seed of the simulated market's offers, prices and random interruptions.
@@ -98,8 +201,7 @@ async fn shutdown_signal() {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
-        let market =
-            Arc::new(SimulatedProvider::new(args.sim.config()).context("reading the simulated market's state")?);
+        let market = build_market(&args.market, &args.sim).await?;
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig {
@@ -107,14 +209,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 failpoint: args.failpoint,
                 ..Default::default()
             },
-            providers: vec![market.clone() as Arc<dyn ProviderClient>],
-            cues: Some(market as Arc<dyn MarketCues>),
-            api_changes: None,
+            providers: market.providers,
+            cues: market.cues,
+            api_changes: market.api_changes,
             metrics_addr: args.metrics_addr,
-            provider_actor: Default::default(),
+            provider_actor: market.provider_actor,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
-        println!("tgp controller running on the simulated market; NATS at {url}");
+        println!("tgp controller running on {}; NATS at {url}", market.description);
         println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00");
         shutdown_signal().await;
         eprintln!("shutting down");
@@ -134,11 +236,14 @@ pub struct DemoArgs {
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (url, _server) = nats_or_private(&args.nats)?;
-        let market = Arc::new(SimulatedProvider::new(SimulatedConfig {
-            seed: args.seed,
-            boot_time: Duration::from_secs(1),
-            ..Default::default()
-        })?);
+        let sim = SimArgs {
+            sim_seed: args.seed,
+            sim_state: None,
+            sim_boot_time: Duration::from_secs(1),
+            sim_spot_interruptions: 0.0,
+        };
+        let market = build_market(&MarketArgs { market: MarketKind::Fakes, config: None }, &sim).await?;
+        println!("== the market: {}", market.description);
         let config = ControllerConfig {
             nats_url: url.clone(),
             supervisor: SupervisorConfig {
@@ -146,11 +251,11 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 retry_delay: Duration::from_secs(1),
                 failpoint: None,
             },
-            providers: vec![market.clone() as Arc<dyn ProviderClient>],
-            cues: Some(market as Arc<dyn MarketCues>),
-            api_changes: None,
+            providers: market.providers,
+            cues: market.cues,
+            api_changes: market.api_changes,
             metrics_addr: None,
-            provider_actor: Default::default(),
+            provider_actor: market.provider_actor,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&url, &controller).await

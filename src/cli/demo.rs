@@ -1,5 +1,5 @@
-//! `tgp demo`: the whole system on the simulated market, talking to it over NATS like any program
-//! would. Four launches (one that cannot fit, to show why), a spot interruption and its relaunch,
+//! `tgp demo`: the whole system on the fake market (the four providers' fake servers on loopback,
+//! driven by the real clients), talking to it over NATS like any program would. Four launches (one that cannot fit, to show why), a spot interruption and its relaunch,
 //! then termination of everything, with every lifecycle event printed as the journal records it.
 
 use std::time::Duration;
@@ -55,10 +55,7 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
         ("big", r#"{"gpu_type":"A100-80GB","gpu_count":8,"max_hourly_price":"2.00","spot_policy":"spot-only"}"#),
         ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05"}"#),
     ];
-    println!(
-        "== tgp demo on the simulated market (NATS at {url})\n== launching {} instances through tgp.api.launch",
-        launches.len()
-    );
+    println!("== tgp demo (NATS at {url})\n== launching {} instances through tgp.api.launch", launches.len());
     let mut ids = Vec::new();
     for (name, body) in launches {
         let mut body: serde_json::Value = serde_json::from_str(body)?;
@@ -72,7 +69,7 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     wait_for(&client, &ids[3], |s| s.state == InstanceState::Failed).await?;
     let before = wait_for(&client, &train, |s| s.state == InstanceState::Running).await?;
     let machine = before.provider_instance_id.clone().context("a running instance has a machine")?;
-    println!("== the simulated provider preempts {machine} (instance {train}); tgp notices at its next poll");
+    println!("== the provider takes {machine} away (instance {train}); tgp notices at its next poll");
     let cues = controller.cues.as_ref().context("the demo's market takes cues")?;
     anyhow::ensure!(cues.interrupt(&machine), "the market has no running machine {machine}");
     wait_for(&client, &train, |s| {
@@ -89,7 +86,7 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     printer.abort();
     let left = cues.live_machines().len();
-    println!("== done: {left} machine(s) left running at the simulated provider.");
+    println!("== done: {left} machine(s) left at the fake providers.");
     println!("== replay it: tgp watch --nats-url <url> --from-seq 1 (with tgp run), or read docs/events.md");
     Ok(())
 }

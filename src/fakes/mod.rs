@@ -7,6 +7,7 @@
 //! matching requests fail, stall, answer broken or renamed JSON, or carry `Deprecation` headers.
 
 pub mod lambda;
+pub mod market;
 pub mod paperspace;
 pub mod runpod;
 pub mod vastai;

@@ -54,7 +54,8 @@ pub struct RealizedPrices {
     /// Current offer of each live chain (for GPU and region of its launch).
     offers: HashMap<InstanceId, OfferSummary>,
     /// Prices per key.
-    prices: BTreeMap<PriceKey, PriceStats>,
+    /// Keyed by a string form of the key (JSON object keys must be strings), with the key itself.
+    prices: BTreeMap<String, (PriceKey, PriceStats)>,
 }
 
 impl RealizedPrices {
@@ -73,7 +74,8 @@ impl RealizedPrices {
                     region: offer.map_or("unknown".into(), |o| o.region.to_string()),
                     spot: *spot,
                 };
-                let stats = self.prices.entry(key).or_default();
+                let id = format!("{}|{}|{}|{}", key.provider, key.gpu, key.region, key.spot);
+                let (_, stats) = self.prices.entry(id).or_insert_with(|| (key, PriceStats::default()));
                 *stats.histogram.entry(*hourly_price).or_default() += 1;
                 stats.last = Some(*hourly_price);
             }
@@ -87,7 +89,7 @@ impl RealizedPrices {
     /// Rows, optionally for one GPU type, ordered by key.
     pub fn rows(&self, gpu: Option<&str>) -> Vec<PriceRow> {
         self.prices
-            .iter()
+            .values()
             .filter(|(k, _)| gpu.is_none_or(|g| k.gpu.eq_ignore_ascii_case(g)))
             .filter_map(|(key, stats)| {
                 let count: u64 = stats.histogram.values().sum();
@@ -102,5 +104,24 @@ impl RealizedPrices {
                 Some(PriceRow { key: key.clone(), count, min, median, max, last: stats.last.unwrap_or(max) })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_round_trips_through_json() {
+        let mut prices = RealizedPrices::default();
+        let key = PriceKey { provider: "vastai".into(), gpu: "H100".into(), region: "us-east".into(), spot: true };
+        let mut stats = PriceStats::default();
+        stats.histogram.insert("1.10".parse().unwrap(), 2);
+        stats.histogram.insert("1.30".parse().unwrap(), 1);
+        prices.prices.insert("k".into(), (key, stats));
+        let json = serde_json::to_string(&prices).expect("checkpoints serialize");
+        let back: RealizedPrices = serde_json::from_str(&json).unwrap();
+        let rows = back.rows(Some("h100"));
+        assert_eq!((rows[0].count, rows[0].median.to_string()), (3, "$1.1".to_string()));
     }
 }

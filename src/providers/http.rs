@@ -150,7 +150,9 @@ impl ProviderHttp {
         }
     }
 
-    /// The taxonomy for a non-2xx answer; the provider's own code and message are kept.
+    /// The taxonomy for a non-2xx answer; the provider's own code and message are kept. A 410 is
+    /// classed as a contract change but not reported here: a client knows whether it means an
+    /// operation went away (RunPod's spot API) or something ordinary (Vast's offer taken).
     pub fn status_error(&self, endpoint: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ProviderError {
         let (code, message) = (self.parse_error)(body).unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
@@ -168,9 +170,6 @@ impl ProviderHttp {
         let mut error = self.error(class, format!("{endpoint}: HTTP {}: {message}", status.as_u16()));
         error.code = code;
         error.retry_after_seconds = retry_after(headers);
-        if status == StatusCode::GONE {
-            self.report(endpoint, ApiChangeKind::OperationGone(error.message.clone()));
-        }
         error
     }
 }

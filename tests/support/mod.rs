@@ -38,7 +38,7 @@ impl ControllerProcess {
     pub fn start_with(url: &str, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args(["run", "--nats-url", url, "--sim-boot-time", "300ms"])
+            .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
             .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })
             .args(extra)
             .arg("--sim-state")

@@ -247,8 +247,7 @@ impl ProviderActor {
     }
 
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        loop {
-            let Some(queue) = self.waiting.iter_mut().find(|q| !q.is_empty()) else { break };
+        while let Some(queue) = self.waiting.iter_mut().find(|q| !q.is_empty()) {
             // Skip callers that gave up.
             if queue.front().is_some_and(|s| s.is_closed()) {
                 queue.pop_front();
@@ -444,10 +443,12 @@ impl Handler<Call> for ProviderActor {
         let attempt = move || {
             let (addr, client, op) = (addr.clone(), client.clone(), op.clone());
             async move {
+                tracing::debug!(operation = name, "waiting for a token");
                 addr.send(Acquire(priority)).await.map_err(|_| {
                     ProviderError::new(&client.info().name, FailureClass::ProviderOutage, "provider actor stopped")
                 })??;
                 let started = std::time::Instant::now();
+                tracing::debug!(operation = name, "calling the provider");
                 let result = perform(client.as_ref(), &op).await;
                 let (class, retry_after) = match &result {
                     Ok(_) => (None, None),

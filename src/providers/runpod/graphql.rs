@@ -129,9 +129,9 @@ impl RunPodClient {
         let request = self.graphql.request(Method::POST, "/graphql").json(&body);
         let answer = match self.graphql.send(&endpoint, request).await {
             Ok(answer) => answer,
-            // From `send`, only 410 Gone is a contract change; the HTTP layer reported it.
+            // From `send`, only 410 Gone is a contract change: the operation was retired.
             Err(e) if e.class == FailureClass::ContractChanged => {
-                return Err(self.spot_gone(&endpoint, &e.message, false));
+                return Err(self.spot_gone(&endpoint, &e.message, true));
             }
             Err(e) if is_validation(&e.message) => {
                 return Err(self.spot_gone(&endpoint, &e.message, true));
@@ -162,7 +162,7 @@ impl RunPodClient {
         self.graphql.decode(&endpoint, data.get().as_bytes())
     }
 
-    /// Turns spot off (reporting it once, unless the HTTP layer already did) and says why.
+    /// Turns spot off (reporting it once) and says why.
     fn spot_gone(&self, endpoint: &str, why: &str, report: bool) -> ProviderError {
         if self.spot.swap(false, Ordering::SeqCst) && report {
             self.graphql.report(endpoint, ApiChangeKind::OperationGone(why.to_string()));

@@ -1,0 +1,83 @@
+//! The fake market: the four providers' fakes on loopback, with the real clients pointed at them.
+//! It is what `tgp demo` runs on, and what `tgp run --market fakes` gives a user who wants to try
+//! tgp end to end without accounts: the same clients that would talk to Vast.ai, Lambda, RunPod and
+//! Paperspace, speaking the same wire formats, to servers on this machine.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::FakeProvider;
+use super::lambda::{LambdaFake, LambdaFakeConfig};
+use super::paperspace::{PaperspaceFake, PaperspaceFakeConfig};
+use super::runpod::{RunPodFake, RunPodFakeConfig};
+use super::vastai::{VastAiFake, VastAiFakeConfig};
+use crate::controller::MarketCues;
+use crate::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+
+/// The key every fake accepts.
+pub const FAKE_KEY: &str = "test-key";
+/// The SSH key name registered at the Lambda fake, so launches without a key of their own work.
+pub const DEMO_SSH_KEY_NAME: &str = "tgp-demo";
+
+/// The four fakes.
+pub struct FakeMarket {
+    /// Vast.ai.
+    pub vastai: VastAiFake,
+    /// Lambda.
+    pub lambda: LambdaFake,
+    /// RunPod.
+    pub runpod: RunPodFake,
+    /// Paperspace.
+    pub paperspace: PaperspaceFake,
+}
+
+impl FakeMarket {
+    /// Starts the four fakes with one seed and one boot delay.
+    pub async fn start(seed: u64, boot_delay: Duration) -> std::io::Result<Self> {
+        let lambda = LambdaFake::start(LambdaFakeConfig { seed, boot_delay, ..Default::default() }).await?;
+        lambda.add_ssh_key(
+            DEMO_SSH_KEY_NAME,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRncC1kZW1vLWtleS1mb3ItdGhlLWZha2U tgp-demo",
+        );
+        Ok(FakeMarket {
+            vastai: VastAiFake::start(VastAiFakeConfig { seed, boot_delay, ..Default::default() }).await?,
+            lambda,
+            runpod: RunPodFake::start(RunPodFakeConfig { seed, boot_delay, ..Default::default() }).await?,
+            paperspace: PaperspaceFake::start(PaperspaceFakeConfig { seed, boot_delay, ..Default::default() }).await?,
+        })
+    }
+
+    fn fakes(&self) -> [(&dyn FakeProvider, ProviderKind); 4] {
+        [
+            (&self.vastai, ProviderKind::VastAi),
+            (&self.lambda, ProviderKind::Lambda),
+            (&self.runpod, ProviderKind::RunPod),
+            (&self.paperspace, ProviderKind::Paperspace),
+        ]
+    }
+
+    /// Settings that point each real client at its fake.
+    pub fn settings(&self) -> Vec<ProviderSettings> {
+        self.fakes()
+            .into_iter()
+            .map(|(fake, kind)| {
+                let mut options = BTreeMap::new();
+                if kind == ProviderKind::Lambda {
+                    options.insert("ssh_key_name".to_string(), DEMO_SSH_KEY_NAME.to_string());
+                    options.insert("launch_interval_ms".to_string(), "0".to_string());
+                }
+                ProviderSettings { kind, url: fake.url(), key: Some(ApiKey::new(FAKE_KEY)), options, disabled: None }
+            })
+            .collect()
+    }
+}
+
+impl MarketCues for FakeMarket {
+    fn interrupt(&self, machine_id: &str) -> bool {
+        self.fakes().into_iter().any(|(fake, _)| fake.interrupt(machine_id))
+    }
+
+    fn live_machines(&self) -> Vec<String> {
+        self.fakes().into_iter().flat_map(|(fake, _)| fake.live_machines()).collect()
+    }
+}
