@@ -14,7 +14,7 @@ pub fn filter(request: &OffersRequest) -> OfferFilter {
         gpu_type: request.gpu_type,
         min_gpu_count: request.gpu_count,
         regions: request.regions.clone(),
-        max_machine_price: request.max_price,
+        max_machine_price: request.max_price.zip(request.gpu_count).map(|(price, count)| price * count),
         spot: request.spot_policy,
     }
 }
@@ -77,7 +77,13 @@ pub async fn gather(
             }),
         }
     }
-    offers.retain(|o| rank_price(o, request.spot_policy).is_some());
+    offers.retain(|o| match (rank_price(o, request.spot_policy), request.max_price) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(price), Some(max)) => {
+            price.as_decimal() <= max.as_decimal() * rust_decimal::Decimal::from(o.gpu_count.max(1))
+        }
+    });
     offers.sort_by(|a, b| {
         rank_price(a, request.spot_policy).cmp(&rank_price(b, request.spot_policy)).then_with(|| a.id.cmp(&b.id))
     });

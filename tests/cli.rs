@@ -78,3 +78,43 @@ fn a_bad_launch_is_refused_before_anything_is_sent() {
     assert!(!ok);
     assert!(err.contains("unknown GPU type \"H1000\""), "{err}");
 }
+
+#[test]
+fn offers_span_the_four_fake_providers_cheapest_first() {
+    let (ok, out, err) = tgp(&["offers", "--market", "fakes", "--gpu", "H100", "--json"]);
+    assert!(ok, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let providers = reply["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 4, "{providers:?}");
+    assert!(providers.iter().all(|p| p["status"] == "ok"), "{providers:?}");
+    let offers = reply["offers"].as_array().unwrap();
+    let from: std::collections::BTreeSet<_> = offers.iter().map(|o| o["provider"].as_str().unwrap()).collect();
+    assert!(from.len() >= 3, "offers from several providers: {from:?}");
+    let cheapest = |o: &serde_json::Value| -> rust_decimal::Decimal {
+        ["spot_price", "on_demand_price"]
+            .iter()
+            .filter_map(|k| o[*k].as_str().map(|p| p.parse().unwrap()))
+            .min()
+            .unwrap()
+    };
+    assert!(offers.windows(2).all(|w| cheapest(&w[0]) <= cheapest(&w[1])), "cheapest first");
+    assert!(offers.iter().all(|o| o["gpu_type"] == "H100"));
+}
+
+#[test]
+fn offers_without_keys_say_which_key_is_missing() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["offers"])
+        .env_remove("NATS_URL")
+        .env_remove("VAST_API_KEY")
+        .env_remove("LAMBDA_API_KEY")
+        .env_remove("RUNPOD_API_KEY")
+        .env_remove("PAPERSPACE_API_KEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for var in ["VAST_API_KEY", "LAMBDA_API_KEY", "RUNPOD_API_KEY", "PAPERSPACE_API_KEY"] {
+        assert!(text.contains(var), "{text}");
+    }
+    assert!(text.contains("--market fakes"), "{text}");
+}

@@ -211,7 +211,7 @@ pub struct OffersRequest {
     /// Only these standard regions.
     #[serde(default)]
     pub regions: Vec<crate::Region>,
-    /// At most this per machine-hour.
+    /// At most this per GPU-hour (as `max_hourly_price` in a launch).
     #[serde(default)]
     pub max_price: Option<Money>,
     /// `spot-only`, `on-demand-only` or `prefer-spot` (both).

@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod controller;
 mod demo;
+mod offers;
 
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ enum Command {
     Run(controller::RunArgs),
     /// Start everything on the simulated market and watch several instances live their lives.
     Demo(controller::DemoArgs),
+    /// Offers across every enabled provider, cheapest first, with a line per provider.
+    Offers(offers::OffersArgs),
     /// Launch an instance and follow it until it runs; prints how to connect.
     Launch(client::LaunchArgs),
     /// Terminate an instance (in any state) and wait until the provider confirms.
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => controller::run(args),
         Command::Demo(args) => controller::demo(args),
         Command::Bench(args) => controller::bench(args),
+        Command::Offers(args) => client::block_on(offers::offers(args)),
         Command::Launch(args) => client::block_on(client::launch(args)),
         Command::Terminate(args) => client::block_on(client::terminate(args)),
         Command::Watch(args) => client::block_on(client::watch(args)),

@@ -1,0 +1,135 @@
+//! `tgp offers`: offers across every enabled provider, cheapest first, with a line per provider.
+//! With a controller reachable over NATS it asks `tgp.api.offers` (sharing the provider actors'
+//! limits and caches); otherwise it builds the clients itself from the configuration.
+
+use anyhow::Context as _;
+use clap::Args;
+use tgp::providers::api_change::ApiChangeReporter;
+use tgp::providers::config;
+use tgp_events::api::{ErrorReply, OffersReply, OffersRequest};
+use tgp_events::subjects::API_OFFERS;
+use tgp_events::{GpuType, Money, Region, SpotPolicy};
+
+use super::NatsArgs;
+use super::controller::MarketKind;
+
+#[derive(Args)]
+pub struct OffersArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// GPU type: H100, A100-80GB, L40S, RTX4090, ...
+    #[arg(long)]
+    gpu: Option<GpuType>,
+    /// GPUs in one machine (at least).
+    #[arg(long)]
+    count: Option<u32>,
+    /// Regions (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    region: Vec<Region>,
+    /// Only spot (interruptible) offers.
+    #[arg(long, conflicts_with = "on_demand")]
+    spot: bool,
+    /// Only on-demand offers.
+    #[arg(long)]
+    on_demand: bool,
+    /// At most this per GPU-hour, in dollars.
+    #[arg(long)]
+    max_price: Option<Money>,
+    /// Print JSON (the `tgp.api.offers` answer).
+    #[arg(long)]
+    json: bool,
+    /// Without a controller: ask the real providers (default) or the local fakes.
+    #[arg(long, value_enum, default_value = "providers")]
+    market: MarketKind,
+    /// Provider configuration file (TOML); environment variables override it.
+    #[arg(long, env = "TGP_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+async fn from_controller(url: &str, request: &OffersRequest) -> anyhow::Result<OffersReply> {
+    let client = tgp::connect::connect(url, "tgp-offers").await?;
+    let reply = client
+        .request(API_OFFERS, serde_json::to_vec(request)?.into())
+        .await
+        .context("no controller answers on tgp.api.offers")?;
+    if let Ok(e) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
+        anyhow::bail!("{} ({})", e.error.message, e.error.code);
+    }
+    Ok(serde_json::from_slice(&reply.payload)?)
+}
+
+async fn direct(args: &OffersArgs, request: &OffersRequest) -> anyhow::Result<OffersReply> {
+    let reporter = ApiChangeReporter::default();
+    let (_fakes, settings) = match args.market {
+        MarketKind::Fakes => {
+            let fakes = tgp::fakes::market::FakeMarket::start(1, std::time::Duration::from_secs(1)).await?;
+            let settings = fakes.settings();
+            (Some(fakes), settings)
+        }
+        _ => (None, config::resolve(args.config.as_deref(), |v| std::env::var(v).ok())?),
+    };
+    let (clients, skipped) = tgp::providers::build(&settings, &reporter);
+    Ok(tgp::offers::gather(&clients, skipped, request).await)
+}
+
+pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
+    let request = OffersRequest {
+        gpu_type: args.gpu,
+        gpu_count: args.count,
+        regions: args.region.clone(),
+        max_price: args.max_price,
+        spot_policy: if args.spot {
+            Some(SpotPolicy::SpotOnly)
+        } else if args.on_demand {
+            Some(SpotPolicy::OnDemandOnly)
+        } else {
+            None
+        },
+    };
+    let reply = match &args.nats.nats_url {
+        Some(url) => from_controller(url, &request).await?,
+        None => direct(&args, &request).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    println!(
+        "{:<11} {:<34} {:<24} {:>3} {:<22} {:>11} {:>11} {:>5}",
+        "PROVIDER", "OFFER", "GPU", "N", "REGION", "ON-DEMAND", "SPOT", "AVAIL"
+    );
+    let price = |p: Option<Money>| p.map_or("-".to_string(), |p| format!("{p}/h"));
+    for o in &reply.offers {
+        let gpu = match o.gpu_type {
+            Some(g) => g.to_string(),
+            None => format!("? {}", o.provider_gpu_name),
+        };
+        let region = match &o.region {
+            Some(r) => format!("{r} ({})", o.provider_region),
+            None => format!("? {}", o.provider_region),
+        };
+        let id: String = o.offer_id.chars().take(34).collect();
+        println!(
+            "{:<11} {:<34} {:<24} {:>3} {:<22} {:>11} {:>11} {:>5}",
+            o.provider.as_str(),
+            id,
+            gpu,
+            o.gpu_count,
+            region,
+            price(o.on_demand_price),
+            price(o.spot_price),
+            o.available
+        );
+    }
+    println!(
+        "{} offers, cheapest first (machine prices; `?` marks a name with no standard translation)",
+        reply.offers.len()
+    );
+    for p in &reply.providers {
+        println!("  {:<11} {:<8} {}", p.provider, p.status, p.message);
+    }
+    if reply.providers.iter().all(|p| p.status == "no_key") {
+        println!("no provider has a key: see docs/providers.md, or try the local fakes: tgp offers --market fakes");
+    }
+    Ok(())
+}
