@@ -87,6 +87,8 @@ pub struct SeenRequest {
     pub query: Option<String>,
     /// The `Authorization` header, if any (tests check the key is sent as the provider wants).
     pub authorization: Option<String>,
+    /// When it arrived (tests check request rates at the provider's side).
+    pub at: std::time::Instant,
 }
 
 /// What a fake's tests and the demo use to steer it: the request log and the cue queue.
@@ -147,6 +149,7 @@ async fn misbehave(State(control): State<FakeControl>, request: Request, next: N
         path: path.clone(),
         query: request.uri().query().map(str::to_string),
         authorization: request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        at: std::time::Instant::now(),
     });
     let Some(misbehaviour) = control.take_cue(&method, &path) else {
         return next.run(request).await;

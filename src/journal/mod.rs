@@ -274,6 +274,20 @@ impl PersistedEventRepository for JetStreamJournal {
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         let subject = Self::subject(aggregate_id);
+        // One Direct Get first: a new instance's subject is empty, and an empty subject (or one
+        // already read up to `last_sequence`) needs no consumer. A burst of new launches would
+        // otherwise create one ephemeral consumer each, up to the server's consumer limit.
+        match self.read_head(&subject).await? {
+            None => {
+                self.remember(&subject, SubjectHead { stream_sequence: 0, last_event: 0 });
+                return Ok(Vec::new());
+            }
+            Some((head, _)) if head.last_event as usize <= last_sequence => {
+                self.remember(&subject, head);
+                return Ok(Vec::new());
+            }
+            Some(_) => {}
+        }
         let commits = self.reader().subject_commits(&subject).await?;
         let mut events = Vec::new();
         for (stream_sequence, commit) in commits {

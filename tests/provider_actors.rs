@@ -1,0 +1,186 @@
+//! Provider actors against a fake provider, counting what reaches it: the rate limit holds at the
+//! fake under a burst, concurrent identical offer requests share one call, a 429 slows the actor
+//! down and nothing is lost, the circuit opens, fails fast, half-opens and closes, and status
+//! polling of 1,000 instances costs one list call per interval.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
+use tgp::providers::api_change::ApiChangeReporter;
+use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+use tgp_actors::provider::{OfferFilter, ProviderClient};
+use tgp_actors::provider_actor::breaker::BreakerConfig;
+use tgp_actors::provider_actor::limiter::Budget;
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
+use tgp_events::events::FailureClass;
+use tgp_events::provider_events::{CircuitState, ProviderEvent};
+use tgp_events::{Money, ProviderName};
+
+/// Keeps the provider events for assertions.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<ProviderEvent>>);
+
+impl ProviderEventSink for Recorded {
+    fn record(&self, _: &ProviderName, event: ProviderEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+async fn lambda() -> LambdaFake {
+    LambdaFake::start(LambdaFakeConfig::default()).await.unwrap()
+}
+
+fn client(fake: &LambdaFake) -> Arc<dyn ProviderClient> {
+    let settings = ProviderSettings {
+        kind: ProviderKind::Lambda,
+        url: fake.url(),
+        key: Some(ApiKey::new("test-key")),
+        options: [("launch_interval_ms".to_string(), "0".to_string())].into(),
+        disabled: None,
+    };
+    Arc::new(tgp::providers::lambda::LambdaClient::from_settings(&settings, ApiChangeReporter::default()).unwrap())
+}
+
+/// A distinct filter per `i`, so neither the cache nor single flight merges the requests.
+fn filter(i: u32) -> OfferFilter {
+    OfferFilter { max_machine_price: Some(Money::from_cents(10_000 + i64::from(i))), ..Default::default() }
+}
+
+const TYPES: &str = "/api/v1/instance-types";
+
+#[actix::test]
+async fn a_burst_never_exceeds_the_limit_at_the_provider() {
+    let fake = lambda().await;
+    let config = ProviderActorConfig {
+        budget: Some(Budget { per_minute: 1200, burst: 2 }),
+        offers_ttl: Duration::ZERO,
+        ..Default::default()
+    };
+    let handle = ProviderHandle::start(client(&fake), config, Arc::new(Recorded::default()));
+    let answers = futures::future::join_all((0..50).map(|i| {
+        let handle = handle.clone();
+        async move { handle.list_offers(&filter(i)).await }
+    }))
+    .await;
+    assert!(answers.iter().all(Result::is_ok), "every request answered");
+    let seen: Vec<_> = fake.control().seen().into_iter().filter(|r| r.path == TYPES).map(|r| r.at).collect();
+    assert_eq!(seen.len(), 50, "one call per distinct request");
+    // 20 per second with a burst of 2: in any one-second window at most 2 + 20 requests.
+    for (i, start) in seen.iter().enumerate() {
+        let in_window = seen[i..].iter().filter(|t| t.duration_since(*start) < Duration::from_secs(1)).count();
+        assert!(in_window <= 22, "{in_window} requests within a second of request {i}");
+    }
+}
+
+#[actix::test]
+async fn concurrent_identical_offer_requests_share_one_call() {
+    let fake = lambda().await;
+    let handle = ProviderHandle::start(client(&fake), ProviderActorConfig::default(), Arc::new(Recorded::default()));
+    let answers = futures::future::join_all((0..500).map(|_| {
+        let handle = handle.clone();
+        async move { handle.list_offers(&filter(0)).await.unwrap().len() }
+    }))
+    .await;
+    assert!(answers[0] > 0 && answers.iter().all(|n| *n == answers[0]));
+    assert_eq!(fake.control().count("GET", TYPES), 1, "single flight, then the cache");
+}
+
+#[actix::test]
+async fn a_429_slows_the_actor_and_no_request_is_lost() {
+    let fake = lambda().await;
+    let events = Arc::new(Recorded::default());
+    let config = ProviderActorConfig {
+        budget: Some(Budget { per_minute: 6000, burst: 5 }),
+        offers_ttl: Duration::ZERO,
+        retry_delay: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let handle = ProviderHandle::start(client(&fake), config, events.clone());
+    let body = r#"{"error": {"code": "global/too-many-requests", "message": "slow down"}}"#;
+    fake.control().cue(Cue {
+        path_prefix: TYPES.into(),
+        method: None,
+        times: 2,
+        misbehaviour: Misbehaviour::Status { code: 429, body: body.into(), retry_after: Some("1".into()) },
+    });
+    let answers = futures::future::join_all((0..10).map(|i| {
+        let handle = handle.clone();
+        async move { handle.list_offers(&filter(i)).await }
+    }))
+    .await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let seen: Vec<_> = fake.control().seen().into_iter().filter(|r| r.path == TYPES).map(|r| r.at).collect();
+    assert_eq!(seen.len(), 12, "10 requests and the 2 that were refused");
+    let paused = seen.windows(2).map(|w| w[1].duration_since(w[0])).max().unwrap();
+    assert!(paused >= Duration::from_millis(900), "the actor honoured Retry-After: 1 (longest gap {paused:?})");
+    let recorded = events.0.lock().unwrap();
+    let rate_events: Vec<_> = recorded.iter().filter(|e| matches!(e, ProviderEvent::RateLimited { .. })).collect();
+    assert!(!rate_events.is_empty());
+    assert!(matches!(
+        rate_events[0],
+        ProviderEvent::RateLimited { retry_after_seconds: Some(1), new_rate_per_minute: 3000 }
+    ));
+}
+
+#[actix::test]
+async fn the_circuit_opens_fails_fast_half_opens_and_closes() {
+    let fake = lambda().await;
+    let events = Arc::new(Recorded::default());
+    let config = ProviderActorConfig {
+        offers_ttl: Duration::ZERO,
+        retries: 0,
+        breaker: BreakerConfig { consecutive_failures: 3, open_for: Duration::from_millis(300), ..Default::default() },
+        ..Default::default()
+    };
+    let handle = ProviderHandle::start(client(&fake), config, events.clone());
+    let body = r#"{"error": {"code": "global/internal-error", "message": "oops"}}"#;
+    fake.control().cue(Cue {
+        path_prefix: TYPES.into(),
+        method: None,
+        times: 3,
+        misbehaviour: Misbehaviour::Status { code: 503, body: body.into(), retry_after: None },
+    });
+    for i in 0..3 {
+        let e = handle.list_offers(&filter(i)).await.unwrap_err();
+        assert_eq!(e.class, FailureClass::ProviderOutage);
+    }
+    let fast = handle.list_offers(&filter(3)).await.unwrap_err();
+    assert!(fast.message.contains("circuit open"), "{fast}");
+    assert_eq!(fake.control().count("GET", TYPES), 3, "failing fast reaches nothing");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(handle.list_offers(&filter(4)).await.is_ok(), "the probe goes through");
+    assert!(handle.list_offers(&filter(5)).await.is_ok());
+    let states: Vec<CircuitState> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ProviderEvent::CircuitChanged { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states, [CircuitState::Open, CircuitState::HalfOpen, CircuitState::Closed]);
+}
+
+#[actix::test]
+async fn a_disabled_provider_refuses_new_work_but_still_terminates() {
+    let fake = lambda().await;
+    let events = Arc::new(Recorded::default());
+    let handle = ProviderHandle::start(client(&fake), ProviderActorConfig::default(), events.clone());
+    handle.addr.send(tgp_actors::provider_actor::SetEnabled(Some("maintenance".into()))).await.unwrap();
+    let refused = handle.list_offers(&filter(0)).await.unwrap_err();
+    assert!(refused.message.contains("disabled: maintenance"), "{refused}");
+    assert!(
+        handle.terminate("0920582c7ff041399e34823a0be62549").await.is_ok(),
+        "terminate of a gone machine still goes"
+    );
+    handle.addr.send(tgp_actors::provider_actor::SetEnabled(None)).await.unwrap();
+    assert!(handle.list_offers(&filter(0)).await.is_ok());
+    let kinds: Vec<_> = events.0.lock().unwrap().iter().map(|e| e.type_name()).collect();
+    assert_eq!(kinds, ["Disabled", "Enabled"]);
+}
