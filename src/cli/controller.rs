@@ -228,7 +228,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 pub struct DemoArgs {
     #[command(flatten)]
     nats: NatsArgs,
-    /// Seed of the simulated market.
+    /// Seed of the fake providers (offers, prices, capacity).
     #[arg(long, default_value_t = 7)]
     seed: u64,
 }

@@ -28,7 +28,7 @@ enum Command {
     /// Without --nats-url or NATS_URL it starts a private nats-server (from PATH, with the
     /// repository's nats.conf and a temporary store) and says where it listens.
     Run(controller::RunArgs),
-    /// Start everything on the simulated market and watch several instances live their lives.
+    /// Start everything on the four fake providers and watch several instances live their lives.
     Demo(controller::DemoArgs),
     /// Offers across every enabled provider, cheapest first, with a line per provider.
     Offers(offers::OffersArgs),
