@@ -20,6 +20,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{AckKind, Context, Message};
 use bytes::Bytes;
 use futures::StreamExt;
+use tgp_actors::aggregate::InstanceError;
 use tgp_actors::supervisor::{Launch, Supervisor, SupervisorError, Terminate};
 use tgp_events::commands::CommandError;
 use tgp_events::subjects::{
@@ -122,7 +123,14 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
         TERMINATE_COMMAND => match TerminateCommand::from_json(&message.payload) {
             Ok(cmd) => {
                 let reason = cmd.reason.unwrap_or_else(|| "requested on tgp.commands.terminate".into());
-                from_supervisor(supervisor.send(Terminate { id: cmd.instance_id, reason }).await)
+                match supervisor.send(Terminate { id: cmd.instance_id, reason }).await {
+                    // A redelivered terminate (tgp crashed before the ack) finds its own work
+                    // done or under way: that is success, not a dead letter.
+                    Ok(Err(SupervisorError::Refused(
+                        InstanceError::AlreadyTerminating | InstanceError::Finished("terminated"),
+                    ))) => Outcome::Done,
+                    other => from_supervisor(other),
+                }
             }
             Err(e) => refused(&e),
         },

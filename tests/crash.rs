@@ -90,7 +90,16 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     first.kill();
 
     let mut crashing = crashing_controller(server.url(), &server.dir(), "after-terminate-call");
-    request(&client, "tgp.api.terminate", json!({"instance_id": id})).await;
+    // On the durable stream: the crash may come before any reply could be sent.
+    let terminate = json!({"instance_id": id}).to_string();
+    js.send_publish(
+        "tgp.commands.terminate",
+        async_nats::jetstream::message::PublishMessage::build().payload(terminate.into()),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     wait_exit(&mut crashing).await;
     let before = journaled(&js, &id).await;
     assert_eq!(types(&before).last(), Some(&"TerminationRequested"), "{:?}", types(&before));
@@ -102,4 +111,8 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     let market = restarted.market();
     assert_eq!(market.launch_calls, 1);
     assert!(market.machines.values().all(|m| m.status == "terminated"), "{:?}", market.machines);
+    // The terminate command, redelivered after the crash, was not dead-lettered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dead = js.get_stream("TGP_DEAD_LETTERS").await.unwrap().info().await.unwrap().state.messages;
+    assert_eq!(dead, 0);
 }

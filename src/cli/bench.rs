@@ -341,3 +341,106 @@ pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
     println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * raw.as_secs_f64() / audit.as_secs_f64());
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ProvidersBenchArgs {
+    /// Calls in the overhead comparison.
+    #[arg(long, default_value_t = 3000)]
+    calls: usize,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// The limit in the limiter run, per minute.
+    #[arg(long, default_value_t = 1200)]
+    per_minute: u32,
+    /// Requests in the limiter run (all at once: excess demand).
+    #[arg(long, default_value_t = 200)]
+    demand: u32,
+}
+
+/// `tgp bench providers`: the provider actor's cost over calling the client directly, against a
+/// zero-latency fake (the direct call is the baseline here; no NATS is involved), and the rate
+/// the limiter achieves at the fake under excess demand.
+pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use tgp::fakes::FakeProvider;
+    use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+    use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+    use tgp_actors::provider::{OfferFilter, ProviderClient};
+    use tgp_actors::provider_actor::limiter::Budget;
+    use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
+
+    struct Ignore;
+    impl ProviderEventSink for Ignore {
+        fn record(&self, _: &tgp_events::ProviderName, _: tgp_events::provider_events::ProviderEvent) {}
+    }
+    let fake = LambdaFake::start(LambdaFakeConfig { boot_delay: Duration::ZERO, ..Default::default() }).await?;
+    let settings = ProviderSettings {
+        kind: ProviderKind::Lambda,
+        url: fake.url(),
+        key: Some(ApiKey::new("test-key")),
+        options: [("launch_interval_ms".to_string(), "0".to_string())].into(),
+        disabled: None,
+    };
+    let reporter = tgp::providers::api_change::ApiChangeReporter::default();
+    let client: Arc<dyn ProviderClient> =
+        Arc::new(tgp::providers::lambda::LambdaClient::from_settings(&settings, reporter)?);
+    let run = |target: Arc<dyn ProviderClient>| {
+        let (calls, concurrency) = (args.calls, args.concurrency);
+        async move {
+            let started = Instant::now();
+            let workers = (0..concurrency).map(|w| {
+                let target = target.clone();
+                async move {
+                    for _ in (w..calls).step_by(concurrency) {
+                        target.list_instances().await?;
+                    }
+                    anyhow::Ok(())
+                }
+            });
+            for r in futures::future::join_all(workers).await {
+                r?;
+            }
+            anyhow::Ok(started.elapsed())
+        }
+    };
+    let unlimited =
+        ProviderActorConfig { budget: Some(Budget { per_minute: 60_000_000, burst: 10_000 }), ..Default::default() };
+    let handle: Arc<dyn ProviderClient> = Arc::new(ProviderHandle::start(client.clone(), unlimited, Arc::new(Ignore)));
+    run(client.clone()).await?; // warm up connections
+    let direct = run(client.clone()).await?;
+    let actor = run(handle).await?;
+    println!("tgp bench providers: Lambda fake on loopback, {} list calls, {} in flight", args.calls, args.concurrency);
+    println!("  direct client calls (baseline): {:>8.0} calls/s", rate(args.calls, direct));
+    println!("  through the provider actor:     {:>8.0} calls/s", rate(args.calls, actor));
+    println!("  overhead: {:.1}% (target under 10%)", 100.0 * (actor.as_secs_f64() / direct.as_secs_f64() - 1.0));
+
+    let limited = ProviderActorConfig {
+        budget: Some(Budget { per_minute: args.per_minute, burst: 1 }),
+        offers_ttl: Duration::ZERO,
+        ..Default::default()
+    };
+    let handle = ProviderHandle::start(client, limited, Arc::new(Ignore));
+    let before = fake.control().seen().len();
+    let asks = (0..args.demand).map(|i| {
+        let handle = handle.clone();
+        let filter = OfferFilter {
+            max_machine_price: Some(tgp_events::Money::from_cents(100_000 + i64::from(i))),
+            ..Default::default()
+        };
+        async move { handle.list_offers(&filter).await }
+    });
+    for r in futures::future::join_all(asks).await {
+        r?;
+    }
+    let times: Vec<_> = fake.control().seen()[before..].iter().map(|r| r.at).collect();
+    let span = times.last().zip(times.first()).map(|(l, f)| l.duration_since(*f)).unwrap_or_default();
+    let achieved = (times.len() - 1) as f64 / span.as_secs_f64() * 60.0;
+    println!("limiter: {} requests at once against a limit of {}/min", args.demand, args.per_minute);
+    println!(
+        "  achieved at the fake: {achieved:.0}/min = {:.1}% of the limit (target 95-100%, never over)",
+        100.0 * achieved / f64::from(args.per_minute)
+    );
+    Ok(())
+}

@@ -275,11 +275,14 @@ enum BenchKind {
     Journal(super::bench::JournalBenchArgs),
     /// A full `tgp audit` replay vs a raw read of the same journal (1,000,000 events by default).
     Audit(super::bench::AuditBenchArgs),
+    /// The provider actor's overhead over direct client calls, and the limiter's achieved rate.
+    Providers(super::bench::ProvidersBenchArgs),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Journal(a) => actix_system().block_on(super::bench::journal(a)),
         BenchKind::Audit(a) => actix_system().block_on(super::bench::audit(a)),
+        BenchKind::Providers(a) => actix_system().block_on(super::bench::providers(a)),
     }
 }

@@ -440,13 +440,20 @@ impl Handler<Call> for ProviderActor {
             Operation::Launch(spec) => Some((spec.offer_id.clone(), spec.spot)),
             _ => None,
         };
+        // When nobody waits and a token is free, the first attempt takes it here and skips a
+        // round trip through the mailbox; retries (and busy times) queue by priority.
+        let granted = Arc::new(std::sync::atomic::AtomicBool::new(
+            self.waiting.iter().all(VecDeque::is_empty) && self.limiter.try_acquire().is_ok(),
+        ));
         let attempt = move || {
-            let (addr, client, op) = (addr.clone(), client.clone(), op.clone());
+            let (addr, client, op, granted) = (addr.clone(), client.clone(), op.clone(), granted.clone());
             async move {
-                tracing::debug!(operation = name, "waiting for a token");
-                addr.send(Acquire(priority)).await.map_err(|_| {
-                    ProviderError::new(&client.info().name, FailureClass::ProviderOutage, "provider actor stopped")
-                })??;
+                if !granted.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    tracing::debug!(operation = name, "waiting for a token");
+                    addr.send(Acquire(priority)).await.map_err(|_| {
+                        ProviderError::new(&client.info().name, FailureClass::ProviderOutage, "provider actor stopped")
+                    })??;
+                }
                 let started = std::time::Instant::now();
                 tracing::debug!(operation = name, "calling the provider");
                 let result = perform(client.as_ref(), &op).await;
