@@ -143,7 +143,11 @@ fn prices(views: &Views, body: &Bytes) -> Bytes {
         }
     };
     let live = views.prices.read().expect("projection lock");
-    json(&serde_json::json!({"prices": live.state.rows(request.gpu.as_deref()), "last_sequence": live.last_sequence}))
+    json(&serde_json::json!({
+        "prices": live.state.rows(request.gpu.as_deref()),
+        "market": live.state.market(request.gpu.as_deref()),
+        "last_sequence": live.last_sequence,
+    }))
 }
 
 async fn offers(views: &Views, body: &Bytes) -> Bytes {

@@ -32,7 +32,18 @@ impl JournaledProviderEvents {
         tokio::spawn(async move {
             loop {
                 match changes.recv().await {
-                    Ok(change) => sink.record(&change.provider.clone(), api_changed(change)),
+                    Ok(change) => {
+                        let provider = change.provider.clone();
+                        // RunPod's only retired operations are its spot ones: the client has
+                        // switched spot off, and that is journaled as such too.
+                        let spot_off =
+                            matches!(&change.kind, ApiChangeKind::OperationGone(_)) && provider.as_str() == "runpod";
+                        let reason = format!("{} is gone", change.endpoint);
+                        sink.record(&provider, api_changed(change));
+                        if spot_off {
+                            sink.record(&provider, ProviderEvent::SpotSwitchedOff { reason });
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "API-change reports were dropped")
                     }

@@ -364,3 +364,41 @@ async fn scrape(port: u16) -> String {
     let _ = stream.read_to_string(&mut out).await;
     out
 }
+
+#[tokio::test]
+async fn prices_show_the_market_and_what_was_paid() {
+    let server = nats();
+    let _controller = ControllerProcess::start(server.url(), &server.dir());
+    let (client, _) = client(server.url()).await;
+    let id = request(&client, "tgp.api.launch", launch_body("H100", "on-demand-only")).await["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let launched = wait_for_state(&client, &id, "running").await;
+    let mut prices = Value::Null;
+    for _ in 0..50 {
+        prices = request(&client, "tgp.api.prices", serde_json::json!({"gpu": "H100"})).await;
+        if prices["prices"].as_array().is_some_and(|p| !p.is_empty())
+            && prices["market"].as_array().is_some_and(|m| !m.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let paid = &prices["prices"][0];
+    assert_eq!(
+        (paid["provider"].as_str(), paid["gpu"].as_str(), paid["count"].as_u64()),
+        (Some("simulated"), Some("H100"), Some(1))
+    );
+    assert_eq!(paid["last"], launched["hourly_price"], "the realized price is the billed one");
+    let market = prices["market"].as_array().unwrap();
+    assert!(market.iter().all(|m| m["gpu"] == "H100" && m["provider"] == "simulated"), "{market:?}");
+    assert!(market.iter().any(|m| m["spot"] == false && m["count"].as_u64().unwrap() >= 1), "{market:?}");
+    // Rebuilt from zero, over instance and provider subjects alike.
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["projections", "rebuild", "pricing", "--nats-url", server.url()])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && printed.contains(": 1 price rows"), "{printed}");
+}

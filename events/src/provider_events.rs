@@ -19,6 +19,23 @@ pub enum CircuitState {
     HalfOpen,
 }
 
+/// One line of a market summary: the offers of one GPU type, region and kind at one provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketLine {
+    /// Standard GPU type, or `?` and the provider's name when it has no translation.
+    pub gpu: String,
+    /// Standard region, or `?` and the provider's name.
+    pub region: String,
+    /// Spot prices (or minimum bids) or on-demand prices.
+    pub spot: bool,
+    /// Offers seen.
+    pub count: u32,
+    /// Cheapest price per GPU-hour.
+    pub min: crate::Money,
+    /// Median price per GPU-hour (the lower middle for an even count).
+    pub median: crate::Money,
+}
+
 /// Something that happened to a provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -60,6 +77,12 @@ pub enum ProviderEvent {
     },
     /// The provider was enabled again.
     Enabled,
+    /// Offers were fetched from the provider: a bounded summary, one line per GPU type, region
+    /// and kind (what the pricing projection's market view is folded from).
+    OfferSummary {
+        /// The lines.
+        lines: Vec<MarketLine>,
+    },
     /// The health check's outcome changed (journaled on changes only).
     Health {
         /// Whether the provider answered its last status poll.
@@ -80,6 +103,7 @@ impl ProviderEvent {
             ProviderEvent::Disabled { .. } => "Disabled",
             ProviderEvent::Enabled => "Enabled",
             ProviderEvent::Health { .. } => "Health",
+            ProviderEvent::OfferSummary { .. } => "OfferSummary",
         }
     }
 }

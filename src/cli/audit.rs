@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use tgp::projections::cost::{CostLedger, parse_group_by};
-use tgp::projections::pricing::{PriceRow, RealizedPrices};
+use tgp::projections::pricing::{MarketRow, PriceRow, RealizedPrices};
 use tgp::projections::runner;
 use tgp_events::api::{CostReport, CostRow, ErrorReply};
 use tgp_events::subjects::API_PRICES;
@@ -190,15 +190,34 @@ pub async fn prices(args: PricesArgs) -> anyhow::Result<()> {
     if let Ok(e) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
         anyhow::bail!("{} ({})", e.error.message, e.error.code);
     }
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, serde::Serialize)]
     struct Reply {
         prices: Vec<PriceRow>,
+        market: Vec<MarketRow>,
     }
     let reply: Reply = serde_json::from_slice(&reply.payload)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply.prices)?);
+        println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
     }
+    println!("market (per GPU-hour, as the providers last offered):");
+    println!(
+        "{:<12} {:<16} {:<18} {:<10} {:>6} {:>10} {:>10}",
+        "PROVIDER", "GPU", "REGION", "KIND", "OFFERS", "MIN", "MEDIAN"
+    );
+    for r in &reply.market {
+        println!(
+            "{:<12} {:<16} {:<18} {:<10} {:>6} {:>10} {:>10}",
+            r.key.provider,
+            r.key.gpu,
+            r.key.region,
+            if r.key.spot { "spot" } else { "on-demand" },
+            r.count,
+            r.min.to_string(),
+            r.median.to_string()
+        );
+    }
+    println!();
     println!(
         "{:<12} {:<10} {:<12} {:<10} {:>6} {:>10} {:>10} {:>10} {:>10}",
         "PROVIDER", "GPU", "REGION", "KIND", "COUNT", "MIN", "MEDIAN", "MAX", "LAST"

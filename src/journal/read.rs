@@ -71,6 +71,28 @@ impl CommitStream {
 
     /// The next commit, or `None` at the end of a finite read.
     pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
+        Some(self.next_message().await?.and_then(|m| decode_message(&m)))
+    }
+
+    /// The next message undecoded, for readers of more than instance commits (provider events).
+    pub async fn next_raw(&mut self) -> Option<Result<RawMessage, PersistenceError>> {
+        let message = match self.next_message().await? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        let info = match message.info() {
+            Ok(info) => (info.stream_sequence, published_at(&info)),
+            Err(e) => return Some(Err(decode_error(format!("message without JetStream info: {e}")))),
+        };
+        Some(Ok(RawMessage {
+            sequence: info.0,
+            at: info.1,
+            subject: message.subject.to_string(),
+            payload: message.payload.clone(),
+        }))
+    }
+
+    async fn next_message(&mut self) -> Option<Result<async_nats::jetstream::Message, PersistenceError>> {
         if self.remaining == Some(0) {
             return None;
         }
@@ -81,8 +103,20 @@ impl CommitStream {
         if let Some(n) = self.remaining.as_mut() {
             *n -= 1;
         }
-        Some(decode_message(&message))
+        Some(Ok(message))
     }
+}
+
+/// One journal message, undecoded.
+pub struct RawMessage {
+    /// Stream sequence.
+    pub sequence: u64,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+    /// Its subject.
+    pub subject: String,
+    /// Its body.
+    pub payload: bytes::Bytes,
 }
 
 /// When the server stored a message, as a chrono time.

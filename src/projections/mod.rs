@@ -15,14 +15,19 @@ pub mod runner;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tgp_events::{InstanceEvent, InstanceId};
+use tgp_events::provider_events::ProviderEvent;
+use tgp_events::{InstanceEvent, InstanceId, ProviderName};
 
 /// A fold over instance events that can be checkpointed and rebuilt.
 pub trait Projection: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {
     /// Its name: the durable consumer is `projection-<name>`, the checkpoint is keyed by it.
     const NAME: &'static str;
+    /// The journal subjects it reads: instance events only, unless it also folds provider events.
+    const SUBJECTS: &'static str = tgp_events::subjects::INSTANCE_EVENTS_ALL;
     /// Folds one event, journaled at `at`.
     fn apply(&mut self, at: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent);
+    /// Folds one provider event (projections reading `tgp.events.>` only).
+    fn apply_provider(&mut self, _at: DateTime<Utc>, _provider: &ProviderName, _event: &ProviderEvent) {}
 }
 
 impl Projection for cost::CostLedger {
@@ -34,7 +39,13 @@ impl Projection for cost::CostLedger {
 
 impl Projection for pricing::RealizedPrices {
     const NAME: &'static str = "pricing";
+    const SUBJECTS: &'static str = tgp_events::subjects::EVENTS_SUBJECTS;
     fn apply(&mut self, _: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent) {
         pricing::RealizedPrices::apply(self, instance, event);
+    }
+    fn apply_provider(&mut self, at: DateTime<Utc>, provider: &ProviderName, event: &ProviderEvent) {
+        if let ProviderEvent::OfferSummary { lines } = event {
+            self.observe_market(at, provider, lines);
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use tgp_events::events::{InstanceEvent, OfferSummary};
-use tgp_events::{InstanceId, Money};
+use tgp_events::provider_events::MarketLine;
+use tgp_events::{InstanceId, Money, ProviderName};
 
 /// Which prices are compared with each other.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -56,6 +57,25 @@ pub struct RealizedPrices {
     /// Prices per key.
     /// Keyed by a string form of the key (JSON object keys must be strings), with the key itself.
     prices: BTreeMap<String, (PriceKey, PriceStats)>,
+    /// The market as last summarized by each provider, per provider, GPU, region and kind.
+    #[serde(default)]
+    market: BTreeMap<String, MarketRow>,
+}
+
+/// The latest market summary line for one provider, GPU, region and kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MarketRow {
+    /// What it is about.
+    #[serde(flatten)]
+    pub key: PriceKey,
+    /// Offers seen.
+    pub count: u32,
+    /// Cheapest per GPU-hour.
+    pub min: Money,
+    /// Median per GPU-hour.
+    pub median: Money,
+    /// When the provider's offers were fetched.
+    pub observed_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl RealizedPrices {
@@ -84,6 +104,26 @@ impl RealizedPrices {
             }
             _ => {}
         }
+    }
+
+    /// Folds a provider's offer summary: each line replaces the previous one for its key.
+    pub fn observe_market(&mut self, at: chrono::DateTime<chrono::Utc>, provider: &ProviderName, lines: &[MarketLine]) {
+        for line in lines {
+            let key = PriceKey {
+                provider: provider.to_string(),
+                gpu: line.gpu.clone(),
+                region: line.region.clone(),
+                spot: line.spot,
+            };
+            let id = format!("{}|{}|{}|{}", key.provider, key.gpu, key.region, key.spot);
+            self.market
+                .insert(id, MarketRow { key, count: line.count, min: line.min, median: line.median, observed_at: at });
+        }
+    }
+
+    /// The market view, optionally for one GPU type, ordered by key.
+    pub fn market(&self, gpu: Option<&str>) -> Vec<MarketRow> {
+        self.market.values().filter(|r| gpu.is_none_or(|g| r.key.gpu.eq_ignore_ascii_case(g))).cloned().collect()
     }
 
     /// Rows, optionally for one GPU type, ordered by key.

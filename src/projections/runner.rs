@@ -20,6 +20,7 @@ use async_nats::jetstream::object_store;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tgp_events::events::Commit;
+use tgp_events::provider_events::ProviderRecord;
 use tgp_events::subjects::{EVENTS_STREAM, INSTANCE_EVENTS_ALL};
 use tokio::io::AsyncReadExt;
 
@@ -66,6 +67,24 @@ impl<P: Projection> Checkpointed<P> {
         }
         self.last_sequence = sequence;
         Ok(())
+    }
+
+    /// Folds one journal message of any kind (instance commit or provider event), unless it was
+    /// folded already.
+    pub fn fold_message(&mut self, message: &crate::journal::RawMessage) -> Result<(), String> {
+        if message.sequence <= self.last_sequence {
+            return Ok(());
+        }
+        if message.subject.starts_with(tgp_events::subjects::PROVIDER_EVENTS_PREFIX) {
+            let record: ProviderRecord = serde_json::from_slice(&message.payload)
+                .map_err(|e| format!("provider event at stream sequence {}: {e}", message.sequence))?;
+            self.state.apply_provider(message.at, &record.provider, &record.event);
+            self.last_sequence = message.sequence;
+            return Ok(());
+        }
+        let commit: Commit = serde_json::from_slice(&message.payload)
+            .map_err(|e| format!("journal message {}: {e}", message.sequence))?;
+        self.fold(message.sequence, message.at, &commit)
     }
 
     /// Folds a commit a replay has already decoded, unless it was folded already.
@@ -152,7 +171,7 @@ pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), Pro
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(durable),
-            filter_subject: INSTANCE_EVENTS_ALL.into(),
+            filter_subject: P::SUBJECTS.into(),
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
             ack_policy: AckPolicy::All,
             ..Default::default()
@@ -168,8 +187,13 @@ pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), Pro
             Ok(Some(Ok(message))) => {
                 let info = message.info().map_err(err::<P>)?;
                 let (sequence, at) = (info.stream_sequence, crate::journal::published_at(&info));
-                let commit: Commit = serde_json::from_slice(&message.payload).map_err(err::<P>)?;
-                live.write().expect("projection lock").fold(sequence, at, &commit).map_err(err::<P>)?;
+                let raw = crate::journal::RawMessage {
+                    sequence,
+                    at,
+                    subject: message.subject.to_string(),
+                    payload: message.payload.clone(),
+                };
+                live.write().expect("projection lock").fold_message(&raw).map_err(err::<P>)?;
                 since_save += 1;
                 unacked = Some(message);
             }
@@ -208,6 +232,21 @@ pub async fn fold_all<P: Projection>(
     progress: impl Fn(u64, u64) + Send + Sync,
 ) -> Result<Checkpointed<P>, ProjectionError> {
     let reader = JournalReader::open(js).await.map_err(err::<P>)?;
+    if P::SUBJECTS != INSTANCE_EVENTS_ALL {
+        let mut read = reader.commits(P::SUBJECTS, start).await.map_err(err::<P>)?;
+        let total = read.remaining();
+        let mut folded = Checkpointed::<P>::default();
+        let mut done = 0;
+        while let Some(message) = read.next_raw().await {
+            folded.fold_message(&message.map_err(err::<P>)?).map_err(err::<P>)?;
+            done += 1;
+            if done % 20_000 == 0 {
+                progress(done, total);
+            }
+        }
+        progress(done, total);
+        return Ok(folded);
+    }
     let mut folded = Checkpointed::<P>::default();
     let mut last = (0, 0);
     reader

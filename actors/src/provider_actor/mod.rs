@@ -27,7 +27,7 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use tgp_events::events::FailureClass;
-use tgp_events::provider_events::{CircuitState, ProviderEvent};
+use tgp_events::provider_events::{CircuitState, MarketLine, ProviderEvent};
 use tgp_events::{GpuType, Money, ProviderName, Region};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -486,6 +486,7 @@ impl Handler<Call> for ProviderActor {
             if let Some(key) = offers_key {
                 if let Ok(Output::Offers(offers)) = &result {
                     act.offers.insert(key.clone(), (Instant::now(), offers.clone()));
+                    act.event(ProviderEvent::OfferSummary { lines: market_lines(offers) });
                 }
                 let result = match result {
                     Ok(Output::Offers(offers)) => Ok(Output::Offers(act.without_unavailable(offers))),
@@ -505,6 +506,36 @@ impl Handler<Call> for ProviderActor {
             result
         }))
     }
+}
+
+/// A bounded summary of offers: one line per GPU type, region and kind, prices per GPU-hour.
+pub fn market_lines(offers: &[Offer]) -> Vec<MarketLine> {
+    let mut groups: std::collections::BTreeMap<(String, String, bool), Vec<Money>> = Default::default();
+    for offer in offers {
+        let gpu = offer.gpu_type.map_or_else(|| format!("?{}", offer.provider_gpu_name), |g| g.to_string());
+        let region = offer.region.as_ref().map_or_else(|| format!("?{}", offer.provider_region), |r| r.to_string());
+        let per_gpu =
+            |p: Money| Money::from_decimal(p.as_decimal() / rust_decimal::Decimal::from(offer.gpu_count.max(1)));
+        for (spot, price) in [(true, offer.spot_price), (false, offer.on_demand_price)] {
+            if let Some(price) = price {
+                groups.entry((gpu.clone(), region.clone(), spot)).or_default().push(per_gpu(price));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((gpu, region, spot), mut prices)| {
+            prices.sort();
+            MarketLine {
+                gpu,
+                region,
+                spot,
+                count: prices.len() as u32,
+                min: prices[0],
+                median: prices[(prices.len() - 1) / 2],
+            }
+        })
+        .collect()
 }
 
 /// The provider as the rest of tgp sees it: the same trait, every call through the actor.
