@@ -23,7 +23,7 @@ use tgp_actors::provider::{
     ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass, InterruptionReason};
-use tgp_events::{BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
+use tgp_events::{BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region};
 
 /// The simulated provider's name.
 pub const SIMULATED: &str = "simulated";
@@ -213,22 +213,6 @@ impl SimulatedProvider {
             billing: Some(BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 }),
         }
     }
-
-    fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
-        let price_ok = |p: Option<Money>| match (p, filter.max_machine_price) {
-            (Some(p), Some(max)) => p <= max,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
-            && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-            && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
-            && match filter.spot {
-                Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
-                Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
-                _ => price_ok(offer.spot_price) || price_ok(offer.on_demand_price),
-            }
-    }
 }
 
 #[async_trait]
@@ -256,12 +240,7 @@ impl ProviderClient for SimulatedProvider {
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let now = Utc::now();
-        Ok(self
-            .offers
-            .iter()
-            .filter(|o| Self::fits(o, filter))
-            .map(|o| Offer { observed_at: now, ..o.clone() })
-            .collect())
+        Ok(self.offers.iter().filter(|o| filter.matches(o)).map(|o| Offer { observed_at: now, ..o.clone() }).collect())
     }
 
     async fn normalized_pricing(

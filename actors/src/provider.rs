@@ -76,6 +76,24 @@ pub struct OfferFilter {
 }
 
 impl OfferFilter {
+    /// Does a normalized offer fit? Clients call it after the provider's own (often coarser)
+    /// filtering, so every provider filters the same way.
+    pub fn matches(&self, offer: &Offer) -> bool {
+        let price_ok = |p: Option<Money>| match (p, self.max_machine_price) {
+            (Some(p), Some(max)) => p <= max,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        self.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
+            && self.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
+            && (self.regions.is_empty() || offer.region.as_ref().is_some_and(|r| self.regions.contains(r)))
+            && match self.spot {
+                Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
+                Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
+                _ => price_ok(offer.spot_price) || price_ok(offer.on_demand_price),
+            }
+    }
+
     /// The filter that finds candidates for a launch command.
     pub fn for_launch(request: &LaunchCommand) -> Self {
         OfferFilter {

@@ -28,7 +28,7 @@ use tgp_actors::provider::{
     ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
-use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
+use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region};
 use tokio::time::Instant;
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
@@ -159,19 +159,6 @@ impl LambdaClient {
             }
         }
         out
-    }
-
-    fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
-        let price_ok = match (offer.on_demand_price, filter.max_machine_price) {
-            (Some(p), Some(max)) => p <= max,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
-            && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-            && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
-            && filter.spot != Some(SpotPolicy::SpotOnly)
-            && price_ok
     }
 
     /// Maps one instance; an unknown status is reported and treated as Starting (see

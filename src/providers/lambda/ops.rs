@@ -29,7 +29,7 @@ impl ProviderClient for LambdaClient {
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let types = self.instance_types().await?;
-        Ok(self.offers(&types).into_iter().filter(|o| Self::fits(o, filter)).collect())
+        Ok(self.offers(&types).into_iter().filter(|o| filter.matches(o)).collect())
     }
 
     /// The cheapest one-GPU machine of that type in that region (on demand; Lambda has no spot).

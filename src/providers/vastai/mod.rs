@@ -223,7 +223,7 @@ impl ProviderClient for VastAiClient {
         };
         let offers = self.search(&self.search_query(filter, pricing)).await?;
         let now = Utc::now();
-        Ok(offers.into_iter().map(|o| self.normalize(o, pricing, now)).filter(|o| offers::fits(o, filter)).collect())
+        Ok(offers.into_iter().map(|o| self.normalize(o, pricing, now)).filter(|o| filter.matches(o)).collect())
     }
 
     async fn normalized_pricing(

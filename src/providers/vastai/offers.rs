@@ -90,20 +90,3 @@ impl VastAiClient {
         }
     }
 }
-
-/// Does a normalized offer fit the filter (the exact check after the server's coarse one)?
-pub(super) fn fits(offer: &Offer, filter: &OfferFilter) -> bool {
-    let price_ok = |p: Option<Money>| match (p, filter.max_machine_price) {
-        (Some(p), Some(max)) => p <= max,
-        (Some(_), None) => true,
-        (None, _) => false,
-    };
-    filter.gpu_type.is_none_or(|g| offer.gpu_type == Some(g))
-        && filter.min_gpu_count.is_none_or(|n| offer.gpu_count >= n)
-        && (filter.regions.is_empty() || offer.region.as_ref().is_some_and(|r| filter.regions.contains(r)))
-        && match filter.spot {
-            Some(SpotPolicy::SpotOnly) => price_ok(offer.spot_price),
-            Some(SpotPolicy::OnDemandOnly) => price_ok(offer.on_demand_price),
-            _ => price_ok(offer.spot_price) || price_ok(offer.on_demand_price),
-        }
-}
