@@ -182,5 +182,5 @@ async fn a_disabled_provider_refuses_new_work_but_still_terminates() {
     handle.addr.send(tgp_actors::provider_actor::SetEnabled(None)).await.unwrap();
     assert!(handle.list_offers(&filter(0)).await.is_ok());
     let kinds: Vec<_> = events.0.lock().unwrap().iter().map(|e| e.type_name()).collect();
-    assert_eq!(kinds, ["Disabled", "Enabled"]);
+    assert_eq!(kinds, ["Disabled", "Enabled", "OfferSummary"], "offers fetched after enabling are summarized");
 }

@@ -465,7 +465,7 @@ impl Handler<Call> for ProviderActor {
                 result
             }
         };
-        let work = async move {
+        let calls = async move {
             if idempotent {
                 attempt
                     .retry(
@@ -481,6 +481,14 @@ impl Handler<Call> for ProviderActor {
             } else {
                 attempt().await
             }
+        };
+        // The HTTP work runs on the runtime's worker threads; the actor's own thread only keeps
+        // the books (tokens, breaker, caches), so one busy provider does not serialize its calls.
+        let provider = self.name.clone();
+        let work = async move {
+            tokio::spawn(calls).await.unwrap_or_else(|e| {
+                Err(ProviderError::new(&provider, FailureClass::Unknown, format!("provider call panicked: {e}")))
+            })
         };
         Box::pin(work.into_actor(self).map(move |result, act, _| {
             if let Some(key) = offers_key {
