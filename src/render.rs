@@ -39,5 +39,8 @@ pub fn describe(event: &E) -> String {
             None => "terminated (nothing was running)".into(),
         },
         E::Failed { reason, .. } => format!("failed: {reason}"),
+        E::OrphanTerminated { provider, provider_instance_id, attempt_id, raw_status, .. } => {
+            format!("orphan {provider_instance_id} ({attempt_id}, {raw_status}) found at {provider} and terminated")
+        }
     }
 }

@@ -109,6 +109,19 @@ pub enum InstanceCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Record that a machine labelled with one of this chain's superseded attempts was destroyed.
+    RecordOrphanCleanup {
+        /// Its provider.
+        provider: ProviderName,
+        /// The machine.
+        provider_instance_id: String,
+        /// Its label.
+        attempt_id: AttemptId,
+        /// The provider's raw status.
+        raw_status: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Record the provider's confirmation that nothing runs.
     RecordTerminated {
         /// When.
@@ -258,11 +271,27 @@ impl Instance {
             };
         }
         let state = self.exists()?;
+        if let C::RecordOrphanCleanup { provider, provider_instance_id, attempt_id, raw_status, at } = command {
+            // A fact about the provider, accepted in every state, finished ones included; never
+            // about the machine the chain is billing for.
+            if self.machine.as_ref().is_some_and(|m| m.id == provider_instance_id)
+                || self.pending_attempt.as_ref().is_some_and(|(a, _)| *a == attempt_id)
+            {
+                return Err(self.wrong("clean up its own current machine"));
+            }
+            return Ok(vec![InstanceEvent::OrphanTerminated {
+                provider,
+                provider_instance_id,
+                attempt_id,
+                raw_status,
+                at,
+            }]);
+        }
         if state.is_final() {
             return Err(InstanceError::Finished(state.name()));
         }
         match command {
-            C::RequestLaunch { .. } => unreachable!("handled above"),
+            C::RequestLaunch { .. } | C::RecordOrphanCleanup { .. } => unreachable!("handled above"),
             C::SelectOffer { offer, bid, reason, candidates, at } => {
                 if !matches!(state, S::Requested | S::Interrupted) {
                     return Err(self.wrong("select an offer"));
@@ -462,6 +491,7 @@ impl Instance {
                 self.pending_attempt = None;
                 self.state = Some(S::Failed);
             }
+            InstanceEvent::OrphanTerminated { .. } => {}
         }
     }
 }

@@ -372,3 +372,28 @@ fn terminating_twice_is_refused() {
         .when(C::RequestTermination { reason: "again".into(), at: at() })
         .then_expect_error(InstanceError::Finished("terminated"));
 }
+
+#[test]
+fn an_orphan_cleanup_is_recorded_even_after_the_end_but_never_for_the_current_machine() {
+    let orphan = |machine: &str, n: u32| C::RecordOrphanCleanup {
+        provider: offer().provider,
+        provider_instance_id: machine.into(),
+        attempt_id: attempt(n),
+        raw_status: "running".into(),
+        at: at(),
+    };
+    let mut finished = running_chain();
+    finished.push(InstanceEvent::TerminationRequested { reason: "done".into(), at: at() });
+    finished.push(InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: at() });
+    framework().given(finished).when(orphan("m-1", 1)).then_expect_events(vec![InstanceEvent::OrphanTerminated {
+        provider: offer().provider,
+        provider_instance_id: "m-1".into(),
+        attempt_id: attempt(1),
+        raw_status: "running".into(),
+        at: at(),
+    }]);
+    framework()
+        .given(running_chain())
+        .when(orphan("m-1", 1))
+        .then_expect_error(InstanceError::WrongState { action: "clean up its own current machine", state: "running" });
+}

@@ -15,11 +15,11 @@ use chrono::Utc;
 use cqrs_es::persist::PersistedEventRepository;
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InterruptionReason};
-use tgp_events::{BillingGranularity, InstanceId};
+use tgp_events::{AttemptId, BillingGranularity, InstanceId, ProviderName};
 
 use crate::aggregate::{Instance, InstanceCommand};
 use crate::journal::{CommitError, Loaded};
-use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderError, ProviderListing};
+use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderError, ProviderInstance, ProviderListing};
 use crate::selection::{Selection, select};
 
 /// How long selection waits for a provider's offers; a slower provider is left out of this
@@ -250,7 +250,9 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
             }
             _ => None,
         };
+        let orphans = own_orphans(&self.loaded.instance, &self.id, &listing);
         self.atomically(ctx, move |mut loaded, shared, id| async move {
+            clean_up_orphans(&mut loaded, &shared, &id, &listing.provider, orphans).await;
             let Some(command) = command else {
                 return (loaded, Next::Idle, ());
             };
@@ -389,6 +391,49 @@ async fn advance<R: PersistedEventRepository>(
         Step::RecordTerminated => {
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)
+        }
+    }
+}
+
+/// Machines carrying this chain's label that run although the journal accounts for them nowhere:
+/// an attempt that was superseded (failed as unknown, then retried) and came up after all.
+fn own_orphans(instance: &Instance, id: &InstanceId, listing: &ProviderListing) -> Vec<(AttemptId, ProviderInstance)> {
+    let current = instance.machine.as_ref().map(|m| m.id.as_str());
+    let pending = instance.pending_attempt.as_ref().map(|(a, _)| a);
+    listing
+        .of_instance(id)
+        .filter(|(attempt, m)| {
+            matches!(m.status, MachineStatus::Running | MachineStatus::Starting)
+                && Some(m.id.as_str()) != current
+                && Some(*attempt) != pending
+        })
+        .map(|(attempt, m)| (attempt.clone(), m.clone()))
+        .collect()
+}
+
+/// Destroys this chain's orphans and journals each; a failure is retried at the next poll.
+async fn clean_up_orphans<R: PersistedEventRepository>(
+    loaded: &mut Loaded,
+    shared: &Shared<R>,
+    id: &InstanceId,
+    provider: &ProviderName,
+    orphans: Vec<(AttemptId, ProviderInstance)>,
+) {
+    let Some(client) = shared.market.get(provider) else { return };
+    for (attempt_id, machine) in orphans {
+        if let Err(e) = client.terminate(&machine.id).await {
+            tracing::warn!(instance = %id, machine = %machine.id, error = %e, "orphan not terminated yet");
+            continue;
+        }
+        let command = InstanceCommand::RecordOrphanCleanup {
+            provider: provider.clone(),
+            provider_instance_id: machine.id.clone(),
+            attempt_id,
+            raw_status: machine.raw_status.clone(),
+            at: Utc::now(),
+        };
+        if let Err(e) = loaded.commit(&shared.repo, id, command, &serde_json::Value::Null).await {
+            tracing::warn!(instance = %id, machine = %machine.id, error = %e, "orphan terminated but not journaled");
         }
     }
 }

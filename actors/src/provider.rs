@@ -9,7 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tgp_events::events::{Connection, FailureClass, InterruptionReason, OfferSummary};
-use tgp_events::{AttemptId, BillingGranularity, GpuType, LaunchCommand, Money, ProviderName, Region, SpotPolicy};
+use tgp_events::{
+    AttemptId, BillingGranularity, GpuType, InstanceId, LaunchCommand, Money, ProviderName, Region, SpotPolicy,
+};
 
 /// One offer, normalized across providers.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,18 +181,39 @@ pub struct ProviderListing {
     pub taken_at: DateTime<Utc>,
     /// The machines by provider id.
     pub by_id: HashMap<String, ProviderInstance>,
+    /// The ids of machines carrying a tgp attempt label, by the chain the label names: each of
+    /// thousands of instance actors finds its own machines without scanning the listing.
+    pub by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>>,
 }
 
 impl ProviderListing {
     /// Indexes a provider's answer.
     pub fn new(provider: ProviderName, taken_at: DateTime<Utc>, machines: Vec<ProviderInstance>) -> Self {
+        let mut by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>> = HashMap::new();
+        for m in &machines {
+            if let Some(attempt) = m.label.as_deref().and_then(AttemptId::from_label)
+                && let Some(instance) = attempt.instance()
+            {
+                by_instance.entry(instance).or_default().push((attempt, m.id.clone()));
+            }
+        }
         let by_id = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
-        ProviderListing { provider, taken_at, by_id }
+        ProviderListing { provider, taken_at, by_id, by_instance }
     }
 
     /// The machine carrying a tgp attempt label.
     pub fn by_label(&self, attempt: &AttemptId) -> Option<&ProviderInstance> {
-        self.by_id.values().find(|m| m.label.as_deref() == Some(attempt.as_str()))
+        let machines = self.by_instance.get(&attempt.instance()?)?;
+        machines.iter().find(|(a, _)| a == attempt).and_then(|(_, id)| self.by_id.get(id))
+    }
+
+    /// The labelled machines of one chain, with their attempts.
+    pub fn of_instance(&self, instance: &InstanceId) -> impl Iterator<Item = (&AttemptId, &ProviderInstance)> {
+        self.by_instance
+            .get(instance)
+            .into_iter()
+            .flatten()
+            .filter_map(|(attempt, id)| self.by_id.get(id).map(|m| (attempt, m)))
     }
 }
 

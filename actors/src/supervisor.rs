@@ -2,7 +2,7 @@
 //! the journal at start-up (one pass), polls each provider's machines in one list call per
 //! interval and fans the listing out, and forgets chains once they are over.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use tgp_events::{InstanceId, LaunchCommand};
 use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
-use crate::provider::{Market, ProviderListing};
+use crate::provider::{MachineStatus, Market, ProviderListing};
 
 /// How the supervisor and its actors behave.
 #[derive(Clone, Debug)]
@@ -134,6 +134,8 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     shared: Arc<Shared<R>>,
     /// Status poll interval.
     poll_interval: Duration,
+    /// Machines whose orphan check is in flight, so a slow check is not started twice.
+    cleaning: HashSet<String>,
 }
 
 impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
@@ -151,7 +153,8 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             retry_delay: config.retry_delay,
             failpoint: config.failpoint,
         });
-        let mut supervisor = Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval };
+        let mut supervisor =
+            Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval, cleaning: HashSet::new() };
         let mut rebuilt = 0usize;
         let all_count = all.len();
         for (id, loaded) in all {
@@ -179,24 +182,70 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
-        if self.live.is_empty() {
-            return;
-        }
         for provider in self.shared.market.providers().to_vec() {
             let fut = async move {
                 let taken_at = Utc::now();
                 let name = provider.info().name;
                 provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
             };
-            ctx.spawn(fut.into_actor(self).map(|answer, act, _| match answer {
+            ctx.spawn(fut.into_actor(self).map(|answer, act, ctx| match answer {
                 Ok(listing) => {
                     let listing = Arc::new(listing);
                     for addr in act.live.values() {
                         addr.do_send(Observe(listing.clone()));
                     }
+                    act.clean_up_after_finished_chains(&listing, ctx);
                 }
                 Err(e) => tracing::warn!(error = %e, "status poll failed"),
             }));
+        }
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Supervisor<R> {
+    /// Machines labelled by tgp whose chain is over but that still run are orphans: each is
+    /// destroyed and journaled (`OrphanTerminated`) on its chain. Live chains check their own
+    /// machines; a label whose chain the journal does not know is never touched (it may belong to
+    /// another tgp, or to someone's own naming).
+    fn clean_up_after_finished_chains(&mut self, listing: &ProviderListing, ctx: &mut Context<Self>) {
+        for (id, machines) in &listing.by_instance {
+            if self.live.contains_key(id) {
+                continue;
+            }
+            for (attempt, machine_id) in machines {
+                let Some(machine) = listing.by_id.get(machine_id) else { continue };
+                let (attempt, id) = (attempt.clone(), id.clone());
+                let running = matches!(machine.status, MachineStatus::Running | MachineStatus::Starting);
+                if !running || !self.cleaning.insert(machine.id.clone()) {
+                    continue;
+                }
+                let (shared, provider, machine) = (self.shared.clone(), listing.provider.clone(), machine.clone());
+                let machine_id = machine.id.clone();
+                let check = async move {
+                    let mut loaded = load(&shared.repo, &id).await?;
+                    if !loaded.instance.current_state().is_some_and(|s| s.is_final()) {
+                        return Ok::<_, SupervisorError>(());
+                    }
+                    let Some(client) = shared.market.get(&provider) else { return Ok(()) };
+                    client.terminate(&machine.id).await.map_err(|e| SupervisorError::Journal(e.to_string()))?;
+                    tracing::warn!(instance = %id, machine = %machine.id, "orphan terminated");
+                    let command = InstanceCommand::RecordOrphanCleanup {
+                        provider,
+                        provider_instance_id: machine.id,
+                        attempt_id: attempt,
+                        raw_status: machine.raw_status,
+                        at: Utc::now(),
+                    };
+                    loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await?;
+                    Ok(())
+                };
+                ctx.spawn(check.into_actor(self).map(move |outcome, act, _| {
+                    act.cleaning.remove(&machine_id);
+                    if let Err(e) = outcome {
+                        tracing::warn!(error = %e, "orphan check failed; retried at the next poll");
+                    }
+                }));
+            }
         }
     }
 }

@@ -243,6 +243,21 @@ pub enum InstanceEvent {
         /// When the provider confirmed.
         at: DateTime<Utc>,
     },
+    /// A machine carrying one of this chain's attempt labels was found running although the
+    /// journal says it must not (the chain is over, or the attempt was superseded), and tgp
+    /// destroyed it. Its run was never billed in the journal: this event is the trace of it.
+    OrphanTerminated {
+        /// The provider.
+        provider: ProviderName,
+        /// The machine destroyed.
+        provider_instance_id: String,
+        /// The label it carried.
+        attempt_id: AttemptId,
+        /// What the provider said about it (its raw status).
+        raw_status: String,
+        /// When tgp destroyed it.
+        at: DateTime<Utc>,
+    },
     /// The chain gave up: attempts exhausted, no offer fits, or a fatal error.
     Failed {
         /// Why, in words.
@@ -267,6 +282,7 @@ impl InstanceEvent {
             InstanceEvent::TerminationRequested { .. } => "TerminationRequested",
             InstanceEvent::Terminated { .. } => "Terminated",
             InstanceEvent::Failed { .. } => "Failed",
+            InstanceEvent::OrphanTerminated { .. } => "OrphanTerminated",
         }
     }
 

@@ -106,6 +106,12 @@ impl AttemptId {
         &self.0
     }
 
+    /// The instance chain this attempt belongs to.
+    pub fn instance(&self) -> Option<InstanceId> {
+        let rest = self.0.strip_prefix(ATTEMPT_PREFIX)?;
+        rest.rsplit_once('-')?.0.parse().ok()
+    }
+
     /// Recognises a label written by tgp, for reconciliation.
     pub fn from_label(label: &str) -> Option<Self> {
         let rest = label.strip_prefix(ATTEMPT_PREFIX)?;
@@ -182,7 +188,8 @@ mod tests {
         let id: InstanceId = "job-7".parse().unwrap();
         let attempt = AttemptId::new(&id, 3);
         assert_eq!(attempt.as_str(), "tgp-job-7-3");
-        assert_eq!(AttemptId::from_label("tgp-job-7-3"), Some(attempt));
+        assert_eq!(AttemptId::from_label("tgp-job-7-3"), Some(attempt.clone()));
+        assert_eq!(attempt.instance(), Some(id));
         assert_eq!(AttemptId::from_label("my-own-box"), None);
     }
 }
