@@ -109,18 +109,7 @@ pub async fn replay(
             StartAt::Sequence(boundary)
         }
     };
-    let mut last = (0, 0);
-    reader
-        .replay(start, |commit| {
-            ledger.fold_replayed(&commit);
-            if commit.progress.0 % 20_000 == 0 {
-                progress(commit.progress.0, commit.progress.1);
-            }
-            last = commit.progress;
-        })
-        .await
-        .map_err(err)?;
-    progress(last.0, last.1);
+    ledger.fold_replay(&reader, start, progress).await.map_err(err)?;
     Ok(ledger)
 }
 
