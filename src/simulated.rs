@@ -150,8 +150,12 @@ impl SimulatedProvider {
         let (state, rng) = &mut *guard;
         let out = change(state, rng);
         if let Some(path) = &self.config.state_file {
-            // Written on every change so a killed controller leaves the market as it was.
-            if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(state).expect("state serializes")) {
+            // Written on every change so a killed controller leaves the market as it was; through
+            // a temporary file and a rename, so a reader (or a crash) never sees half a file.
+            let temporary = path.with_extension("json.tmp");
+            let written = std::fs::write(&temporary, serde_json::to_vec_pretty(state).expect("state serializes"))
+                .and_then(|()| std::fs::rename(&temporary, path));
+            if let Err(e) = written {
                 tracing::warn!(path = %path.display(), error = %e, "cannot save the simulated market");
             }
         }
