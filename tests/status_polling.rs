@@ -110,6 +110,7 @@ async fn a_thousand_instances_cost_one_list_call_per_interval() {
     let before = counting.lists.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls = counting.lists.load(Ordering::SeqCst) - before;
-    // Two seconds at one poll every 250 ms: about 8 list calls, not 8 x 1,000.
-    assert!((4..=10).contains(&calls), "{calls} list calls in 2 s for 1,000 instances");
+    // Two seconds at one poll every 250 ms: at most 8 list calls (fewer if a busy machine delays
+    // a tick), never one per instance.
+    assert!((1..=10).contains(&calls), "{calls} list calls in 2 s for 1,000 instances");
 }
