@@ -247,20 +247,6 @@ impl ProviderClient for SimulatedProvider {
         Ok(self.offers.iter().filter(|o| filter.matches(o)).map(|o| Offer { observed_at: now, ..o.clone() }).collect())
     }
 
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let matching = self
-            .offers
-            .iter()
-            .filter(|o| o.gpu_type == Some(gpu) && o.region.as_ref() == Some(region) && o.gpu_count == 1);
-        let on_demand = matching.clone().filter_map(|o| o.on_demand_price).min();
-        let spot = matching.filter_map(|o| o.spot_price).min();
-        Ok((on_demand, spot))
-    }
-
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         let offer = self.offers.iter().find(|o| o.id == spec.offer_id).ok_or_else(|| {
             ProviderError::new(&self.name, FailureClass::NotFound, format!("no offer {}", spec.offer_id))

@@ -150,7 +150,7 @@ async fn offers_are_normalized_and_filtered() {
 }
 
 #[tokio::test]
-async fn normalized_pricing_is_the_cheapest_one_gpu_machine() {
+async fn normalized_pricing_is_the_cheapest_price_per_gpu_hour() {
     let s = setup().await;
     s.fake.set_capacity("gpu_1x_h100_sxm5", "us-east-2", true);
     let us_east: Region = "us-east".parse().unwrap();

@@ -177,7 +177,7 @@ async fn offers_honour_the_filter() {
 }
 
 #[tokio::test]
-async fn normalized_pricing_is_the_cheapest_single_gpu_machine() {
+async fn normalized_pricing_is_the_cheapest_price_per_gpu_hour() {
     let (_fake, client, _) = fake().await;
     let region: Region = "us-south".parse().unwrap();
     let (on_demand, spot) = client.normalized_pricing(GpuType::H100, &region).await.unwrap();

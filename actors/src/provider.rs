@@ -293,12 +293,23 @@ pub trait ProviderClient: Send + Sync {
     fn translate_region(&self, region: &Region) -> Option<String>;
     /// Offers matching the filter, normalized.
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError>;
-    /// The cheapest hourly machine price for a GPU type in a region: (on demand, spot).
+    /// The cheapest price per GPU-hour for a GPU type in a region: (on demand, spot). Derived
+    /// from `list_offers` the same way for every provider, so prices compare across providers.
     async fn normalized_pricing(
         &self,
         gpu: GpuType,
         region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError>;
+    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
+        let filter = OfferFilter { gpu_type: Some(gpu), regions: vec![region.clone()], ..Default::default() };
+        let offers = self.list_offers(&filter).await?;
+        let per_gpu = |price: Option<Money>, gpus: u32| {
+            price.map(|p| Money::from_decimal(p.as_decimal() / rust_decimal::Decimal::from(gpus.max(1))))
+        };
+        Ok((
+            offers.iter().filter_map(|o| per_gpu(o.on_demand_price, o.gpu_count)).min(),
+            offers.iter().filter_map(|o| per_gpu(o.spot_price, o.gpu_count)).min(),
+        ))
+    }
     /// Starts a machine, named or labelled with the attempt id.
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError>;
     /// Destroys a machine. Succeeds when it is gone, including when it was already gone.

@@ -22,6 +22,13 @@ pub struct PriceKey {
     pub spot: bool,
 }
 
+impl PriceKey {
+    /// The key as one string, for JSON maps (whose keys must be strings).
+    fn id(&self) -> String {
+        format!("{}|{}|{}|{}", self.provider, self.gpu, self.region, self.spot)
+    }
+}
+
 /// Every price paid for one key, as a histogram (distinct prices are few).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PriceStats {
@@ -94,7 +101,7 @@ impl RealizedPrices {
                     region: offer.map_or("unknown".into(), |o| o.region.to_string()),
                     spot: *spot,
                 };
-                let id = format!("{}|{}|{}|{}", key.provider, key.gpu, key.region, key.spot);
+                let id = key.id();
                 let (_, stats) = self.prices.entry(id).or_insert_with(|| (key, PriceStats::default()));
                 *stats.histogram.entry(*hourly_price).or_default() += 1;
                 stats.last = Some(*hourly_price);
@@ -115,7 +122,7 @@ impl RealizedPrices {
                 region: line.region.clone(),
                 spot: line.spot,
             };
-            let id = format!("{}|{}|{}|{}", key.provider, key.gpu, key.region, key.spot);
+            let id = key.id();
             self.market
                 .insert(id, MarketRow { key, count: line.count, min: line.min, median: line.median, observed_at: at });
         }

@@ -597,21 +597,6 @@ impl ProviderClient for ProviderHandle {
             _ => Err(self.unexpected()),
         }
     }
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let filter = OfferFilter { gpu_type: Some(gpu), regions: vec![region.clone()], ..Default::default() };
-        let offers = self.list_offers(&filter).await?;
-        let per_gpu = |p: Option<Money>, n: u32| {
-            p.map(|p| Money::from_decimal(p.as_decimal() / rust_decimal::Decimal::from(n.max(1))))
-        };
-        Ok((
-            offers.iter().filter_map(|o| per_gpu(o.on_demand_price, o.gpu_count)).min(),
-            offers.iter().filter_map(|o| per_gpu(o.spot_price, o.gpu_count)).min(),
-        ))
-    }
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         match self.call(Operation::Launch(spec.clone())).await? {
             Output::Launched(r) => Ok(r),

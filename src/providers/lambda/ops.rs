@@ -32,18 +32,6 @@ impl ProviderClient for LambdaClient {
         Ok(self.offers(&types).into_iter().filter(|o| filter.matches(o)).collect())
     }
 
-    /// The cheapest one-GPU machine of that type in that region (on demand; Lambda has no spot).
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let filter = OfferFilter { gpu_type: Some(gpu), regions: vec![region.clone()], ..OfferFilter::default() };
-        let offers = self.list_offers(&filter).await?;
-        let on_demand = offers.iter().filter(|o| o.gpu_count == 1).filter_map(|o| o.on_demand_price).min();
-        Ok((on_demand, None))
-    }
-
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         // Everything Lambda cannot take is refused here, before any call.
         let invalid = |m: String| self.error(FailureClass::InvalidRequest, m);

@@ -10,7 +10,7 @@ use tgp_actors::provider::{
     ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
-use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region, SpotPolicy};
+use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, ProviderName, Region, SpotPolicy};
 
 use super::launch;
 use super::prices::PriceTable;
@@ -262,29 +262,6 @@ impl ProviderClient for PaperspaceClient {
             }
         }
         Ok(offers)
-    }
-
-    /// The cheapest machine of the type in the region, from the price table (no call needed);
-    /// spot is always `None`.
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let Some(api_region) = wire::api_from_region(region) else {
-            return Ok((None, None));
-        };
-        let cheapest = self
-            .prices
-            .machine_types
-            .iter()
-            .filter(|(label, row)| {
-                wire::gpu_from_label(wire::split_label(label).0) == Some(gpu)
-                    && row.regions.iter().any(|r| r == api_region)
-            })
-            .map(|(_, row)| row.hourly)
-            .min();
-        Ok((cheapest, None))
     }
 
     /// Checks everything Paperspace cannot take before any call; see [`super::launch`].

@@ -149,21 +149,6 @@ impl ProviderClient for RunPodClient {
         Ok(offers)
     }
 
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let filter = OfferFilter {
-            gpu_type: Some(gpu),
-            min_gpu_count: Some(1),
-            regions: vec![region.clone()],
-            ..OfferFilter::default()
-        };
-        let offers = self.list_offers(&filter).await?;
-        Ok((offers.iter().filter_map(|o| o.on_demand_price).min(), offers.iter().filter_map(|o| o.spot_price).min()))
-    }
-
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         self.launch_checked(spec).await
     }

@@ -226,25 +226,6 @@ impl ProviderClient for VastAiClient {
         Ok(offers.into_iter().map(|o| self.normalize(o, pricing, now)).filter(|o| filter.matches(o)).collect())
     }
 
-    async fn normalized_pricing(
-        &self,
-        gpu: GpuType,
-        region: &Region,
-    ) -> Result<(Option<Money>, Option<Money>), ProviderError> {
-        let filter = OfferFilter {
-            gpu_type: Some(gpu),
-            min_gpu_count: Some(1),
-            regions: vec![region.clone()],
-            max_machine_price: None,
-            spot: None,
-        };
-        let offers = self.list_offers(&filter).await?;
-        let single = offers.iter().filter(|o| o.gpu_count == 1);
-        let on_demand = single.clone().filter_map(|o| o.on_demand_price).min();
-        let spot = single.filter_map(|o| o.spot_price).min();
-        Ok((on_demand, spot))
-    }
-
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         launch::launch(self, spec).await
     }
