@@ -22,7 +22,7 @@ async fn journal(url: &str) -> (JetStreamJournal, async_nats::jetstream::Context
 }
 
 fn event(id: &str, sequence: usize, reason: &str) -> SerializedEvent {
-    let e = InstanceEvent::TerminationRequested { reason: reason.into(), at: chrono::Utc::now() };
+    let e = InstanceEvent::TerminationRequested { reason: reason.into(), limit: None, at: chrono::Utc::now() };
     SerializedEvent::new(
         id.into(),
         sequence,

@@ -5,17 +5,22 @@
 //! feeds their outcomes back in as commands, so every fact is journaled before anything relies on
 //! it. The state it keeps is only what those rules need (and what `tgp.api.get` answers).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use cqrs_es::Aggregate;
 use cqrs_es::event_sink::EventSink;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{
-    Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason, OfferSummary,
+    Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason, Limit, OfferSummary,
 };
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money, ProviderName};
 
 use crate::selection::offering_key;
+
+/// How long before a budget runs out the chain is stopped: time for the termination call, so the
+/// run's billed end stays inside the budget.
+pub const BUDGET_MARGIN: Duration = Duration::seconds(60);
 
 /// What the instance actor asks of the aggregate.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +127,12 @@ pub enum InstanceCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// End the chain if one of its limits (max lifetime, budget) is reached at `at`; nothing
+    /// otherwise. The actor sends it when a limit's deadline passes.
+    EnforceLimits {
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Record the provider's confirmation that nothing runs.
     RecordTerminated {
         /// When.
@@ -175,6 +186,37 @@ pub struct Machine {
     pub hourly_price: Money,
     /// When billing started: listings taken before this may not show it yet.
     pub launched_at: Option<DateTime<Utc>>,
+    /// How the provider bills it: what its run costs when it ends.
+    #[serde(default)]
+    pub billing: Option<BillingGranularity>,
+}
+
+impl Machine {
+    /// Dollar-seconds (price x billed seconds, exact) of a run of this machine ending at `end`.
+    fn billed_dollar_seconds(&self, end: DateTime<Utc>) -> Decimal {
+        let Some(start) = self.launched_at else { return Decimal::ZERO };
+        let used_ms = (end - start).num_milliseconds().max(0) as u64;
+        let seconds = self.billing.unwrap_or(BillingGranularity::PER_SECOND).billed_seconds(used_ms.div_ceil(1000));
+        self.hourly_price.as_decimal() * Decimal::from(seconds)
+    }
+
+    /// The latest moment this machine may run and keep its billed cost within `dollar_seconds`,
+    /// given the provider's billing unit and minimum; `None` while its start is unknown.
+    fn affordable_until(&self, dollar_seconds: Decimal) -> Option<DateTime<Utc>> {
+        let start = self.launched_at?;
+        let price = self.hourly_price.as_decimal();
+        if price <= Decimal::ZERO {
+            return None;
+        }
+        let billing = self.billing.unwrap_or(BillingGranularity::PER_SECOND);
+        let seconds = u64::try_from((dollar_seconds / price).floor().max(Decimal::ZERO)).unwrap_or(u64::MAX);
+        // The billed time of a run is its length rounded up to the unit, then raised to the
+        // minimum: the longest affordable run ends on a unit boundary.
+        let unit = billing.unit_seconds();
+        let affordable = if u64::from(billing.minimum_seconds) > seconds { 0 } else { seconds / unit * unit };
+        let end = start + Duration::seconds(i64::try_from(affordable).unwrap_or(i64::MAX / 2)) - BUDGET_MARGIN;
+        Some(end.max(start))
+    }
 }
 
 /// The state of one instance chain, folded from its events.
@@ -200,6 +242,16 @@ pub struct Instance {
     pub connection: Option<Connection>,
     /// Offerings that failed or were interrupted, avoided by the next selection.
     pub avoid: Vec<String>,
+    /// When the launch was requested: the start of `max_lifetime`.
+    #[serde(default)]
+    pub requested_at: Option<DateTime<Utc>>,
+    /// What the chain's finished runs cost, in dollar-seconds (price x billed seconds, exact).
+    #[serde(default)]
+    pub spent_dollar_seconds: Decimal,
+    /// Setbacks (interruptions, failed launches other than for capacity) since the chain last
+    /// ran, and when the last one happened: the relaunch backoff grows with them.
+    #[serde(default)]
+    pub setbacks: Option<(u32, DateTime<Utc>)>,
 }
 
 impl Instance {
@@ -226,6 +278,60 @@ impl Instance {
             hourly_price: self.machine.as_ref().map(|m| m.hourly_price),
             connection: self.connection.clone(),
         })
+    }
+
+    /// The first limit of the launch command that will be reached, and when: the chain's
+    /// `max_lifetime`, or the moment its current run would bill past `budget` (less
+    /// [`BUDGET_MARGIN`]); a spent budget is reached at once when no machine runs.
+    pub fn limit_deadline(&self) -> Option<(Limit, DateTime<Utc>)> {
+        let request = self.request.as_ref()?;
+        let lifetime = request
+            .max_lifetime
+            .zip(self.requested_at)
+            .map(|(span, requested)| (Limit::MaxLifetime, requested + span.to_chrono()));
+        let budget = request.budget.and_then(|budget| {
+            let left = budget.as_decimal() * Decimal::from(3_600) - self.spent_dollar_seconds;
+            match &self.machine {
+                Some(machine) => machine.affordable_until(left),
+                None if left <= Decimal::ZERO => self.setbacks.map(|(_, at)| at).or(self.requested_at),
+                None => None,
+            }
+            .map(|at| (Limit::Budget, at))
+        });
+        match (lifetime, budget) {
+            (Some(l), Some(b)) => Some(if b.1 < l.1 { b } else { l }),
+            (l, b) => l.or(b),
+        }
+    }
+
+    /// When the next attempt may start, while the chain waits out a relaunch backoff.
+    pub fn backoff_until(&self) -> Option<DateTime<Utc>> {
+        if !matches!(self.current_state(), Some(InstanceState::Requested | InstanceState::Interrupted)) {
+            return None;
+        }
+        let (setbacks, at) = self.setbacks?;
+        let wait = self.request.as_ref()?.relaunch.backoff(setbacks);
+        Some(at + Duration::from_std(wait).unwrap_or(Duration::MAX))
+    }
+
+    /// The next moment the chain must act of its own accord (a backoff ends or a limit is
+    /// reached), so its actor can set one timer.
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let state = self.current_state()?;
+        if state.is_final() {
+            return None;
+        }
+        let limit = self.limit_deadline().filter(|_| state != InstanceState::Terminating).map(|(_, at)| at);
+        match (limit, self.backoff_until()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn close_run(&mut self, end: DateTime<Utc>) {
+        if let Some(machine) = self.machine.take() {
+            self.spent_dollar_seconds += machine.billed_dollar_seconds(end);
+        }
     }
 
     fn max_attempts(&self) -> u32 {
@@ -402,11 +508,34 @@ impl Instance {
                 }
                 Ok(events)
             }
+            C::EnforceLimits { at } => {
+                let reached = self.limit_deadline().filter(|(_, deadline)| *deadline <= at);
+                let (Some((limit, _)), false) = (reached, state == S::Terminating) else {
+                    return Ok(vec![]);
+                };
+                let request = self.request.as_ref().expect("a chain has its request");
+                let reason = match limit {
+                    Limit::MaxLifetime => format!(
+                        "max_lifetime {} reached",
+                        request.max_lifetime.map(|s| s.to_string()).unwrap_or_default()
+                    ),
+                    Limit::Budget => format!(
+                        "budget {} reached (finished runs billed {})",
+                        request.budget.unwrap_or_default(),
+                        Money::from_decimal(self.spent_dollar_seconds / Decimal::from(3_600)).round_cents()
+                    ),
+                };
+                let mut events = vec![InstanceEvent::TerminationRequested { reason, limit: Some(limit), at }];
+                if self.machine.is_none() && self.pending_attempt.is_none() {
+                    events.push(InstanceEvent::Terminated { provider_instance_id: None, at });
+                }
+                Ok(events)
+            }
             C::RequestTermination { reason, at } => {
                 if state == S::Terminating {
                     return Err(InstanceError::AlreadyTerminating);
                 }
-                let mut events = vec![InstanceEvent::TerminationRequested { reason, at }];
+                let mut events = vec![InstanceEvent::TerminationRequested { reason, limit: None, at }];
                 if self.machine.is_none() && self.pending_attempt.is_none() {
                     events.push(InstanceEvent::Terminated { provider_instance_id: None, at });
                 }
@@ -429,7 +558,8 @@ impl Instance {
         use InstanceState as S;
         let terminating = self.state == Some(S::Terminating);
         match event {
-            InstanceEvent::LaunchRequested { instance_id, request, .. } => {
+            InstanceEvent::LaunchRequested { instance_id, request, at } => {
+                self.requested_at = Some(at);
                 self.id = Some(instance_id);
                 self.request = Some(Box::new(request));
                 self.state = Some(S::Requested);
@@ -442,14 +572,15 @@ impl Instance {
                 self.attempts = attempt_number;
                 self.pending_attempt = Some((attempt_id, at));
             }
-            InstanceEvent::Launched { provider, provider_instance_id, hourly_price, at, .. }
-            | InstanceEvent::Relaunched { provider, provider_instance_id, hourly_price, at, .. } => {
+            InstanceEvent::Launched { provider, provider_instance_id, hourly_price, billing, at, .. }
+            | InstanceEvent::Relaunched { provider, provider_instance_id, hourly_price, billing, at, .. } => {
                 self.pending_attempt = None;
                 self.machine = Some(Machine {
                     provider: Some(provider),
                     id: provider_instance_id,
                     hourly_price,
                     launched_at: Some(at),
+                    billing: Some(billing),
                 });
                 self.connection = None;
                 if !terminating {
@@ -458,12 +589,16 @@ impl Instance {
             }
             InstanceEvent::Running { connection, .. } => {
                 self.connection = Some(connection);
+                self.setbacks = None;
                 if !terminating {
                     self.state = Some(S::Running);
                 }
             }
-            InstanceEvent::LaunchFailed { .. } => {
+            InstanceEvent::LaunchFailed { class, at, .. } => {
                 self.pending_attempt = None;
+                if !matches!(class, FailureClass::Capacity | FailureClass::NoOfferFits) {
+                    self.setbacks = Some((self.setbacks.map_or(0, |(n, _)| n) + 1, at));
+                }
                 if let Some((offer, _)) = self.offer.take() {
                     self.avoid.push(offering_key(&offer));
                 }
@@ -471,23 +606,25 @@ impl Instance {
                     self.state = Some(if self.replaces.is_some() { S::Interrupted } else { S::Requested });
                 }
             }
-            InstanceEvent::Interrupted { .. } => {
+            InstanceEvent::Interrupted { at, .. } => {
                 if let Some((offer, _)) = self.offer.take() {
                     self.avoid.push(offering_key(&offer));
                 }
-                self.replaces = self.machine.take();
+                self.setbacks = Some((self.setbacks.map_or(0, |(n, _)| n) + 1, at));
+                self.replaces = self.machine.clone();
+                self.close_run(at);
                 self.connection = None;
                 if !terminating {
                     self.state = Some(S::Interrupted);
                 }
             }
             InstanceEvent::TerminationRequested { .. } => self.state = Some(S::Terminating),
-            InstanceEvent::Terminated { .. } => {
-                self.machine = None;
+            InstanceEvent::Terminated { at, .. } => {
+                self.close_run(at);
                 self.state = Some(S::Terminated);
             }
-            InstanceEvent::Failed { .. } => {
-                self.machine = None;
+            InstanceEvent::Failed { at, .. } => {
+                self.close_run(at);
                 self.pending_attempt = None;
                 self.state = Some(S::Failed);
             }

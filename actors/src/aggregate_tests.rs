@@ -309,7 +309,7 @@ fn an_interruption_on_the_last_attempt_fails_the_chain() {
 
 #[test]
 fn terminating_a_running_instance_waits_for_the_provider() {
-    let requested_termination = InstanceEvent::TerminationRequested { reason: "done".into(), at: at() };
+    let requested_termination = InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: at() };
     framework()
         .given(running_chain())
         .when(C::RequestTermination { reason: "done".into(), at: at() })
@@ -328,7 +328,7 @@ fn terminating_before_anything_runs_ends_at_once() {
         .given(vec![requested(3)])
         .when(C::RequestTermination { reason: "changed my mind".into(), at: at() })
         .then_expect_events(vec![
-            InstanceEvent::TerminationRequested { reason: "changed my mind".into(), at: at() },
+            InstanceEvent::TerminationRequested { reason: "changed my mind".into(), limit: None, at: at() },
             InstanceEvent::Terminated { provider_instance_id: None, at: at() },
         ]);
 }
@@ -339,7 +339,7 @@ fn terminating_during_a_launch_records_the_launch_then_terminates() {
         requested(3),
         selected(),
         attempted(1),
-        InstanceEvent::TerminationRequested { reason: "stop".into(), at: at() },
+        InstanceEvent::TerminationRequested { reason: "stop".into(), limit: None, at: at() },
     ];
     framework()
         .given(given.clone())
@@ -361,7 +361,7 @@ fn terminating_during_a_launch_records_the_launch_then_terminates() {
 #[test]
 fn terminating_twice_is_refused() {
     let mut given = running_chain();
-    given.push(InstanceEvent::TerminationRequested { reason: "done".into(), at: at() });
+    given.push(InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: at() });
     framework()
         .given(given.clone())
         .when(C::RequestTermination { reason: "again".into(), at: at() })
@@ -383,7 +383,7 @@ fn an_orphan_cleanup_is_recorded_even_after_the_end_but_never_for_the_current_ma
         at: at(),
     };
     let mut finished = running_chain();
-    finished.push(InstanceEvent::TerminationRequested { reason: "done".into(), at: at() });
+    finished.push(InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: at() });
     finished.push(InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: at() });
     framework().given(finished).when(orphan("m-1", 1)).then_expect_events(vec![InstanceEvent::OrphanTerminated {
         provider: offer().provider,

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, ProviderName};
 
 use crate::aggregate::{Instance, InstanceCommand};
+use crate::clock::Clock;
 use crate::journal::{CommitError, Loaded};
 use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderError, ProviderInstance, ProviderListing};
 use crate::selection::{Selection, select};
@@ -38,6 +39,8 @@ pub struct Shared<R> {
     pub retry_delay: Duration,
     /// Crash on purpose at this point (crash-safety tests only).
     pub failpoint: Option<Failpoint>,
+    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
+    pub clock: Clock,
 }
 
 /// A point where the process can be made to crash, so tests can prove that what was journaled
@@ -80,17 +83,27 @@ pub enum Step {
     Terminate,
     /// Record the end: nothing runs.
     RecordTerminated,
-    /// Wait for a status poll (machine booting or running, or an attempt whose outcome is unknown).
+    /// End the chain: a limit of its launch command is reached.
+    EnforceLimits,
+    /// Wait for a status poll (machine booting or running, or an attempt whose outcome is
+    /// unknown), or for a relaunch backoff to end.
     Wait,
     /// The chain is over.
     Done,
 }
 
-/// The next step for a chain.
-pub fn next_step(instance: &Instance) -> Step {
+/// The next step for a chain at `now`.
+pub fn next_step(instance: &Instance, now: DateTime<Utc>) -> Step {
+    let limit_reached = || instance.limit_deadline().is_some_and(|(_, at)| at <= now);
     match instance.current_state() {
         None => Step::Done,
         Some(state) if state.is_final() => Step::Done,
+        Some(state) if state != InstanceState::Terminating && limit_reached() => Step::EnforceLimits,
+        Some(InstanceState::Requested | InstanceState::Interrupted)
+            if instance.backoff_until().is_some_and(|at| at > now) =>
+        {
+            Step::Wait
+        }
         Some(InstanceState::Requested | InstanceState::Interrupted) => Step::Select,
         Some(InstanceState::Launching) if instance.pending_attempt.is_none() => Step::Launch,
         Some(InstanceState::Terminating) if instance.pending_attempt.is_some() => Step::Wait,
@@ -133,12 +146,33 @@ pub struct InstanceActor<R: PersistedEventRepository + 'static> {
     loaded: Loaded,
     /// Journal, market and supervisor.
     shared: Arc<Shared<R>>,
+    /// The timer set for the chain's next wake (a backoff's end, a limit), and for when.
+    wake: Option<(DateTime<Utc>, SpawnHandle)>,
 }
 
 impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
     /// An actor for a chain loaded from the journal (or empty, for a new one).
     pub fn new(id: InstanceId, loaded: Loaded, shared: Arc<Shared<R>>) -> Self {
-        InstanceActor { id, loaded, shared }
+        InstanceActor { id, loaded, shared, wake: None }
+    }
+
+    /// Sets one timer for the moment the chain must act of its own accord, replacing an earlier
+    /// one that no longer applies.
+    fn schedule_wake(&mut self, ctx: &mut Context<Self>) {
+        let next = self.loaded.instance.next_wake();
+        if self.wake.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, handle)) = self.wake.take() {
+            ctx.cancel_future(handle);
+        }
+        if let Some(at) = next {
+            let handle = ctx.run_later(self.shared.clock.until(at), |act, ctx| {
+                act.wake = None;
+                drive(ctx);
+            });
+            self.wake = Some((at, handle));
+        }
     }
 
     fn finish_if_over(&mut self, ctx: &mut Context<Self>) {
@@ -170,6 +204,7 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
                 }
                 Next::Idle => {}
             }
+            act.schedule_wake(ctx);
             act.finish_if_over(ctx);
             out
         })))
@@ -242,7 +277,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> 
 impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R> {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, Observe(listing): Observe, ctx: &mut Context<Self>) -> Self::Result {
-        let command = observation(&self.loaded.instance, &listing);
+        let command = observation(&self.loaded.instance, &listing, self.shared.clock.now());
         // An interrupted offering is left out of the next selections, here and for every chain.
         let interrupted_offer = match &command {
             Some(InstanceCommand::RecordInterrupted { .. }) => {
@@ -281,8 +316,8 @@ async fn advance<R: PersistedEventRepository>(
     id: &InstanceId,
 ) -> Result<bool, CommitError> {
     let meta = serde_json::Value::Null;
-    let now = Utc::now;
-    let step = next_step(&loaded.instance);
+    let now = || shared.clock.now();
+    let step = next_step(&loaded.instance, now());
     tracing::debug!(instance = %id, ?step, "step");
     match step {
         Step::Done | Step::Wait => Ok(false),
@@ -388,6 +423,10 @@ async fn advance<R: PersistedEventRepository>(
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)
         }
+        Step::EnforceLimits => {
+            loaded.commit(&shared.repo, id, InstanceCommand::EnforceLimits { at: now() }, &meta).await?;
+            Ok(true)
+        }
         Step::RecordTerminated => {
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
             Ok(true)
@@ -430,7 +469,7 @@ async fn clean_up_orphans<R: PersistedEventRepository>(
             provider_instance_id: machine.id.clone(),
             attempt_id,
             raw_status: machine.raw_status.clone(),
-            at: Utc::now(),
+            at: shared.clock.now(),
         };
         if let Err(e) = loaded.commit(&shared.repo, id, command, &serde_json::Value::Null).await {
             tracing::warn!(instance = %id, machine = %machine.id, error = %e, "orphan terminated but not journaled");
@@ -438,9 +477,8 @@ async fn clean_up_orphans<R: PersistedEventRepository>(
     }
 }
 
-/// What a provider listing tells this chain, as a command, if anything.
-pub fn observation(instance: &Instance, listing: &ProviderListing) -> Option<InstanceCommand> {
-    let at = Utc::now();
+/// What a provider listing tells this chain at `at`, as a command, if anything.
+pub fn observation(instance: &Instance, listing: &ProviderListing, at: DateTime<Utc>) -> Option<InstanceCommand> {
     if let Some((attempt_id, started)) = &instance.pending_attempt {
         let (offer, bid) = instance.offer.as_ref()?;
         if offer.provider != listing.provider || listing.taken_at <= *started {

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod clock;
 pub mod instance_actor;
 pub mod journal;
 pub mod provider;
@@ -24,3 +25,5 @@ pub mod supervisor;
 
 #[cfg(test)]
 mod aggregate_tests;
+#[cfg(test)]
+mod limit_tests;

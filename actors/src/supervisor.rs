@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::Utc;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
 use tgp_events::api::{InstanceSummary, ListRequest};
 use tgp_events::{InstanceId, LaunchCommand};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
+use crate::clock::Clock;
 use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::provider::{MachineStatus, Market, ProviderListing};
@@ -26,6 +26,8 @@ pub struct SupervisorConfig {
     pub retry_delay: Duration,
     /// Crash on purpose at this point (crash-safety tests only).
     pub failpoint: Option<Failpoint>,
+    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
+    pub clock: Clock,
 }
 
 impl Default for SupervisorConfig {
@@ -34,6 +36,7 @@ impl Default for SupervisorConfig {
             poll_interval: Duration::from_secs(15),
             retry_delay: Duration::from_secs(2),
             failpoint: None,
+            clock: Clock::System,
         }
     }
 }
@@ -152,6 +155,7 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             finished: ctx.address().recipient(),
             retry_delay: config.retry_delay,
             failpoint: config.failpoint,
+            clock: config.clock,
         });
         let mut supervisor =
             Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval, cleaning: HashSet::new() };
@@ -183,8 +187,9 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         for provider in self.shared.market.providers().to_vec() {
+            let clock = self.shared.clock;
             let fut = async move {
-                let taken_at = Utc::now();
+                let taken_at = clock.now();
                 let name = provider.info().name;
                 provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
             };
@@ -234,7 +239,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                         provider_instance_id: machine.id,
                         attempt_id: attempt,
                         raw_status: machine.raw_status,
-                        at: Utc::now(),
+                        at: shared.clock.now(),
                     };
                     loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await?;
                     Ok(())
@@ -292,7 +297,7 @@ async fn execute<R: PersistedEventRepository + 'static>(
 impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
     type Result = ResponseActFuture<Self, Reply>;
     fn handle(&mut self, Launch { id, request }: Launch, _: &mut Context<Self>) -> Self::Result {
-        let command = InstanceCommand::RequestLaunch { id: id.clone(), request, at: Utc::now() };
+        let command = InstanceCommand::RequestLaunch { id: id.clone(), request, at: self.shared.clock.now() };
         if let Some(addr) = self.live.get(&id).cloned() {
             return Box::pin(execute(addr, id, command).into_actor(self));
         }
@@ -327,7 +332,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
 impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R> {
     type Result = ResponseFuture<Reply>;
     fn handle(&mut self, Terminate { id, reason }: Terminate, _: &mut Context<Self>) -> Self::Result {
-        let command = InstanceCommand::RequestTermination { reason, at: Utc::now() };
+        let command = InstanceCommand::RequestTermination { reason, at: self.shared.clock.now() };
         if let Some(addr) = self.live.get(&id).cloned() {
             return Box::pin(execute(addr, id, command));
         }

@@ -3,7 +3,9 @@
 //! ```json
 //! {"gpu_type": "H100", "gpu_count": 1, "regions": ["us-east"], "max_hourly_price": "3.00",
 //!  "spot_policy": "prefer-spot", "image": "ubuntu:22.04", "env": {},
-//!  "ssh_public_key": "ssh-ed25519 AAAA...", "relaunch": {"max_attempts": 5, "on_demand_fallback": true}}
+//!  "ssh_public_key": "ssh-ed25519 AAAA...",
+//!  "relaunch": {"max_attempts": 5, "on_demand_fallback": true, "backoff_seconds": 5, "max_backoff_seconds": 300},
+//!  "max_lifetime": "8h", "budget": "40.00"}
 //! ```
 //!
 //! Decoding goes through [`LaunchCommand::from_json`], which also validates, so a bad command is
@@ -18,6 +20,7 @@ use crate::ids::InstanceId;
 use crate::money::Money;
 use crate::policy::{RelaunchPolicy, SpotPolicy};
 use crate::region::Region;
+use crate::span::Span;
 
 /// Most GPUs one instance may ask for; no provider offers more in one machine.
 pub const MAX_GPU_COUNT: u32 = 16;
@@ -54,6 +57,14 @@ pub struct LaunchCommand {
     /// What to do on failures and interruptions; default 5 attempts with on-demand fallback.
     #[serde(default)]
     pub relaunch: RelaunchPolicy,
+    /// Terminate the chain this long after it was requested, wherever it is (`8h`, `1h30m`);
+    /// default never. Forgotten instances are the most expensive kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lifetime: Option<Span>,
+    /// The most the whole chain may cost, every run and relaunch included, a decimal string of
+    /// dollars; default no limit. The chain is terminated before a run would bill past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Money>,
     /// On `tgp.api.launch` only: does what `Nats-Msg-Id` does on `tgp.commands.launch`. The key
     /// becomes the instance id, so it must be a valid instance id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +129,17 @@ impl LaunchCommand {
                 self.max_hourly_price.as_decimal()
             )));
         }
+        if let Some(budget) = self.budget
+            && (budget.is_negative() || budget == Money::ZERO)
+        {
+            return Err(CommandError::Invalid(format!("budget must be above zero, got {}", budget.as_decimal())));
+        }
+        if self.relaunch.backoff_seconds > self.relaunch.max_backoff_seconds {
+            return Err(CommandError::Invalid(format!(
+                "relaunch.backoff_seconds ({}) must not exceed relaunch.max_backoff_seconds ({})",
+                self.relaunch.backoff_seconds, self.relaunch.max_backoff_seconds
+            )));
+        }
         if self.relaunch.max_attempts == 0 {
             return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
         }
@@ -156,11 +178,28 @@ mod tests {
         assert_eq!(cmd.image, DEFAULT_IMAGE);
         assert_eq!(cmd.relaunch, RelaunchPolicy::default());
         assert_eq!(cmd.max_machine_price(), "6.00".parse().unwrap());
+        assert_eq!((cmd.max_lifetime, cmd.budget), (None, None));
+    }
+
+    #[test]
+    fn limits_decode_as_written() {
+        let cmd = LaunchCommand::from_json(
+            br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "max_lifetime": "1h30m", "budget": "12.50"}"#,
+        )
+        .unwrap();
+        assert_eq!(cmd.max_lifetime, Some(Span::from_secs(5_400)));
+        assert_eq!(cmd.budget, Some("12.50".parse().unwrap()));
     }
 
     #[test]
     fn bad_commands_say_what_is_wrong() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 9] = [
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "budget": "0"}"#, "budget"),
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "max_lifetime": "8"}"#, "needs a unit"),
+            (
+                br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "relaunch": {"backoff_seconds": 900}}"#,
+                "max_backoff_seconds",
+            ),
             (br#"{"gpu_type": "H1000", "gpu_count": 1, "max_hourly_price": "3"}"#, "unknown GPU type"),
             (br#"{"gpu_type": "H100", "gpu_count": 0, "max_hourly_price": "3"}"#, "gpu_count"),
             (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "-3"}"#, "above zero"),

@@ -115,6 +115,16 @@ pub enum FailureClass {
     Unknown,
 }
 
+/// A limit of the launch command that tgp enforced by ending the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// `max_lifetime` passed since the launch was requested.
+    MaxLifetime,
+    /// Going on would have spent more than `budget`.
+    Budget,
+}
+
 /// Everything that can happen to an instance chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -233,6 +243,9 @@ pub enum InstanceEvent {
     TerminationRequested {
         /// Why.
         reason: String,
+        /// The launch command's limit that ended the chain, when it was not a person's request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<Limit>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -384,7 +397,7 @@ mod tests {
     use super::*;
 
     fn requested() -> InstanceEvent {
-        InstanceEvent::TerminationRequested { reason: "done".into(), at: Utc::now() }
+        InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: Utc::now() }
     }
 
     #[test]

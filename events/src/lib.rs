@@ -25,6 +25,7 @@ pub mod money;
 pub mod policy;
 pub mod provider_events;
 pub mod region;
+pub mod span;
 pub mod subjects;
 
 pub use commands::{LaunchCommand, TerminateCommand};
@@ -34,3 +35,4 @@ pub use ids::{AttemptId, InstanceId, ProviderName};
 pub use money::Money;
 pub use policy::{BillingGranularity, BillingUnit, RelaunchPolicy, SpotPolicy};
 pub use region::Region;
+pub use span::Span;

@@ -64,6 +64,14 @@ pub struct RelaunchPolicy {
     /// (with `prefer-spot`)? Default true.
     #[serde(default = "RelaunchPolicy::default_on_demand_fallback")]
     pub on_demand_fallback: bool,
+    /// Seconds to wait before the attempt after a setback (an interruption or a failed launch),
+    /// doubled for each further setback in a row, so a provider in trouble is not hammered.
+    /// A failure for lack of capacity fails over to the next offer at once. Default 5.
+    #[serde(default = "RelaunchPolicy::default_backoff_seconds")]
+    pub backoff_seconds: u32,
+    /// The longest wait between attempts, in seconds. Default 300.
+    #[serde(default = "RelaunchPolicy::default_max_backoff_seconds")]
+    pub max_backoff_seconds: u32,
 }
 
 impl RelaunchPolicy {
@@ -73,6 +81,21 @@ impl RelaunchPolicy {
     fn default_on_demand_fallback() -> bool {
         true
     }
+    fn default_backoff_seconds() -> u32 {
+        5
+    }
+    fn default_max_backoff_seconds() -> u32 {
+        300
+    }
+
+    /// The wait before the next attempt after `setbacks` setbacks in a row (none after none).
+    pub fn backoff(&self, setbacks: u32) -> std::time::Duration {
+        if setbacks == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let doubled = u64::from(self.backoff_seconds).saturating_mul(1u64 << (setbacks - 1).min(32));
+        std::time::Duration::from_secs(doubled.min(u64::from(self.max_backoff_seconds)))
+    }
 }
 
 impl Default for RelaunchPolicy {
@@ -80,6 +103,8 @@ impl Default for RelaunchPolicy {
         RelaunchPolicy {
             max_attempts: Self::default_max_attempts(),
             on_demand_fallback: Self::default_on_demand_fallback(),
+            backoff_seconds: Self::default_backoff_seconds(),
+            max_backoff_seconds: Self::default_max_backoff_seconds(),
         }
     }
 }
@@ -109,13 +134,18 @@ impl BillingGranularity {
     /// Per second with no minimum.
     pub const PER_SECOND: BillingGranularity = BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 0 };
 
-    /// Seconds billed for a run of `seconds`: rounded up to the unit, then raised to the minimum.
-    pub fn billed_seconds(self, seconds: u64) -> u64 {
-        let unit = match self.unit {
+    /// The unit's length in seconds: billed time is a whole number of these.
+    pub fn unit_seconds(self) -> u64 {
+        match self.unit {
             BillingUnit::Second => 1,
             BillingUnit::Minute => 60,
-            BillingUnit::Hour => 3600,
-        };
+            BillingUnit::Hour => 3_600,
+        }
+    }
+
+    /// Seconds billed for a run of `seconds`: rounded up to the unit, then raised to the minimum.
+    pub fn billed_seconds(self, seconds: u64) -> u64 {
+        let unit = self.unit_seconds();
         let rounded = seconds.div_ceil(unit) * unit;
         rounded.max(u64::from(self.minimum_seconds))
     }
@@ -138,6 +168,13 @@ mod tests {
     #[test]
     fn relaunch_defaults_fill_missing_fields() {
         let p: RelaunchPolicy = serde_json::from_str(r#"{"max_attempts": 2}"#).unwrap();
-        assert_eq!(p, RelaunchPolicy { max_attempts: 2, on_demand_fallback: true });
+        assert_eq!(p, RelaunchPolicy { max_attempts: 2, ..RelaunchPolicy::default() });
+    }
+
+    #[test]
+    fn backoff_doubles_per_setback_up_to_the_cap() {
+        let p = RelaunchPolicy { backoff_seconds: 5, max_backoff_seconds: 60, ..RelaunchPolicy::default() };
+        let waits: Vec<u64> = (0..6).map(|n| p.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [0, 5, 10, 20, 40, 60]);
     }
 }

@@ -82,6 +82,16 @@ pub struct LaunchArgs {
     /// Never fall back to on-demand when spot is gone.
     #[arg(long)]
     no_on_demand_fallback: bool,
+    /// Seconds to wait before the attempt after an interruption or failed launch, doubled per
+    /// setback in a row (capacity failures fail over at once).
+    #[arg(long, default_value_t = 5)]
+    backoff_seconds: u32,
+    /// Terminate the instance this long after launch, e.g. 8h or 1h30m (default: never).
+    #[arg(long)]
+    max_lifetime: Option<tgp_events::Span>,
+    /// The most the whole chain may cost in dollars, relaunches included, e.g. 40.00.
+    #[arg(long)]
+    budget: Option<Money>,
     /// Idempotency key (becomes the instance id): repeating the command never launches twice.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -115,7 +125,14 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         image: args.image,
         env: args.env.into_iter().collect::<BTreeMap<_, _>>(),
         ssh_public_key,
-        relaunch: RelaunchPolicy { max_attempts: args.max_attempts, on_demand_fallback: !args.no_on_demand_fallback },
+        relaunch: RelaunchPolicy {
+            max_attempts: args.max_attempts,
+            on_demand_fallback: !args.no_on_demand_fallback,
+            backoff_seconds: args.backoff_seconds,
+            ..RelaunchPolicy::default()
+        },
+        max_lifetime: args.max_lifetime,
+        budget: args.budget,
         idempotency_key: args.idempotency_key,
     };
     command.validate()?;

@@ -249,7 +249,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             supervisor: SupervisorConfig {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
-                failpoint: None,
+                ..SupervisorConfig::default()
             },
             providers: market.providers,
             cues: market.cues,
@@ -277,6 +277,10 @@ enum BenchKind {
     Audit(super::bench::AuditBenchArgs),
     /// The provider actor's overhead over direct client calls, and the limiter's achieved rate.
     Providers(super::bench::ProvidersBenchArgs),
+    /// Launch command to `Launched` journaled against a zero-latency fake provider: p50, p90, p99
+    /// and max over 1,000 launches, next to raw publish-with-ack on the same server, step by step.
+    #[command(after_long_help = super::bench_launch::AFTER_HELP)]
+    Launch(super::bench_launch::LaunchBenchArgs),
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -284,5 +288,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Journal(a) => actix_system().block_on(super::bench::journal(a)),
         BenchKind::Audit(a) => actix_system().block_on(super::bench::audit(a)),
         BenchKind::Providers(a) => actix_system().block_on(super::bench::providers(a)),
+        BenchKind::Launch(a) => actix_system().block_on(super::bench_launch::launch(a)),
     }
 }
