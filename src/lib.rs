@@ -32,4 +32,5 @@ pub mod projections;
 pub mod provider_events;
 pub mod providers;
 pub mod render;
+pub mod sim;
 pub mod simulated;

@@ -92,7 +92,9 @@ pub struct SimulatedProvider {
     state: Mutex<(SimState, SmallRng)>,
 }
 
-fn offer_table(seed: u64, provider: &ProviderName) -> Vec<Offer> {
+/// The simulated catalog: six GPU types in three regions in four sizes, seeded prices around the
+/// late-2026 market, exact to the cent. `tgp sim` gives each of its providers its own seed.
+pub fn offer_table(seed: u64, provider: &ProviderName, now: DateTime<Utc>) -> Vec<Offer> {
     // Base on-demand prices per GPU-hour, roughly the late-2026 market.
     const BASE: [(GpuType, &str, i64); 6] = [
         (GpuType::H100, "H100 SXM 80GB", 249),
@@ -125,7 +127,7 @@ fn offer_table(seed: u64, provider: &ProviderName) -> Vec<Offer> {
                     reliability: Some(Decimal::new(rng.random_range(950..=999), 3)),
                     available: rng.random_range(2..=20),
                     billing: BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 },
-                    observed_at: Utc::now(),
+                    observed_at: now,
                 });
             }
         }
@@ -142,7 +144,12 @@ impl SimulatedProvider {
             _ => SimState::default(),
         };
         let rng = SmallRng::seed_from_u64(config.seed.wrapping_add(1));
-        Ok(SimulatedProvider { offers: offer_table(config.seed, &name), name, config, state: Mutex::new((state, rng)) })
+        Ok(SimulatedProvider {
+            offers: offer_table(config.seed, &name, Utc::now()),
+            name,
+            config,
+            state: Mutex::new((state, rng)),
+        })
     }
 
     fn with_state<T>(&self, change: impl FnOnce(&mut SimState, &mut SmallRng) -> T) -> T {

@@ -6,6 +6,7 @@ mod client;
 mod controller;
 mod demo;
 mod offers;
+mod sim;
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ enum Command {
     Projections(audit::ProjectionsArgs),
     /// Benchmarks measured against raw NATS in the same run.
     Bench(controller::BenchArgs),
+    /// Simulate many instances for hours on a misbehaving market, on a virtual clock, in seconds:
+    /// seeded (the same seed gives the same events) and checked.
+    Sim(sim::SimArgs),
 }
 
 /// Where the NATS server is.
@@ -82,6 +86,8 @@ impl Cli {
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
             Command::Run(_) => "info",
+            // A simulation's misfortunes are the point, not news: its summary reports them.
+            Command::Sim(_) => "error",
             _ => "warn",
         }
     }
@@ -93,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => controller::run(args),
         Command::Demo(args) => controller::demo(args),
         Command::Bench(args) => controller::bench(args),
+        Command::Sim(args) => sim::sim(args),
         Command::Offers(args) => client::block_on(offers::offers(args)),
         Command::Launch(args) => client::block_on(client::launch(args)),
         Command::Terminate(args) => client::block_on(client::terminate(args)),
