@@ -21,7 +21,7 @@ use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner::{self, Live};
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
-use crate::simulated::SimulatedProvider;
+use crate::simulated::{MarketCue, SimulatedProvider};
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
 
@@ -34,6 +34,10 @@ async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
 /// Request subject that interrupts a machine on cue (`{"provider_instance_id": "sim-3"}`). Served
 /// only by a controller whose market has cues (the simulated market, the fakes).
 pub const SIM_INTERRUPT: &str = "tgp.sim.interrupt";
+
+/// Change how the market behaves (a [`MarketCue`] as JSON): refuse launches, lose launch
+/// answers, withdraw spot capacity. Served only by a controller on the simulated market.
+pub const SIM_CUE: &str = "tgp.sim.cue";
 
 /// Everything a controller needs to start.
 #[derive(Clone)]
@@ -146,8 +150,10 @@ impl Controller {
             tasks.push(events.follow_api_changes(reporter));
         }
         if let Some(market) = config.cues.clone() {
-            let requests =
+            let interrupts =
                 client.subscribe(SIM_INTERRUPT).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+            let cues = client.subscribe(SIM_CUE).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+            let requests = futures::stream::select(interrupts, cues);
             tasks.push(tokio::spawn(serve_cues(client, requests, market)));
         }
         tracing::info!(nats = %config.nats_url, "tgp controller running");
@@ -170,6 +176,8 @@ pub trait MarketCues: Send + Sync {
     fn interrupt(&self, machine_id: &str) -> bool;
     /// Ids of machines that exist and are not terminated.
     fn live_machines(&self) -> Vec<String>;
+    /// Changes how the market behaves; an error says why a market cannot.
+    fn cue(&self, cue: &MarketCue) -> Result<(), String>;
 }
 
 impl MarketCues for SimulatedProvider {
@@ -179,10 +187,34 @@ impl MarketCues for SimulatedProvider {
     fn live_machines(&self) -> Vec<String> {
         self.machines().into_iter().filter(|m| m.status != "terminated").map(|m| m.id).collect()
     }
+    fn cue(&self, cue: &MarketCue) -> Result<(), String> {
+        SimulatedProvider::cue(self, cue);
+        Ok(())
+    }
 }
 
-async fn serve_cues(client: async_nats::Client, mut requests: async_nats::Subscriber, market: Arc<dyn MarketCues>) {
+async fn serve_cues(
+    client: async_nats::Client,
+    mut requests: impl futures::Stream<Item = async_nats::Message> + Unpin,
+    market: Arc<dyn MarketCues>,
+) {
+    let malformed = |e: serde_json::Error| {
+        serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string())).expect("serializes")
+    };
     while let Some(request) = requests.next().await {
+        if request.subject.as_str() == SIM_CUE {
+            let reply = match serde_json::from_slice::<MarketCue>(&request.payload) {
+                Ok(cue) => match market.cue(&cue) {
+                    Ok(()) => serde_json::json!({"cued": cue}).to_string(),
+                    Err(why) => serde_json::to_string(&ErrorReply::new("unsupported", why)).expect("serializes"),
+                },
+                Err(e) => malformed(e),
+            };
+            if let Some(to) = request.reply {
+                let _ = client.publish(to, reply.into()).await;
+            }
+            continue;
+        }
         let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
             Ok(req) => {
                 if market.interrupt(&req.provider_instance_id) {
@@ -192,7 +224,7 @@ async fn serve_cues(client: async_nats::Client, mut requests: async_nats::Subscr
                     serde_json::to_string(&ErrorReply::new("not_found", message)).expect("serializes")
                 }
             }
-            Err(e) => serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string())).expect("serializes"),
+            Err(e) => malformed(e),
         };
         if let Some(to) = request.reply {
             let _ = client.publish(to, reply.into()).await;

@@ -82,6 +82,31 @@ pub struct SimState {
     pub next_id: u64,
     /// Launch calls received (for tests: a launch must never be sent twice for one attempt).
     pub launch_calls: u64,
+    /// Launches still to refuse for lack of capacity (set on cue).
+    #[serde(default)]
+    pub refuse_launches: u32,
+    /// Launches still to start whose answer is then lost (set on cue).
+    #[serde(default)]
+    pub lose_launch_answers: u32,
+    /// Spot capacity withdrawn: no spot prices offered, spot launches refused (set on cue).
+    #[serde(default)]
+    pub spot_withdrawn: bool,
+}
+
+/// A change to how the simulated market behaves from now on, for tests and demonstrations
+/// (`tgp.sim.cue`). Each field left out changes nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketCue {
+    /// Refuse the next N launches for lack of capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refuse_launches: Option<u32>,
+    /// Start the next N launched machines but lose the answers (as a timeout would).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lose_launch_answers: Option<u32>,
+    /// Offer spot capacity (`true`) or withdraw it everywhere (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot: Option<bool>,
 }
 
 /// The simulated provider.
@@ -180,6 +205,21 @@ impl SimulatedProvider {
         })
     }
 
+    /// Changes how the market behaves from now on.
+    pub fn cue(&self, cue: &MarketCue) {
+        self.with_state(|state, _| {
+            if let Some(n) = cue.refuse_launches {
+                state.refuse_launches = n;
+            }
+            if let Some(n) = cue.lose_launch_answers {
+                state.lose_launch_answers = n;
+            }
+            if let Some(spot) = cue.spot {
+                state.spot_withdrawn = !spot;
+            }
+        });
+    }
+
     /// A copy of the market's machines, for tests and the demo.
     pub fn machines(&self) -> Vec<SimMachine> {
         self.state.lock().expect("simulated market state").0.machines.values().cloned().collect()
@@ -251,7 +291,13 @@ impl ProviderClient for SimulatedProvider {
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let now = Utc::now();
-        Ok(self.offers.iter().filter(|o| filter.matches(o)).map(|o| Offer { observed_at: now, ..o.clone() }).collect())
+        let spot_withdrawn = self.state.lock().expect("simulated market state").0.spot_withdrawn;
+        Ok(self
+            .offers
+            .iter()
+            .map(|o| Offer { observed_at: now, spot_price: o.spot_price.filter(|_| !spot_withdrawn), ..o.clone() })
+            .filter(|o| filter.matches(o))
+            .collect())
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
@@ -261,7 +307,18 @@ impl ProviderClient for SimulatedProvider {
         let price = if spec.spot { spec.bid.or(offer.spot_price) } else { offer.on_demand_price }
             .ok_or_else(|| ProviderError::new(&self.name, FailureClass::InvalidRequest, "offer not sold that way"))?;
         let boot = chrono::Duration::from_std(self.config.boot_time).unwrap_or_default();
-        let machine = self.with_state(|state, _| {
+        let refused = self.with_state(|state, _| {
+            let refuse = state.refuse_launches > 0 || (spec.spot && state.spot_withdrawn);
+            if refuse {
+                state.launch_calls += 1;
+                state.refuse_launches = state.refuse_launches.saturating_sub(1);
+            }
+            refuse
+        });
+        if refused {
+            return Err(ProviderError::new(&self.name, FailureClass::Capacity, "no capacity for this offer right now"));
+        }
+        let (machine, lost) = self.with_state(|state, _| {
             state.launch_calls += 1;
             state.next_id += 1;
             let n = state.next_id;
@@ -276,8 +333,17 @@ impl ProviderClient for SimulatedProvider {
                 ip: format!("203.0.113.{}", n % 254 + 1),
             };
             state.machines.insert(machine.id.clone(), machine.clone());
-            machine
+            let lost = state.lose_launch_answers > 0;
+            state.lose_launch_answers = state.lose_launch_answers.saturating_sub(1);
+            (machine, lost)
         });
+        if lost {
+            return Err(ProviderError::new(
+                &self.name,
+                FailureClass::ProviderOutage,
+                "connection reset after the request was sent",
+            ));
+        }
         Ok(LaunchReceipt { provider_instance_id: machine.id, hourly_price: price, billing: offer.billing })
     }
 

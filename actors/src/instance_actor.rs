@@ -434,16 +434,20 @@ async fn advance<R: PersistedEventRepository>(
     }
 }
 
-/// Machines carrying this chain's label that run although the journal accounts for them nowhere:
-/// an attempt that was superseded (failed as unknown, then retried) and came up after all.
+/// Machines carrying this chain's label that the journal accounts for nowhere and that still
+/// exist (running, or stopped and perhaps billing storage): an attempt that was superseded (failed
+/// as unknown, then retried) and came up after all. The interrupted machine a relaunch replaces is
+/// destroyed by the relaunch itself.
 fn own_orphans(instance: &Instance, id: &InstanceId, listing: &ProviderListing) -> Vec<(AttemptId, ProviderInstance)> {
     let current = instance.machine.as_ref().map(|m| m.id.as_str());
+    let replaced = instance.replaces.as_ref().map(|m| m.id.as_str());
     let pending = instance.pending_attempt.as_ref().map(|(a, _)| a);
     listing
         .of_instance(id)
         .filter(|(attempt, m)| {
-            matches!(m.status, MachineStatus::Running | MachineStatus::Starting)
+            m.status.still_exists()
                 && Some(m.id.as_str()) != current
+                && Some(m.id.as_str()) != replaced
                 && Some(*attempt) != pending
         })
         .map(|(attempt, m)| (attempt.clone(), m.clone()))

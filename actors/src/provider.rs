@@ -153,6 +153,14 @@ pub enum MachineStatus {
     Terminated,
 }
 
+impl MachineStatus {
+    /// Whether the machine still exists at the provider: booting, up, or stopped by an
+    /// interruption (a stopped machine may still bill storage until it is destroyed).
+    pub fn still_exists(self) -> bool {
+        !matches!(self, MachineStatus::Terminated)
+    }
+}
+
 /// One machine in a provider's listing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProviderInstance {

@@ -15,7 +15,7 @@ use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::clock::Clock;
 use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
-use crate::provider::{MachineStatus, Market, ProviderListing};
+use crate::provider::{Market, ProviderListing};
 
 /// How the supervisor and its actors behave.
 #[derive(Clone, Debug)]
@@ -208,7 +208,8 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
 }
 
 impl<R: PersistedEventRepository + 'static> Supervisor<R> {
-    /// Machines labelled by tgp whose chain is over but that still run are orphans: each is
+    /// Machines labelled by tgp whose chain is over but that still exist (running, or stopped by
+    /// an interruption and perhaps billing storage) are orphans: each is
     /// destroyed and journaled (`OrphanTerminated`) on its chain. Live chains check their own
     /// machines; a label whose chain the journal does not know is never touched (it may belong to
     /// another tgp, or to someone's own naming).
@@ -220,8 +221,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
             for (attempt, machine_id) in machines {
                 let Some(machine) = listing.by_id.get(machine_id) else { continue };
                 let (attempt, id) = (attempt.clone(), id.clone());
-                let running = matches!(machine.status, MachineStatus::Running | MachineStatus::Starting);
-                if !running || !self.cleaning.insert(machine.id.clone()) {
+                if !machine.status.still_exists() || !self.cleaning.insert(machine.id.clone()) {
                     continue;
                 }
                 let (shared, provider, machine) = (self.shared.clone(), listing.provider.clone(), machine.clone());

@@ -80,4 +80,10 @@ impl MarketCues for FakeMarket {
     fn live_machines(&self) -> Vec<String> {
         self.fakes().into_iter().flat_map(|(fake, _)| fake.live_machines()).collect()
     }
+
+    fn cue(&self, _: &crate::simulated::MarketCue) -> Result<(), String> {
+        Err("the fake providers take their cues per provider, in their own wire format (src/fakes); \
+             market cues are the simulated market's"
+            .into())
+    }
 }
