@@ -62,6 +62,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         lost_answer: args.lost_answer,
         mean_spot_life: args.mean_spot_life,
     };
+    config.validate()?;
     eprintln!(
         "simulating {} instances for {} (+{} to settle), seed {}",
         config.instances,

@@ -66,6 +66,23 @@ pub struct SimConfig {
     pub mean_spot_life: Duration,
 }
 
+impl SimConfig {
+    /// Checks what the types alone cannot: the number of providers and the chances.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !(1..=PROVIDER_NAMES.len()).contains(&self.providers) {
+            return Err(SimError::Invalid(format!("providers must be 1 to {}", PROVIDER_NAMES.len())));
+        }
+        for (name, p) in
+            [("no_capacity", self.no_capacity), ("rate_limited", self.rate_limited), ("lost_answer", self.lost_answer)]
+        {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(SimError::Invalid(format!("{name} must be a chance from 0 to 1, got {p}")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -133,18 +150,7 @@ pub enum SimError {
 /// Runs a simulation to the end; `progress` is called with the simulated time every ten
 /// simulated minutes.
 pub fn run(config: SimConfig, progress: impl FnMut(Duration) + 'static) -> Result<SimReport, SimError> {
-    if !(1..=PROVIDER_NAMES.len()).contains(&config.providers) {
-        return Err(SimError::Invalid(format!("providers must be 1 to {}", PROVIDER_NAMES.len())));
-    }
-    for (name, p) in [
-        ("no_capacity", config.no_capacity),
-        ("rate_limited", config.rate_limited),
-        ("lost_answer", config.lost_answer),
-    ] {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(SimError::Invalid(format!("{name} must be a chance from 0 to 1, got {p}")));
-        }
-    }
+    config.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
     let system = actix::System::with_tokio_rt(move || runtime);
     let started = Instant::now();
