@@ -118,3 +118,28 @@ fn offers_without_keys_say_which_key_is_missing() {
     }
     assert!(text.contains("--market fakes"), "{text}");
 }
+
+#[test]
+fn the_launch_bench_reports_percentiles_next_to_raw_nats_and_terminates_what_it_launched() {
+    let (ok, out, err) = tgp(&["bench", "launch", "--launches", "5", "--warmup", "1"]);
+    assert!(ok, "{out}\n{err}");
+    for line in ["launch command -> Launched journaled (5 launches", "raw JetStream publish+ack", "ratio launch/raw"] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    assert!(out.contains("p50") && out.contains("p99"), "{out}");
+    assert!(out.contains("4.00 journal commits"), "{out}");
+    assert!(out.contains("terminated all 6 instances") && out.contains("0 machines left at the fake"), "{out}");
+}
+
+#[tokio::test]
+async fn the_launch_bench_refuses_a_server_where_a_controller_takes_commands() {
+    let server = nats();
+    let _controller = ControllerProcess::start(server.url(), &server.dir());
+    let url = server.url().to_string();
+    let (ok, _, err) =
+        tokio::task::spawn_blocking(move || tgp(&["bench", "launch", "--nats-url", &url, "--launches", "5"]))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(err.contains("a tgp controller serves this NATS server"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod bench_launch;
 mod client;
 mod controller;
 mod demo;
