@@ -128,7 +128,7 @@ fn the_launch_bench_reports_percentiles_next_to_raw_nats_and_terminates_what_it_
     }
     assert!(out.contains("p50") && out.contains("p99"), "{out}");
     assert!(out.contains("4.00 journal commits"), "{out}");
-    assert!(out.contains("terminated all 6 instances") && out.contains("0 machines left at the fake"), "{out}");
+    assert!(out.contains("terminated 6 of 6 instances") && out.contains("0 machines left at the fake"), "{out}");
 }
 
 #[tokio::test]

@@ -76,6 +76,8 @@ Examples:
   tgp bench launch --concurrency 8          # 8 launches in flight
   tgp bench launch --poll-interval 1h       # without status polls journaling Running meanwhile";
 
+/// What `tgp bench launch` takes: how many launches, how many at once, and the controller's poll
+/// interval (the launch body and the provider are fixed, so runs compare).
 #[derive(Args)]
 pub struct LaunchBenchArgs {
     #[command(flatten)]
@@ -460,9 +462,13 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     LaunchCommand::from_json(LAUNCH_BODY.as_bytes()).context("the bench's launch command")?;
     let (url, _server) = nats_or_private(&args.nats)?;
     let client = tgp::connect::connect(&url, "tgp-bench-launch").await?;
-    if args.nats.nats_url.is_some() {
-        refuse_if_a_controller_runs(&client).await?;
-    }
+    let server = match args.nats.nats_url {
+        Some(_) => {
+            refuse_if_a_controller_runs(&client).await?;
+            format!("nats-server at {url} (given: its own configuration)")
+        }
+        None => format!("private nats-server at {url} configured by nats.conf (sync_interval: always)"),
+    };
     let js = tgp::connect::jetstream(client);
 
     let (fake, settings) = zero_latency_lambda().await?;
@@ -483,114 +489,147 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     })
     .await
     .context("starting the controller")?;
-
     let tracks: Tracks = Arc::default();
     let watcher = watch(js.clone(), tracks.clone()).await.context("following the journal")?;
-    let raw_stream = "TGP_BENCH_RAW_PUBLISH";
-    let raw_subject = "tgp-bench.raw-publish";
-    let _ = js.delete_stream(raw_stream).await;
-    js.create_stream(StreamConfig {
-        name: raw_stream.into(),
-        subjects: vec![format!("{raw_subject}.>")],
-        storage: StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("creating the raw benchmark stream")?;
-
     println!(
-        "tgp bench launch: nats-server at {url} configured by nats.conf (sync_interval: always); \
-         controller in-process, Lambda fake at {} (zero latency) through the real client and its provider actor; \
-         status polls every {:?}",
-        fake.url(),
-        args.poll_interval
+        "tgp bench launch: {server}; controller in-process, status polls every {:?}; Lambda fake at {} \
+         (zero latency) through the real client and its provider actor",
+        args.poll_interval,
+        fake.url()
     );
+
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let id_of = |n: usize| format!("bench-{run}-{n}");
-    let (n, k) = (args.launches, args.concurrency);
+    let bench = Bench { js: &js, tracks: &tracks, run, published: Mutex::default() };
+    let measured = bench.measure(&args, &launch_calls).await;
+    // Whatever the measurement's outcome, nothing it launched is left running or half-journaled.
+    let cleaned = bench.terminate_all(&fake).await;
+    watcher.abort();
+    drop(controller);
+    measured.and(cleaned)
+}
 
-    let half = n / 2;
-    let mut raw =
-        raw_publishes(&js, &format!("{raw_subject}.before"), half.max(1), k).await.context("raw publishes")?;
-    let launch_job = |_, i: usize| {
-        let (js, tracks, id) = (&js, &tracks, id_of(i));
-        async move { launch_one(js, tracks, &id, args.timeout).await }
-    };
-    in_workers(0, args.warmup, k, None, launch_job).await?;
-    let timings = in_workers(args.warmup, n, k, Some("launches"), launch_job).await?;
-    raw.extend(
-        raw_publishes(&js, &format!("{raw_subject}.after"), (n - half).max(1), k).await.context("raw publishes")?,
-    );
-    let _ = js.delete_stream(raw_stream).await;
+/// One run's connection, the instances it waits on, and the token that makes its ids unique
+/// (a server given with --nats-url remembers `Nats-Msg-Id`s for 24 hours).
+struct Bench<'a> {
+    js: &'a async_nats::jetstream::Context,
+    tracks: &'a Tracks,
+    run: String,
+    /// Ids whose launch command was published.
+    published: Mutex<Vec<String>>,
+}
 
-    let totals: Vec<Duration> = timings.iter().map(|t| t.total).collect();
-    let (ours, base) = (Summary::of(&totals), Summary::of(&raw));
-    let commits = timings.iter().map(|t| t.commits).sum::<usize>() as f64 / timings.len() as f64;
-    let writes = 1.0 + commits;
-    println!("launch command -> Launched journaled ({n} launches, {k} in flight, after {} warm-up):", args.warmup);
-    println!("  {}   (target p99 under 20 ms)", ours.line());
-    println!("raw JetStream publish+ack, file storage, same server ({} publishes, {k} in flight):", raw.len());
-    println!("  {}", base.line());
-    println!(
-        "a launch makes {writes:.2} stored writes in a row: its command on TGP_COMMANDS and {commits:.2} journal \
-         commits (LaunchRequested, OfferSelected, LaunchAttempted, Launched); the intake's ack of the command \
-         (which deletes it from the work queue) is off that path"
-    );
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
-    println!(
-        "  ratio launch/raw:            p50 {:5.2}x  p99 {:5.2}x",
-        ratio(ours.p50, base.p50),
-        ratio(ours.p99, base.p99)
-    );
-    println!(
-        "  ratio per write (launch/{writes:.0} raw): p50 {:5.2}x  p99 {:5.2}x",
-        ratio(ours.p50, base.p50) / writes,
-        ratio(ours.p99, base.p99) / writes
-    );
-    println!(
-        "where the time goes (p50 and p99 of each step, from the end of the one before; \"decided\" is the event's `at`):"
-    );
-    for (i, (name, contents)) in STEPS.iter().zip(STEP_CONTENTS).enumerate() {
-        let step: Vec<Duration> = timings.iter().map(|t| t.steps[i]).collect();
-        let s = Summary::of(&step);
-        println!("  {name:<32} p50 {}  p99 {}   {contents}", ms(s.p50), ms(s.p99));
+impl Bench<'_> {
+    fn id(&self, n: usize) -> String {
+        format!("bench-{}-{n}", self.run)
     }
-    let calls = launch_calls.taken(args.warmup..args.warmup + n, &id_of);
-    if !calls.is_empty() {
-        let s = Summary::of(&calls);
+
+    /// The warm-up, the measured launches and the raw publishes around them; prints the report.
+    async fn measure(&self, args: &LaunchBenchArgs, launch_calls: &TimedLaunches) -> anyhow::Result<()> {
+        let (n, k, js) = (args.launches, args.concurrency, self.js);
+        let raw_stream = "TGP_BENCH_RAW_PUBLISH";
+        let raw_subject = "tgp-bench.raw-publish";
+        let _ = js.delete_stream(raw_stream).await;
+        js.create_stream(StreamConfig {
+            name: raw_stream.into(),
+            subjects: vec![format!("{raw_subject}.>")],
+            storage: StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("creating the raw benchmark stream")?;
+        let half = n / 2;
+        let before = raw_publishes(js, &format!("{raw_subject}.before"), half.max(1), k).await;
+        let launch_job = |_, i: usize| {
+            let id = self.id(i);
+            self.published.lock().expect("published").push(id.clone());
+            async move { launch_one(js, self.tracks, &id, args.timeout).await }
+        };
+        let launches = async {
+            in_workers(0, args.warmup, k, None, launch_job).await?;
+            in_workers(args.warmup, n, k, Some("launches"), launch_job).await
+        }
+        .await;
+        let after = raw_publishes(js, &format!("{raw_subject}.after"), (n - half).max(1), k).await;
+        let _ = js.delete_stream(raw_stream).await;
+        let timings = launches?;
+        let mut raw = before.context("raw publishes")?;
+        raw.extend(after.context("raw publishes")?);
+
+        let totals: Vec<Duration> = timings.iter().map(|t| t.total).collect();
+        let (ours, base) = (Summary::of(&totals), Summary::of(&raw));
+        let commits = timings.iter().map(|t| t.commits).sum::<usize>() as f64 / timings.len() as f64;
+        let writes = 1.0 + commits;
+        println!("launch command -> Launched journaled ({n} launches, {k} in flight, after {} warm-up):", args.warmup);
+        println!("  {}   (target p99 under 20 ms)", ours.line());
+        println!("raw JetStream publish+ack, file storage, same server ({} publishes, {k} in flight):", raw.len());
+        println!("  {}", base.line());
         println!(
-            "  {:<32} p50 {}  p99 {}   the Lambda client's launch (GET instance-types, POST launch) at the fake",
-            "  of which the provider call",
-            ms(s.p50),
-            ms(s.p99)
+            "a launch makes {writes:.2} stored writes in a row: its command on TGP_COMMANDS and {commits:.2} journal \
+             commits (LaunchRequested, OfferSelected, LaunchAttempted, Launched); the intake's ack of the command \
+             (which deletes it from the work queue) is off that path"
         );
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        println!(
+            "  ratio launch/raw:            p50 {:5.2}x  p99 {:5.2}x",
+            ratio(ours.p50, base.p50),
+            ratio(ours.p99, base.p99)
+        );
+        println!(
+            "  ratio per write (launch/{writes:.0} raw): p50 {:5.2}x  p99 {:5.2}x",
+            ratio(ours.p50, base.p50) / writes,
+            ratio(ours.p99, base.p99) / writes
+        );
+        println!(
+            "where the time goes (p50 and p99 of each step, from the end of the one before; \"decided\" is the \
+             event's `at`):"
+        );
+        for (i, (name, contents)) in STEPS.iter().zip(STEP_CONTENTS).enumerate() {
+            let step: Vec<Duration> = timings.iter().map(|t| t.steps[i]).collect();
+            let s = Summary::of(&step);
+            println!("  {name:<32} p50 {}  p99 {}   {contents}", ms(s.p50), ms(s.p99));
+        }
+        let calls = launch_calls.taken(args.warmup..args.warmup + n, &|i| self.id(i));
+        if !calls.is_empty() {
+            let s = Summary::of(&calls);
+            println!(
+                "  {:<32} p50 {}  p99 {}   the Lambda client's launch (GET instance-types, POST launch) at the fake",
+                "  of which the provider call",
+                ms(s.p50),
+                ms(s.p99)
+            );
+        }
+        Ok(())
     }
 
-    let everyone = args.warmup + n;
-    let started = Instant::now();
-    let terminations = (0..everyone).map(|i| {
-        let (js, tracks, id) = (&js, &tracks, id_of(i));
-        async move {
-            let wait = expect(tracks, &id, "Terminated");
+    /// Terminates every instance whose launch was published, through `tgp.commands.terminate`,
+    /// and waits for each `Terminated`; then checks that no machine is left at the fake.
+    async fn terminate_all(&self, fake: &LambdaFake) -> anyhow::Result<()> {
+        let ids = std::mem::take(&mut *self.published.lock().expect("published"));
+        let started = Instant::now();
+        let terminations = ids.iter().map(|id| async move {
+            let wait = expect(self.tracks, id, "Terminated");
             let body = serde_json::json!({"instance_id": id, "reason": "tgp bench launch is over"}).to_string();
-            js.send_publish(TERMINATE_COMMAND, PublishMessage::build().payload(body.into())).await?.await?;
+            self.js.send_publish(TERMINATE_COMMAND, PublishMessage::build().payload(body.into())).await?.await?;
             match tokio::time::timeout(Duration::from_secs(60), wait).await {
                 Ok(Ok(Ok(()))) => anyhow::Ok(()),
                 _ => bail!("instance {id}: no Terminated within 60 s"),
             }
-        }
-    });
-    for result in futures::future::join_all(terminations).await {
-        result?;
+        });
+        let unconfirmed: Vec<String> = futures::future::join_all(terminations)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        let left = fake.live_machines().len();
+        println!(
+            "cleanup: terminated {} of {} instances through {TERMINATE_COMMAND} in {:.1} s; {left} machines left at \
+             the fake",
+            ids.len() - unconfirmed.len(),
+            ids.len(),
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::ensure!(unconfirmed.is_empty(), "cleanup incomplete: {}", unconfirmed.join("; "));
+        anyhow::ensure!(left == 0, "{left} machines still run at the fake after every Terminated");
+        Ok(())
     }
-    let left = fake.live_machines().len();
-    println!(
-        "cleanup: terminated all {everyone} instances through {TERMINATE_COMMAND} in {:.1} s; \
-         {left} machines left at the fake",
-        started.elapsed().as_secs_f64()
-    );
-    watcher.abort();
-    drop(controller);
-    anyhow::ensure!(left == 0, "{left} machines still run at the fake after every Terminated");
-    Ok(())
 }
