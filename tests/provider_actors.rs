@@ -1,7 +1,9 @@
 //! Provider actors against a fake provider, counting what reaches it: the rate limit holds at the
 //! fake under a burst, concurrent identical offer requests share one call, a 429 slows the actor
 //! down and nothing is lost, the circuit opens, fails fast, half-opens and closes, and status
-//! polling of 1,000 instances costs one list call per interval.
+//! polling of 1,000 instances costs one list call per interval. The fast path (calls made on the
+//! caller's task) keeps every rule: its outcomes feed the breaker, scarce tokens still go to
+//! terminate first, and an offers call its caller abandons strands no one.
 
 mod support;
 
@@ -51,6 +53,18 @@ fn filter(i: u32) -> OfferFilter {
 }
 
 const TYPES: &str = "/api/v1/instance-types";
+const INSTANCES: &str = "/api/v1/instances";
+const TERMINATE: &str = "/api/v1/instance-operations/terminate";
+
+fn outage(times: u32) -> Cue {
+    let body = r#"{"error": {"code": "global/internal-error", "message": "oops"}}"#;
+    Cue {
+        path_prefix: INSTANCES.into(),
+        method: None,
+        times,
+        misbehaviour: Misbehaviour::Status { code: 503, body: body.into(), retry_after: None },
+    }
+}
 
 #[actix::test]
 async fn a_burst_never_exceeds_the_limit_at_the_provider() {
@@ -183,4 +197,101 @@ async fn a_disabled_provider_refuses_new_work_but_still_terminates() {
     assert!(handle.list_offers(&filter(0)).await.is_ok());
     let kinds: Vec<_> = events.0.lock().unwrap().iter().map(|e| e.type_name()).collect();
     assert_eq!(kinds, ["Disabled", "Enabled", "OfferSummary"], "offers fetched after enabling are summarized");
+}
+
+#[actix::test]
+async fn fast_path_successes_and_failures_both_feed_the_breaker() {
+    let fake = lambda().await;
+    let events = Arc::new(Recorded::default());
+    // Only the error rate can trip it: 50% of the last 20 calls, once 4 are known.
+    let breaker =
+        BreakerConfig { consecutive_failures: 100, error_rate: 0.5, window: 20, min_calls: 4, ..Default::default() };
+    let config = ProviderActorConfig { retries: 0, breaker, ..Default::default() };
+    let handle = ProviderHandle::start(client(&fake), config, events.clone());
+    // Callers on worker tasks, as the API's are.
+    let list = |handle: ProviderHandle| async move {
+        tokio::spawn(async move { handle.list_instances().await }).await.unwrap()
+    };
+    for _ in 0..6 {
+        list(handle.clone()).await.unwrap();
+    }
+    fake.control().cue(outage(4));
+    for _ in 0..4 {
+        assert_eq!(list(handle.clone()).await.unwrap_err().class, FailureClass::ProviderOutage);
+    }
+    // 4 failures in 10 calls: closed, which it would not be had the 6 successes gone uncounted.
+    list(handle.clone()).await.expect("closed: the call goes");
+    assert_eq!(fake.control().count("GET", INSTANCES), 11);
+    fake.control().cue(outage(10));
+    for _ in 0..3 {
+        list(handle.clone()).await.unwrap_err();
+    }
+    // 7 failures in 14 calls: open.
+    let fast = list(handle.clone()).await.unwrap_err();
+    assert!(fast.message.contains("circuit open"), "{fast}");
+    assert_eq!(fake.control().count("GET", INSTANCES), 14, "failing fast reaches nothing");
+    let recorded = events.0.lock().unwrap();
+    let changes: Vec<_> = recorded.iter().filter(|e| matches!(e, ProviderEvent::CircuitChanged { .. })).collect();
+    assert!(matches!(changes[..], [ProviderEvent::CircuitChanged { state: CircuitState::Open, .. }]), "{changes:?}");
+    let health: Vec<_> = recorded
+        .iter()
+        .filter_map(|e| match e {
+            ProviderEvent::Health { healthy, .. } => Some(*healthy),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(health, [true, false, true, false], "each health change journaled once");
+}
+
+#[actix::test]
+async fn scarce_tokens_go_to_terminate_before_offers() {
+    let fake = lambda().await;
+    let config = ProviderActorConfig {
+        budget: Some(Budget { per_minute: 120, burst: 1 }),
+        offers_ttl: Duration::ZERO,
+        ..Default::default()
+    };
+    let handle = ProviderHandle::start(client(&fake), config, Arc::new(Recorded::default()));
+    // The first offers call takes the only token; the other three queue, then the terminate does.
+    let offers = (0..4).map(|i| {
+        let handle = handle.clone();
+        async move { handle.list_offers(&filter(i)).await.map(|_| ()) }
+    });
+    let terminate = {
+        let handle = handle.clone();
+        async move { handle.terminate("0920582c7ff041399e34823a0be62549").await }
+    };
+    let calls: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = _>>>> =
+        offers.map(|f| Box::pin(f) as _).chain([Box::pin(terminate) as _]).collect();
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let order: Vec<_> = fake
+        .control()
+        .seen()
+        .into_iter()
+        .filter_map(|r| match r.path.as_str() {
+            TYPES => Some("offers"),
+            TERMINATE => Some("terminate"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["offers", "terminate", "offers", "offers", "offers"]);
+}
+
+#[actix::test]
+async fn an_abandoned_offers_call_strands_no_one() {
+    let fake = lambda().await;
+    let handle = ProviderHandle::start(client(&fake), ProviderActorConfig::default(), Arc::new(Recorded::default()));
+    fake.control().cue(Cue {
+        path_prefix: TYPES.into(),
+        method: None,
+        times: 1,
+        misbehaviour: Misbehaviour::Slow(Duration::from_secs(5)),
+    });
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), handle.list_offers(&filter(0))).await;
+    assert!(abandoned.is_err(), "the caller gave up on the slow call");
+    // The same filter again: a new call, not joined to the abandoned one.
+    let again = tokio::time::timeout(Duration::from_secs(3), handle.list_offers(&filter(0))).await;
+    assert!(again.expect("not stranded").is_ok());
+    assert_eq!(fake.control().count("GET", TYPES), 2);
 }

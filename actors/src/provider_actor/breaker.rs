@@ -79,6 +79,12 @@ impl CircuitBreaker {
         }
     }
 
+    /// Closed (not merely past an open period): a call may go without asking, and without the
+    /// actor that journals state changes.
+    pub fn is_closed(&self) -> bool {
+        self.state == CircuitState::Closed
+    }
+
     /// Asks to make a call. Returns the admission and, if the state changed, the new state.
     pub fn admit(&mut self) -> (Admission, Option<CircuitState>) {
         match self.state {
@@ -128,6 +134,23 @@ impl CircuitBreaker {
         }
     }
 
+    /// Records a success when that changes nothing but the counts: the breaker is closed and
+    /// stays closed. Returns false, recording nothing, otherwise (the actor then books it, so a
+    /// state change is journaled). Callers on the fast path book their successes this way.
+    pub fn record_quiet_success(&mut self) -> bool {
+        if self.state != CircuitState::Closed {
+            return false;
+        }
+        let full = self.recent.len() >= self.config.window;
+        let dropped_failure = full && self.recent.front() == Some(&false);
+        let len = if full { self.config.window } else { self.recent.len() + 1 };
+        let failures = self.recent.iter().filter(|ok| !**ok).count() - usize::from(dropped_failure);
+        if len >= self.config.min_calls && failures as f64 / len as f64 >= self.config.error_rate {
+            return false;
+        }
+        self.record(true).is_none()
+    }
+
     fn trip(&mut self) -> Option<CircuitState> {
         self.state = CircuitState::Open;
         self.open_until = Instant::now() + self.config.open_for;
@@ -151,6 +174,24 @@ mod tests {
         assert!(matches!(b.admit().0, Admission::Refuse(_)), "one probe at a time");
         assert_eq!(b.record(true), Some(CircuitState::Closed));
         assert_eq!(b.admit().0, Admission::Go);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_success_never_hides_a_change() {
+        let config = BreakerConfig { consecutive_failures: 100, window: 4, min_calls: 4, ..Default::default() };
+        let mut b = CircuitBreaker::new(config);
+        assert!(b.record_quiet_success());
+        assert_eq!(b.record(false), None);
+        assert_eq!(b.record(false), None);
+        assert!(!b.record_quiet_success(), "2 failures in 4 calls trips: the actor must book it");
+        assert_eq!(b.record(true), Some(CircuitState::Open));
+        assert!(!b.record_quiet_success(), "open: the actor books everything");
+        let mut b = CircuitBreaker::new(config);
+        for healthy in [false, true, true, true] {
+            b.record(healthy);
+        }
+        assert!(b.record_quiet_success(), "the failure leaves the window: 0 of 4");
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[tokio::test(start_paused = true)]

@@ -94,6 +94,12 @@ impl AdaptiveLimiter {
         self.current_per_minute
     }
 
+    /// At the configured rate with no 429 to recover from: a success changes nothing, so a
+    /// caller on the fast path needs no actor to book it.
+    pub fn is_settled(&self) -> bool {
+        self.current_per_minute == self.nominal.per_minute && self.consecutive_429 == 0
+    }
+
     /// The rate allowed now, per minute.
     pub fn current_per_minute(&self) -> u32 {
         self.current_per_minute
@@ -122,9 +128,11 @@ mod tests {
         let mut l = AdaptiveLimiter::new(Budget { per_minute: 600, burst: 1 });
         assert_eq!(l.on_rate_limited(Some(Duration::from_millis(200))), 300);
         assert!(l.try_acquire().unwrap_err() > Duration::from_millis(150));
+        assert!(!l.is_settled());
         for _ in 0..RAMP_UP_AFTER {
             l.on_success();
         }
         assert_eq!(l.current_per_minute(), 600);
+        assert!(l.is_settled());
     }
 }

@@ -9,18 +9,30 @@
 //!    it is joined (single flight). Offerings marked unavailable (capacity errors, interruptions)
 //!    are removed from answers until their TTL passes.
 //! 3. The circuit breaker admits the call, lets it through as the half-open probe, or fails it fast.
-//! 4. Each attempt waits for a token; when tokens are scarce they go to terminate, then launch,
-//!    then status, then offers. A 429 pauses the provider (its `Retry-After`, or backoff with
-//!    jitter) and halves the rate; successes ramp it back up.
+//! 4. Each attempt takes a token; when tokens are scarce the attempt queues and they go to
+//!    terminate, then launch, then status, then offers. A 429 pauses the provider (its
+//!    `Retry-After`, or backoff with jitter) and halves the rate; successes ramp it back up.
 //! 5. Idempotent calls (offers, status, list, terminate) are retried with capped exponential
 //!    backoff and jitter on rate limits and outages; a launch is never blindly retried (an
 //!    uncertain launch is settled by the lifecycle's attempt reconciliation).
+//!
+//! # The fast path (docs/decisions/0006-provider-fast-path.md)
+//! The books (limiter, breaker, token queue, caches) are shared, behind one short-held lock,
+//! between the actor and its handles. When the breaker is closed, a token is free now and nobody
+//! is queued for one, the handle makes the HTTP call on the caller's own task and books an outcome
+//! that changes nothing but counters (a success at the configured rate that leaves the breaker
+//! closed) itself: the common call never crosses the actor's thread. Everything else goes through
+//! the actor: the breaker when it is not closed (open, the half-open probe), the token queue (the
+//! actor grants queued tokens by priority and wakes on the limiter's clock), every outcome that
+//! changes state (429s adapt the limiter, outages feed the breaker, rate ramp-up, health changes),
+//! and every provider event, which only the actor journals.
 
 pub mod breaker;
 pub mod limiter;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -114,6 +126,14 @@ impl Operation {
         }
     }
 
+    /// The cache and single-flight key of an offers call.
+    fn offers_key(&self) -> Option<String> {
+        match self {
+            Operation::ListOffers(filter) => Some(format!("{filter:?}")),
+            _ => None,
+        }
+    }
+
     fn priority(&self) -> Priority {
         match self {
             Operation::ListOffers(_) => Priority::Offers,
@@ -152,30 +172,30 @@ async fn perform(client: &dyn ProviderClient, op: &Operation) -> Result<Output, 
     })
 }
 
-/// Run one operation.
+/// Run one operation through the actor (the path for calls the breaker does not simply admit).
 #[derive(Message)]
 #[rtype(result = "Result<Output, ProviderError>")]
 pub struct Call(pub Operation);
 
-/// Wait for a token at a priority.
-#[derive(Message)]
-#[rtype(result = "Result<(), ProviderError>")]
-struct Acquire(Priority);
-
-/// Grant tokens to waiting calls.
+/// Grant tokens to queued calls.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Dispatch;
 
-/// The outcome of one attempt, fed back into the limiter, breaker and metrics.
+/// The outcome of one attempt that changes the books beyond counters: the actor books it.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Attempted {
     operation: &'static str,
     class: Option<FailureClass>,
     retry_after: Option<u64>,
-    elapsed: Duration,
 }
+
+/// Offers were fetched: the actor journals their summary (offers are cached for a while, so this
+/// round trip is rare).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fetched(Vec<Offer>);
 
 /// Disable (with why) or enable the provider.
 #[derive(Message)]
@@ -192,15 +212,21 @@ pub struct MarkUnavailable {
     pub spot: bool,
 }
 
-/// The actor.
-pub struct ProviderActor {
+/// What the actor and its handles share: the client and the books, behind one lock that is never
+/// held across an await.
+struct Shared {
     name: ProviderName,
     client: Arc<dyn ProviderClient>,
     config: ProviderActorConfig,
+    books: Mutex<Books>,
+}
+
+/// The provider's books: everything a call consults or changes.
+struct Books {
     limiter: AdaptiveLimiter,
     /// Calls waiting for a token, by priority.
     waiting: [VecDeque<oneshot::Sender<()>>; 4],
-    /// A `Dispatch` is already scheduled.
+    /// A `Dispatch` is scheduled or on its way to the actor.
     dispatch_armed: bool,
     breaker: CircuitBreaker,
     /// Offers answers by filter, with when they were fetched.
@@ -213,63 +239,140 @@ pub struct ProviderActor {
     disabled: Option<String>,
     /// Health as last journaled.
     healthy: Option<bool>,
-    sink: Arc<dyn ProviderEventSink>,
 }
 
-impl ProviderActor {
-    /// An actor in front of `client`.
-    pub fn new(client: Arc<dyn ProviderClient>, config: ProviderActorConfig, sink: Arc<dyn ProviderEventSink>) -> Self {
-        let limits = client.rate_limits();
-        let budget = config.budget.unwrap_or(Budget { per_minute: limits.requests_per_minute, burst: limits.burst });
-        ProviderActor {
-            name: client.info().name,
-            limiter: AdaptiveLimiter::new(budget),
-            breaker: CircuitBreaker::new(config.breaker),
-            client,
-            config,
-            waiting: Default::default(),
-            dispatch_armed: false,
-            offers: HashMap::new(),
-            offers_in_flight: HashMap::new(),
-            unavailable: HashMap::new(),
-            disabled: None,
-            healthy: None,
-            sink,
+/// A call answered without calling the provider.
+enum Early {
+    /// From the books: refused while disabled, or cached offers.
+    Answered(Result<Output, ProviderError>),
+    /// Joined to the same offers call in flight.
+    Joined(oneshot::Receiver<Result<Output, ProviderError>>),
+}
+
+impl Early {
+    async fn settle(self, name: &ProviderName) -> Result<Output, ProviderError> {
+        match self {
+            Early::Answered(result) => result,
+            Early::Joined(receiver) => receiver.await.unwrap_or_else(|_| {
+                Err(ProviderError::new(name, FailureClass::ProviderOutage, "offers call abandoned"))
+            }),
         }
     }
+}
 
-    fn event(&self, event: ProviderEvent) {
-        self.sink.record(&self.name, event);
+/// A call on its way to the provider.
+struct Flight {
+    /// The offers filter's key, for the cache and single flight.
+    offers_key: Option<String>,
+    /// The first attempt's token is already taken.
+    granted: bool,
+}
+
+impl Shared {
+    fn books(&self) -> MutexGuard<'_, Books> {
+        // Nothing panics while holding the lock; if something did, the books are still whole.
+        self.books.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
         ProviderError::new(&self.name, class, message)
     }
 
-    fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        while let Some(queue) = self.waiting.iter_mut().find(|q| !q.is_empty()) {
-            // Skip callers that gave up.
-            if queue.front().is_some_and(|s| s.is_closed()) {
-                queue.pop_front();
-                continue;
+    /// Waits for a token at `priority`, queued behind higher priorities; the actor grants it.
+    async fn acquire(&self, addr: &Addr<ProviderActor>, priority: Priority) -> Result<(), ProviderError> {
+        let stopped = || self.error(FailureClass::ProviderOutage, "provider actor stopped");
+        let receiver = {
+            let mut books = self.books();
+            if books.waiting.iter().all(VecDeque::is_empty) && books.limiter.try_acquire().is_ok() {
+                return Ok(());
             }
-            match self.limiter.try_acquire() {
-                Ok(()) => {
-                    if let Some(sender) = queue.pop_front() {
-                        let _ = sender.send(());
-                    }
-                }
-                Err(wait) => {
-                    if !self.dispatch_armed {
-                        self.dispatch_armed = true;
-                        ctx.notify_later(Dispatch, wait.max(Duration::from_millis(1)));
-                    }
-                    break;
-                }
+            if !addr.connected() {
+                return Err(stopped());
             }
+            let (sender, receiver) = oneshot::channel();
+            books.waiting[priority as usize].push_back(sender);
+            if !books.dispatch_armed {
+                books.dispatch_armed = true;
+                addr.do_send(Dispatch);
+            }
+            receiver
+        };
+        tracing::debug!(?priority, "waiting for a token");
+        receiver.await.map_err(|_| stopped())
+    }
+
+    /// Books one attempt: counters here; anything that changes state, by the actor (waited for, so
+    /// the caller's next call sees it).
+    async fn book(&self, addr: &Addr<ProviderActor>, attempt: Attempted, elapsed: Duration) {
+        let provider = self.name.to_string();
+        let outcome = attempt.class.map_or("ok".to_string(), |c| format!("{c:?}").to_lowercase());
+        metrics::counter!("tgp_provider_requests_total", "provider" => provider.clone(), "operation" => attempt.operation, "outcome" => outcome).increment(1);
+        metrics::histogram!("tgp_provider_request_duration_seconds", "provider" => provider, "operation" => attempt.operation).record(elapsed.as_secs_f64());
+        let quiet = self.books().book_quietly(&attempt);
+        if !quiet {
+            // A stopped actor has no books left to keep.
+            let _ = addr.send(attempt).await;
         }
-        let queued: usize = self.waiting.iter().map(VecDeque::len).sum();
-        metrics::gauge!("tgp_provider_queued_requests", "provider" => self.name.to_string()).set(queued as f64);
+    }
+}
+
+impl Books {
+    fn new(budget: Budget, breaker: BreakerConfig) -> Self {
+        Books {
+            limiter: AdaptiveLimiter::new(budget),
+            waiting: Default::default(),
+            dispatch_armed: false,
+            breaker: CircuitBreaker::new(breaker),
+            offers: HashMap::new(),
+            offers_in_flight: HashMap::new(),
+            unavailable: HashMap::new(),
+            disabled: None,
+            healthy: None,
+        }
+    }
+
+    /// Answers a call from the books when it can: refused while disabled, cached, or joined.
+    fn early(&mut self, shared: &Shared, op: &Operation, offers_key: Option<&str>) -> Option<Early> {
+        if let (Some(reason), Operation::ListOffers(_) | Operation::Launch(_)) = (&self.disabled, op) {
+            let error = shared.error(FailureClass::InvalidRequest, format!("provider disabled: {reason}"));
+            return Some(Early::Answered(Err(error)));
+        }
+        let key = offers_key?;
+        if let Some((at, offers)) = self.offers.get(key)
+            && at.elapsed() < shared.config.offers_ttl
+        {
+            let offers = offers.clone();
+            return Some(Early::Answered(Ok(Output::Offers(self.without_unavailable(offers)))));
+        }
+        let waiters = self.offers_in_flight.get_mut(key)?;
+        let (sender, receiver) = oneshot::channel();
+        waiters.push(sender);
+        Some(Early::Joined(receiver))
+    }
+
+    /// The call goes (past the breaker): it becomes the offers call in flight for its filter, and
+    /// takes a token now when one is free and nobody waits for one.
+    fn take_off(&mut self, offers_key: Option<String>) -> Flight {
+        if let Some(key) = &offers_key {
+            self.offers_in_flight.insert(key.clone(), Vec::new());
+        }
+        let granted = self.waiting.iter().all(VecDeque::is_empty) && self.limiter.try_acquire().is_ok();
+        Flight { offers_key, granted }
+    }
+
+    /// Books an outcome that changes nothing but counters: not a 429, not an outage, the limiter
+    /// at its configured rate, the breaker closed and staying closed, and no health change to
+    /// journal. Returns false, booking nothing, when the actor must book it.
+    fn book_quietly(&mut self, a: &Attempted) -> bool {
+        match a.class {
+            Some(FailureClass::RateLimited | FailureClass::ProviderOutage) => return false,
+            None if !self.limiter.is_settled() => return false,
+            _ => {}
+        }
+        if a.operation == "list_instances" && self.healthy != Some(true) {
+            return false;
+        }
+        self.breaker.record_quiet_success()
     }
 
     fn without_unavailable(&mut self, mut offers: Vec<Offer>) -> Vec<Offer> {
@@ -288,231 +391,283 @@ impl ProviderActor {
     }
 }
 
-impl Actor for ProviderActor {
-    type Context = Context<Self>;
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(4096);
-    }
+/// An offers call in flight; if its caller gives up before it lands, its joiners are told and the
+/// next asker calls again.
+struct Landing<'a> {
+    shared: &'a Shared,
+    offers_key: Option<String>,
 }
 
-impl Handler<Acquire> for ProviderActor {
-    type Result = ResponseFuture<Result<(), ProviderError>>;
-    fn handle(&mut self, Acquire(priority): Acquire, ctx: &mut Context<Self>) -> Self::Result {
-        let (sender, receiver) = oneshot::channel();
-        self.waiting[priority as usize].push_back(sender);
-        self.dispatch(ctx);
-        let name = self.name.clone();
-        Box::pin(async move {
-            receiver
-                .await
-                .map_err(|_| ProviderError::new(&name, FailureClass::ProviderOutage, "provider actor stopped"))
-        })
-    }
-}
-
-impl Handler<Dispatch> for ProviderActor {
-    type Result = ();
-    fn handle(&mut self, _: Dispatch, ctx: &mut Context<Self>) {
-        self.dispatch_armed = false;
-        self.dispatch(ctx);
-    }
-}
-
-impl Handler<Attempted> for ProviderActor {
-    type Result = ();
-    fn handle(&mut self, a: Attempted, ctx: &mut Context<Self>) {
-        let provider = self.name.to_string();
-        let outcome = a.class.map_or("ok".to_string(), |c| format!("{c:?}").to_lowercase());
-        metrics::counter!("tgp_provider_requests_total", "provider" => provider.clone(), "operation" => a.operation, "outcome" => outcome).increment(1);
-        metrics::histogram!("tgp_provider_request_duration_seconds", "provider" => provider.clone(), "operation" => a.operation).record(a.elapsed.as_secs_f64());
-        match a.class {
-            Some(FailureClass::RateLimited) => {
-                metrics::counter!("tgp_provider_rate_limited_total", "provider" => provider.clone()).increment(1);
-                let rate = self.limiter.on_rate_limited(a.retry_after.map(Duration::from_secs));
-                self.event(ProviderEvent::RateLimited {
-                    retry_after_seconds: a.retry_after,
-                    new_rate_per_minute: rate,
-                });
-                // Wake the queue when the pause ends.
-                self.dispatch(ctx);
+impl Landing<'_> {
+    /// Books the result: offers cached and joiners answered (the fetched offers are returned, for
+    /// the actor to journal their summary); a launch refused for capacity marks its offering
+    /// unavailable.
+    fn land(
+        mut self,
+        op: &Operation,
+        result: Result<Output, ProviderError>,
+    ) -> (Result<Output, ProviderError>, Option<Vec<Offer>>) {
+        let mut books = self.shared.books();
+        if let Some(key) = self.offers_key.take() {
+            let fetched = match &result {
+                Ok(Output::Offers(offers)) => {
+                    books.offers.insert(key.clone(), (Instant::now(), offers.clone()));
+                    Some(offers.clone())
+                }
+                _ => None,
+            };
+            let result = match result {
+                Ok(Output::Offers(offers)) => Ok(Output::Offers(books.without_unavailable(offers))),
+                other => other,
+            };
+            for waiter in books.offers_in_flight.remove(&key).unwrap_or_default() {
+                let _ = waiter.send(result.clone());
             }
-            Some(_) | None => {
-                if a.class.is_none() {
-                    self.limiter.on_success();
+            return (result, fetched);
+        }
+        if let (Operation::Launch(spec), Err(e)) = (op, &result)
+            && e.class == FailureClass::Capacity
+        {
+            books
+                .unavailable
+                .insert((spec.offer_id.clone(), spec.spot), Instant::now() + self.shared.config.unavailable_ttl);
+            books.offers.clear();
+        }
+        (result, None)
+    }
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.offers_key.take() {
+            // Dropping the joiners' senders tells them the call was abandoned.
+            self.shared.books().offers_in_flight.remove(&key);
+        }
+    }
+}
+
+/// Makes the call (attempts, retries of idempotent calls, booking each attempt) on the task that
+/// runs it: the caller's own on the fast path, a worker's when the actor admitted it.
+async fn fly(
+    shared: &Shared,
+    addr: &Addr<ProviderActor>,
+    op: Operation,
+    flight: Flight,
+) -> Result<Output, ProviderError> {
+    let landing = Landing { shared, offers_key: flight.offers_key };
+    let granted = AtomicBool::new(flight.granted);
+    let (name, priority, idempotent) = (op.name(), op.priority(), !matches!(op, Operation::Launch(_)));
+    let (op_ref, granted) = (&op, &granted);
+    let attempt = move || async move {
+        if !granted.swap(false, Ordering::Relaxed) {
+            shared.acquire(addr, priority).await?;
+        }
+        let started = std::time::Instant::now();
+        tracing::debug!(operation = name, "calling the provider");
+        let result = perform(shared.client.as_ref(), op_ref).await;
+        let (class, retry_after) = match &result {
+            Ok(_) => (None, None),
+            Err(e) => (Some(e.class), e.retry_after_seconds),
+        };
+        shared.book(addr, Attempted { operation: name, class, retry_after }, started.elapsed()).await;
+        result
+    };
+    let result = if idempotent {
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(shared.config.retry_delay)
+                    .with_max_delay(Duration::from_secs(30))
+                    .with_max_times(shared.config.retries)
+                    .with_jitter(),
+            )
+            .when(ProviderError::is_retryable)
+            .adjust(|e, backoff| backoff.map(|d| e.retry_after_seconds.map_or(d, Duration::from_secs)))
+            .await
+    } else {
+        attempt().await
+    };
+    let (result, fetched) = landing.land(&op, result);
+    if let Some(offers) = fetched {
+        // Journaled before the caller goes on; a stopped actor journals nothing more.
+        let _ = addr.send(Fetched(offers)).await;
+    }
+    result
+}
+
+/// The actor: the only one that admits past a breaker that is not closed, grants queued tokens,
+/// adapts the limiter, and journals provider events.
+pub struct ProviderActor {
+    shared: Arc<Shared>,
+    sink: Arc<dyn ProviderEventSink>,
+}
+
+impl ProviderActor {
+    /// An actor in front of `client`.
+    pub fn new(client: Arc<dyn ProviderClient>, config: ProviderActorConfig, sink: Arc<dyn ProviderEventSink>) -> Self {
+        let limits = client.rate_limits();
+        let budget = config.budget.unwrap_or(Budget { per_minute: limits.requests_per_minute, burst: limits.burst });
+        let books = Mutex::new(Books::new(budget, config.breaker));
+        ProviderActor { shared: Arc::new(Shared { name: client.info().name, client, config, books }), sink }
+    }
+
+    fn event(&self, event: ProviderEvent) {
+        self.sink.record(&self.shared.name, event);
+    }
+
+    fn dispatch(&self, books: &mut Books, ctx: &mut Context<Self>) {
+        while let Some(queue) = books.waiting.iter_mut().find(|q| !q.is_empty()) {
+            // Skip callers that gave up.
+            if queue.front().is_some_and(|s| s.is_closed()) {
+                queue.pop_front();
+                continue;
+            }
+            match books.limiter.try_acquire() {
+                Ok(()) => {
+                    if let Some(sender) = queue.pop_front() {
+                        let _ = sender.send(());
+                    }
+                }
+                Err(wait) => {
+                    if !books.dispatch_armed {
+                        books.dispatch_armed = true;
+                        ctx.notify_later(Dispatch, wait.max(Duration::from_millis(1)));
+                    }
+                    break;
                 }
             }
         }
-        let healthy = !matches!(a.class, Some(FailureClass::ProviderOutage));
-        if let Some(state) = self.breaker.record(healthy) {
-            self.event(ProviderEvent::CircuitChanged {
-                state,
-                reason: if healthy { "probe succeeded".into() } else { format!("{} failed", a.operation) },
-            });
-        }
-        if a.operation == "list_instances" && self.healthy != Some(healthy) {
-            self.healthy = Some(healthy);
-            self.event(ProviderEvent::Health { healthy, detail: (!healthy).then(|| "status poll failed".to_string()) });
-        }
-        let state = match self.breaker.state() {
+        let queued: usize = books.waiting.iter().map(VecDeque::len).sum();
+        metrics::gauge!("tgp_provider_queued_requests", "provider" => self.shared.name.to_string()).set(queued as f64);
+    }
+
+    fn gauges(&self, books: &Books) {
+        let provider = self.shared.name.to_string();
+        let state = match books.breaker.state() {
             CircuitState::Closed => 0.0,
             CircuitState::HalfOpen => 1.0,
             CircuitState::Open => 2.0,
         };
         metrics::gauge!("tgp_provider_circuit_state", "provider" => provider.clone()).set(state);
         metrics::gauge!("tgp_provider_rate_per_minute", "provider" => provider)
-            .set(f64::from(self.limiter.current_per_minute()));
+            .set(f64::from(books.limiter.current_per_minute()));
+    }
+}
+
+impl Actor for ProviderActor {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        self.gauges(&self.shared.books());
+    }
+}
+
+impl Handler<Dispatch> for ProviderActor {
+    type Result = ();
+    fn handle(&mut self, _: Dispatch, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        let mut books = shared.books();
+        books.dispatch_armed = false;
+        self.dispatch(&mut books, ctx);
+    }
+}
+
+impl Handler<Attempted> for ProviderActor {
+    type Result = ();
+    fn handle(&mut self, a: Attempted, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        let mut books = shared.books();
+        match a.class {
+            Some(FailureClass::RateLimited) => {
+                metrics::counter!("tgp_provider_rate_limited_total", "provider" => shared.name.to_string())
+                    .increment(1);
+                let rate = books.limiter.on_rate_limited(a.retry_after.map(Duration::from_secs));
+                self.event(ProviderEvent::RateLimited {
+                    retry_after_seconds: a.retry_after,
+                    new_rate_per_minute: rate,
+                });
+                // Wake the queue when the pause ends.
+                self.dispatch(&mut books, ctx);
+            }
+            None => books.limiter.on_success(),
+            Some(_) => {}
+        }
+        let healthy = !matches!(a.class, Some(FailureClass::ProviderOutage));
+        if let Some(state) = books.breaker.record(healthy) {
+            self.event(ProviderEvent::CircuitChanged {
+                state,
+                reason: if healthy { "probe succeeded".into() } else { format!("{} failed", a.operation) },
+            });
+        }
+        if a.operation == "list_instances" && books.healthy != Some(healthy) {
+            books.healthy = Some(healthy);
+            self.event(ProviderEvent::Health { healthy, detail: (!healthy).then(|| "status poll failed".to_string()) });
+        }
+        self.gauges(&books);
+    }
+}
+
+impl Handler<Fetched> for ProviderActor {
+    type Result = ();
+    fn handle(&mut self, Fetched(offers): Fetched, _: &mut Context<Self>) {
+        self.event(ProviderEvent::OfferSummary { lines: market_lines(&offers) });
     }
 }
 
 impl Handler<SetEnabled> for ProviderActor {
     type Result = ();
     fn handle(&mut self, SetEnabled(disabled): SetEnabled, _: &mut Context<Self>) {
-        match (&self.disabled, &disabled) {
+        let shared = self.shared.clone();
+        let mut books = shared.books();
+        match (&books.disabled, &disabled) {
             (None, Some(reason)) => self.event(ProviderEvent::Disabled { reason: reason.clone() }),
             (Some(_), None) => self.event(ProviderEvent::Enabled),
             _ => {}
         }
-        self.disabled = disabled;
-        self.offers.clear();
+        books.disabled = disabled;
+        books.offers.clear();
     }
 }
 
 impl Handler<MarkUnavailable> for ProviderActor {
     type Result = ();
     fn handle(&mut self, m: MarkUnavailable, _: &mut Context<Self>) {
-        self.unavailable.insert((m.offer_id, m.spot), Instant::now() + self.config.unavailable_ttl);
+        let until = Instant::now() + self.shared.config.unavailable_ttl;
+        self.shared.books().unavailable.insert((m.offer_id, m.spot), until);
     }
 }
 
 impl Handler<Call> for ProviderActor {
-    type Result = ResponseActFuture<Self, Result<Output, ProviderError>>;
+    type Result = ResponseFuture<Result<Output, ProviderError>>;
 
     fn handle(&mut self, Call(op): Call, ctx: &mut Context<Self>) -> Self::Result {
-        let ready = |r: Result<Output, ProviderError>| -> Self::Result { Box::pin(actix::fut::ready(r)) };
-        if let (Some(reason), Operation::ListOffers(_) | Operation::Launch(_)) = (&self.disabled, &op) {
-            return ready(Err(self.error(FailureClass::InvalidRequest, format!("provider disabled: {reason}"))));
-        }
-        let offers_key = match &op {
-            Operation::ListOffers(filter) => Some(format!("{filter:?}")),
-            _ => None,
+        let shared = self.shared.clone();
+        let offers_key = op.offers_key();
+        let flight = {
+            let mut books = shared.books();
+            if let Some(early) = books.early(&shared, &op, offers_key.as_deref()) {
+                drop(books);
+                return Box::pin(async move { early.settle(&shared.name).await });
+            }
+            let (admission, changed) = books.breaker.admit();
+            if let Some(state) = changed {
+                self.event(ProviderEvent::CircuitChanged { state, reason: "open period over; probing".into() });
+                self.gauges(&books);
+            }
+            if let Admission::Refuse(wait) = admission {
+                let message = format!("circuit open; next try in {}s", wait.as_secs().max(1));
+                return Box::pin(actix::fut::ready(Err(shared.error(FailureClass::ProviderOutage, message))));
+            }
+            books.take_off(offers_key)
         };
-        if let Some(key) = &offers_key {
-            if let Some((at, offers)) = self.offers.get(key)
-                && at.elapsed() < self.config.offers_ttl
-            {
-                let offers = offers.clone();
-                return ready(Ok(Output::Offers(self.without_unavailable(offers))));
-            }
-            if let Some(waiters) = self.offers_in_flight.get_mut(key) {
-                let (sender, receiver) = oneshot::channel();
-                waiters.push(sender);
-                let name = self.name.clone();
-                return Box::pin(
-                    async move {
-                        receiver.await.unwrap_or_else(|_| {
-                            Err(ProviderError::new(&name, FailureClass::ProviderOutage, "offers call abandoned"))
-                        })
-                    }
-                    .into_actor(self),
-                );
-            }
-            self.offers_in_flight.insert(key.clone(), Vec::new());
-        }
-        let (admission, changed) = self.breaker.admit();
-        if let Some(state) = changed {
-            self.event(ProviderEvent::CircuitChanged { state, reason: "open period over; probing".into() });
-        }
-        if let Admission::Refuse(wait) = admission {
-            let error = self
-                .error(FailureClass::ProviderOutage, format!("circuit open; next try in {}s", wait.as_secs().max(1)));
-            if let Some(key) = &offers_key {
-                for waiter in self.offers_in_flight.remove(key).unwrap_or_default() {
-                    let _ = waiter.send(Err(error.clone()));
-                }
-            }
-            return ready(Err(error));
-        }
-        let (addr, client, name) = (ctx.address(), self.client.clone(), op.name());
-        let idempotent = !matches!(op, Operation::Launch(_));
-        let priority = op.priority();
-        let (retries, delay) = (self.config.retries, self.config.retry_delay);
-        let launched_offer = match &op {
-            Operation::Launch(spec) => Some((spec.offer_id.clone(), spec.spot)),
-            _ => None,
-        };
-        // When nobody waits and a token is free, the first attempt takes it here and skips a
-        // round trip through the mailbox; retries (and busy times) queue by priority.
-        let granted = Arc::new(std::sync::atomic::AtomicBool::new(
-            self.waiting.iter().all(VecDeque::is_empty) && self.limiter.try_acquire().is_ok(),
-        ));
-        let attempt = move || {
-            let (addr, client, op, granted) = (addr.clone(), client.clone(), op.clone(), granted.clone());
-            async move {
-                if !granted.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    tracing::debug!(operation = name, "waiting for a token");
-                    addr.send(Acquire(priority)).await.map_err(|_| {
-                        ProviderError::new(&client.info().name, FailureClass::ProviderOutage, "provider actor stopped")
-                    })??;
-                }
-                let started = std::time::Instant::now();
-                tracing::debug!(operation = name, "calling the provider");
-                let result = perform(client.as_ref(), &op).await;
-                let (class, retry_after) = match &result {
-                    Ok(_) => (None, None),
-                    Err(e) => (Some(e.class), e.retry_after_seconds),
-                };
-                addr.do_send(Attempted { operation: name, class, retry_after, elapsed: started.elapsed() });
-                result
-            }
-        };
-        let calls = async move {
-            if idempotent {
-                attempt
-                    .retry(
-                        ExponentialBuilder::default()
-                            .with_min_delay(delay)
-                            .with_max_delay(Duration::from_secs(30))
-                            .with_max_times(retries)
-                            .with_jitter(),
-                    )
-                    .when(ProviderError::is_retryable)
-                    .adjust(|e, backoff| backoff.map(|d| e.retry_after_seconds.map_or(d, Duration::from_secs)))
-                    .await
-            } else {
-                attempt().await
-            }
-        };
-        // The HTTP work runs on the runtime's worker threads; the actor's own thread only keeps
-        // the books (tokens, breaker, caches), so one busy provider does not serialize its calls.
-        let provider = self.name.clone();
-        let work = async move {
-            tokio::spawn(calls).await.unwrap_or_else(|e| {
-                Err(ProviderError::new(&provider, FailureClass::Unknown, format!("provider call panicked: {e}")))
+        // The HTTP work runs on the runtime's worker threads, not on the actor's.
+        let addr = ctx.address();
+        Box::pin(async move {
+            let name = shared.name.clone();
+            tokio::spawn(async move { fly(&shared, &addr, op, flight).await }).await.unwrap_or_else(|e| {
+                Err(ProviderError::new(&name, FailureClass::Unknown, format!("provider call panicked: {e}")))
             })
-        };
-        Box::pin(work.into_actor(self).map(move |result, act, _| {
-            if let Some(key) = offers_key {
-                if let Ok(Output::Offers(offers)) = &result {
-                    act.offers.insert(key.clone(), (Instant::now(), offers.clone()));
-                    act.event(ProviderEvent::OfferSummary { lines: market_lines(offers) });
-                }
-                let result = match result {
-                    Ok(Output::Offers(offers)) => Ok(Output::Offers(act.without_unavailable(offers))),
-                    other => other,
-                };
-                for waiter in act.offers_in_flight.remove(&key).unwrap_or_default() {
-                    let _ = waiter.send(result.clone());
-                }
-                return result;
-            }
-            if let (Some((offer_id, spot)), Err(e)) = (launched_offer, &result)
-                && e.class == FailureClass::Capacity
-            {
-                act.unavailable.insert((offer_id, spot), Instant::now() + act.config.unavailable_ttl);
-                act.offers.clear();
-            }
-            result
-        }))
+        })
     }
 }
 
@@ -546,13 +701,13 @@ pub fn market_lines(offers: &[Offer]) -> Vec<MarketLine> {
         .collect()
 }
 
-/// The provider as the rest of tgp sees it: the same trait, every call through the actor.
+/// The provider as the rest of tgp sees it: the same trait, every call under the actor's books.
 #[derive(Clone)]
 pub struct ProviderHandle {
     /// The actor.
     pub addr: Addr<ProviderActor>,
-    /// For the calls that need no I/O (info, limits, name translation).
-    client: Arc<dyn ProviderClient>,
+    /// The books and client shared with the actor, for the fast path.
+    shared: Arc<Shared>,
 }
 
 impl ProviderHandle {
@@ -562,34 +717,53 @@ impl ProviderHandle {
         config: ProviderActorConfig,
         sink: Arc<dyn ProviderEventSink>,
     ) -> Self {
-        let addr = ProviderActor::new(client.clone(), config, sink).start();
-        ProviderHandle { addr, client }
+        let actor = ProviderActor::new(client, config, sink);
+        let shared = actor.shared.clone();
+        ProviderHandle { addr: actor.start(), shared }
     }
 
+    /// The fast path when the breaker is closed (the call runs on the caller's task); through the
+    /// actor otherwise.
     async fn call(&self, op: Operation) -> Result<Output, ProviderError> {
-        self.addr.send(Call(op)).await.unwrap_or_else(|_| {
-            Err(ProviderError::new(&self.client.info().name, FailureClass::ProviderOutage, "provider actor stopped"))
-        })
+        let shared = self.shared.as_ref();
+        let offers_key = op.offers_key();
+        let step = {
+            let mut books = shared.books();
+            match books.early(shared, &op, offers_key.as_deref()) {
+                Some(early) => Err(early),
+                None if books.breaker.is_closed() => Ok(Some(books.take_off(offers_key))),
+                None => Ok(None),
+            }
+        };
+        match step {
+            Err(early) => early.settle(&shared.name).await,
+            Ok(Some(flight)) => fly(shared, &self.addr, op, flight).await,
+            Ok(None) => self
+                .addr
+                .send(Call(op))
+                .await
+                .unwrap_or_else(|_| Err(shared.error(FailureClass::ProviderOutage, "provider actor stopped"))),
+        }
     }
 
     fn unexpected(&self) -> ProviderError {
-        ProviderError::new(&self.client.info().name, FailureClass::Unknown, "provider actor answered another operation")
+        self.shared.error(FailureClass::Unknown, "provider actor answered another operation")
     }
 }
 
 #[async_trait]
 impl ProviderClient for ProviderHandle {
     fn info(&self) -> ProviderInfo {
-        self.client.info()
+        self.shared.client.info()
     }
     fn rate_limits(&self) -> RateLimits {
-        self.client.rate_limits()
+        self.shared.client.rate_limits()
     }
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
-        self.client.translate_gpu(gpu)
+        self.shared.client.translate_gpu(gpu)
     }
     fn translate_region(&self, region: &Region) -> Option<String> {
-        self.client.translate_region(region)
+        self.shared.client.translate_region(region)
     }
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         match self.call(Operation::ListOffers(filter.clone())).await? {
