@@ -128,6 +128,8 @@ struct Seen {
     kind: String,
     journaled: Instant,
     decided: Option<DateTime<Utc>>,
+    /// When the server stored the commit (its timestamp; same machine, same clock).
+    stored: Option<DateTime<Utc>>,
 }
 
 type Tracks = Arc<Mutex<HashMap<String, Track>>>;
@@ -162,9 +164,10 @@ async fn watch(js: async_nats::jetstream::Context, tracks: Tracks) -> anyhow::Re
             let Some(track) = tracks.get_mut(id.as_str()) else { continue };
             track.commits += 1;
             let decided = decided_at(&message.payload);
+            let stored = message.info().ok().map(|info| tgp::journal::published_at(&info));
             for (i, kind) in types.as_str().split(',').enumerate() {
                 let at = decided.get(i).copied().flatten();
-                track.seen.push(Seen { kind: kind.to_string(), journaled: now, decided: at });
+                track.seen.push(Seen { kind: kind.to_string(), journaled: now, decided: at, stored });
                 let outcome = if kind == track.until {
                     Ok(())
                 } else if LAUNCH_FAILURES.contains(&kind) {
@@ -243,6 +246,9 @@ struct Timing {
     steps: [Duration; 6],
     /// Commits journaled for the instance up to `Launched`.
     commits: usize,
+    /// For each commit after the first: from its decision until the server received it (tgp
+    /// encodes and sends; the first one's decision also precedes the lookup of the id).
+    sends: Vec<Duration>,
 }
 
 /// Publishes one launch command and waits until its `Launched` is journaled.
@@ -278,7 +284,13 @@ async fn launch_one(
     for (i, step) in steps.iter_mut().enumerate() {
         *step = marks[i + 1].saturating_duration_since(marks[i]);
     }
-    Ok(Timing { total, steps, commits: track.commits })
+    let sends = track
+        .seen
+        .iter()
+        .filter(|s| s.kind != "LaunchRequested")
+        .filter_map(|s| Some((s.stored? - s.decided?).to_std().unwrap_or_default()))
+        .collect();
+    Ok(Timing { total, steps, commits: track.commits, sends })
 }
 
 fn kinds(track: &Track) -> Vec<&str> {
@@ -594,6 +606,17 @@ impl Bench<'_> {
             println!(
                 "  {:<32} p50 {}  p99 {}   the Lambda client's launch (GET instance-types, POST launch) at the fake",
                 "  of which the provider call",
+                ms(s.p50),
+                ms(s.p99)
+            );
+        }
+        let sends: Vec<Duration> = timings.iter().flat_map(|t| t.sends.iter().copied()).collect();
+        if !sends.is_empty() {
+            let s = Summary::of(&sends);
+            println!(
+                "  {:<32} p50 {}  p99 {}   OfferSelected, LaunchAttempted, Launched: from `at` to the server's \
+                 timestamp (tgp encodes and sends)",
+                "commit: decided -> at server",
                 ms(s.p50),
                 ms(s.p99)
             );
