@@ -234,6 +234,10 @@ impl LambdaClient {
             *next = Some(slot + self.launch_interval);
             slot
         };
-        tokio::time::sleep_until(wait_until).await;
+        // Only when the slot is ahead: tokio rounds a timer up to its next millisecond tick, so
+        // even a deadline already reached would cost about a millisecond per launch.
+        if wait_until > Instant::now() {
+            tokio::time::sleep_until(wait_until).await;
+        }
     }
 }
