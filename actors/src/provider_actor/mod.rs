@@ -216,6 +216,8 @@ pub struct MarkUnavailable {
 /// held across an await.
 struct Shared {
     name: ProviderName,
+    /// The name as a metrics label, cloned without allocating on every call.
+    label: Arc<str>,
     client: Arc<dyn ProviderClient>,
     config: ProviderActorConfig,
     books: Mutex<Books>,
@@ -304,10 +306,12 @@ impl Shared {
     /// Books one attempt: counters here; anything that changes state, by the actor (waited for, so
     /// the caller's next call sees it).
     async fn book(&self, addr: &Addr<ProviderActor>, attempt: Attempted, elapsed: Duration) {
-        let provider = self.name.to_string();
-        let outcome = attempt.class.map_or("ok".to_string(), |c| format!("{c:?}").to_lowercase());
-        metrics::counter!("tgp_provider_requests_total", "provider" => provider.clone(), "operation" => attempt.operation, "outcome" => outcome).increment(1);
-        metrics::histogram!("tgp_provider_request_duration_seconds", "provider" => provider, "operation" => attempt.operation).record(elapsed.as_secs_f64());
+        let outcome: metrics::SharedString = match attempt.class {
+            None => "ok".into(),
+            Some(c) => format!("{c:?}").to_lowercase().into(),
+        };
+        metrics::counter!("tgp_provider_requests_total", "provider" => self.label.clone(), "operation" => attempt.operation, "outcome" => outcome).increment(1);
+        metrics::histogram!("tgp_provider_request_duration_seconds", "provider" => self.label.clone(), "operation" => attempt.operation).record(elapsed.as_secs_f64());
         let quiet = self.books().book_quietly(&attempt);
         if !quiet {
             // A stopped actor has no books left to keep.
@@ -508,7 +512,9 @@ impl ProviderActor {
         let limits = client.rate_limits();
         let budget = config.budget.unwrap_or(Budget { per_minute: limits.requests_per_minute, burst: limits.burst });
         let books = Mutex::new(Books::new(budget, config.breaker));
-        ProviderActor { shared: Arc::new(Shared { name: client.info().name, client, config, books }), sink }
+        let name = client.info().name;
+        let label = Arc::from(name.as_str());
+        ProviderActor { shared: Arc::new(Shared { name, label, client, config, books }), sink }
     }
 
     fn event(&self, event: ProviderEvent) {
@@ -538,11 +544,11 @@ impl ProviderActor {
             }
         }
         let queued: usize = books.waiting.iter().map(VecDeque::len).sum();
-        metrics::gauge!("tgp_provider_queued_requests", "provider" => self.shared.name.to_string()).set(queued as f64);
+        metrics::gauge!("tgp_provider_queued_requests", "provider" => self.shared.label.clone()).set(queued as f64);
     }
 
     fn gauges(&self, books: &Books) {
-        let provider = self.shared.name.to_string();
+        let provider = self.shared.label.clone();
         let state = match books.breaker.state() {
             CircuitState::Closed => 0.0,
             CircuitState::HalfOpen => 1.0,
@@ -579,8 +585,7 @@ impl Handler<Attempted> for ProviderActor {
         let mut books = shared.books();
         match a.class {
             Some(FailureClass::RateLimited) => {
-                metrics::counter!("tgp_provider_rate_limited_total", "provider" => shared.name.to_string())
-                    .increment(1);
+                metrics::counter!("tgp_provider_rate_limited_total", "provider" => shared.label.clone()).increment(1);
                 let rate = books.limiter.on_rate_limited(a.retry_after.map(Duration::from_secs));
                 self.event(ProviderEvent::RateLimited {
                     retry_after_seconds: a.retry_after,
