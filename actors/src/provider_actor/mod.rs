@@ -20,8 +20,9 @@
 //! The books (limiter, breaker, token queue, caches) are shared, behind one short-held lock,
 //! between the actor and its handles. When the breaker is closed, a token is free now and nobody
 //! is queued for one, the handle makes the HTTP call on the caller's own task and books an outcome
-//! that changes nothing but counters (a success at the configured rate that leaves the breaker
-//! closed) itself: the common call never crosses the actor's thread. Everything else goes through
+//! that changes nothing but counters itself (a success, or a refusal of that one request, with the
+//! limiter at its configured rate and the breaker staying closed): the common call never crosses
+//! the actor's thread. Everything else goes through
 //! the actor: the breaker when it is not closed (open, the half-open probe), the token queue (the
 //! actor grants queued tokens by priority and wakes on the limiter's clock), every outcome that
 //! changes state (429s adapt the limiter, outages feed the breaker, rate ramp-up, health changes),
