@@ -138,7 +138,7 @@ fn a_budget_counts_every_run_of_the_chain() {
     assert_eq!(next_step(&instance, deadline), Step::EnforceLimits);
     framework().given(given).when(C::EnforceLimits { at: deadline }).then_expect_events(vec![
         InstanceEvent::TerminationRequested {
-            reason: "budget $2 reached (finished runs billed $1)".into(),
+            reason: "budget $2.00 reached (finished runs billed $1.00)".into(),
             limit: Some(Limit::Budget),
             at: deadline,
         },
@@ -182,7 +182,7 @@ fn a_spent_budget_ends_a_chain_waiting_to_relaunch_at_once() {
     assert_eq!(next_step(&fold(&given), lost), Step::EnforceLimits);
     framework().given(given).when(C::EnforceLimits { at: lost }).then_expect_events(vec![
         InstanceEvent::TerminationRequested {
-            reason: "budget $1 reached (finished runs billed $1)".into(),
+            reason: "budget $1.00 reached (finished runs billed $1.00)".into(),
             limit: Some(Limit::Budget),
             at: lost,
         },

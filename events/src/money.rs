@@ -59,9 +59,12 @@ impl FromStr for Money {
     }
 }
 
+/// Dollars as people read them: at least two decimals (`$3.00`, `$226.70`), more only when the
+/// amount has them (`$0.0045` per second stays exact).
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "${}", self.0.normalize())
+        let exact = self.0.normalize();
+        if exact.scale() <= 2 { write!(f, "${exact:.2}") } else { write!(f, "${exact}") }
     }
 }
 
@@ -87,6 +90,9 @@ mod tests {
     fn parses_and_prints_exactly() {
         let m: Money = "2.49".parse().unwrap();
         assert_eq!(m.to_string(), "$2.49");
+        for (amount, shown) in [("3", "$3.00"), ("226.7", "$226.70"), ("1.100", "$1.10"), ("0.0045", "$0.0045")] {
+            assert_eq!(amount.parse::<Money>().unwrap().to_string(), shown);
+        }
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"2.49\"");
         assert_eq!(Money::from_cents(249), m);
         assert_eq!(m * 3, "7.47".parse().unwrap());

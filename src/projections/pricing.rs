@@ -169,6 +169,6 @@ mod tests {
         let json = serde_json::to_string(&prices).expect("checkpoints serialize");
         let back: RealizedPrices = serde_json::from_str(&json).unwrap();
         let rows = back.rows(Some("h100"));
-        assert_eq!((rows[0].count, rows[0].median.to_string()), (3, "$1.1".to_string()));
+        assert_eq!((rows[0].count, rows[0].median.to_string()), (3, "$1.10".to_string()));
     }
 }
