@@ -308,12 +308,16 @@ impl ProviderClient for SimulatedProvider {
             .ok_or_else(|| ProviderError::new(&self.name, FailureClass::InvalidRequest, "offer not sold that way"))?;
         let boot = chrono::Duration::from_std(self.config.boot_time).unwrap_or_default();
         let refused = self.with_state(|state, _| {
-            let refuse = state.refuse_launches > 0 || (spec.spot && state.spot_withdrawn);
-            if refuse {
-                state.launch_calls += 1;
-                state.refuse_launches = state.refuse_launches.saturating_sub(1);
+            // A spot launch with spot withdrawn is refused for that reason: it uses up no cue.
+            let spot_gone = spec.spot && state.spot_withdrawn;
+            let cued = !spot_gone && state.refuse_launches > 0;
+            if cued {
+                state.refuse_launches -= 1;
             }
-            refuse
+            if spot_gone || cued {
+                state.launch_calls += 1;
+            }
+            spot_gone || cued
         });
         if refused {
             return Err(ProviderError::new(&self.name, FailureClass::Capacity, "no capacity for this offer right now"));

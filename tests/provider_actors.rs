@@ -3,7 +3,7 @@
 //! down and nothing is lost, the circuit opens, fails fast, half-opens and closes, and status
 //! polling of 1,000 instances costs one list call per interval. The fast path (calls made on the
 //! caller's task) keeps every rule: its outcomes feed the breaker, scarce tokens still go to
-//! terminate first, and an offers call its caller abandons strands no one.
+//! terminate first, and an offers call its caller gave up on still lands, for the next caller and the cache.
 
 mod support;
 
@@ -279,19 +279,22 @@ async fn scarce_tokens_go_to_terminate_before_offers() {
 }
 
 #[actix::test]
-async fn an_abandoned_offers_call_strands_no_one() {
+async fn an_offers_call_its_caller_gave_up_on_still_lands_and_serves_the_next() {
     let fake = lambda().await;
     let handle = ProviderHandle::start(client(&fake), ProviderActorConfig::default(), Arc::new(Recorded::default()));
     fake.control().cue(Cue {
         path_prefix: TYPES.into(),
         method: None,
         times: 1,
-        misbehaviour: Misbehaviour::Slow(Duration::from_secs(5)),
+        misbehaviour: Misbehaviour::Slow(Duration::from_secs(2)),
     });
     let abandoned = tokio::time::timeout(Duration::from_millis(200), handle.list_offers(&filter(0))).await;
     assert!(abandoned.is_err(), "the caller gave up on the slow call");
-    // The same filter again: a new call, not joined to the abandoned one.
-    let again = tokio::time::timeout(Duration::from_secs(3), handle.list_offers(&filter(0))).await;
+    // The same filter again joins the call in flight, which lands although its caller left.
+    let again = tokio::time::timeout(Duration::from_secs(10), handle.list_offers(&filter(0))).await;
     assert!(again.expect("not stranded").is_ok());
-    assert_eq!(fake.control().count("GET", TYPES), 2);
+    assert_eq!(fake.control().count("GET", TYPES), 1, "one call, shared");
+    let cached = tokio::time::timeout(Duration::from_secs(1), handle.list_offers(&filter(0))).await;
+    assert!(cached.expect("answered from the cache").is_ok());
+    assert_eq!(fake.control().count("GET", TYPES), 1, "and cached");
 }

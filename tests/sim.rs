@@ -1,7 +1,8 @@
 //! The seeded simulation (issue 5's simulated hour): 100 instances for an hour on a market that
 //! preempts spot machines, runs out of capacity, answers 429 and loses launch answers. Every chain
 //! must be lawful, the providers must run exactly what the journal says runs, no attempt may be
-//! launched twice, and the same seed must give the same events.
+//! launched twice, no stopped machine may be left, every limit must hold (no chain outlives its
+//! lifetime or its budget), and the same seed must give the same events.
 
 use std::process::Command;
 
@@ -27,6 +28,8 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
     }
     assert!(first.outcomes.contains_key("terminated: max_lifetime reached"), "{:?}", first.outcomes);
     assert!(first.outcomes.contains_key("terminated by the user"), "{:?}", first.outcomes);
+    assert!(first.outcomes.contains_key("terminated: budget reached"), "{:?}", first.outcomes);
+    assert!(count(&first, "OrphanTerminated") >= 1, "stopped machines of ended chains were destroyed");
     assert!(first.cost > tgp_events::Money::ZERO && first.cost < first.on_demand_cost);
 
     let again = run(config.clone(), |_| {}).expect("the simulation runs");

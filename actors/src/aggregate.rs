@@ -214,7 +214,8 @@ impl Machine {
         // minimum: the longest affordable run ends on a unit boundary.
         let unit = billing.unit_seconds();
         let affordable = if u64::from(billing.minimum_seconds) > seconds { 0 } else { seconds / unit * unit };
-        let end = start + Duration::seconds(i64::try_from(affordable).unwrap_or(i64::MAX / 2)) - BUDGET_MARGIN;
+        // Beyond chrono's range the budget is no limit at all.
+        let end = start.checked_add_signed(Duration::try_seconds(i64::try_from(affordable).ok()?)?)? - BUDGET_MARGIN;
         Some(end.max(start))
     }
 }
@@ -288,9 +289,10 @@ impl Instance {
         let lifetime = request
             .max_lifetime
             .zip(self.requested_at)
-            .map(|(span, requested)| (Limit::MaxLifetime, requested + span.to_chrono()));
+            .and_then(|(span, requested)| requested.checked_add_signed(span.to_chrono()?))
+            .map(|end| (Limit::MaxLifetime, end));
         let budget = request.budget.and_then(|budget| {
-            let left = budget.as_decimal() * Decimal::from(3_600) - self.spent_dollar_seconds;
+            let left = budget.as_decimal().checked_mul(Decimal::from(3_600))? - self.spent_dollar_seconds;
             match &self.machine {
                 Some(machine) => machine.affordable_until(left),
                 None if left <= Decimal::ZERO => self.setbacks.map(|(_, at)| at).or(self.requested_at),
@@ -302,6 +304,16 @@ impl Instance {
             (Some(l), Some(b)) => Some(if b.1 < l.1 { b } else { l }),
             (l, b) => l.or(b),
         }
+    }
+
+    /// Whether what is left of the budget pays for a run at `hourly_price` long enough to be worth
+    /// starting: the provider's minimum billed period, and a minute beyond [`BUDGET_MARGIN`].
+    /// Always true without a budget.
+    pub fn can_afford(&self, hourly_price: Money, billing: BillingGranularity) -> bool {
+        let Some(budget) = self.request.as_ref().and_then(|r| r.budget) else { return true };
+        let Some(left) = budget.as_decimal().checked_mul(Decimal::from(3_600)) else { return true };
+        let shortest = billing.billed_seconds(2 * BUDGET_MARGIN.num_seconds() as u64);
+        hourly_price.as_decimal() * Decimal::from(shortest) <= left - self.spent_dollar_seconds
     }
 
     /// When the next attempt may start, while the chain waits out a relaunch backoff.

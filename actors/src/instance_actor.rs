@@ -197,6 +197,9 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
         let fut = work(std::mem::take(&mut self.loaded), self.shared.clone(), self.id.clone());
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(|(loaded, next, out), act, ctx| {
             act.loaded = loaded;
+            // After a failed step the retry comes first: a wake whose moment has passed would
+            // otherwise drive again at once, and again, without the retry delay.
+            let retrying = matches!(next, Next::RetryLater);
             match next {
                 Next::Drive => drive(ctx),
                 Next::RetryLater => {
@@ -204,7 +207,9 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
                 }
                 Next::Idle => {}
             }
-            act.schedule_wake(ctx);
+            if !retrying {
+                act.schedule_wake(ctx);
+            }
             act.finish_if_over(ctx);
             out
         })))
@@ -354,11 +359,19 @@ async fn advance<R: PersistedEventRepository>(
                     Err(e) => tracing::warn!(%provider, error = %e, "no offers from provider"),
                 }
             }
+            let unaffordable = leave_out_unaffordable(&loaded.instance, &mut offers);
             let command = match select(&request, &offers, &loaded.instance.avoid) {
                 Selection::Chosen { offer, bid, reason, candidates } => {
                     InstanceCommand::SelectOffer { offer, bid, reason, candidates, at: now() }
                 }
-                Selection::NoneFits { message, .. } => InstanceCommand::NoOfferFits { message, at: now() },
+                Selection::NoneFits { mut message, .. } => {
+                    if unaffordable > 0 {
+                        message.push_str(&format!(
+                            "; {unaffordable} prices left out: their shortest run would bill past the budget"
+                        ));
+                    }
+                    InstanceCommand::NoOfferFits { message, at: now() }
+                }
             };
             loaded.commit(&shared.repo, id, command, &meta).await?;
             Ok(true)
@@ -434,13 +447,33 @@ async fn advance<R: PersistedEventRepository>(
     }
 }
 
+/// Removes the prices whose shortest run the chain's budget cannot pay for (the provider's
+/// minimum, and a minute beyond the termination margin); answers how many it removed.
+fn leave_out_unaffordable(instance: &Instance, offers: &mut [crate::provider::Offer]) -> usize {
+    let mut removed = 0;
+    for offer in offers.iter_mut() {
+        for price in [&mut offer.spot_price, &mut offer.on_demand_price] {
+            if price.is_some_and(|p| !instance.can_afford(p, offer.billing)) {
+                *price = None;
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// Machines carrying this chain's label that the journal accounts for nowhere and that still
 /// exist (running, or stopped and perhaps billing storage): an attempt that was superseded (failed
 /// as unknown, then retried) and came up after all. The interrupted machine a relaunch replaces is
-/// destroyed by the relaunch itself.
+/// destroyed by the relaunch itself, so it is left alone while the chain waits to relaunch; once
+/// replaced, it is an orphan like any other if it still exists.
 fn own_orphans(instance: &Instance, id: &InstanceId, listing: &ProviderListing) -> Vec<(AttemptId, ProviderInstance)> {
     let current = instance.machine.as_ref().map(|m| m.id.as_str());
-    let replaced = instance.replaces.as_ref().map(|m| m.id.as_str());
+    let replaced = instance
+        .replaces
+        .as_ref()
+        .filter(|_| instance.current_state() == Some(InstanceState::Interrupted))
+        .map(|m| m.id.as_str());
     let pending = instance.pending_attempt.as_ref().map(|(a, _)| a);
     listing
         .of_instance(id)

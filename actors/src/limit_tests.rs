@@ -169,6 +169,18 @@ fn an_hourly_billed_run_stops_before_the_hour_it_cannot_pay_for() {
 }
 
 #[test]
+fn a_price_whose_shortest_run_the_budget_cannot_pay_for_is_not_affordable() {
+    // $1.00 left: at $20/h two minutes cost $0.67 (affordable); at $40/h, $1.33 (not). A one-hour
+    // minimum at $2/h costs $2.00 (not).
+    let instance = fold(&[requested(r#","budget":"1.00""#)]);
+    assert!(instance.can_afford(money("20.00"), BillingGranularity::PER_SECOND));
+    assert!(!instance.can_afford(money("40.00"), BillingGranularity::PER_SECOND));
+    let hour_minimum = BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 3_600 };
+    assert!(!instance.can_afford(money("2.00"), hour_minimum));
+    assert!(fold(&[requested("")]).can_afford(money("1000"), hour_minimum), "no budget, no limit");
+}
+
+#[test]
 fn a_spent_budget_ends_a_chain_waiting_to_relaunch_at_once() {
     // $1.00 budget spent by a one-hour run at $1.00/h: the interrupted chain does not relaunch.
     let lost = t0() + Duration::hours(1);

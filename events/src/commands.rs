@@ -25,6 +25,12 @@ use crate::span::Span;
 /// Most GPUs one instance may ask for; no provider offers more in one machine.
 pub const MAX_GPU_COUNT: u32 = 16;
 
+/// The longest `max_lifetime` a launch may ask for: a year.
+pub const MAX_LIFETIME: Span = Span::from_secs(366 * 86_400);
+
+/// The largest `budget` a launch may set, in dollars.
+pub const MAX_BUDGET: Money = Money::from_dollars(1_000_000);
+
 /// The image used when a launch names none.
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
 
@@ -130,9 +136,18 @@ impl LaunchCommand {
             )));
         }
         if let Some(budget) = self.budget
-            && (budget.is_negative() || budget == Money::ZERO)
+            && (budget.is_negative() || budget == Money::ZERO || budget > MAX_BUDGET)
         {
-            return Err(CommandError::Invalid(format!("budget must be above zero, got {}", budget.as_decimal())));
+            return Err(CommandError::Invalid(format!(
+                "budget must be above zero and at most {}, got {}",
+                MAX_BUDGET.as_decimal(),
+                budget.as_decimal()
+            )));
+        }
+        if let Some(lifetime) = self.max_lifetime
+            && lifetime > MAX_LIFETIME
+        {
+            return Err(CommandError::Invalid(format!("max_lifetime must be at most {MAX_LIFETIME}, got {lifetime}")));
         }
         if self.relaunch.backoff_seconds > self.relaunch.max_backoff_seconds {
             return Err(CommandError::Invalid(format!(
@@ -193,7 +208,9 @@ mod tests {
 
     #[test]
     fn bad_commands_say_what_is_wrong() {
-        let cases: [(&[u8], &str); 9] = [
+        let cases: [(&[u8], &str); 11] = [
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "budget": "2000000"}"#, "at most"),
+            (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "max_lifetime": "100000000d"}"#, "at most"),
             (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "budget": "0"}"#, "budget"),
             (br#"{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3", "max_lifetime": "8"}"#, "needs a unit"),
             (

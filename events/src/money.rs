@@ -30,6 +30,11 @@ impl Money {
         Money(d)
     }
 
+    /// Whole dollars, for limits fixed at compile time.
+    pub const fn from_dollars(dollars: u32) -> Self {
+        Money(Decimal::from_parts(dollars, 0, 0, false, 0))
+    }
+
     /// Whole cents, as Lambda quotes prices (`price_cents_per_hour`).
     pub fn from_cents(cents: i64) -> Self {
         Money(Decimal::new(cents, 2))

@@ -29,9 +29,10 @@ impl Span {
         std::time::Duration::from_secs(self.seconds)
     }
 
-    /// Its length as a chrono duration, for arithmetic on event times.
-    pub fn to_chrono(self) -> chrono::Duration {
-        chrono::Duration::seconds(i64::try_from(self.seconds).unwrap_or(i64::MAX))
+    /// Its length as a chrono duration, for arithmetic on event times; `None` beyond what
+    /// chrono can represent (launch commands refuse spans that long).
+    pub fn to_chrono(self) -> Option<chrono::Duration> {
+        chrono::Duration::try_seconds(i64::try_from(self.seconds).ok()?)
     }
 }
 

@@ -86,6 +86,9 @@ pub struct LaunchArgs {
     /// setback in a row (capacity failures fail over at once).
     #[arg(long, default_value_t = 5)]
     backoff_seconds: u32,
+    /// The longest wait between attempts, in seconds.
+    #[arg(long, default_value_t = 300)]
+    max_backoff_seconds: u32,
     /// Terminate the instance this long after launch, e.g. 8h or 1h30m (default: never).
     #[arg(long)]
     max_lifetime: Option<tgp_events::Span>,
@@ -129,7 +132,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
             max_attempts: args.max_attempts,
             on_demand_fallback: !args.no_on_demand_fallback,
             backoff_seconds: args.backoff_seconds,
-            ..RelaunchPolicy::default()
+            max_backoff_seconds: args.max_backoff_seconds,
         },
         max_lifetime: args.max_lifetime,
         budget: args.budget,

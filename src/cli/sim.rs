@@ -8,6 +8,7 @@ use tgp::sim::{SimConfig, SimReport, run};
 
 use super::parse_duration;
 
+/// What to simulate: the seed, the length, the workload and how badly the market behaves.
 #[derive(Args)]
 #[command(after_help = "Examples:
   tgp sim --seed 7 --duration 1h --instances 100
@@ -50,6 +51,7 @@ pub struct SimArgs {
     events: Vec<tgp_events::InstanceId>,
 }
 
+/// Runs the simulation, prints its summary, and fails when a check failed.
 pub fn sim(args: SimArgs) -> anyhow::Result<()> {
     let config = SimConfig {
         seed: args.seed,

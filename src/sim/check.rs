@@ -5,7 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tgp_events::events::Limit;
 use tgp_events::{AttemptId, InstanceEvent, InstanceId, SpotPolicy};
+
+use crate::projections::cost::{CostLedger, Totals};
 
 /// Checks one chain's events; the first rule broken, with where.
 pub fn validate_chain(id: &InstanceId, events: &[InstanceEvent]) -> Result<(), String> {
@@ -148,6 +154,47 @@ impl Chain {
     }
 }
 
+/// Checks a chain kept its launch command's limits up to `end`: no limit termination before its
+/// deadline, no chain alive well past its `max_lifetime` (one poll and the termination margin
+/// allowed), and a bill within its `budget`.
+pub fn limits_kept(id: &InstanceId, events: &[InstanceEvent], end: DateTime<Utc>, poll: Duration) -> Vec<String> {
+    let Some(InstanceEvent::LaunchRequested { request, at: requested, .. }) = events.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let lifetime_end = request.max_lifetime.and_then(|l| l.to_chrono()).map(|l| *requested + l);
+    let mut ended = None;
+    for event in events {
+        match event {
+            InstanceEvent::TerminationRequested { limit: Some(Limit::MaxLifetime), at, .. }
+                if lifetime_end.is_none_or(|deadline| *at < deadline) =>
+            {
+                out.push(format!("{id}: ended for max_lifetime at {at}, before {lifetime_end:?}"));
+            }
+            InstanceEvent::Terminated { at, .. } | InstanceEvent::Failed { at, .. } => ended = Some(*at),
+            _ => {}
+        }
+    }
+    let grace = chrono::Duration::from_std(poll).unwrap_or_default() + chrono::Duration::seconds(60);
+    if let Some(deadline) = lifetime_end
+        && ended.unwrap_or(end) > deadline + grace
+    {
+        out.push(format!("{id}: lived past its max_lifetime ({deadline}) until {}", ended.unwrap_or(end)));
+    }
+    if let Some(budget) = request.budget {
+        let mut ledger = CostLedger::default();
+        events.iter().for_each(|e| ledger.apply(id, e));
+        let spent = ledger.totals(*requested, end, &[]).values().fold(Totals::default(), |mut sum, t| {
+            sum.merge(t);
+            sum
+        });
+        if spent.cost() > budget {
+            out.push(format!("{id}: billed {} against a budget of {budget}", spent.cost()));
+        }
+    }
+    out
+}
+
 /// Machines a provider bills for compute at the end, by provider and id, against those the
 /// journal says run: any difference, in words.
 pub fn compare_machines(
@@ -215,6 +262,34 @@ mod tests {
             r#",{"type":"Running","data":{"provider_instance_id":"m-9","connection":{},"at":"2026-01-01T00:00:00Z"}}"#;
         let err = validate_chain(&id(), &chain(&format!("{launched}{running_other}"))).unwrap_err();
         assert!(err.contains("running m-9"), "{err}");
+    }
+
+    #[test]
+    fn an_overspent_budget_and_an_outlived_lifetime_are_reported() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let request = tgp_events::LaunchCommand::from_json(
+            br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"2","budget":"1.00","max_lifetime":"1h"}"#,
+        )
+        .unwrap();
+        let events = vec![
+            InstanceEvent::LaunchRequested { instance_id: id(), request, at: t0 },
+            InstanceEvent::Launched {
+                attempt_id: AttemptId::new(&id(), 1),
+                provider: "sim-a".parse().unwrap(),
+                provider_instance_id: "m-1".into(),
+                hourly_price: "2.00".parse().unwrap(),
+                spot: false,
+                billing: tgp_events::BillingGranularity::PER_SECOND,
+                adopted: false,
+                at: t0,
+            },
+        ];
+        // Thirty minutes at $2/h is exactly the budget; two hours is over both limits.
+        let half_hour = t0 + chrono::Duration::minutes(30);
+        assert_eq!(limits_kept(&id(), &events, half_hour, Duration::from_secs(15)), Vec::<String>::new());
+        let found = limits_kept(&id(), &events, t0 + chrono::Duration::hours(2), Duration::from_secs(15));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("lived past its max_lifetime") && found[1].contains("billed $4.00"), "{found:?}");
     }
 
     #[test]

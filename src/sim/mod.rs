@@ -235,6 +235,7 @@ fn report(
     let mut events = BTreeMap::new();
     let mut outcomes = BTreeMap::new();
     let mut in_journal = BTreeSet::new();
+    let mut waiting_to_relaunch = BTreeSet::new();
     let mut ledger = CostLedger::default();
     let mut digest = Sha256::new();
     let mut adopted = 0;
@@ -255,6 +256,12 @@ fn report(
             digest.update(without_timestamps(event).as_bytes());
         }
         *outcomes.entry(outcome(&instance, chain)).or_default() += 1;
+        violations.extend(check::limits_kept(id, chain, end, config.poll_interval));
+        if instance.current_state() == Some(InstanceState::Interrupted)
+            && let Some(lost) = &instance.replaces
+        {
+            waiting_to_relaunch.insert(lost.id.clone());
+        }
         if let (Some(state), Some(machine)) = (instance.current_state(), &instance.machine)
             && !state.is_final()
             && let Some(provider) = &machine.provider
@@ -266,8 +273,15 @@ fn report(
     let mut provider_calls = BTreeMap::new();
     for provider in providers {
         for (id, machine) in provider.machines() {
-            if matches!(machine.status(end).1, MachineStatus::Running | MachineStatus::Starting) {
-                at_providers.insert((provider.name().to_string(), id));
+            match machine.status(end).1 {
+                MachineStatus::Running | MachineStatus::Starting => {
+                    at_providers.insert((provider.name().to_string(), id));
+                }
+                MachineStatus::Interrupted(_) if !waiting_to_relaunch.contains(&id) => violations.push(format!(
+                    "{} keeps the stopped machine {id}, which no chain waits to replace",
+                    provider.name()
+                )),
+                _ => {}
             }
         }
         let calls = provider.calls();

@@ -531,8 +531,12 @@ impl ProviderActor {
             }
             match books.limiter.try_acquire() {
                 Ok(()) => {
-                    if let Some(sender) = queue.pop_front() {
-                        let _ = sender.send(());
+                    // A caller may give up between the check above and here: the token goes to
+                    // the next one in line rather than being lost.
+                    while let Some(sender) = queue.pop_front() {
+                        if sender.send(()).is_ok() {
+                            break;
+                        }
                     }
                 }
                 Err(wait) => {
@@ -566,6 +570,12 @@ impl Actor for ProviderActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.gauges(&self.shared.books());
+    }
+
+    /// The handles outlive the actor and share its books: callers still queued for a token are
+    /// told it stopped, rather than waiting for a grant that will never come.
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.books().waiting.iter_mut().for_each(VecDeque::clear);
     }
 }
 
@@ -743,6 +753,15 @@ impl ProviderHandle {
         };
         match step {
             Err(early) => early.settle(&shared.name).await,
+            // An offers call others may join, and whose caller may stop waiting (selection gives a
+            // provider 10 s): it runs on its own task, so it always lands, is booked by the breaker
+            // and fills the cache, whoever is still waiting.
+            Ok(Some(flight)) if flight.offers_key.is_some() => {
+                let (shared, addr) = (self.shared.clone(), self.addr.clone());
+                tokio::spawn(async move { fly(&shared, &addr, op, flight).await }).await.unwrap_or_else(|e| {
+                    Err(self.shared.error(FailureClass::Unknown, format!("offers call failed: {e}")))
+                })
+            }
             Ok(Some(flight)) => fly(shared, &self.addr, op, flight).await,
             Ok(None) => self
                 .addr
