@@ -39,7 +39,7 @@ use tgp_actors::provider_actor::ProviderActorConfig;
 use tgp_actors::provider_actor::limiter::Budget;
 use tgp_actors::supervisor::SupervisorConfig;
 use tgp_events::subjects::{
-    EVENTS_STREAM, HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, INSTANCE_EVENTS_ALL, LAUNCH_COMMAND, SERVICE_NAME,
+    API_GET, EVENTS_STREAM, HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, INSTANCE_EVENTS_ALL, LAUNCH_COMMAND, SERVICE_NAME,
     TERMINATE_COMMAND,
 };
 use tgp_events::{AttemptId, GpuType, InstanceId, LaunchCommand, Region};
@@ -628,20 +628,25 @@ impl Bench<'_> {
     /// and waits for each `Terminated`; then checks that no machine is left at the fake.
     async fn terminate_all(&self, fake: &LambdaFake) -> anyhow::Result<()> {
         let published = std::mem::take(&mut *self.published.lock().expect("published"));
-        // A chain that failed is over (its terminate would be refused), and one never journaled
-        // has nothing to end: only the others are terminated.
-        let ids: Vec<String> = {
-            let tracks = self.tracks.lock().expect("tracks");
-            published
-                .iter()
-                .filter(|id| {
-                    tracks.get(id.as_str()).is_some_and(|t| {
-                        !t.seen.is_empty() && !t.seen.iter().any(|s| s.kind == "Failed" || s.kind == "Terminated")
-                    })
-                })
-                .cloned()
-                .collect()
-        };
+        // A chain that already ended (a launch that failed for good) would refuse its terminate,
+        // and an id never journaled has nothing to end: ask the controller, end only the others.
+        let client = self.js.client();
+        let states = futures::future::join_all(published.iter().map(|id| {
+            let client = client.clone();
+            async move {
+                let body = serde_json::json!({"instance_id": id}).to_string();
+                let reply = client.request(API_GET, body.into()).await.ok()?;
+                let answer: serde_json::Value = serde_json::from_slice(&reply.payload).ok()?;
+                answer["state"].as_str().map(str::to_string)
+            }
+        }))
+        .await;
+        let ids: Vec<String> = published
+            .iter()
+            .zip(states)
+            .filter(|(_, state)| state.as_deref().is_some_and(|s| s != "failed" && s != "terminated"))
+            .map(|(id, _)| id.clone())
+            .collect();
         if ids.len() < published.len() {
             println!(
                 "cleanup: {} of {} launches already over or never journaled",
