@@ -119,7 +119,8 @@ fn print(report: &SimReport) {
     println!("digest of the events (timestamps aside): {}", report.digest);
     if report.violations.is_empty() {
         println!(
-            "checks: every chain lawful; the providers run exactly what the journal says; no attempt launched twice"
+            "checks: every chain lawful and within its limits; the providers run exactly what the journal says \
+             and keep nothing stopped; no attempt launched twice"
         );
     } else {
         println!("checks FAILED:");
