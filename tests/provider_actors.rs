@@ -13,7 +13,8 @@ use std::time::Duration;
 use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
 use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
 use tgp::providers::api_change::ApiChangeReporter;
-use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+use tgp::fakes::market::client_settings;
+use tgp::providers::config::ProviderKind;
 use tgp_actors::provider::{OfferFilter, ProviderClient};
 use tgp_actors::provider_actor::breaker::BreakerConfig;
 use tgp_actors::provider_actor::limiter::Budget;
@@ -37,13 +38,7 @@ async fn lambda() -> LambdaFake {
 }
 
 fn client(fake: &LambdaFake) -> Arc<dyn ProviderClient> {
-    let settings = ProviderSettings {
-        kind: ProviderKind::Lambda,
-        url: fake.url(),
-        key: Some(ApiKey::new("test-key")),
-        options: [("launch_interval_ms".to_string(), "0".to_string())].into(),
-        disabled: None,
-    };
+    let settings = client_settings(fake, ProviderKind::Lambda);
     Arc::new(tgp::providers::lambda::LambdaClient::from_settings(&settings, ApiChangeReporter::default()).unwrap())
 }
 

@@ -369,7 +369,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
 
     use tgp::fakes::FakeProvider;
     use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-    use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+    use tgp::providers::config::ProviderKind;
     use tgp_actors::provider::{OfferFilter, ProviderClient};
     use tgp_actors::provider_actor::limiter::Budget;
     use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
@@ -379,13 +379,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
         fn record(&self, _: &tgp_events::ProviderName, _: tgp_events::provider_events::ProviderEvent) {}
     }
     let fake = LambdaFake::start(LambdaFakeConfig { boot_delay: Duration::ZERO, ..Default::default() }).await?;
-    let settings = ProviderSettings {
-        kind: ProviderKind::Lambda,
-        url: fake.url(),
-        key: Some(ApiKey::new("test-key")),
-        options: [("launch_interval_ms".to_string(), "0".to_string())].into(),
-        disabled: None,
-    };
+    let settings = tgp::fakes::market::client_settings(&fake, ProviderKind::Lambda);
     let reporter = tgp::providers::api_change::ApiChangeReporter::default();
     let client: Arc<dyn ProviderClient> =
         Arc::new(tgp::providers::lambda::LambdaClient::from_settings(&settings, reporter)?);

@@ -28,9 +28,9 @@ use futures::StreamExt;
 use tgp::controller::{Controller, ControllerConfig};
 use tgp::fakes::FakeProvider;
 use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-use tgp::fakes::market::{DEMO_SSH_KEY_NAME, FAKE_KEY};
+use tgp::fakes::market::client_settings;
 use tgp::providers::api_change::ApiChangeReporter;
-use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+use tgp::providers::config::{ProviderKind, ProviderSettings};
 use tgp_actors::provider::{
     LaunchReceipt, LaunchSpec, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo, ProviderInstance,
     RateLimits,
@@ -450,21 +450,8 @@ async fn zero_latency_lambda() -> anyhow::Result<(LambdaFake, ProviderSettings)>
     })
     .await
     .context("starting the Lambda fake")?;
-    fake.add_ssh_key(
-        DEMO_SSH_KEY_NAME,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRncC1iZW5jaC1rZXktZm9yLXRoZS1mYWtl bench",
-    );
-    let settings = ProviderSettings {
-        kind: ProviderKind::Lambda,
-        url: fake.url(),
-        key: Some(ApiKey::new(FAKE_KEY)),
-        options: [
-            ("ssh_key_name".to_string(), DEMO_SSH_KEY_NAME.to_string()),
-            ("launch_interval_ms".to_string(), "0".to_string()),
-        ]
-        .into(),
-        disabled: None,
-    };
+    fake.add_demo_ssh_key();
+    let settings = client_settings(&fake, ProviderKind::Lambda);
     Ok((fake, settings))
 }
 

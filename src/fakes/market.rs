@@ -35,10 +35,7 @@ impl FakeMarket {
     /// Starts the four fakes with one seed and one boot delay.
     pub async fn start(seed: u64, boot_delay: Duration) -> std::io::Result<Self> {
         let lambda = LambdaFake::start(LambdaFakeConfig { seed, boot_delay, ..Default::default() }).await?;
-        lambda.add_ssh_key(
-            DEMO_SSH_KEY_NAME,
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRncC1kZW1vLWtleS1mb3ItdGhlLWZha2U tgp-demo",
-        );
+        lambda.add_demo_ssh_key();
         Ok(FakeMarket {
             vastai: VastAiFake::start(VastAiFakeConfig { seed, boot_delay, ..Default::default() }).await?,
             lambda,
@@ -58,18 +55,19 @@ impl FakeMarket {
 
     /// Settings that point each real client at its fake.
     pub fn settings(&self) -> Vec<ProviderSettings> {
-        self.fakes()
-            .into_iter()
-            .map(|(fake, kind)| {
-                let mut options = BTreeMap::new();
-                if kind == ProviderKind::Lambda {
-                    options.insert("ssh_key_name".to_string(), DEMO_SSH_KEY_NAME.to_string());
-                    options.insert("launch_interval_ms".to_string(), "0".to_string());
-                }
-                ProviderSettings { kind, url: fake.url(), key: Some(ApiKey::new(FAKE_KEY)), options, disabled: None }
-            })
-            .collect()
+        self.fakes().into_iter().map(|(fake, kind)| client_settings(fake, kind)).collect()
     }
+}
+
+/// Settings that point the real client of `kind` at `fake`: the fakes' key, and for Lambda no
+/// launch spacing and the demo SSH key ([`LambdaFake::add_demo_ssh_key`] registers it).
+pub fn client_settings(fake: &dyn FakeProvider, kind: ProviderKind) -> ProviderSettings {
+    let mut options = BTreeMap::new();
+    if kind == ProviderKind::Lambda {
+        options.insert("ssh_key_name".to_string(), DEMO_SSH_KEY_NAME.to_string());
+        options.insert("launch_interval_ms".to_string(), "0".to_string());
+    }
+    ProviderSettings { kind, url: fake.url(), key: Some(ApiKey::new(FAKE_KEY)), options, disabled: None }
 }
 
 impl MarketCues for FakeMarket {

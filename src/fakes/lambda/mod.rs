@@ -139,6 +139,15 @@ impl LambdaFake {
         })
     }
 
+    /// Registers the key the fake market's settings name ([`super::market::DEMO_SSH_KEY_NAME`]), so
+    /// launches that bring no key of their own work.
+    pub fn add_demo_ssh_key(&self) {
+        self.add_ssh_key(
+            super::market::DEMO_SSH_KEY_NAME,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRncC1kZW1vLWtleS1mb3ItdGhlLWZha2U tgp-demo",
+        );
+    }
+
     /// The instance as Lambda would show it, if it exists.
     pub fn instance(&self, id: &str) -> Option<Value> {
         self.with(|s| s.instances.get(id).map(|i| s.instance_json(i)))
