@@ -242,6 +242,15 @@ impl JetStreamJournal {
     }
 }
 
+/// Events already read, as the stream cqrs-es's replay interface hands out.
+pub async fn replay_stream_of(events: Vec<SerializedEvent>) -> Result<ReplayStream, PersistenceError> {
+    let (mut feed, stream) = ReplayStream::new(events.len().max(1));
+    for event in events {
+        feed.push(Ok(event)).await?;
+    }
+    Ok(stream)
+}
+
 fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
     Ok(EventRecord {
         sequence: event.sequence as u64,
@@ -333,11 +342,7 @@ impl PersistedEventRepository for JetStreamJournal {
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         let events = self.get_events::<A>(aggregate_id).await?;
-        let (mut feed, stream) = ReplayStream::new(events.len().max(1));
-        for event in events {
-            feed.push(Ok(event)).await?;
-        }
-        Ok(stream)
+        replay_stream_of(events).await
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {

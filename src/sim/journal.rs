@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use tgp_actors::journal::ReplayAll;
+
+use crate::journal::replay_stream_of;
 use tgp_events::{InstanceEvent, InstanceId};
 
 #[derive(Default)]
@@ -137,11 +139,7 @@ impl PersistedEventRepository for MemoryJournal {
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
         let events = self.get_events::<A>(aggregate_id).await?;
-        let (mut feed, stream) = ReplayStream::new(events.len().max(1));
-        for event in events {
-            feed.push(Ok(event)).await?;
-        }
-        Ok(stream)
+        replay_stream_of(events).await
     }
 
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
@@ -149,10 +147,40 @@ impl PersistedEventRepository for MemoryJournal {
             let store = self.store.lock().expect("journal store");
             store.commits().flat_map(|(_, events)| events.iter().cloned()).collect()
         };
-        let (mut feed, stream) = ReplayStream::new(all.len().max(1));
-        for event in all {
-            feed.push(Ok(event)).await?;
+        replay_stream_of(all).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tgp_actors::aggregate::Instance;
+
+    fn event(id: &str, sequence: usize) -> SerializedEvent {
+        let event = InstanceEvent::TerminationRequested { reason: "test".into(), limit: None, at: chrono::Utc::now() };
+        SerializedEvent {
+            aggregate_id: id.into(),
+            sequence,
+            aggregate_type: "instance".into(),
+            event_type: event.type_name().into(),
+            event_version: "1".into(),
+            payload: serde_json::to_value(&event).unwrap(),
+            metadata: serde_json::Value::Null,
         }
-        Ok(stream)
+    }
+
+    #[tokio::test]
+    async fn a_commit_must_follow_the_last_one_as_on_jetstream() {
+        let journal = MemoryJournal::default();
+        journal.persist::<Instance>(&[event("a", 1), event("a", 2)], None).await.unwrap();
+        let stale = journal.persist::<Instance>(&[event("a", 2)], None).await;
+        assert!(matches!(stale, Err(PersistenceError::OptimisticLockError)), "{stale:?}");
+        journal.persist::<Instance>(&[event("b", 1)], None).await.unwrap();
+        journal.persist::<Instance>(&[event("a", 3)], None).await.unwrap();
+
+        assert_eq!(journal.get_last_events::<Instance>("a", 1).await.unwrap().len(), 2);
+        let mut order = Vec::new();
+        journal.replay_all(|id, events| order.push((id.to_string(), events.len()))).await.unwrap();
+        assert_eq!(order, [("a".to_string(), 2), ("b".to_string(), 1), ("a".to_string(), 1)], "journal order");
     }
 }
