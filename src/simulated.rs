@@ -113,13 +113,67 @@ pub struct MarketCue {
 pub struct SimulatedProvider {
     name: ProviderName,
     config: SimulatedConfig,
-    offers: Vec<Offer>,
+    catalog: Catalog,
     state: Mutex<(SimState, SmallRng)>,
 }
 
+/// What every simulated provider sells and how it answers about it: the simulated market here and
+/// `tgp sim`'s providers (each with its own seed) share it, so they quote and translate alike.
+pub struct Catalog {
+    provider: ProviderName,
+    offers: Vec<Offer>,
+}
+
+/// How a simulated machine is reached: its documentation-range address, as root over SSH.
+pub fn ssh_connection(ip: &str) -> Connection {
+    Connection {
+        public_ip: Some(ip.to_string()),
+        ssh_host: Some(ip.to_string()),
+        ssh_port: Some(22),
+        ssh_user: Some("root".into()),
+    }
+}
+
+impl Catalog {
+    /// The catalog of `seed` for `provider`.
+    pub fn new(seed: u64, provider: &ProviderName, now: DateTime<Utc>) -> Self {
+        Catalog { provider: provider.clone(), offers: offer_table(seed, provider, now) }
+    }
+
+    /// The provider's name for a standard GPU type.
+    pub fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
+        self.offers.iter().find(|o| o.gpu_type == Some(gpu)).map(|o| o.provider_gpu_name.clone())
+    }
+
+    /// The provider's name for a standard region.
+    pub fn translate_region(&self, region: &Region) -> Option<String> {
+        self.offers.iter().find(|o| o.region.as_ref() == Some(region)).map(|o| o.provider_region.clone())
+    }
+
+    /// The offers that fit, observed `now`; without spot prices while `spot` is withdrawn.
+    pub fn offers(&self, filter: &OfferFilter, now: DateTime<Utc>, spot: bool) -> Vec<Offer> {
+        self.offers
+            .iter()
+            .map(|o| Offer { observed_at: now, spot_price: o.spot_price.filter(|_| spot), ..o.clone() })
+            .filter(|o| filter.matches(o))
+            .collect()
+    }
+
+    /// The offer a launch names and the hourly price it will bill (the bid, for spot).
+    pub fn quote(&self, spec: &LaunchSpec) -> Result<(&Offer, Money), ProviderError> {
+        let offer = self.offers.iter().find(|o| o.id == spec.offer_id).ok_or_else(|| {
+            ProviderError::new(&self.provider, FailureClass::NotFound, format!("no offer {}", spec.offer_id))
+        })?;
+        let price = if spec.spot { spec.bid.or(offer.spot_price) } else { offer.on_demand_price }.ok_or_else(|| {
+            ProviderError::new(&self.provider, FailureClass::InvalidRequest, "offer not sold that way")
+        })?;
+        Ok((offer, price))
+    }
+}
+
 /// The simulated catalog: six GPU types in three regions in four sizes, seeded prices around the
-/// late-2026 market, exact to the cent. `tgp sim` gives each of its providers its own seed.
-pub fn offer_table(seed: u64, provider: &ProviderName, now: DateTime<Utc>) -> Vec<Offer> {
+/// late-2026 market, exact to the cent.
+fn offer_table(seed: u64, provider: &ProviderName, now: DateTime<Utc>) -> Vec<Offer> {
     // Base on-demand prices per GPU-hour, roughly the late-2026 market.
     const BASE: [(GpuType, &str, i64); 6] = [
         (GpuType::H100, "H100 SXM 80GB", 249),
@@ -170,7 +224,7 @@ impl SimulatedProvider {
         };
         let rng = SmallRng::seed_from_u64(config.seed.wrapping_add(1));
         Ok(SimulatedProvider {
-            offers: offer_table(config.seed, &name, Utc::now()),
+            catalog: Catalog::new(config.seed, &name, Utc::now()),
             name,
             config,
             state: Mutex::new((state, rng)),
@@ -254,12 +308,7 @@ impl SimulatedProvider {
             label: Some(m.label.clone()),
             status,
             raw_status: m.status.clone(),
-            connection: Connection {
-                public_ip: Some(m.ip.clone()),
-                ssh_host: Some(m.ip.clone()),
-                ssh_port: Some(22),
-                ssh_user: Some("root".into()),
-            },
+            connection: ssh_connection(&m.ip),
             hourly_price: Some(m.hourly_price),
             billing: Some(BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 }),
         }
@@ -282,30 +331,20 @@ impl ProviderClient for SimulatedProvider {
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
-        self.offers.iter().find(|o| o.gpu_type == Some(gpu)).map(|o| o.provider_gpu_name.clone())
+        self.catalog.translate_gpu(gpu)
     }
 
     fn translate_region(&self, region: &Region) -> Option<String> {
-        self.offers.iter().find(|o| o.region.as_ref() == Some(region)).map(|o| o.provider_region.clone())
+        self.catalog.translate_region(region)
     }
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
-        let now = Utc::now();
         let spot_withdrawn = self.state.lock().expect("simulated market state").0.spot_withdrawn;
-        Ok(self
-            .offers
-            .iter()
-            .map(|o| Offer { observed_at: now, spot_price: o.spot_price.filter(|_| !spot_withdrawn), ..o.clone() })
-            .filter(|o| filter.matches(o))
-            .collect())
+        Ok(self.catalog.offers(filter, Utc::now(), !spot_withdrawn))
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
-        let offer = self.offers.iter().find(|o| o.id == spec.offer_id).ok_or_else(|| {
-            ProviderError::new(&self.name, FailureClass::NotFound, format!("no offer {}", spec.offer_id))
-        })?;
-        let price = if spec.spot { spec.bid.or(offer.spot_price) } else { offer.on_demand_price }
-            .ok_or_else(|| ProviderError::new(&self.name, FailureClass::InvalidRequest, "offer not sold that way"))?;
+        let (offer, price) = self.catalog.quote(spec)?;
         let boot = chrono::Duration::from_std(self.config.boot_time).unwrap_or_default();
         let refused = self.with_state(|state, _| {
             // A spot launch with spot withdrawn is refused for that reason: it uses up no cue.

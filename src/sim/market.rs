@@ -19,10 +19,10 @@ use tgp_actors::provider::{
     LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
     ProviderInstance, RateLimits,
 };
-use tgp_events::events::{Connection, FailureClass, InterruptionReason};
+use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{GpuType, ProviderName, Region};
 
-use crate::simulated::offer_table;
+use crate::simulated::{Catalog, ssh_connection};
 
 /// How often things go wrong in the simulated market, until `calm_after`.
 #[derive(Clone, Debug)]
@@ -109,7 +109,7 @@ struct State {
 /// A simulated provider on the virtual clock.
 pub struct SimProvider {
     name: ProviderName,
-    offers: Vec<Offer>,
+    catalog: Catalog,
     clock: Clock,
     chaos: Chaos,
     state: Mutex<State>,
@@ -119,7 +119,7 @@ impl SimProvider {
     /// A provider named `name` with the catalog of `catalog_seed`.
     pub fn new(name: ProviderName, catalog_seed: u64, clock: Clock, chaos: Chaos) -> Self {
         SimProvider {
-            offers: offer_table(catalog_seed, &name, clock.now()),
+            catalog: Catalog::new(catalog_seed, &name, clock.now()),
             name,
             clock,
             chaos,
@@ -177,12 +177,7 @@ impl SimProvider {
             label: Some(m.label.clone()),
             status,
             raw_status: raw.to_string(),
-            connection: Connection {
-                public_ip: Some("203.0.113.7".into()),
-                ssh_host: Some("203.0.113.7".into()),
-                ssh_port: Some(22),
-                ssh_user: Some("root".into()),
-            },
+            connection: ssh_connection("203.0.113.7"),
             hourly_price: None,
             billing: None,
         }
@@ -205,29 +200,25 @@ impl ProviderClient for SimProvider {
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
-        self.offers.iter().find(|o| o.gpu_type == Some(gpu)).map(|o| o.provider_gpu_name.clone())
+        self.catalog.translate_gpu(gpu)
     }
 
     fn translate_region(&self, region: &Region) -> Option<String> {
-        self.offers.iter().find(|o| o.region.as_ref() == Some(region)).map(|o| o.provider_region.clone())
+        self.catalog.translate_region(region)
     }
 
     async fn list_offers(&self, filter: &OfferFilter) -> Result<Vec<Offer>, ProviderError> {
         let mut state = self.state.lock().expect("sim provider state");
         let key = format!("offers/{}/{}", self.name, self.clock.now().timestamp_millis());
         let now = self.call(&mut state, "list_offers", "", &key)?;
-        Ok(self.offers.iter().filter(|o| filter.matches(o)).map(|o| Offer { observed_at: now, ..o.clone() }).collect())
+        Ok(self.catalog.offers(filter, now, true))
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         let label = spec.attempt_id.to_string();
         let mut state = self.state.lock().expect("sim provider state");
         let now = self.call(&mut state, "launch", &label, &format!("launch-429/{label}"))?;
-        let offer = self.offers.iter().find(|o| o.id == spec.offer_id).ok_or_else(|| {
-            ProviderError::new(&self.name, FailureClass::NotFound, format!("no offer {}", spec.offer_id))
-        })?;
-        let price = if spec.spot { spec.bid.or(offer.spot_price) } else { offer.on_demand_price }
-            .ok_or_else(|| ProviderError::new(&self.name, FailureClass::InvalidRequest, "offer not sold that way"))?;
+        let (offer, price) = self.catalog.quote(spec)?;
         let mut rng = rng_for(self.chaos.seed, &format!("launch/{label}"));
         let calm = self.calm(now);
         if !calm && rng.random_bool(self.chaos.no_capacity) {
