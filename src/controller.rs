@@ -154,8 +154,11 @@ impl Controller {
                 client.subscribe(SIM_INTERRUPT).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
             let cues = client.subscribe(SIM_CUE).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
             let requests = futures::stream::select(interrupts, cues);
-            tasks.push(tokio::spawn(serve_cues(client, requests, market)));
+            tasks.push(tokio::spawn(serve_cues(client.clone(), requests, market)));
         }
+        // Subscriptions are sent, not yet known to be registered: one round trip to the server makes
+        // sure every subject answers before the controller says it runs.
+        client.flush().await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
         tracing::info!(nats = %config.nats_url, "tgp controller running");
         Ok(Controller { supervisor, cues: config.cues, js, journal, tasks })
     }
