@@ -195,8 +195,7 @@ impl Machine {
     /// Dollar-seconds (price x billed seconds, exact) of a run of this machine ending at `end`.
     fn billed_dollar_seconds(&self, end: DateTime<Utc>) -> Decimal {
         let Some(start) = self.launched_at else { return Decimal::ZERO };
-        let used_ms = (end - start).num_milliseconds().max(0) as u64;
-        let seconds = self.billing.unwrap_or(BillingGranularity::PER_SECOND).billed_seconds(used_ms.div_ceil(1000));
+        let seconds = self.billing.unwrap_or(BillingGranularity::PER_SECOND).billed_seconds_between(start, end);
         self.hourly_price.as_decimal() * Decimal::from(seconds)
     }
 
@@ -291,8 +290,7 @@ impl Instance {
             .zip(self.requested_at)
             .and_then(|(span, requested)| requested.checked_add_signed(span.to_chrono()?))
             .map(|end| (Limit::MaxLifetime, end));
-        let budget = request.budget.and_then(|budget| {
-            let left = budget.as_decimal().checked_mul(Decimal::from(3_600))? - self.spent_dollar_seconds;
+        let budget = self.budget_left().and_then(|left| {
             match &self.machine {
                 Some(machine) => machine.affordable_until(left),
                 None if left <= Decimal::ZERO => self.setbacks.map(|(_, at)| at).or(self.requested_at),
@@ -310,10 +308,16 @@ impl Instance {
     /// starting: the provider's minimum billed period, and a minute beyond [`BUDGET_MARGIN`].
     /// Always true without a budget.
     pub fn can_afford(&self, hourly_price: Money, billing: BillingGranularity) -> bool {
-        let Some(budget) = self.request.as_ref().and_then(|r| r.budget) else { return true };
-        let Some(left) = budget.as_decimal().checked_mul(Decimal::from(3_600)) else { return true };
+        let Some(left) = self.budget_left() else { return true };
         let shortest = billing.billed_seconds(2 * BUDGET_MARGIN.num_seconds() as u64);
-        hourly_price.as_decimal() * Decimal::from(shortest) <= left - self.spent_dollar_seconds
+        hourly_price.as_decimal() * Decimal::from(shortest) <= left
+    }
+
+    /// What is left of the budget, in dollar-seconds; `None` without a budget (or one too large to
+    /// count, which limits nothing).
+    fn budget_left(&self) -> Option<Decimal> {
+        let budget = self.request.as_ref()?.budget?;
+        Some(budget.as_decimal().checked_mul(Decimal::from(3_600))? - self.spent_dollar_seconds)
     }
 
     /// When the next attempt may start, while the chain waits out a relaunch backoff.

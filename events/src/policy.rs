@@ -143,6 +143,16 @@ impl BillingGranularity {
         }
     }
 
+    /// Seconds billed for a run from `start` to `end`: its length in started seconds, billed.
+    pub fn billed_seconds_between(
+        self,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+    ) -> u64 {
+        let used_ms = (end - start).num_milliseconds().max(0) as u64;
+        self.billed_seconds(used_ms.div_ceil(1000))
+    }
+
     /// Seconds billed for a run of `seconds`: rounded up to the unit, then raised to the minimum.
     pub fn billed_seconds(self, seconds: u64) -> u64 {
         let unit = self.unit_seconds();

@@ -56,11 +56,7 @@ impl Run {
     /// open one.
     pub fn billed_end(&self, until: DateTime<Utc>) -> DateTime<Utc> {
         match self.end {
-            Some(end) => {
-                let used = (end - self.start).num_milliseconds().max(0) as u64;
-                let billed_seconds = self.billing.billed_seconds(used.div_ceil(1000));
-                self.start + Duration::seconds(billed_seconds as i64)
-            }
+            Some(end) => self.start + Duration::seconds(self.billing.billed_seconds_between(self.start, end) as i64),
             None => until.max(self.start),
         }
     }
@@ -173,6 +169,11 @@ impl CostLedger {
         out
     }
 
+    /// Money for the range `[from, to)`, all runs together.
+    pub fn total(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Totals {
+        Totals::sum(self.totals(from, to, &[]).values())
+    }
+
     /// The current spend rate: the sum of the prices of open runs, per hour.
     pub fn spend_rate(&self) -> Money {
         self.open.values().fold(Money::ZERO, |sum, run| sum + run.price)
@@ -201,6 +202,14 @@ impl Totals {
         self.on_demand_dollar_ms += run.on_demand_price.as_decimal() * Decimal::from(ms);
         self.billed_ms += ms;
         self.runs += 1;
+    }
+
+    /// The totals of several groups together.
+    pub fn sum<'a>(groups: impl IntoIterator<Item = &'a Totals>) -> Totals {
+        groups.into_iter().fold(Totals::default(), |mut all, t| {
+            all.merge(t);
+            all
+        })
     }
 
     /// Adds another group's totals.
@@ -327,10 +336,7 @@ impl CostLedger {
         last_sequence: u64,
     ) -> tgp_events::api::CostReport {
         let groups = self.totals(from.unwrap_or(DateTime::<Utc>::MIN_UTC), to, group_by);
-        let mut all = Totals::default();
-        for t in groups.values() {
-            all.merge(t);
-        }
+        let all = Totals::sum(groups.values());
         tgp_events::api::CostReport {
             from,
             to,

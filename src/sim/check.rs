@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tgp_events::events::Limit;
 use tgp_events::{AttemptId, InstanceEvent, InstanceId, SpotPolicy};
 
-use crate::projections::cost::{CostLedger, Totals};
+use crate::projections::cost::CostLedger;
 
 /// Checks one chain's events; the first rule broken, with where.
 pub fn validate_chain(id: &InstanceId, events: &[InstanceEvent]) -> Result<(), String> {
@@ -184,10 +184,7 @@ pub fn limits_kept(id: &InstanceId, events: &[InstanceEvent], end: DateTime<Utc>
     if let Some(budget) = request.budget {
         let mut ledger = CostLedger::default();
         events.iter().for_each(|e| ledger.apply(id, e));
-        let spent = ledger.totals(*requested, end, &[]).values().fold(Totals::default(), |mut sum, t| {
-            sum.merge(t);
-            sum
-        });
+        let spent = ledger.total(*requested, end);
         if spent.cost() > budget {
             out.push(format!("{id}: billed {} against a budget of {budget}", spent.cost()));
         }

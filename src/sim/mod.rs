@@ -293,13 +293,7 @@ fn report(
         }
     }
     violations.extend(check::compare_machines(&at_providers, &in_journal));
-    let totals = ledger.totals(epoch(), end, &[]).into_values().fold(
-        crate::projections::cost::Totals::default(),
-        |mut sum, t| {
-            sum.merge(&t);
-            sum
-        },
-    );
+    let totals = ledger.total(epoch(), end);
     Ok(SimReport {
         config,
         simulated,
