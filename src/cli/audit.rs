@@ -49,11 +49,7 @@ fn parse_time(text: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
-    let age = if let Some(days) = text.strip_suffix('d') {
-        std::time::Duration::from_secs(days.parse::<u64>().with_context(|| format!("{what}: {text:?}"))? * 86400)
-    } else {
-        parse_duration(text).map_err(|e| anyhow::anyhow!("{what}: {e}, or an RFC 3339 time"))?
-    };
+    let age = parse_duration(text).map_err(|e| anyhow::anyhow!("{what}: {e}, or an RFC 3339 time"))?;
     Ok(Utc::now() - chrono::Duration::from_std(age)?)
 }
 

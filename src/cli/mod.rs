@@ -65,21 +65,37 @@ pub struct NatsArgs {
     pub nats_url: Option<String>,
 }
 
-/// Parses "15s", "500ms", "2m" or a plain number of seconds.
+/// Parses a span as launch commands write it (`15s`, `2m`, `1h30m`, `7d`: [`tgp_events::Span`]),
+/// milliseconds for the short waits of tests and benches (`500ms`), or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 15s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s, m or h"));
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{text:?}: milliseconds must be a whole number"));
+    }
+    // Plain seconds, zero included (a span is never zero, a wait may be).
+    if let Ok(seconds) = text.strip_suffix('s').unwrap_or(text).parse() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    text.parse::<tgp_events::Span>().map(tgp_events::Span::to_std).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_spans_milliseconds_or_seconds() {
+        for (text, expected) in
+            [("500ms", 500), ("0s", 0), ("15", 15_000), ("15s", 15_000), ("1h30m", 5_400_000), ("7d", 604_800_000)]
+        {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(expected)), "{text}");
         }
-    };
-    Ok(Duration::from_secs_f64(seconds))
+        assert!(parse_duration("1.5ms").unwrap_err().contains("whole number"));
+        assert!(parse_duration("3w").unwrap_err().contains("units are d, h, m and s"));
+    }
 }
 
 impl Cli {
