@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+use tgp::fakes::market::client_settings;
 use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
 use tgp::providers::api_change::ApiChangeReporter;
-use tgp::fakes::market::client_settings;
 use tgp::providers::config::ProviderKind;
 use tgp_actors::provider::{OfferFilter, ProviderClient};
 use tgp_actors::provider_actor::breaker::BreakerConfig;
