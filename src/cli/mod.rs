@@ -82,22 +82,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<tgp_events::Span>().map(tgp_events::Span::to_std).map_err(|e| e.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_spans_milliseconds_or_seconds() {
-        for (text, expected) in
-            [("500ms", 500), ("0s", 0), ("15", 15_000), ("15s", 15_000), ("1h30m", 5_400_000), ("7d", 604_800_000)]
-        {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(expected)), "{text}");
-        }
-        assert!(parse_duration("1.5ms").unwrap_err().contains("whole number"));
-        assert!(parse_duration("3w").unwrap_err().contains("units are d, h, m and s"));
-    }
-}
-
 impl Cli {
     /// Logs for the controller say what it does; client commands stay quiet unless asked.
     pub fn default_log_filter(&self) -> &'static str {
@@ -126,5 +110,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => client::block_on(audit::audit(args)),
         Command::Prices(args) => client::block_on(audit::prices(args)),
         Command::Projections(args) => client::block_on(audit::projections(args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_spans_milliseconds_or_seconds() {
+        for (text, expected) in
+            [("500ms", 500), ("0s", 0), ("15", 15_000), ("15s", 15_000), ("1h30m", 5_400_000), ("7d", 604_800_000)]
+        {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(expected)), "{text}");
+        }
+        assert!(parse_duration("1.5ms").unwrap_err().contains("whole number"));
+        assert!(parse_duration("3w").unwrap_err().contains("units are d, h, m and s"));
     }
 }
