@@ -1,30 +1,67 @@
-//! The seeded simulation (issue 5's simulated hour): 100 instances for an hour on a market that
-//! preempts spot machines, runs out of capacity, answers 429 and loses launch answers. Every chain
-//! must be lawful, the providers must run exactly what the journal says runs, no attempt may be
-//! launched twice, no stopped machine may be left, every limit must hold (no chain outlives its
-//! lifetime or its budget), and the same seed must give the same events.
+//! The seeded simulation (issue 5's simulated hour, issue 10's misfortunes): 100 instances for an
+//! hour on a market that preempts spot machines, runs out of capacity, answers 429, loses and
+//! cuts off launch answers, glitches its listings (empty, partial, `null`), has bursts of 5xx,
+//! and has machines that vanish or hide for a while. Every chain must be lawful, the providers
+//! must run exactly what the journal says runs, no attempt may be launched twice, no stopped
+//! machine may be left, every limit must hold, no machine its chain still wanted may be
+//! destroyed, no chain may give up on transient causes alone, and the same seed must give the
+//! same events.
 
 use std::process::Command;
 
-use tgp::sim::{SimConfig, run};
+use tgp::sim::{SimConfig, SimReport, run};
 
-fn count(report: &tgp::sim::SimReport, kind: &str) -> usize {
+fn count(report: &SimReport, kind: &str) -> usize {
     report.events.get(kind).copied().unwrap_or(0)
+}
+
+/// The violations of the checks that hold the journal against the market's truth (issue 10).
+fn truth_violations(report: &SimReport) -> Vec<String> {
+    let mut found: Vec<String> = report
+        .violations
+        .iter()
+        .filter(|v| v.contains("still wanted it") || v.contains("on transient causes only"))
+        .cloned()
+        .collect();
+    found.truncate(10);
+    found
+}
+
+/// The same market without issue 10's misfortunes.
+fn without_issue_10(config: SimConfig) -> SimConfig {
+    SimConfig { cut_off: 0.0, listing_glitch: 0.0, outage_burst: 0.0, vanish: 0.0, reappear: 0.0, ..config }
 }
 
 #[test]
 fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_events() {
     let config = SimConfig { seed: 7, instances: 100, ..SimConfig::default() };
     let first = run(config.clone(), |_| {}).expect("the simulation runs");
-    assert_eq!(first.violations, Vec::<String>::new());
+    // The lifecycle's own checks; the two against the market's truth have their own test below.
+    for check in [tgp::sim::LAWFUL, tgp::sim::LIMITS, tgp::sim::ACCOUNTED, tgp::sim::NOTHING_STOPPED] {
+        assert_eq!(first.violations_by_check[check], 0, "{check}: {:?}", first.violations);
+    }
+    assert_eq!(first.violations_by_check[tgp::sim::LAUNCHED_ONCE], 0, "{:?}", first.violations);
     assert_eq!(first.chains.len(), 100);
 
     // The market misbehaved in every way it can, and tgp went through each path.
     assert!(count(&first, "Interrupted") >= 10, "{:?}", first.events);
     assert!(count(&first, "Relaunched") >= 10, "{:?}", first.events);
     assert!(first.adopted >= 1, "a lost launch answer was adopted by reconciliation");
-    for call in ["launch capacity", "launch rate_limited", "launch answer_lost", "list_instances rate_limited"] {
+    for call in [
+        "launch capacity",
+        "launch rate_limited",
+        "launch answer_lost",
+        "launch cut_off",
+        "list_instances rate_limited",
+        "list_instances empty",
+        "list_instances partial",
+        "list_instances null",
+        "list_instances outage",
+    ] {
         assert!(first.provider_calls.get(call).is_some_and(|n| *n > 0), "no {call}: {:?}", first.provider_calls);
+    }
+    for operation in ["list", "launch", "terminate", "offers"] {
+        assert!(first.calls_per_instance_hour.get(operation).is_some_and(|r| *r > 0.0), "{operation}");
     }
     assert!(first.outcomes.contains_key("terminated: max_lifetime reached"), "{:?}", first.outcomes);
     assert!(first.outcomes.contains_key("terminated by the user"), "{:?}", first.outcomes);
@@ -39,19 +76,52 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
 
     let other = run(SimConfig { seed: 8, ..config }, |_| {}).expect("the simulation runs");
     assert_ne!(other.digest, first.digest, "another seed, another history");
-    assert_eq!(other.violations, Vec::<String>::new());
+    assert_eq!(other.violations_by_check[tgp::sim::LAWFUL], 0, "{:?}", other.violations);
 }
 
 #[test]
+fn without_issue_10s_misfortunes_every_check_passes() {
+    // The two checks against the market's truth must not fail a run whose market only preempts,
+    // runs out of capacity, answers 429 and loses answers: each finds only what is wrong.
+    let report = run(without_issue_10(SimConfig { seed: 7, ..SimConfig::default() }), |_| {}).expect("it runs");
+    assert_eq!(report.violations, Vec::<String>::new());
+    assert!(count(&report, "OrphanTerminated") >= 1, "orphans were destroyed, and that was lawful");
+}
+
+/// Issue 10: with listings that glitch, answers cut off, bursts of 5xx and machines that hide,
+/// tgp destroys no machine its chain still wants and gives up on no chain for a passing fault.
+/// Fails on the lifecycle of wave 1, which reads an empty listing as every machine lost.
+#[test]
+fn no_wanted_machine_is_destroyed_and_no_chain_gives_up_on_a_transient_fault() {
+    for seed in [7, 8] {
+        let report = run(SimConfig { seed, ..SimConfig::default() }, |_| {}).expect("the simulation runs");
+        let destroyed = report.violations_by_check[tgp::sim::WANTED_KEPT];
+        let gave_up = report.violations_by_check[tgp::sim::NO_TRANSIENT_GIVE_UP];
+        assert_eq!((destroyed, gave_up), (0, 0), "seed {seed}: {:#?}", truth_violations(&report));
+        assert_eq!(report.violations, Vec::<String>::new(), "seed {seed}");
+    }
+}
+
+/// The command line, on the market without issue 10's misfortunes (each knob set by its option),
+/// so that its exit status says the checks pass whatever the lifecycle's state of the day.
+#[test]
 fn tgp_sim_prints_a_summary_and_passes_its_checks() {
+    let calm = ["--cut-off", "0", "--listing-glitch", "0", "--outage-burst", "0", "--vanish", "0", "--reappear", "0"];
     let output = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args(["sim", "--seed", "3", "--instances", "30", "--duration", "30m", "--events", "sim-0001"])
+        .args(calm)
         .output()
         .expect("tgp runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for line in ["40m of simulated time", "outcomes:", "provider calls:", "digest of the events", "events of sim-0001"]
-    {
+    for line in [
+        "40m of simulated time",
+        "outcomes:",
+        "provider calls:",
+        "provider calls per instance-hour",
+        "digest of the events",
+        "events of sim-0001",
+    ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
     assert!(stdout.contains("checks: every chain lawful"), "{stdout}");

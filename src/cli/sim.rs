@@ -16,8 +16,9 @@ use super::parse_duration;
   tgp sim --seed 7 --events sim-0042                   # one chain's events
 
 The same seed gives the same events (the digest line shows it). The run exits non-zero when a
-check fails: a chain breaking the lifecycle, a machine the journal does not account for, or an
-attempt launched twice.")]
+check fails: a chain breaking the lifecycle, a machine the journal does not account for, an
+attempt launched twice, a machine destroyed that its chain still wanted, or a chain that gave up
+with attempts left on transient causes alone.")]
 pub struct SimArgs {
     /// Seeds the workload and every misfortune.
     #[arg(long, default_value_t = 1)]
@@ -43,6 +44,21 @@ pub struct SimArgs {
     /// Chance a launch's answer is lost although the machine starts (reconciliation adopts it).
     #[arg(long, default_value_t = 0.03)]
     lost_answer: f64,
+    /// Chance a launch's answer is cut off mid-body although the machine starts.
+    #[arg(long, default_value_t = 0.02)]
+    cut_off: f64,
+    /// Chance a listing of a provider's machines is empty, partial or `null` (a third each).
+    #[arg(long, default_value_t = 0.02)]
+    listing_glitch: f64,
+    /// Chance, per provider and minute, that a burst of 5xx (10 to 90 s) starts.
+    #[arg(long, default_value_t = 0.01)]
+    outage_burst: f64,
+    /// Chance a machine really vanishes with its host (unlisted, status not found).
+    #[arg(long, default_value_t = 0.02)]
+    vanish: f64,
+    /// Chance a machine drops out of listings and status for 30 s to 10 min, then is back.
+    #[arg(long, default_value_t = 0.03)]
+    reappear: f64,
     /// Mean life of a spot machine before the provider preempts it.
     #[arg(long, default_value = "40m", value_parser = parse_duration)]
     mean_spot_life: Duration,
@@ -62,6 +78,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         no_capacity: args.no_capacity,
         rate_limited: args.rate_limited,
         lost_answer: args.lost_answer,
+        cut_off: args.cut_off,
+        listing_glitch: args.listing_glitch,
+        outage_burst: args.outage_burst,
+        vanish: args.vanish,
+        reappear: args.reappear,
         mean_spot_life: args.mean_spot_life,
     };
     config.validate()?;
@@ -109,6 +130,10 @@ fn print(report: &SimReport) {
     for (call, n) in &report.provider_calls {
         println!("  {n:>5}  {call}");
     }
+    println!("provider calls per instance-hour ({:.1} instance-hours):", report.instance_hours);
+    for (operation, rate) in &report.calls_per_instance_hour {
+        println!("  {rate:>9.2}  {operation}");
+    }
     println!("adopted after a lost answer: {}", report.adopted);
     println!("running at the providers at the end: {}", report.running_at_end);
     println!(
@@ -118,14 +143,18 @@ fn print(report: &SimReport) {
     );
     println!("digest of the events (timestamps aside): {}", report.digest);
     if report.violations.is_empty() {
-        println!(
-            "checks: every chain lawful and within its limits; the providers run exactly what the journal says \
-             and keep nothing stopped; no attempt launched twice"
-        );
+        println!("checks: {}", tgp::sim::CHECKS.join("; "));
     } else {
         println!("checks FAILED:");
-        for v in &report.violations {
+        for (check, n) in &report.violations_by_check {
+            println!("  {n:>5}  {check}");
+        }
+        println!("violations (the first {SHOWN}):");
+        for v in report.violations.iter().take(SHOWN) {
             println!("  {v}");
         }
     }
 }
+
+/// How many violations the summary prints; the count of each check is always printed.
+const SHOWN: usize = 40;

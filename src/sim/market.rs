@@ -1,19 +1,14 @@
 //! The simulation's providers: the simulated catalog behind the `ProviderClient` trait, on the
-//! virtual clock, misbehaving on a seeded schedule (no capacity, 429s, a launch whose answer is
-//! lost although the machine starts, spot preemptions), with a log of every call it received.
-//!
-//! Every misfortune is drawn from the seed and what it is about (an attempt's label, a machine,
-//! the time of a poll), never from the order calls arrive in: instance actors run concurrently,
-//! and the same seed must give the same events whatever order they happen to run in.
+//! virtual clock, misbehaving on the seeded schedule of [`super::misfortune`], with a log of
+//! every call it received and of every machine a terminate call reached: the market's truth,
+//! which the checks hold the journal against.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use tgp_actors::clock::Clock;
 use tgp_actors::provider::{
     LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
@@ -22,37 +17,9 @@ use tgp_actors::provider::{
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{GpuType, ProviderName, Region};
 
+pub use super::misfortune::{Chaos, rng_for};
+use super::misfortune::{Fate, Glitch};
 use crate::simulated::{Catalog, ssh_connection};
-
-/// How often things go wrong in the simulated market, until `calm_after`.
-#[derive(Clone, Debug)]
-pub struct Chaos {
-    /// The seed every draw derives from.
-    pub seed: u64,
-    /// Chance that a launch fails for lack of capacity.
-    pub no_capacity: f64,
-    /// Chance that a call is answered 429.
-    pub rate_limited: f64,
-    /// Chance that a launch starts the machine but its answer is lost (a timeout, a reset).
-    pub lost_answer: f64,
-    /// Mean time a spot machine runs before it is preempted.
-    pub mean_spot_life: Duration,
-    /// Shortest and longest boot, in seconds.
-    pub boot_seconds: (u64, u64),
-    /// From this moment nothing goes wrong any more, so the system can settle and be checked.
-    pub calm_after: DateTime<Utc>,
-}
-
-/// A generator seeded by the seed and a key: the same key draws the same numbers in any run.
-pub fn rng_for(seed: u64, key: &str) -> SmallRng {
-    // FNV-1a: small, stable across platforms and Rust versions (unlike std's hashers).
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    SmallRng::seed_from_u64(hash)
-}
 
 /// One call the simulated provider received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,8 +30,33 @@ pub struct Call {
     pub operation: &'static str,
     /// The attempt label (launch) or machine id (terminate, status); empty otherwise.
     pub subject: String,
-    /// `ok`, or the failure class.
+    /// `ok`, or what went wrong: a failure class (`rate_limited`, `outage`, `capacity`), a lost or
+    /// cut-off answer, a glitched listing (`empty`, `partial`, `null`), `not_found`.
     pub outcome: String,
+}
+
+/// What a machine really is at a moment, whatever the provider's API says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truth {
+    /// Booting.
+    Starting,
+    /// Up.
+    Running,
+    /// Up, but out of the API's sight for a while (unlisted, `status` not found).
+    Hidden,
+    /// Stopped by the provider (preempted); the user's work on it is lost.
+    Stopped,
+    /// Vanished with its host; nothing is left.
+    Gone,
+    /// Destroyed by a terminate call.
+    Terminated,
+}
+
+impl Truth {
+    /// Whether the machine holds a user's work and would go on doing so: booting, up or hidden.
+    pub fn alive(self) -> bool {
+        matches!(self, Truth::Starting | Truth::Running | Truth::Hidden)
+    }
 }
 
 /// One simulated machine.
@@ -76,27 +68,68 @@ pub struct SimMachine {
     pub label: String,
     /// Spot?
     pub spot: bool,
+    /// When it was launched.
+    pub launched_at: DateTime<Utc>,
     /// When it becomes running.
     pub ready_at: DateTime<Utc>,
     /// When the provider takes it back (spot only, and only before the calm).
     pub preempt_at: Option<DateTime<Utc>>,
+    /// Whether it vanishes or hides for a while.
+    pub fate: Fate,
     /// When it was destroyed.
     pub terminated_at: Option<DateTime<Utc>>,
 }
 
 impl SimMachine {
-    /// Its status at `now`: the provider's word for it and what tgp makes of it.
-    pub fn status(&self, now: DateTime<Utc>) -> (&'static str, MachineStatus) {
-        if self.terminated_at.is_some() {
-            ("terminated", MachineStatus::Terminated)
-        } else if self.preempt_at.is_some_and(|at| at <= now) {
-            ("preempted", MachineStatus::Interrupted(InterruptionReason::Preempted))
+    /// What it really is at `now`.
+    pub fn truth(&self, now: DateTime<Utc>) -> Truth {
+        let passed = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at <= now);
+        if self.terminated_at.is_some_and(|at| at <= now) {
+            Truth::Terminated
+        } else if passed(self.fate.vanish_at) {
+            Truth::Gone
+        } else if passed(self.preempt_at) {
+            Truth::Stopped
+        } else if self.fate.hidden.is_some_and(|(from, until)| from <= now && now < until) {
+            Truth::Hidden
         } else if self.ready_at <= now {
-            ("running", MachineStatus::Running)
+            Truth::Running
         } else {
-            ("starting", MachineStatus::Starting)
+            Truth::Starting
         }
     }
+
+    /// When it stopped being alive (destroyed, vanished or preempted), if it has.
+    pub fn alive_until(&self) -> Option<DateTime<Utc>> {
+        [self.terminated_at, self.fate.vanish_at, self.preempt_at].into_iter().flatten().min()
+    }
+
+    /// What the provider's API says about it at `now`: its raw word and what tgp makes of it;
+    /// `None` when the API does not see it (vanished or hidden).
+    pub fn status(&self, now: DateTime<Utc>) -> Option<(&'static str, MachineStatus)> {
+        match self.truth(now) {
+            Truth::Terminated => Some(("terminated", MachineStatus::Terminated)),
+            Truth::Gone | Truth::Hidden => None,
+            Truth::Stopped => Some(("preempted", MachineStatus::Interrupted(InterruptionReason::Preempted))),
+            Truth::Running => Some(("running", MachineStatus::Running)),
+            Truth::Starting => Some(("starting", MachineStatus::Starting)),
+        }
+    }
+}
+
+/// A terminate call that reached a machine, and what the machine really was when it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destruction {
+    /// When (virtual time).
+    pub at: DateTime<Utc>,
+    /// The provider.
+    pub provider: String,
+    /// The machine.
+    pub machine: String,
+    /// The attempt label it carried.
+    pub label: String,
+    /// What it was just before the call.
+    pub was: Truth,
 }
 
 #[derive(Default)]
@@ -104,6 +137,7 @@ struct State {
     machines: BTreeMap<String, SimMachine>,
     calls: Vec<Call>,
     terminate_calls: BTreeMap<String, u32>,
+    destroyed: Vec<Destruction>,
 }
 
 /// A simulated provider on the virtual clock.
@@ -137,16 +171,22 @@ impl SimProvider {
         self.state.lock().expect("sim provider state").machines.clone()
     }
 
+    /// Every terminate call that reached a machine, in order.
+    pub fn destroyed(&self) -> Vec<Destruction> {
+        self.state.lock().expect("sim provider state").destroyed.clone()
+    }
+
     /// The provider's name.
     pub fn name(&self) -> &ProviderName {
         &self.name
     }
 
-    fn calm(&self, now: DateTime<Utc>) -> bool {
-        now >= self.chaos.calm_after
+    /// Its catalog: what fits a request in truth, whatever the calls answer.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
-    /// Logs a call and answers 429 when the seed says so.
+    /// Logs a call and answers 5xx during a burst, or 429 when the seed says so.
     fn call(
         &self,
         state: &mut State,
@@ -155,13 +195,20 @@ impl SimProvider {
         key: &str,
     ) -> Result<DateTime<Utc>, ProviderError> {
         let now = self.clock.now();
-        let limited = !self.calm(now) && rng_for(self.chaos.seed, key).random_bool(self.chaos.rate_limited);
-        state.calls.push(Call {
-            at: now,
-            operation,
-            subject: subject.to_string(),
-            outcome: if limited { "rate_limited".into() } else { "ok".into() },
-        });
+        let outage = self.chaos.in_outage(self.name.as_str(), now);
+        let limited =
+            !outage && !self.chaos.calm(now) && rng_for(self.chaos.seed, key).random_bool(self.chaos.rate_limited);
+        let outcome = if outage {
+            "outage"
+        } else if limited {
+            "rate_limited"
+        } else {
+            "ok"
+        };
+        state.calls.push(Call { at: now, operation, subject: subject.to_string(), outcome: outcome.into() });
+        if outage {
+            return Err(ProviderError::new(&self.name, FailureClass::ProviderOutage, "503 Service Unavailable"));
+        }
         if limited {
             let mut e = ProviderError::new(&self.name, FailureClass::RateLimited, "429 Too Many Requests");
             e.retry_after_seconds = Some(2);
@@ -170,9 +217,13 @@ impl SimProvider {
         Ok(now)
     }
 
-    fn describe(&self, m: &SimMachine, now: DateTime<Utc>) -> ProviderInstance {
-        let (raw, status) = m.status(now);
-        ProviderInstance {
+    fn mark(state: &mut State, outcome: &str) {
+        state.calls.last_mut().expect("just logged").outcome = outcome.into();
+    }
+
+    fn describe(&self, m: &SimMachine, now: DateTime<Utc>) -> Option<ProviderInstance> {
+        let (raw, status) = m.status(now)?;
+        Some(ProviderInstance {
             id: m.id.clone(),
             label: Some(m.label.clone()),
             status,
@@ -180,7 +231,7 @@ impl SimProvider {
             connection: ssh_connection("203.0.113.7"),
             hourly_price: None,
             billing: None,
-        }
+        })
     }
 }
 
@@ -220,9 +271,9 @@ impl ProviderClient for SimProvider {
         let now = self.call(&mut state, "launch", &label, &format!("launch-429/{label}"))?;
         let (offer, price) = self.catalog.quote(spec)?;
         let mut rng = rng_for(self.chaos.seed, &format!("launch/{label}"));
-        let calm = self.calm(now);
+        let calm = self.chaos.calm(now);
         if !calm && rng.random_bool(self.chaos.no_capacity) {
-            state.calls.last_mut().expect("just logged").outcome = "capacity".into();
+            Self::mark(&mut state, "capacity");
             return Err(ProviderError::new(&self.name, FailureClass::Capacity, "no capacity for this offer right now"));
         }
         let boot = rng.random_range(self.chaos.boot_seconds.0..=self.chaos.boot_seconds.1);
@@ -230,21 +281,32 @@ impl ProviderClient for SimProvider {
         let preempt_at = (spec.spot)
             .then(|| now + chrono::Duration::milliseconds(life_ms as i64))
             .filter(|at| *at < self.chaos.calm_after);
+        let ready_at = now + chrono::Duration::seconds(boot as i64);
         let machine = SimMachine {
             id: format!("m-{label}"),
             label: label.clone(),
             spot: spec.spot,
-            ready_at: now + chrono::Duration::seconds(boot as i64),
+            launched_at: now,
+            ready_at,
             preempt_at,
+            fate: self.chaos.fate(&label, ready_at),
             terminated_at: None,
         };
         state.machines.insert(machine.id.clone(), machine.clone());
         if !calm && rng.random_bool(self.chaos.lost_answer) {
-            state.calls.last_mut().expect("just logged").outcome = "answer_lost".into();
+            Self::mark(&mut state, "answer_lost");
             return Err(ProviderError::new(
                 &self.name,
                 FailureClass::ProviderOutage,
                 "connection reset after the request was sent",
+            ));
+        }
+        if self.chaos.cut_off(&label, now) {
+            Self::mark(&mut state, "cut_off");
+            return Err(ProviderError::new(
+                &self.name,
+                FailureClass::ContractChanged,
+                "cannot parse the launch answer: EOF while parsing an object at line 1 column 48",
             ));
         }
         Ok(LaunchReceipt { provider_instance_id: machine.id, hourly_price: price, billing: offer.billing })
@@ -259,24 +321,40 @@ impl ProviderClient for SimProvider {
         };
         let now =
             self.call(&mut state, "terminate", provider_instance_id, &format!("terminate/{provider_instance_id}/{n}"))?;
-        if let Some(m) = state.machines.get_mut(provider_instance_id) {
-            m.terminated_at.get_or_insert(now);
+        let State { machines, destroyed, .. } = &mut *state;
+        if let Some(m) = machines.get_mut(provider_instance_id) {
+            let was = m.truth(now);
+            if !matches!(was, Truth::Gone | Truth::Terminated) {
+                destroyed.push(Destruction {
+                    at: now,
+                    provider: self.name.to_string(),
+                    machine: m.id.clone(),
+                    label: m.label.clone(),
+                    was,
+                });
+                m.terminated_at = Some(now);
+            }
         }
         Ok(())
     }
 
+    /// Answers as a real provider does: the machine, `terminated` for a while after it was
+    /// destroyed, and not found when it vanished, is out of sight, or never existed.
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let mut state = self.state.lock().expect("sim provider state");
         let now = self.clock.now();
         let key = format!("status/{provider_instance_id}/{}", now.timestamp_millis());
         self.call(&mut state, "status", provider_instance_id, &key)?;
-        match state.machines.get(provider_instance_id) {
-            Some(m) => Ok(self.describe(m, now)),
-            None => Err(ProviderError::new(
-                &self.name,
-                FailureClass::NotFound,
-                format!("no machine {provider_instance_id}"),
-            )),
+        match state.machines.get(provider_instance_id).and_then(|m| self.describe(m, now)) {
+            Some(seen) => Ok(seen),
+            None => {
+                Self::mark(&mut state, "not_found");
+                Err(ProviderError::new(
+                    &self.name,
+                    FailureClass::NotFound,
+                    format!("no machine {provider_instance_id}"),
+                ))
+            }
         }
     }
 
@@ -284,6 +362,37 @@ impl ProviderClient for SimProvider {
         let mut state = self.state.lock().expect("sim provider state");
         let key = format!("list/{}/{}", self.name, self.clock.now().timestamp_millis());
         let now = self.call(&mut state, "list_instances", "", &key)?;
-        Ok(state.machines.values().filter(|m| m.terminated_at.is_none()).map(|m| self.describe(m, now)).collect())
+        let glitch = self.chaos.glitch(self.name.as_str(), now);
+        let outcome = match glitch {
+            None => "ok",
+            Some(Glitch::Empty) => "empty",
+            Some(Glitch::Partial) => "partial",
+            Some(Glitch::Null) => "null",
+        };
+        Self::mark(&mut state, outcome);
+        let listed = state
+            .machines
+            .values()
+            .filter(|m| m.terminated_at.is_none())
+            .filter_map(|m| self.describe(m, now))
+            .collect::<Vec<_>>();
+        match glitch {
+            None => Ok(listed),
+            Some(Glitch::Empty) => Ok(Vec::new()),
+            Some(Glitch::Null) => Err(ProviderError::new(
+                &self.name,
+                FailureClass::ContractChanged,
+                "the instance list is null, not a list",
+            )),
+            Some(Glitch::Partial) => {
+                let name = self.name.as_str();
+                let mut kept: Vec<ProviderInstance> =
+                    listed.iter().filter(|m| !self.chaos.omitted(name, now, &m.id)).cloned().collect();
+                if kept.len() == listed.len() {
+                    kept.pop();
+                }
+                Ok(kept)
+            }
+        }
     }
 }

@@ -10,11 +10,17 @@
 //!
 //! After the run the world is left to settle without misfortune, and then [`check`] proves what
 //! the run must: every chain is lawful, the providers run exactly what the journal says runs, and
-//! no attempt was launched twice.
+//! no attempt was launched twice. Two more checks hold the journal against the market's truth
+//! ([`truth`]): no machine its chain still wanted was destroyed ([`wanted`]), and no chain gave
+//! up with attempts left on transient causes alone ([`gave_up`]).
 
 pub mod check;
+pub mod gave_up;
 pub mod journal;
 pub mod market;
+pub mod misfortune;
+pub mod truth;
+pub mod wanted;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,7 +32,7 @@ use cqrs_es::persist::PersistenceError;
 use sha2::{Digest, Sha256};
 use tgp_actors::aggregate::Instance;
 use tgp_actors::clock::Clock;
-use tgp_actors::provider::{MachineStatus, Market, ProviderClient};
+use tgp_actors::provider::{Market, ProviderClient};
 use tgp_actors::supervisor::{Launch, Supervisor, SupervisorConfig, Terminate};
 use tgp_events::api::InstanceState;
 use tgp_events::events::{FailureClass, Limit};
@@ -34,7 +40,8 @@ use tgp_events::{InstanceEvent, InstanceId, Money};
 
 use crate::projections::cost::CostLedger;
 use journal::MemoryJournal;
-use market::{Chaos, SimProvider};
+use market::{Chaos, SimProvider, Truth};
+use truth::MarketTruth;
 
 /// The names of the simulated providers, as many as a run uses.
 pub const PROVIDER_NAMES: [&str; 3] = ["sim-a", "sim-b", "sim-c"];
@@ -42,6 +49,24 @@ pub const PROVIDER_NAMES: [&str; 3] = ["sim-a", "sim-b", "sim-c"];
 /// How long the world is left to settle, without misfortune, before it is checked: longer than
 /// the longest backoff, boot and poll together.
 pub const SETTLE: Duration = Duration::from_secs(10 * 60);
+
+/// The checks a run makes, by the names the report counts violations under.
+pub const CHECKS: [&str; 7] =
+    [LAWFUL, LIMITS, ACCOUNTED, NOTHING_STOPPED, LAUNCHED_ONCE, WANTED_KEPT, NO_TRANSIENT_GIVE_UP];
+/// Every chain follows the lifecycle.
+pub const LAWFUL: &str = "every chain lawful";
+/// No chain outlived its lifetime or its budget.
+pub const LIMITS: &str = "limits kept";
+/// The providers run exactly what the journal says runs.
+pub const ACCOUNTED: &str = "every machine accounted for";
+/// No stopped machine is left unless its chain waits to replace it.
+pub const NOTHING_STOPPED: &str = "nothing stopped left behind";
+/// No attempt label was launched twice.
+pub const LAUNCHED_ONCE: &str = "no attempt launched twice";
+/// No machine its chain still wanted was destroyed.
+pub const WANTED_KEPT: &str = "no wanted machine destroyed";
+/// No chain gave up with attempts left on transient causes alone.
+pub const NO_TRANSIENT_GIVE_UP: &str = "no chain gave up on transient causes";
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -62,6 +87,16 @@ pub struct SimConfig {
     pub rate_limited: f64,
     /// Chance a launch's answer is lost although the machine starts.
     pub lost_answer: f64,
+    /// Chance a launch's answer is cut off although the machine starts.
+    pub cut_off: f64,
+    /// Chance a listing of a provider's machines is empty, partial or `null`.
+    pub listing_glitch: f64,
+    /// Chance, per provider and minute, that a burst of 5xx starts.
+    pub outage_burst: f64,
+    /// Chance a machine really vanishes.
+    pub vanish: f64,
+    /// Chance a machine drops out of sight for a while and comes back.
+    pub reappear: f64,
     /// Mean life of a spot machine before preemption.
     pub mean_spot_life: Duration,
 }
@@ -72,9 +107,16 @@ impl SimConfig {
         if !(1..=PROVIDER_NAMES.len()).contains(&self.providers) {
             return Err(SimError::Invalid(format!("providers must be 1 to {}", PROVIDER_NAMES.len())));
         }
-        for (name, p) in
-            [("no_capacity", self.no_capacity), ("rate_limited", self.rate_limited), ("lost_answer", self.lost_answer)]
-        {
+        for (name, p) in [
+            ("no_capacity", self.no_capacity),
+            ("rate_limited", self.rate_limited),
+            ("lost_answer", self.lost_answer),
+            ("cut_off", self.cut_off),
+            ("listing_glitch", self.listing_glitch),
+            ("outage_burst", self.outage_burst),
+            ("vanish", self.vanish),
+            ("reappear", self.reappear),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(SimError::Invalid(format!("{name} must be a chance from 0 to 1, got {p}")));
             }
@@ -94,6 +136,11 @@ impl Default for SimConfig {
             no_capacity: 0.10,
             rate_limited: 0.03,
             lost_answer: 0.03,
+            cut_off: 0.02,
+            listing_glitch: 0.02,
+            outage_burst: 0.01,
+            vanish: 0.02,
+            reappear: 0.03,
             mean_spot_life: Duration::from_secs(40 * 60),
         }
     }
@@ -116,6 +163,12 @@ pub struct SimReport {
     pub outcomes: BTreeMap<String, usize>,
     /// Calls the providers received, by operation and outcome (`launch ok`, `launch capacity`).
     pub provider_calls: BTreeMap<String, usize>,
+    /// Hours the chains were live (from `LaunchRequested` to their end, or to the end of the
+    /// run), summed: what polling and confirmation cost is counted against.
+    pub instance_hours: f64,
+    /// Provider calls per instance-hour, by operation (`list`, `status`, `launch`, `terminate`,
+    /// `offers`), whatever their outcome.
+    pub calls_per_instance_hour: BTreeMap<&'static str, f64>,
     /// Launches found by reconciliation after their answer was lost.
     pub adopted: usize,
     /// Machines running at the providers at the end.
@@ -129,6 +182,9 @@ pub struct SimReport {
     /// Every rule a chain broke, every machine unaccounted for, every double launch; empty when
     /// the run proved what it must.
     pub violations: Vec<String>,
+    /// How many of the violations each check found, by the check's name (every check named,
+    /// zero included).
+    pub violations_by_check: BTreeMap<&'static str, usize>,
     /// Every chain's events.
     pub chains: BTreeMap<InstanceId, Vec<InstanceEvent>>,
 }
@@ -172,6 +228,11 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
         no_capacity: config.no_capacity,
         rate_limited: config.rate_limited,
         lost_answer: config.lost_answer,
+        cut_off: config.cut_off,
+        listing_glitch: config.listing_glitch,
+        outage_burst: config.outage_burst,
+        vanish: config.vanish,
+        reappear: config.reappear,
         mean_spot_life: config.mean_spot_life,
         boot_seconds: (30, 120),
         calm_after,
@@ -232,6 +293,11 @@ fn report(
 ) -> Result<SimReport, SimError> {
     let chains = journal.chains()?;
     let mut violations = Vec::new();
+    let mut by_check: BTreeMap<&'static str, usize> = CHECKS.iter().map(|c| (*c, 0)).collect();
+    let mut found = |check: &'static str, what: Vec<String>, violations: &mut Vec<String>| {
+        *by_check.entry(check).or_default() += what.len();
+        violations.extend(what);
+    };
     let mut events = BTreeMap::new();
     let mut outcomes = BTreeMap::new();
     let mut in_journal = BTreeSet::new();
@@ -241,7 +307,7 @@ fn report(
     let mut adopted = 0;
     for (id, chain) in &chains {
         if let Err(why) = check::validate_chain(id, chain) {
-            violations.push(why);
+            found(LAWFUL, vec![why], &mut violations);
         }
         let mut instance = Instance::default();
         digest.update(id.as_str());
@@ -256,7 +322,7 @@ fn report(
             digest.update(without_timestamps(event).as_bytes());
         }
         *outcomes.entry(outcome(&instance, chain)).or_default() += 1;
-        violations.extend(check::limits_kept(id, chain, end, config.poll_interval));
+        found(LIMITS, check::limits_kept(id, chain, end, config.poll_interval), &mut violations);
         if instance.current_state() == Some(InstanceState::Interrupted)
             && let Some(lost) = &instance.replaces
         {
@@ -271,28 +337,40 @@ fn report(
     }
     let mut at_providers = BTreeSet::new();
     let mut provider_calls = BTreeMap::new();
+    let mut calls_by_operation: BTreeMap<&'static str, usize> =
+        ["list", "status", "launch", "terminate", "offers"].into_iter().map(|op| (op, 0)).collect();
     for provider in providers {
         for (id, machine) in provider.machines() {
-            match machine.status(end).1 {
-                MachineStatus::Running | MachineStatus::Starting => {
+            match machine.truth(end) {
+                Truth::Running | Truth::Starting | Truth::Hidden => {
                     at_providers.insert((provider.name().to_string(), id));
                 }
-                MachineStatus::Interrupted(_) if !waiting_to_relaunch.contains(&id) => violations.push(format!(
-                    "{} keeps the stopped machine {id}, which no chain waits to replace",
-                    provider.name()
-                )),
+                Truth::Stopped if !waiting_to_relaunch.contains(&id) => {
+                    let what =
+                        format!("{} keeps the stopped machine {id}, which no chain waits to replace", provider.name());
+                    found(NOTHING_STOPPED, vec![what], &mut violations)
+                }
                 _ => {}
             }
         }
         let calls = provider.calls();
-        violations.extend(check::launched_twice(
-            calls.iter().filter(|c| c.operation == "launch").map(|c| c.subject.as_str()),
-        ));
+        let twice = check::launched_twice(calls.iter().filter(|c| c.operation == "launch").map(|c| c.subject.as_str()));
+        found(LAUNCHED_ONCE, twice, &mut violations);
         for call in calls {
             *provider_calls.entry(format!("{} {}", call.operation, call.outcome)).or_default() += 1;
+            *calls_by_operation.entry(short_operation(call.operation)).or_default() += 1;
         }
     }
-    violations.extend(check::compare_machines(&at_providers, &in_journal));
+    found(ACCOUNTED, check::compare_machines(&at_providers, &in_journal), &mut violations);
+    let truth = MarketTruth::of(providers, &chains);
+    found(WANTED_KEPT, wanted::wanted_destroyed(&chains, &truth.destroyed), &mut violations);
+    found(NO_TRANSIENT_GIVE_UP, gave_up::gave_up_on_transients(&chains, &truth), &mut violations);
+    let violations_by_check = by_check;
+    let instance_hours = live_hours(&chains, end);
+    let calls_per_instance_hour = calls_by_operation
+        .into_iter()
+        .map(|(operation, n)| (operation, if instance_hours > 0.0 { n as f64 / instance_hours } else { 0.0 }))
+        .collect();
     let totals = ledger.total(epoch(), end);
     Ok(SimReport {
         config,
@@ -302,14 +380,43 @@ fn report(
         commits: journal.commit_count(),
         outcomes,
         provider_calls,
+        instance_hours,
+        calls_per_instance_hour,
         adopted,
         running_at_end: at_providers.len(),
         cost: totals.cost(),
         on_demand_cost: totals.on_demand_cost(),
         digest: digest.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect(),
         violations,
+        violations_by_check,
         chains,
     })
+}
+
+/// The short name of a provider operation, as the per-instance-hour counts name it.
+fn short_operation(operation: &'static str) -> &'static str {
+    match operation {
+        "list_instances" => "list",
+        "list_offers" => "offers",
+        other => other,
+    }
+}
+
+/// Hours the chains were live, summed: each from its `LaunchRequested` to its `Terminated` or
+/// `Failed`, or to `end`.
+fn live_hours(chains: &BTreeMap<InstanceId, Vec<InstanceEvent>>, end: DateTime<Utc>) -> f64 {
+    let seconds: i64 = chains
+        .values()
+        .filter_map(|chain| {
+            let start = wanted::event_at(chain.first()?);
+            let ended = chain.iter().find_map(|e| match e {
+                InstanceEvent::Terminated { at, .. } | InstanceEvent::Failed { at, .. } => Some(*at),
+                _ => None,
+            });
+            Some((ended.unwrap_or(end) - start).num_seconds().max(0))
+        })
+        .sum();
+    seconds as f64 / 3_600.0
 }
 
 /// An event's JSON with every `at` removed: what must be equal across runs of one seed even if

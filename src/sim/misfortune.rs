@@ -1,0 +1,193 @@
+//! The simulated market's misfortunes, as a seeded schedule: what goes wrong with which call,
+//! which listing and which machine, and when.
+//!
+//! Every draw is a function of the seed and what it is about (an attempt's label, a machine, a
+//! provider and the moment of a call), never of the order calls arrive in: instance actors run
+//! concurrently, and the same seed must give the same events whatever order they run in.
+//! Issue 10's misfortunes are here: listing glitches (empty, partial and `null` pages), cut-off
+//! launch answers, bursts of 5xx, machines that really vanish and machines that hide for a while
+//! and come back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// How often things go wrong in the simulated market, until `calm_after`.
+#[derive(Clone, Debug)]
+pub struct Chaos {
+    /// The seed every draw derives from.
+    pub seed: u64,
+    /// Chance that a launch fails for lack of capacity.
+    pub no_capacity: f64,
+    /// Chance that a call is answered 429.
+    pub rate_limited: f64,
+    /// Chance that a launch starts the machine but its answer is lost (a timeout, a reset).
+    pub lost_answer: f64,
+    /// Chance that a launch starts the machine but its answer is cut off mid-body, so the client
+    /// cannot parse it (`ContractChanged`).
+    pub cut_off: f64,
+    /// Chance that one listing of a provider's machines is a glitch: an empty page, a page that
+    /// omits some machines, or a `null` list (a `ContractChanged` error), a third each.
+    pub listing_glitch: f64,
+    /// Chance, per provider and minute, that a burst of 5xx starts: for 10 to 90 s every call to
+    /// that provider answers `ProviderOutage`.
+    pub outage_burst: f64,
+    /// Chance that a machine really vanishes (the host is lost): unlisted, `status` not found.
+    pub vanish: f64,
+    /// Chance that a machine drops out of listings and `status` for 30 s to 10 min and then is
+    /// back, running as before (it was never gone: the provider's API lost sight of it).
+    pub reappear: f64,
+    /// Mean time a spot machine runs before it is preempted.
+    pub mean_spot_life: Duration,
+    /// Shortest and longest boot, in seconds.
+    pub boot_seconds: (u64, u64),
+    /// From this moment nothing goes wrong any more, so the system can settle and be checked.
+    pub calm_after: DateTime<Utc>,
+}
+
+/// A generator seeded by the seed and a key: the same key draws the same numbers in any run.
+pub fn rng_for(seed: u64, key: &str) -> SmallRng {
+    // FNV-1a: small, stable across platforms and Rust versions (unlike std's hashers).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    SmallRng::seed_from_u64(hash)
+}
+
+/// What a glitched listing looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Glitch {
+    /// HTTP 200 in the right shape, no machines.
+    Empty,
+    /// Some machines are left out (each with a chance of one half, at least one).
+    Partial,
+    /// The list field is `null`: a contract error, not an empty list.
+    Null,
+}
+
+/// What the schedule holds for one machine, drawn once when it is launched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fate {
+    /// When it really vanishes, if it does.
+    pub vanish_at: Option<DateTime<Utc>>,
+    /// When it drops out of sight and when it is back, if it does.
+    pub hidden: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+fn seconds(s: u64) -> chrono::Duration {
+    chrono::Duration::seconds(s as i64)
+}
+
+impl Chaos {
+    /// Whether misfortune has stopped at `now`.
+    pub fn calm(&self, now: DateTime<Utc>) -> bool {
+        now >= self.calm_after
+    }
+
+    /// Whether a provider is in a burst of 5xx at `now`. Bursts start in a minute drawn for that
+    /// minute, so a moment looks at the bursts of the two minutes before it too.
+    pub fn in_outage(&self, provider: &str, now: DateTime<Utc>) -> bool {
+        if self.calm(now) || self.outage_burst <= 0.0 {
+            return false;
+        }
+        let t = now.timestamp();
+        let minute = t.div_euclid(60);
+        (minute - 2..=minute).any(|m| {
+            let mut rng = rng_for(self.seed, &format!("burst/{provider}/{m}"));
+            if !rng.random_bool(self.outage_burst) {
+                return false;
+            }
+            let start = m * 60 + rng.random_range(0..60);
+            let length = rng.random_range(10..=90);
+            (start..start + length).contains(&t)
+        })
+    }
+
+    /// Whether, and how, the listing of a provider taken at `now` is a glitch.
+    pub fn glitch(&self, provider: &str, now: DateTime<Utc>) -> Option<Glitch> {
+        if self.calm(now) {
+            return None;
+        }
+        let mut rng = rng_for(self.seed, &format!("glitch/{provider}/{}", now.timestamp_millis()));
+        if !rng.random_bool(self.listing_glitch) {
+            return None;
+        }
+        Some(match rng.random_range(0..3) {
+            0 => Glitch::Empty,
+            1 => Glitch::Partial,
+            _ => Glitch::Null,
+        })
+    }
+
+    /// Whether a partial listing taken at `now` leaves this machine out.
+    pub fn omitted(&self, provider: &str, now: DateTime<Utc>, machine: &str) -> bool {
+        rng_for(self.seed, &format!("omit/{provider}/{}/{machine}", now.timestamp_millis())).random_bool(0.5)
+    }
+
+    /// Whether the answer to the launch of `label` is cut off (the machine starts regardless).
+    pub fn cut_off(&self, label: &str, now: DateTime<Utc>) -> bool {
+        !self.calm(now) && rng_for(self.seed, &format!("cut-off/{label}")).random_bool(self.cut_off)
+    }
+
+    /// The vanishing and hiding of the machine of `label`, up and running from `ready_at`: each
+    /// between a minute and an hour after it is up, and only if it would happen (and a hiding
+    /// end) before the calm.
+    pub fn fate(&self, label: &str, ready_at: DateTime<Utc>) -> Fate {
+        let mut rng = rng_for(self.seed, &format!("fate/{label}"));
+        let vanishes = rng.random_bool(self.vanish);
+        let vanish_at = ready_at + seconds(rng.random_range(60..=3_600));
+        let hides = rng.random_bool(self.reappear);
+        let hide_from = ready_at + seconds(rng.random_range(60..=3_600));
+        let hide_until = hide_from + seconds(rng.random_range(30..=600));
+        Fate {
+            vanish_at: (vanishes && vanish_at < self.calm_after).then_some(vanish_at),
+            hidden: (hides && hide_until < self.calm_after).then_some((hide_from, hide_until)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chaos() -> Chaos {
+        Chaos {
+            seed: 7,
+            no_capacity: 0.0,
+            rate_limited: 0.0,
+            lost_answer: 0.0,
+            cut_off: 0.0,
+            listing_glitch: 0.5,
+            outage_burst: 0.5,
+            vanish: 0.5,
+            reappear: 0.5,
+            mean_spot_life: Duration::from_secs(60),
+            boot_seconds: (30, 120),
+            calm_after: crate::sim::epoch() + chrono::Duration::hours(6),
+        }
+    }
+
+    #[test]
+    fn draws_depend_on_what_they_are_about_not_on_order() {
+        let c = chaos();
+        let t = crate::sim::epoch() + chrono::Duration::minutes(5);
+        let first: Vec<_> = (0..50).map(|i| c.glitch("sim-a", t + chrono::Duration::seconds(15 * i))).collect();
+        let again: Vec<_> = (0..50).rev().map(|i| c.glitch("sim-a", t + chrono::Duration::seconds(15 * i))).collect();
+        assert_eq!(first, again.into_iter().rev().collect::<Vec<_>>());
+        assert!(first.contains(&Some(Glitch::Empty)) && first.contains(&Some(Glitch::Null)), "{first:?}");
+        assert_eq!(c.fate("tgp-sim-0001-1", t), c.fate("tgp-sim-0001-1", t));
+    }
+
+    #[test]
+    fn bursts_last_a_while_and_stop_at_the_calm() {
+        let c = chaos();
+        let seconds_out = (0..3_600).filter(|s| c.in_outage("sim-a", crate::sim::epoch() + seconds(*s))).count();
+        assert!(seconds_out > 100 && seconds_out < 3_600, "{seconds_out} s of outage in an hour");
+        assert!(!c.in_outage("sim-a", c.calm_after));
+        assert_eq!(c.glitch("sim-a", c.calm_after), None);
+    }
+}
