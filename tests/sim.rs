@@ -15,18 +15,6 @@ fn count(report: &SimReport, kind: &str) -> usize {
     report.events.get(kind).copied().unwrap_or(0)
 }
 
-/// The violations of the checks that hold the journal against the market's truth (issue 10).
-fn truth_violations(report: &SimReport) -> Vec<String> {
-    let mut found: Vec<String> = report
-        .violations
-        .iter()
-        .filter(|v| v.contains("still wanted it") || v.contains("on transient causes only"))
-        .cloned()
-        .collect();
-    found.truncate(10);
-    found
-}
-
 /// The same market without issue 10's misfortunes.
 fn without_issue_10(config: SimConfig) -> SimConfig {
     SimConfig { cut_off: 0.0, listing_glitch: 0.0, outage_burst: 0.0, vanish: 0.0, reappear: 0.0, ..config }
@@ -38,9 +26,9 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
     let first = run(config.clone(), |_| {}).expect("the simulation runs");
     // The lifecycle's own checks; the two against the market's truth have their own test below.
     for check in [tgp::sim::LAWFUL, tgp::sim::LIMITS, tgp::sim::ACCOUNTED, tgp::sim::NOTHING_STOPPED] {
-        assert_eq!(first.violations_by_check[check], 0, "{check}: {:?}", first.violations);
+        assert_eq!(first.violations_by_check[check], Vec::<String>::new(), "{check}");
     }
-    assert_eq!(first.violations_by_check[tgp::sim::LAUNCHED_ONCE], 0, "{:?}", first.violations);
+    assert_eq!(first.violations_by_check[tgp::sim::LAUNCHED_ONCE], Vec::<String>::new());
     assert_eq!(first.chains.len(), 100);
 
     // The market misbehaved in every way it can, and tgp went through each path.
@@ -76,7 +64,7 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
 
     let other = run(SimConfig { seed: 8, ..config }, |_| {}).expect("the simulation runs");
     assert_ne!(other.digest, first.digest, "another seed, another history");
-    assert_eq!(other.violations_by_check[tgp::sim::LAWFUL], 0, "{:?}", other.violations);
+    assert_eq!(other.violations_by_check[tgp::sim::LAWFUL], Vec::<String>::new());
 }
 
 #[test]
@@ -95,9 +83,15 @@ fn without_issue_10s_misfortunes_every_check_passes() {
 fn no_wanted_machine_is_destroyed_and_no_chain_gives_up_on_a_transient_fault() {
     for seed in [7, 8] {
         let report = run(SimConfig { seed, ..SimConfig::default() }, |_| {}).expect("the simulation runs");
-        let destroyed = report.violations_by_check[tgp::sim::WANTED_KEPT];
-        let gave_up = report.violations_by_check[tgp::sim::NO_TRANSIENT_GIVE_UP];
-        assert_eq!((destroyed, gave_up), (0, 0), "seed {seed}: {:#?}", truth_violations(&report));
+        for check in [tgp::sim::WANTED_KEPT, tgp::sim::NO_TRANSIENT_GIVE_UP] {
+            let found = &report.violations_by_check[check];
+            assert!(
+                found.is_empty(),
+                "seed {seed}, {check}: {} violations, the first: {:#?}",
+                found.len(),
+                &found[..found.len().min(10)]
+            );
+        }
         assert_eq!(report.violations, Vec::<String>::new(), "seed {seed}");
     }
 }

@@ -146,15 +146,17 @@ fn print(report: &SimReport) {
         println!("checks: {}", tgp::sim::CHECKS.join("; "));
     } else {
         println!("checks FAILED:");
-        for (check, n) in &report.violations_by_check {
-            println!("  {n:>5}  {check}");
+        for (check, found) in &report.violations_by_check {
+            println!("  {:>5}  {check}", found.len());
         }
-        println!("violations (the first {SHOWN}):");
-        for v in report.violations.iter().take(SHOWN) {
-            println!("  {v}");
+        for (check, found) in report.violations_by_check.iter().filter(|(_, found)| !found.is_empty()) {
+            println!("{check}: the first {} of {}:", found.len().min(SHOWN), found.len());
+            for v in found.iter().take(SHOWN) {
+                println!("  {v}");
+            }
         }
     }
 }
 
-/// How many violations the summary prints; the count of each check is always printed.
-const SHOWN: usize = 40;
+/// How many violations of each check the summary prints; every check's count is printed.
+const SHOWN: usize = 20;

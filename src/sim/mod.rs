@@ -182,9 +182,9 @@ pub struct SimReport {
     /// Every rule a chain broke, every machine unaccounted for, every double launch; empty when
     /// the run proved what it must.
     pub violations: Vec<String>,
-    /// How many of the violations each check found, by the check's name (every check named,
-    /// zero included).
-    pub violations_by_check: BTreeMap<&'static str, usize>,
+    /// The same violations by the check that found them (every check named, the ones that
+    /// passed with none).
+    pub violations_by_check: BTreeMap<&'static str, Vec<String>>,
     /// Every chain's events.
     pub chains: BTreeMap<InstanceId, Vec<InstanceEvent>>,
 }
@@ -293,10 +293,10 @@ fn report(
 ) -> Result<SimReport, SimError> {
     let chains = journal.chains()?;
     let mut violations = Vec::new();
-    let mut by_check: BTreeMap<&'static str, usize> = CHECKS.iter().map(|c| (*c, 0)).collect();
+    let mut by_check: BTreeMap<&'static str, Vec<String>> = CHECKS.iter().map(|c| (*c, Vec::new())).collect();
     let mut found = |check: &'static str, what: Vec<String>, violations: &mut Vec<String>| {
-        *by_check.entry(check).or_default() += what.len();
-        violations.extend(what);
+        violations.extend(what.iter().cloned());
+        by_check.entry(check).or_default().extend(what);
     };
     let mut events = BTreeMap::new();
     let mut outcomes = BTreeMap::new();
