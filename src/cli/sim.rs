@@ -1,7 +1,8 @@
 //! `tgp sim`: a seeded, virtual-clock run of many instances on a misbehaving simulated market,
 //! with a summary and the checks the run must pass.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use tgp::sim::{SimConfig, SimReport, run};
@@ -62,6 +63,10 @@ pub struct SimArgs {
     /// Mean life of a spot machine before the provider preempts it.
     #[arg(long, default_value = "40m", value_parser = parse_duration)]
     mean_spot_life: Duration,
+    /// Give up when the virtual clock has not moved a simulated minute in this much real time
+    /// (an actor that keeps running without waiting on a timer holds the clock still forever).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    stall_timeout: Duration,
     /// Also print every event of these instances.
     #[arg(long, value_delimiter = ',')]
     events: Vec<tgp_events::InstanceId>,
@@ -93,7 +98,13 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         minutes(tgp::sim::SETTLE),
         config.seed
     );
-    let report = run(config, |at| eprintln!("  simulated {}", minutes(at)))?;
+    let moved = watch_for_a_stall(args.stall_timeout);
+    let report = run(config, move |at| {
+        *moved.lock().expect("progress") = (Instant::now(), at);
+        if at.as_secs() % 600 == 0 {
+            eprintln!("  simulated {}", minutes(at));
+        }
+    })?;
     print(&report);
     for id in &args.events {
         println!("\nevents of {id}:");
@@ -105,6 +116,30 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} check(s) failed", report.violations.len());
     }
     Ok(())
+}
+
+/// Watches the progress a run reports and ends the process with a clear error when it stops:
+/// the simulation runs on one thread that a spinning actor never hands back, so only another
+/// thread can tell. Answers where the run reports its progress (when, and the simulated time).
+fn watch_for_a_stall(timeout: Duration) -> Arc<Mutex<(Instant, Duration)>> {
+    let moved = Arc::new(Mutex::new((Instant::now(), Duration::ZERO)));
+    let watched = moved.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let (when, at) = *watched.lock().expect("progress");
+            if when.elapsed() >= timeout {
+                eprintln!(
+                    "error: the simulated clock has stood at {} for {} s of real time: some actor keeps running \
+                     without waiting on a timer, so virtual time cannot move (a livelock in the code simulated)",
+                    minutes(at),
+                    when.elapsed().as_secs()
+                );
+                std::process::exit(3);
+            }
+        }
+    });
+    moved
 }
 
 fn minutes(d: Duration) -> String {

@@ -139,8 +139,8 @@ pub enum SimError {
     Journal(#[from] PersistenceError),
 }
 
-/// Runs a simulation to the end; `progress` is called with the simulated time every ten
-/// simulated minutes.
+/// Runs a simulation to the end; `progress` is called with the simulated time every simulated
+/// minute (so a caller can tell a long run from one whose virtual clock stopped moving).
 pub fn run(config: SimConfig, progress: impl FnMut(Duration) + 'static) -> Result<SimReport, SimError> {
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build()?;
@@ -208,7 +208,7 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
         });
     }
     let simulated = config.duration + SETTLE;
-    let step = Duration::from_secs(600);
+    let step = Duration::from_secs(60);
     let mut elapsed = Duration::ZERO;
     while elapsed < simulated {
         let next = (elapsed + step).min(simulated);
