@@ -16,9 +16,6 @@ use tgp_events::events::FailureClass;
 use super::api_change::{ApiChange, ApiChangeKind, ApiChangeReporter};
 use super::config::ApiKey;
 
-/// Default time allowed for one provider call.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A provider's own error body, as each client parses it: (code, message).
 pub type ErrorBodyParser = fn(&[u8]) -> Option<(Option<String>, String)>;
 
@@ -48,11 +45,13 @@ pub struct Answer {
 }
 
 impl ProviderHttp {
-    /// A connection to `base` (the host root) with `key`.
+    /// A connection to `base` (the host root) with `key`; each call may take `timeout`
+    /// ([`super::config::ProviderSettings::request_timeout`]).
     pub fn new(
         provider: ProviderName,
         base: &str,
         key: ApiKey,
+        timeout: Duration,
         reporter: ApiChangeReporter,
         parse_error: ErrorBodyParser,
     ) -> Self {
@@ -60,8 +59,8 @@ impl ProviderHttp {
         // install ring once for the process. A second install is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
-            .timeout(DEFAULT_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("tgp/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a reqwest client with a crypto provider installed");

@@ -50,7 +50,8 @@ pub struct PaperspaceClient {
 
 impl PaperspaceClient {
     /// Builds the client from its settings (host root, key, options `template_id`,
-    /// `price_table`, `disk_size`); refuses a missing key or a bad price table or option.
+    /// `price_table`, `disk_size`, `request_timeout_ms`); refuses a missing key or a bad price
+    /// table or option.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant, not a provider answer: it always parses.
         let name: ProviderName = "paperspace".parse().expect("a valid provider name");
@@ -72,8 +73,9 @@ impl PaperspaceClient {
         };
         let template_id = settings.options.get("template_id").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
+        let timeout = settings.request_timeout().map_err(invalid)?;
         let base = format!("{}/v1", settings.url.trim_end_matches('/'));
-        let http = ProviderHttp::new(name.clone(), &base, key, reporter, wire::parse_error_body);
+        let http = ProviderHttp::new(name.clone(), &base, key, timeout, reporter, wire::parse_error_body);
         Ok(PaperspaceClient { http, name, prices, template_id, disk_size })
     }
 

@@ -6,7 +6,8 @@
 //! carry no spot price and spot launches are refused before anything reaches RunPod.
 //!
 //! Options (`[runpod] options`): `cloud` = `all` (default) | `secure` | `community`;
-//! `container_disk_gb` (default 50); `graphql_url` (host root for GraphQL); `spot` = `off`.
+//! `container_disk_gb` (default 50); `graphql_url` (host root for GraphQL); `spot` = `off`;
+//! `request_timeout_ms` (per call; default 30000).
 
 mod graphql;
 mod launch;
@@ -67,10 +68,11 @@ impl RunPodClient {
                 .ok_or_else(|| invalid(format!("runpod option container_disk_gb = {v:?} is not a size in GB")))?,
         };
         let graphql_root = settings.options.get("graphql_url").cloned().unwrap_or_else(|| settings.url.clone());
+        let timeout = settings.request_timeout().map_err(invalid)?;
         let parse = wire::parse_error;
         Ok(RunPodClient {
-            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), reporter.clone(), parse),
-            graphql: ProviderHttp::new(name.clone(), &graphql_root, key, reporter, parse),
+            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), timeout, reporter.clone(), parse),
+            graphql: ProviderHttp::new(name.clone(), &graphql_root, key, timeout, reporter, parse),
             spot: AtomicBool::new(option("spot").as_deref() != Some("off")),
             name,
             clouds,

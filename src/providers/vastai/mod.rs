@@ -73,7 +73,8 @@ pub struct VastAiClient {
 
 impl VastAiClient {
     /// Builds the client from its settings: the host root (`https://console.vast.ai`), the key
-    /// (sent as a Bearer token), and the options `disk_gb` and `search_limit`.
+    /// (sent as a Bearer token), and the options `disk_gb`, `search_limit` and
+    /// `request_timeout_ms`.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant known to be a valid name: no provider answer can break this.
         let name: ProviderName = PROVIDER.parse().expect("\"vastai\" is a valid provider name");
@@ -92,7 +93,8 @@ impl VastAiClient {
             };
         let disk_gb = option("disk_gb", DEFAULT_DISK_GB, 8)?;
         let search_limit = option("search_limit", DEFAULT_SEARCH_LIMIT, 1)?;
-        let http = ProviderHttp::new(name.clone(), &settings.url, key, reporter, wire::parse_error);
+        let timeout = settings.request_timeout().map_err(invalid)?;
+        let http = ProviderHttp::new(name.clone(), &settings.url, key, timeout, reporter, wire::parse_error);
         Ok(VastAiClient { http, name, disk_gb, search_limit })
     }
 
