@@ -463,3 +463,40 @@ pub(crate) fn ids_in_body(body: &[u8], field: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_glitches_spoil_only_the_list_at_the_pointer() {
+        let page = r#"{"instances": [{"id": 1}, {"id": 2}], "next_token": "t", "data": {"a/b": [{"id": "x"}]}}"#;
+        let glitch = |pointer: &str, g: ListGlitch| {
+            serde_json::from_str::<serde_json::Value>(&glitched(page, pointer, &g)).unwrap()
+        };
+        assert_eq!(glitch("/instances", ListGlitch::Empty)["instances"], serde_json::json!([]));
+        assert_eq!(glitch("/instances", ListGlitch::Null)["instances"], serde_json::Value::Null);
+        let missing = glitch("/instances", ListGlitch::Missing);
+        assert!(missing.get("instances").is_none() && missing["next_token"] == "t");
+        assert_eq!(glitch("/instances", ListGlitch::Omit("2".into()))["instances"], serde_json::json!([{"id": 1}]));
+        assert_eq!(glitch("/data/a~1b", ListGlitch::Omit("x".into()))["data"]["a/b"], serde_json::json!([]));
+        // Not JSON, or nothing at the pointer's parent (an error answer): left as it is.
+        assert_eq!(glitched("oops", "/instances", &ListGlitch::Null), "oops");
+        assert_eq!(glitched(page, "/nowhere/list", &ListGlitch::Null), page);
+        assert_eq!(cut_in_half("é€€"), "é");
+    }
+
+    #[test]
+    fn cues_match_paths_or_the_fakes_operations() {
+        let on_launch = Cue::on(Operation::Launch, Misbehaviour::MalformedJson, 1);
+        assert!(on_launch.matches("POST", "/v2/pods", Some(Operation::Launch)));
+        assert!(!on_launch.matches("GET", "/v2/pods", Some(Operation::List)));
+        assert!(!on_launch.matches("POST", "/@launch", None), "an operation name is not a path");
+        let by_path = Cue { method: Some("GET".into()), ..Cue::once("/v2/pods", Misbehaviour::MalformedJson) };
+        assert!(by_path.matches("GET", "/v2/pods/abc", Some(Operation::Status)));
+        assert!(!by_path.matches("DELETE", "/v2/pods/abc", Some(Operation::Destroy)));
+        assert_eq!(id_after("/api/v0/instances/42/", "/api/v0/instances/"), Some("42"));
+        assert_eq!(id_after("/api/v0/instances/bid_price/42", "/api/v0/instances/"), None);
+        assert_eq!(ids_in_body(br#"{"instance_ids": [1, "b", null]}"#, "instance_ids"), vec!["1", "b"]);
+    }
+}
