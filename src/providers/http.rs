@@ -1,8 +1,10 @@
 //! HTTP plumbing every provider client shares: sending with a timeout, turning every failure into
 //! the one `ProviderError` taxonomy (keeping the provider's own message and code), honouring
 //! `Retry-After`, reporting `Deprecation` / `Sunset` headers, and decoding JSON tolerantly (unknown
-//! fields ignored; a missing required field is an error naming the field and the endpoint).
-//! No provider answer can make a client panic.
+//! fields ignored; a missing required field is an error naming the field and the endpoint), except
+//! for machine listings, which are read strictly ([`ListField`], [`on_page`]): a `null` or absent
+//! list, or one bad page, is an error, never fewer machines. No provider answer can make a client
+//! panic.
 
 use std::time::Duration;
 
