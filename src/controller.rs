@@ -122,7 +122,8 @@ impl Controller {
             .collect();
         let clients: Vec<Arc<dyn ProviderClient>> =
             handles.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect();
-        let supervisor = Supervisor::start(journal.clone(), Market::new(clients), config.supervisor).await?;
+        let supervisor_config = SupervisorConfig { events: Some(sink.clone()), ..config.supervisor };
+        let supervisor = Supervisor::start(journal.clone(), Market::new(clients), supervisor_config).await?;
         let views = crate::api::Views {
             cost: runner::resume::<CostLedger>(&js).await?,
             prices: runner::resume::<RealizedPrices>(&js).await?,

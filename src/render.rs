@@ -39,6 +39,13 @@ pub fn describe(event: &E) -> String {
             None => "terminated (nothing was running)".into(),
         },
         E::Failed { reason, .. } => format!("failed: {reason}"),
+        E::Reappeared { provider_instance_id, raw_status, replaced_by, .. } => format!(
+            "{provider_instance_id} reappeared (provider said {raw_status:?}) and is kept{}",
+            replaced_by.as_ref().map(|r| format!("; its replacement {r} is given up")).unwrap_or_default()
+        ),
+        E::WaitingForCapacity { reason, until, .. } => {
+            format!("waiting for capacity until {}: {reason}", until.format("%Y-%m-%d %H:%M:%S UTC"))
+        }
         E::OrphanTerminated { provider, provider_instance_id, attempt_id, raw_status, .. } => {
             format!("orphan {provider_instance_id} ({attempt_id}, {raw_status}) found at {provider} and terminated")
         }

@@ -89,6 +89,8 @@ async fn with_spot_gone_a_chain_falls_back_to_on_demand_when_allowed_and_fails_w
     allowed["relaunch"] = json!({"max_attempts": 3, "on_demand_fallback": true, "backoff_seconds": 1});
     let mut refused = launch_body("L40S", "prefer-spot");
     refused["relaunch"] = json!({"max_attempts": 3, "on_demand_fallback": false, "backoff_seconds": 1});
+    // Fail fast when spot is gone, rather than wait for spot capacity to come back.
+    refused["wait_for_capacity"] = json!("0s");
     let (allowed, refused) = (launch(&client, allowed).await, launch(&client, refused).await);
     let machines = [
         wait_for_state(&client, &allowed, "running").await["provider_instance_id"].clone(),

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::Value;
 use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, Misbehaviour};
+use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::lambda::{LambdaClient, ssh_key_name};
@@ -588,4 +588,90 @@ async fn live_read_only() {
     assert!(offers.iter().all(|o| o.on_demand_price.is_some() && o.spot_price.is_none()));
     let machines = client.list_instances().await.unwrap();
     println!("{} Lambda instances", machines.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings that say nothing, and the one-machine answers that do (issue 10).
+
+async fn two_launched(s: &Setup) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 1..=2 {
+        ids.push(s.client.launch(&spec(n, &h100_offer())).await.unwrap().provider_instance_id);
+    }
+    ids.sort();
+    ids
+}
+
+fn sorted_ids(listed: &[tgp_actors::provider::ProviderInstance]) -> Vec<String> {
+    let mut ids: Vec<String> = listed.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_null_or_missing_list_is_a_contract_change_never_an_empty_account() {
+    let s = setup().await;
+    let ids = two_launched(&s).await;
+    s.fake.control().cue(s.fake.list_glitch_cue(ListGlitch::Empty, 1));
+    assert_eq!(s.client.list_instances().await.unwrap().len(), 0, "an empty list is an answer");
+    let mut changes = s.reporter.subscribe();
+    for glitch in [ListGlitch::Null, ListGlitch::Missing] {
+        s.fake.control().cue(s.fake.list_glitch_cue(glitch.clone(), 1));
+        let e = s.client.list_instances().await.unwrap_err();
+        assert_eq!(e.class, FailureClass::ContractChanged, "{glitch:?}: {e}");
+        assert!(e.message.contains("GET /api/v1/instances") && e.message.contains("`data`"), "{e}");
+        assert!(matches!(changes.try_recv().unwrap().kind, ApiChangeKind::UnexpectedShape(_)));
+    }
+    let gone = Misbehaviour::Status { code: 410, body: error_body("global/not-found", "Gone"), retry_after: None };
+    s.fake.control().cue(s.fake.list_cue(gone, 1));
+    assert!(s.client.list_instances().await.is_err(), "410 is not an empty account");
+    s.fake.control().cue(s.fake.list_glitch_cue(ListGlitch::Omit(ids[0].clone()), 1));
+    assert_eq!(sorted_ids(&s.client.list_instances().await.unwrap()), ids[1..].to_vec());
+    assert_eq!(sorted_ids(&s.client.list_instances().await.unwrap()), ids, "the glitch was once");
+    assert!(ids.iter().all(|id| s.fake.destroy_calls(id) == 0));
+}
+
+#[tokio::test]
+async fn status_is_not_found_only_on_lambdas_own_answer() {
+    let s = setup().await;
+    let ids = two_launched(&s).await;
+    let unknown = "0123456789abcdef0123456789abcdef";
+    assert_eq!(s.client.status(unknown).await.unwrap_err().class, FailureClass::NotFound);
+    assert!(s.fake.vanish(&ids[0]));
+    assert_eq!(s.client.status(&ids[0]).await.unwrap_err().class, FailureClass::NotFound);
+    assert_eq!(sorted_ids(&s.client.list_instances().await.unwrap()), ids[1..].to_vec());
+    let cue = |code: u16, body: &str| {
+        s.fake.control().cue(Cue::on(
+            Operation::Status,
+            Misbehaviour::Status { code, body: body.into(), retry_after: None },
+            1,
+        ))
+    };
+    cue(404, "<html>Not Found</html>");
+    assert_eq!(s.client.status(&ids[1]).await.unwrap_err().class, FailureClass::Unknown, "a proxy's 404");
+    cue(500, &error_body("global/internal-error", "An internal server error occurred."));
+    assert_eq!(s.client.status(&ids[1]).await.unwrap_err().class, FailureClass::ProviderOutage);
+    s.fake.control().cue(Cue::on(Operation::Status, Misbehaviour::MalformedJson, 1));
+    assert_eq!(s.client.status(&ids[1]).await.unwrap_err().class, FailureClass::ContractChanged);
+    assert!(s.client.status(&ids[1]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_cut_off_or_stalled_launch_is_no_capacity_verdict_and_the_machine_exists() {
+    let s = setup_with(LambdaFakeConfig::default(), &[("request_timeout_ms", "300")]).await;
+    s.fake.control().cue(s.fake.launch_cue(Misbehaviour::MalformedJson, 1));
+    let e = s.client.launch(&spec(1, &h100_offer())).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::ContractChanged, "{e}");
+    assert_eq!(s.fake.live_machines().len(), 1, "the launch happened");
+    s.fake.control().cue(s.fake.launch_cue(Misbehaviour::StallAfterServing(Duration::from_millis(1500)), 1));
+    let e = s.client.launch(&spec(2, &h100_offer())).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::ProviderOutage, "{e}");
+    assert_eq!(s.fake.live_machines().len(), 2, "the stalled launch happened too");
+    let listed = s.client.list_instances().await.unwrap();
+    let labels: Vec<String> = listed.iter().filter_map(|m| m.label.clone()).collect();
+    assert!(labels.contains(&attempt(1).as_str().to_string()) && labels.contains(&attempt(2).as_str().to_string()));
+    let id = s.fake.live_machines()[0].clone();
+    assert_eq!(s.fake.destroy_calls(&id), 0);
+    s.client.terminate(&id).await.unwrap();
+    assert_eq!(s.fake.destroy_calls(&id), 1, "the id is read from the terminate body");
 }

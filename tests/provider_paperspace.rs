@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tgp::fakes::paperspace::{PaperspaceFake, PaperspaceFakeConfig, state::NY2};
-use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
+use tgp::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::paperspace::{PaperspaceClient, wire};
@@ -501,4 +501,93 @@ async fn live_read_only() {
     assert!(offers.iter().all(|o| o.gpu_type == Some(GpuType::A100_80GB)));
     let machines = client.list_instances().await.unwrap();
     println!("{} offers, {} machines", offers.len(), machines.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings that say nothing, and the one-machine answers that do (issue 10).
+
+fn sorted_ids(listed: &[ProviderInstance]) -> Vec<String> {
+    let mut ids: Vec<String> = listed.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_null_or_missing_list_on_any_page_is_a_contract_change_never_an_empty_account() {
+    let (fake, client, reporter) = setup_with(PaperspaceFakeConfig { page_size: 2, ..Default::default() }, &[]).await;
+    let mut ids = fake.seed_machines("tgp-i-glitch", 3);
+    ids.sort();
+    assert_eq!(sorted_ids(&client.list_instances().await.unwrap()), ids);
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Empty, 2));
+    assert_eq!(client.list_instances().await.unwrap().len(), 0, "an empty list is an answer");
+    let mut changes = reporter.subscribe();
+    for glitch in [ListGlitch::Null, ListGlitch::Missing] {
+        fake.control().cue(fake.list_glitch_cue(glitch.clone(), 1));
+        let e = client.list_instances().await.unwrap_err();
+        assert_eq!(e.class, FailureClass::ContractChanged, "{glitch:?}: {e}");
+        assert!(e.message.contains("GET /v1/machines") && e.message.contains("`items`"), "{e}");
+        assert!(e.message.contains("page 1"), "{e}");
+        assert!(matches!(changes.try_recv().unwrap().kind, ApiChangeKind::UnexpectedShape(_)));
+    }
+    // Page 1 fine, page 2 null: the whole listing is refused, not the first page returned.
+    fake.control().cue(fake.list_cue(Misbehaviour::Slow(Duration::ZERO), 1));
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Null, 1));
+    let e = client.list_instances().await.unwrap_err();
+    assert!(e.class == FailureClass::ContractChanged && e.message.contains("page 2"), "{e}");
+    let gone = r#"{"code":"GONE","message":"This endpoint is gone"}"#;
+    fake.control().cue(fake.list_cue(Misbehaviour::Status { code: 410, body: gone.into(), retry_after: None }, 1));
+    assert_eq!(client.list_instances().await.unwrap_err().class, FailureClass::ContractChanged);
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Omit(ids[0].clone()), 2));
+    assert_eq!(sorted_ids(&client.list_instances().await.unwrap()), ids[1..].to_vec());
+    assert!(ids.iter().all(|id| fake.destroy_calls(id) == 0));
+    assert!(client.parse_machine_page(br#"{"items": null, "hasMore": false}"#).is_err());
+}
+
+#[tokio::test]
+async fn status_is_not_found_only_on_paperspaces_own_answer() {
+    let (fake, client, _) = setup(&[]).await;
+    let ids = fake.seed_machines("tgp-i-status", 2);
+    assert_eq!(client.status("psnosuch1").await.unwrap_err().class, FailureClass::NotFound);
+    assert!(fake.vanish(&ids[0]));
+    assert!(!fake.vanish(&ids[0]));
+    assert_eq!(client.status(&ids[0]).await.unwrap_err().class, FailureClass::NotFound);
+    assert_eq!(sorted_ids(&client.list_instances().await.unwrap()), vec![ids[1].clone()]);
+    let cue = |code: u16, body: &str| {
+        fake.control().cue(Cue::on(
+            Operation::Status,
+            Misbehaviour::Status { code, body: body.into(), retry_after: None },
+            1,
+        ))
+    };
+    cue(404, "<html><body>Not Found</body></html>");
+    assert_eq!(client.status(&ids[1]).await.unwrap_err().class, FailureClass::Unknown, "a proxy's 404");
+    cue(500, r#"{"code":"INTERNAL_SERVER_ERROR","message":"oops"}"#);
+    assert_eq!(client.status(&ids[1]).await.unwrap_err().class, FailureClass::ProviderOutage);
+    fake.control().cue(Cue::on(Operation::Status, Misbehaviour::MalformedJson, 1));
+    assert_eq!(client.status(&ids[1]).await.unwrap_err().class, FailureClass::ContractChanged);
+    assert!(client.status(&ids[1]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_cut_off_or_stalled_create_is_no_capacity_verdict_and_the_machine_exists() {
+    let (fake, client, _) = setup(&[("request_timeout_ms", "300")]).await;
+    fake.set_available("P4000", NY2, true);
+    let cut = spec(&client, "P4000", NY2, 1);
+    fake.control().cue(fake.launch_cue(Misbehaviour::MalformedJson, 1));
+    let e = client.launch(&cut).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::ContractChanged, "{e}");
+    assert_eq!(fake.machines_named(cut.attempt_id.as_str()).len(), 1, "the create happened");
+    let stalled = spec(&client, "P4000", NY2, 1);
+    fake.control().cue(fake.launch_cue(Misbehaviour::StallAfterServing(Duration::from_millis(1500)), 1));
+    let e = client.launch(&stalled).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::ProviderOutage, "{e}");
+    assert_eq!(fake.machines_named(stalled.attempt_id.as_str()).len(), 1, "the stalled create happened too");
+    assert_eq!(fake.live_machines().len(), 2);
+    // Launching the same attempt again adopts its machine instead of making a second one.
+    let again = client.launch(&cut).await.unwrap();
+    assert_eq!(vec![again.provider_instance_id.clone()], fake.machines_named(cut.attempt_id.as_str()));
+    assert_eq!(fake.control().count("POST", "/v1/machines"), 2);
+    assert_eq!(fake.destroy_calls(&again.provider_instance_id), 0);
+    client.terminate(&again.provider_instance_id).await.unwrap();
+    assert_eq!(fake.destroy_calls(&again.provider_instance_id), 1);
 }

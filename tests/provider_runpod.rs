@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tgp::fakes::runpod::{RunPodFake, RunPodFakeConfig, SpotSchema};
-use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
+use tgp::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChange, ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::runpod::{RunPodClient, wire};
@@ -639,4 +639,94 @@ async fn live_read_only() {
         instances.len(),
         client.spot_available()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings that say nothing, and the one-machine answers that do (issue 10).
+
+fn sorted_ids(listed: &[ProviderInstance]) -> Vec<String> {
+    let mut ids: Vec<String> = listed.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_null_or_missing_list_is_a_contract_change_never_an_empty_account() {
+    let mut e = env().await;
+    e.fake.add_foreign_pods(2);
+    let ids = e.fake.live_machines();
+    assert_eq!(sorted_ids(&e.client.list_instances().await.unwrap()), ids);
+    e.fake.control().cue(e.fake.list_glitch_cue(ListGlitch::Empty, 1));
+    assert_eq!(e.client.list_instances().await.unwrap().len(), 0, "an empty list is an answer");
+    let _ = reports(&mut e.reports);
+    for glitch in [ListGlitch::Null, ListGlitch::Missing] {
+        e.fake.control().cue(e.fake.list_glitch_cue(glitch.clone(), 1));
+        let err = e.client.list_instances().await.unwrap_err();
+        assert_eq!(err.class, FailureClass::ContractChanged, "{glitch:?}: {err}");
+        assert!(err.message.contains("GET /v2/pods") && err.message.contains("`pods`"), "{err}");
+        assert!(matches!(reports(&mut e.reports)[..], [ApiChangeKind::UnexpectedShape(_)]));
+    }
+    let gone = r#"{"title":"Gone","status":410,"detail":"this endpoint is retired"}"#;
+    e.fake.control().cue(e.fake.list_cue(Misbehaviour::Status { code: 410, body: gone.into(), retry_after: None }, 1));
+    assert_eq!(e.client.list_instances().await.unwrap_err().class, FailureClass::ContractChanged);
+    e.fake.control().cue(e.fake.list_glitch_cue(ListGlitch::Omit(ids[0].clone()), 1));
+    assert_eq!(sorted_ids(&e.client.list_instances().await.unwrap()), ids[1..].to_vec());
+    assert!(ids.iter().all(|id| e.fake.destroy_calls(id) == 0));
+    // The parser tools use refuses a null list too.
+    assert!(wire::parse_pod_list(br#"{"pods": null}"#).is_err());
+    assert!(wire::parse_pod_list(br#"{}"#).is_err());
+    assert!(wire::parse_pod_list(br#"{"pods": []}"#).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn status_is_not_found_only_on_runpods_own_answer() {
+    let e = env().await;
+    e.fake.add_foreign_pods(2);
+    let ids = e.fake.live_machines();
+    assert_eq!(e.client.status("nosuchpod0000").await.unwrap_err().class, FailureClass::NotFound);
+    assert!(e.fake.vanish(&ids[0]));
+    assert_eq!(e.client.status(&ids[0]).await.unwrap_err().class, FailureClass::NotFound);
+    assert_eq!(sorted_ids(&e.client.list_instances().await.unwrap()), ids[1..].to_vec());
+    assert_eq!(e.client.status("not a pod id").await.unwrap_err().class, FailureClass::InvalidRequest);
+    let cue = |code: u16, body: &str| {
+        e.fake.control().cue(Cue::on(
+            Operation::Status,
+            Misbehaviour::Status { code, body: body.into(), retry_after: None },
+            1,
+        ))
+    };
+    cue(404, "404 page not found");
+    assert_eq!(e.client.status(&ids[1]).await.unwrap_err().class, FailureClass::Unknown, "not RunPod's answer");
+    cue(503, "upstream connect error");
+    assert_eq!(e.client.status(&ids[1]).await.unwrap_err().class, FailureClass::ProviderOutage);
+    e.fake.control().cue(Cue::on(Operation::Status, Misbehaviour::MalformedJson, 1));
+    assert_eq!(e.client.status(&ids[1]).await.unwrap_err().class, FailureClass::ContractChanged);
+    assert!(e.client.status(&ids[1]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_cut_off_or_stalled_launch_is_no_capacity_verdict_and_the_pod_exists() {
+    let e = env_with(RunPodFakeConfig::default(), &[("request_timeout_ms", "300")]).await;
+    let on_demand = offer_for(&e, GpuType::A6000, 1, false).await;
+    let spot = offer_for(&e, GpuType::A6000, 1, true).await;
+    let stall = || Misbehaviour::StallAfterServing(Duration::from_millis(1500));
+    let cases = [
+        (spec(&on_demand.id, 1, false, None), Misbehaviour::MalformedJson, FailureClass::ContractChanged),
+        (spec(&on_demand.id, 1, false, None), stall(), FailureClass::ProviderOutage),
+        (spec(&spot.id, 1, true, None), Misbehaviour::MalformedJson, FailureClass::ContractChanged),
+        (spec(&spot.id, 1, true, None), stall(), FailureClass::ProviderOutage),
+    ];
+    for (n, (spec, misbehaviour, class)) in cases.into_iter().enumerate() {
+        e.fake.control().cue(e.fake.launch_cue(misbehaviour.clone(), 1));
+        let err = e.client.launch(&spec).await.unwrap_err();
+        assert_eq!(err.class, class, "{misbehaviour:?}, spot {}: {err}", spec.spot);
+        assert_eq!(e.fake.live_machines().len(), n + 1, "the pod was made");
+        assert!(e.fake.pods().iter().any(|p| p.name == spec.attempt_id.as_str()), "named after its attempt");
+    }
+    assert!(e.client.spot_available(), "a broken answer is not spot going away");
+    let id = e.fake.live_machines()[0].clone();
+    assert_eq!(e.fake.destroy_calls(&id), 0);
+    e.client.terminate(&id).await.unwrap();
+    e.client.terminate(&id).await.unwrap();
+    assert_eq!(e.fake.destroy_calls(&id), 2);
 }

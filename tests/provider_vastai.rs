@@ -9,7 +9,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use tgp::fakes::vastai::{BootOutcome, VastAiFake, VastAiFakeConfig};
-use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, Misbehaviour};
+use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::vastai::VastAiClient;
@@ -634,7 +634,8 @@ async fn the_notes_error_bodies_classify() {
         }
         client.terminate("12345678").await.unwrap();
         assert_eq!(class(client.status("12345678").await).class, FailureClass::NotFound);
-        assert!(client.list_instances().await.unwrap().is_empty(), "instances: null is none");
+        let e = class(client.list_instances().await);
+        assert_eq!(e.class, FailureClass::ContractChanged, "a list of null is not an empty account: {e}");
     }
 }
 
@@ -681,4 +682,124 @@ async fn a_refused_bid_sweeps_any_instance_left_with_the_label() {
     assert!(list.query.as_deref().unwrap().contains("select_filters="));
     let deleted: Vec<&str> = seen.iter().filter(|r| r.method == "DELETE").map(|r| r.path.as_str()).collect();
     assert_eq!(deleted, vec!["/api/v0/instances/777/"], "only the labelled one");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listings that say nothing, and the one-machine answers that do (issue 10).
+
+/// Three running instances at a fake that lists two a page (so the listing takes two pages).
+async fn three_listed() -> (VastAiFake, VastAiClient, ApiChangeReporter, Vec<String>) {
+    let (fake, client, reporter) =
+        fake_with(VastAiFakeConfig { boot_delay: Duration::from_millis(100), page_size: 2, ..Default::default() })
+            .await;
+    let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
+    let mut ids = Vec::new();
+    for (i, offer) in offers.iter().take(3).enumerate() {
+        ids.push(client.launch(&spec(offer, false, i as u32 + 1)).await.unwrap().provider_instance_id);
+    }
+    ids.sort();
+    (fake, client, reporter, ids)
+}
+
+fn listed_ids(listed: &[tgp_actors::provider::ProviderInstance]) -> Vec<String> {
+    let mut ids: Vec<String> = listed.iter().map(|m| m.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_null_or_missing_list_is_a_contract_change_never_an_empty_account() {
+    let (fake, client, reporter, ids) = three_listed().await;
+    assert_eq!(listed_ids(&client.list_instances().await.unwrap()), ids);
+    // An empty list in the right shape is an answer: the caller decides what it is worth.
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Empty, 2));
+    assert_eq!(client.list_instances().await.unwrap().len(), 0);
+    let mut changes = reporter.subscribe();
+    for glitch in [ListGlitch::Null, ListGlitch::Missing] {
+        fake.control().cue(fake.list_glitch_cue(glitch.clone(), 1));
+        let e = class(client.list_instances().await);
+        assert_eq!(e.class, FailureClass::ContractChanged, "{glitch:?}: {e}");
+        assert!(e.message.contains("GET /api/v1/instances/") && e.message.contains("`instances`"), "{e}");
+        assert!(e.message.contains("page 1"), "{e}");
+        assert!(matches!(changes.try_recv().unwrap().kind, ApiChangeKind::UnexpectedShape(_)));
+    }
+    // One bad page refuses the whole listing: page 1 is fine, page 2 is null.
+    fake.control().cue(fake.list_cue(Misbehaviour::Slow(Duration::ZERO), 1));
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Null, 1));
+    let e = class(client.list_instances().await);
+    assert!(e.class == FailureClass::ContractChanged && e.message.contains("page 2"), "{e}");
+    // One machine left out is left out, and only that one.
+    fake.control().cue(fake.list_glitch_cue(ListGlitch::Omit(ids[0].clone()), 2));
+    assert_eq!(listed_ids(&client.list_instances().await.unwrap()), ids[1..].to_vec());
+    assert_eq!(fake.live_machines().len(), 3, "nothing was destroyed");
+    assert!(ids.iter().all(|id| fake.destroy_calls(id) == 0));
+}
+
+#[tokio::test]
+async fn vasts_deprecated_endpoint_410_on_the_list_is_an_error_and_reported() {
+    let (fake, client, reporter, _ids) = three_listed().await;
+    let mut changes = reporter.subscribe();
+    let gone = r#"{"success": false, "error": "deprecated_endpoint", "msg": "This endpoint is deprecated; use /api/v1/instances/"}"#;
+    fake.control().cue(fake.list_cue(Misbehaviour::Status { code: 410, body: gone.into(), retry_after: None }, 1));
+    let e = class(client.list_instances().await);
+    assert_eq!((e.class, e.code.as_deref()), (FailureClass::ContractChanged, Some("deprecated_endpoint")), "{e}");
+    assert!(matches!(changes.try_recv().unwrap().kind, ApiChangeKind::OperationGone(_)));
+}
+
+#[tokio::test]
+async fn status_is_not_found_only_on_vasts_own_answer() {
+    let (fake, client, _, ids) = three_listed().await;
+    assert_eq!(class(client.status("424242").await).class, FailureClass::NotFound, "never existed");
+    assert!(fake.vanish(&ids[0]));
+    assert!(!fake.vanish(&ids[0]), "already gone");
+    let e = class(client.status(&ids[0]).await);
+    assert_eq!(e.class, FailureClass::NotFound, "{e}");
+    assert!(!listed_ids(&client.list_instances().await.unwrap()).contains(&ids[0]));
+    // What is not Vast's own "not found" concludes nothing.
+    let not_found = |body: &str| Misbehaviour::Status { code: 404, body: body.into(), retry_after: None };
+    fake.control().cue(Cue::on(Operation::Status, not_found("<html>404 Not Found</html>"), 1));
+    assert_eq!(class(client.status(&ids[1]).await).class, FailureClass::Unknown);
+    fake.control().cue(Cue::on(Operation::Status, not_found(r#"{"success":false,"error":"no_such_instance"}"#), 1));
+    assert_eq!(class(client.status(&ids[1]).await).class, FailureClass::NotFound);
+    fake.control().cue(Cue::on(Operation::Status, Misbehaviour::MalformedJson, 1));
+    assert_eq!(class(client.status(&ids[1]).await).class, FailureClass::ContractChanged);
+    fake.control().cue(Cue::on(
+        Operation::Status,
+        Misbehaviour::RenameField { from: "instances".into(), to: "x".into() },
+        1,
+    ));
+    assert_eq!(class(client.status(&ids[1]).await).class, FailureClass::ContractChanged, "no instances field");
+    let status_500 = Misbehaviour::Status { code: 500, body: "oops".into(), retry_after: None };
+    fake.control().cue(Cue::on(Operation::Status, status_500, 1));
+    assert_eq!(class(client.status(&ids[1]).await).class, FailureClass::ProviderOutage);
+    assert!(client.status(&ids[1]).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_cut_off_or_stalled_rent_is_no_capacity_verdict_and_the_instance_exists() {
+    let (fake, _, _) = fake().await;
+    let mut quick = settings(&fake.url(), "test-key");
+    quick.options.insert("request_timeout_ms".into(), "300".into());
+    let client = VastAiClient::from_settings(&quick, ApiChangeReporter::default()).unwrap();
+    let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
+    fake.control().cue(fake.launch_cue(Misbehaviour::MalformedJson, 1));
+    let e = class(client.launch(&spec(&offers[0], false, 1)).await);
+    assert_eq!(e.class, FailureClass::ContractChanged, "{e}");
+    assert_eq!(fake.live_machines().len(), 1, "the rent happened");
+    fake.control().cue(fake.launch_cue(Misbehaviour::StallAfterServing(Duration::from_millis(1500)), 1));
+    let e = class(client.launch(&spec(&offers[1], false, 2)).await);
+    assert_eq!(e.class, FailureClass::ProviderOutage, "{e}");
+    assert!(e.message.contains("timed out"), "{e}");
+    assert_eq!(fake.live_machines().len(), 2, "the stalled rent happened too");
+    // The machines carry their attempts' labels, so the poll can adopt them.
+    let labels: Vec<Option<String>> = client.list_instances().await.unwrap().into_iter().map(|m| m.label).collect();
+    assert_eq!(labels.iter().flatten().count(), 2, "{labels:?}");
+    let first = &fake.live_machines()[0];
+    assert_eq!(fake.destroy_calls(first), 0);
+    client.terminate(first).await.unwrap();
+    client.terminate(first).await.unwrap();
+    assert_eq!(fake.destroy_calls(first), 2, "both calls reached the fake");
+    quick.options.insert("request_timeout_ms".into(), "soon".into());
+    let e = VastAiClient::from_settings(&quick, ApiChangeReporter::default()).err().expect("refused");
+    assert!(e.class == FailureClass::InvalidRequest && e.message.contains("request_timeout_ms"), "{e}");
 }

@@ -14,6 +14,7 @@ use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{
     Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason, Limit, OfferSummary,
 };
+use tgp_events::span::Span;
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money, ProviderName};
 
 use crate::selection::offering_key;
@@ -47,10 +48,13 @@ pub enum InstanceCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Record that no offer fits: the chain fails.
+    /// Record that no offer fits now: the chain waits for capacity (up to its launch's
+    /// `wait_for_capacity`), or fails when the wait is over or cannot help.
     NoOfferFits {
         /// Why.
         message: String,
+        /// Whether waiting could help: false when only the budget rules every price out.
+        can_wait: bool,
         /// When.
         at: DateTime<Utc>,
     },
@@ -103,6 +107,19 @@ pub enum InstanceCommand {
         /// The provider's raw status.
         raw_status: String,
         /// How it was noticed.
+        detected_by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Record that a machine the chain declared lost was seen running again.
+    RecordReappeared {
+        /// The machine.
+        provider_instance_id: String,
+        /// The provider's raw status.
+        raw_status: String,
+        /// How to reach it.
+        connection: Connection,
+        /// How it was seen.
         detected_by: String,
         /// When.
         at: DateTime<Utc>,
@@ -219,6 +236,18 @@ impl Machine {
     }
 }
 
+/// A machine the chain declared lost (`Interrupted`), kept so it can be taken back if it turns
+/// up running again, and never destroyed as an orphan while the chain lives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LostMachine {
+    /// The machine as it was billed.
+    pub machine: Machine,
+    /// Why it was declared lost.
+    pub reason: InterruptionReason,
+    /// When: its run was closed here.
+    pub at: DateTime<Utc>,
+}
+
 /// The state of one instance chain, folded from its events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
@@ -252,6 +281,12 @@ pub struct Instance {
     /// ran, and when the last one happened: the relaunch backoff grows with them.
     #[serde(default)]
     pub setbacks: Option<(u32, DateTime<Utc>)>,
+    /// Machines declared lost while the chain lives, oldest first.
+    #[serde(default)]
+    pub lost: Vec<LostMachine>,
+    /// While the chain waits for capacity: when the wait ends.
+    #[serde(default)]
+    pub waiting_until: Option<DateTime<Utc>>,
 }
 
 impl Instance {
@@ -350,6 +385,15 @@ impl Instance {
         }
     }
 
+    /// The machine declared lost with this provider id, if any.
+    pub fn lost_machine(&self, provider_instance_id: &str) -> Option<&LostMachine> {
+        self.lost.iter().find(|l| l.machine.id == provider_instance_id)
+    }
+
+    fn capacity_wait(&self) -> Span {
+        self.request.as_ref().map_or(Span::from_secs(0), |r| r.capacity_wait())
+    }
+
     fn max_attempts(&self) -> u32 {
         self.request.as_ref().map_or(1, |r| r.relaunch.max_attempts)
     }
@@ -420,10 +464,23 @@ impl Instance {
                 }
                 Ok(vec![InstanceEvent::OfferSelected { offer, bid, reason, candidates, at }])
             }
-            C::NoOfferFits { message, at } => {
+            C::NoOfferFits { message, can_wait, at } => {
                 if !matches!(state, S::Requested | S::Interrupted) {
                     return Err(self.wrong("give up selection"));
                 }
+                let wait = self.capacity_wait();
+                let until = wait.to_chrono().and_then(|w| at.checked_add_signed(w));
+                match (self.waiting_until, until) {
+                    (Some(until), _) if can_wait && at < until => return Ok(vec![]),
+                    (None, Some(until)) if can_wait && until > at => {
+                        return Ok(vec![InstanceEvent::WaitingForCapacity { reason: message, until, at }]);
+                    }
+                    _ => {}
+                }
+                let message = match self.waiting_until {
+                    Some(_) => format!("waited wait_for_capacity {wait} and still {message}"),
+                    None => message,
+                };
                 Ok(vec![
                     InstanceEvent::LaunchFailed {
                         attempt_id: None,
@@ -489,6 +546,13 @@ impl Instance {
                 }];
                 if state == S::Terminating {
                     events.push(InstanceEvent::Terminated { provider_instance_id: None, at });
+                } else if is_permanent(class) {
+                    let provider =
+                        self.offer.as_ref().map_or_else(|| "the provider".into(), |(o, _)| o.provider.to_string());
+                    events.push(InstanceEvent::Failed {
+                        reason: format!("{provider} refused the launch ({}): {message}", class_name(class)),
+                        at,
+                    });
                 } else if self.attempts >= self.max_attempts() {
                     events.push(InstanceEvent::Failed {
                         reason: format!("{} launch attempts used; last: {message}", self.attempts),
@@ -523,6 +587,27 @@ impl Instance {
                     });
                 }
                 Ok(events)
+            }
+            C::RecordReappeared { provider_instance_id, raw_status, connection, detected_by, at } => {
+                if state == S::Terminating {
+                    return Err(self.wrong("take back a machine"));
+                }
+                if self.lost_machine(&provider_instance_id).is_none() {
+                    return Err(InstanceError::Stale {
+                        what: "lost machine",
+                        expected: self.lost.iter().map(|l| l.machine.id.as_str()).collect::<Vec<_>>().join(", "),
+                        got: provider_instance_id,
+                    });
+                }
+                Ok(vec![InstanceEvent::Reappeared {
+                    provider_instance_id,
+                    raw_status,
+                    connection,
+                    detected_by,
+                    replaced_by: self.machine.as_ref().map(|m| m.id.clone()),
+                    abandoned_attempt: self.pending_attempt.as_ref().map(|(a, _)| a.clone()),
+                    at,
+                }])
             }
             C::EnforceLimits { at } => {
                 let reached = self.limit_deadline().filter(|(_, deadline)| *deadline <= at);
@@ -581,6 +666,7 @@ impl Instance {
                 self.state = Some(S::Requested);
             }
             InstanceEvent::OfferSelected { offer, bid, .. } => {
+                self.waiting_until = None;
                 self.offer = Some((offer, bid));
                 self.state = Some(S::Launching);
             }
@@ -612,22 +698,30 @@ impl Instance {
             }
             InstanceEvent::LaunchFailed { class, at, .. } => {
                 self.pending_attempt = None;
-                if !matches!(class, FailureClass::Capacity | FailureClass::NoOfferFits) {
+                let offering_failed = matches!(class, FailureClass::Capacity | FailureClass::NotFound);
+                if !offering_failed && class != FailureClass::NoOfferFits {
                     self.setbacks = Some((self.setbacks.map_or(0, |(n, _)| n) + 1, at));
                 }
-                if let Some((offer, _)) = self.offer.take() {
+                // Only the provider's own word on the offering avoids it; a transient fault is
+                // about the provider's health, which its breaker tracks.
+                if let Some((offer, _)) = self.offer.take()
+                    && offering_failed
+                {
                     self.avoid.push(offering_key(&offer));
                 }
                 if !terminating {
                     self.state = Some(if self.replaces.is_some() { S::Interrupted } else { S::Requested });
                 }
             }
-            InstanceEvent::Interrupted { at, .. } => {
+            InstanceEvent::Interrupted { reason, at, .. } => {
                 if let Some((offer, _)) = self.offer.take() {
                     self.avoid.push(offering_key(&offer));
                 }
                 self.setbacks = Some((self.setbacks.map_or(0, |(n, _)| n) + 1, at));
                 self.replaces = self.machine.clone();
+                if let Some(machine) = self.machine.clone() {
+                    self.lost.push(LostMachine { machine, reason, at });
+                }
                 self.close_run(at);
                 self.connection = None;
                 if !terminating {
@@ -645,8 +739,45 @@ impl Instance {
                 self.state = Some(S::Failed);
             }
             InstanceEvent::OrphanTerminated { .. } => {}
+            InstanceEvent::WaitingForCapacity { until, .. } => {
+                // Nothing else is left: offerings that failed for capacity earlier get a new look
+                // (the provider actor still hides each for its own while after the failure).
+                self.avoid.clear();
+                self.waiting_until = Some(until);
+            }
+            InstanceEvent::Reappeared { provider_instance_id, connection, at, .. } => {
+                let Some(index) = self.lost.iter().position(|l| l.machine.id == provider_instance_id) else {
+                    return;
+                };
+                let lost = self.lost.remove(index);
+                // The replacement's run ends here; the original's run, closed when it was declared
+                // lost, is reopened: the provider billed it all along, as one run.
+                self.close_run(at);
+                self.spent_dollar_seconds -= lost.machine.billed_dollar_seconds(lost.at);
+                if self.replaces.as_ref().is_some_and(|r| r.id == lost.machine.id) {
+                    self.replaces = None;
+                }
+                self.machine = Some(lost.machine);
+                self.pending_attempt = None;
+                self.offer = None;
+                self.waiting_until = None;
+                self.setbacks = None;
+                self.connection = Some(connection);
+                self.state = Some(S::Running);
+            }
         }
     }
+}
+
+/// Errors no retry can cure: the credentials, or a request the provider will never take (a
+/// missing SSH key, say). The chain fails at once, with the provider's message saying what to fix.
+pub fn is_permanent(class: FailureClass) -> bool {
+    matches!(class, FailureClass::Auth | FailureClass::InvalidRequest)
+}
+
+/// A failure class as it appears on the wire (`invalid_request`).
+fn class_name(class: FailureClass) -> String {
+    serde_json::to_value(class).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 impl Aggregate for Instance {

@@ -230,21 +230,208 @@ fn a_failed_attempt_returns_to_selection_until_attempts_run_out() {
         ]);
 }
 
+fn no_fit(at: DateTime<Utc>, can_wait: bool) -> C {
+    C::NoOfferFits { message: "nothing under $3".into(), can_wait, at }
+}
+
+fn fold(events: Vec<InstanceEvent>) -> Instance {
+    let mut instance = Instance::default();
+    for event in events {
+        instance.fold(event);
+    }
+    instance
+}
+
 #[test]
-fn no_fitting_offer_fails_the_chain() {
+fn no_fitting_offer_waits_for_capacity_once_then_fails_naming_the_wait() {
+    let waiting = InstanceEvent::WaitingForCapacity {
+        reason: "nothing under $3".into(),
+        until: at() + chrono::Duration::minutes(30),
+        at: at(),
+    };
+    framework().given(vec![requested(3)]).when(no_fit(at(), true)).then_expect_events(vec![waiting.clone()]);
+    // Still nothing a while later: the wait goes on, journaled once.
+    let later = at() + chrono::Duration::minutes(10);
+    framework().given(vec![requested(3), waiting.clone()]).when(no_fit(later, true)).then_expect_events(vec![]);
+    let expired = at() + chrono::Duration::minutes(30);
+    framework().given(vec![requested(3), waiting.clone()]).when(no_fit(expired, true)).then_expect_events(vec![
+        InstanceEvent::LaunchFailed {
+            attempt_id: None,
+            provider: None,
+            class: FailureClass::NoOfferFits,
+            message: "waited wait_for_capacity 30m and still nothing under $3".into(),
+            at: expired,
+        },
+        InstanceEvent::Failed {
+            reason: "no offer fits: waited wait_for_capacity 30m and still nothing under $3".into(),
+            at: expired,
+        },
+    ]);
+    // An offer found ends the wait: the next dry spell waits again from its own start.
+    let instance = fold(vec![requested(3), waiting, selected()]);
+    assert_eq!(instance.waiting_until, None);
+}
+
+#[test]
+fn no_fitting_offer_fails_at_once_when_waiting_cannot_help() {
+    let failed = vec![
+        InstanceEvent::LaunchFailed {
+            attempt_id: None,
+            provider: None,
+            class: FailureClass::NoOfferFits,
+            message: "nothing under $3".into(),
+            at: at(),
+        },
+        InstanceEvent::Failed { reason: "no offer fits: nothing under $3".into(), at: at() },
+    ];
+    // Only the budget rules prices out: no wait brings a cheaper machine.
+    framework().given(vec![requested(3)]).when(no_fit(at(), false)).then_expect_events(failed.clone());
+    // `wait_for_capacity: 0s` keeps the fail-fast of old.
+    let fail_fast = LaunchCommand::from_json(
+        br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3","wait_for_capacity":"0s"}"#,
+    )
+    .unwrap();
     framework()
-        .given(vec![requested(3)])
-        .when(C::NoOfferFits { message: "nothing under $3".into(), at: at() })
+        .given(vec![InstanceEvent::LaunchRequested { instance_id: id(), request: fail_fast, at: at() }])
+        .when(no_fit(at(), true))
+        .then_expect_events(failed);
+}
+
+#[test]
+fn a_transient_launch_failure_backs_off_without_avoiding_the_offering() {
+    for class in
+        [FailureClass::RateLimited, FailureClass::ProviderOutage, FailureClass::ContractChanged, FailureClass::Unknown]
+    {
+        let failed = InstanceEvent::LaunchFailed {
+            attempt_id: Some(attempt(1)),
+            provider: Some(offer().provider),
+            class,
+            message: "try later".into(),
+            at: at(),
+        };
+        framework()
+            .given(vec![requested(3), selected(), attempted(1)])
+            .when(C::RecordLaunchFailed { attempt_id: attempt(1), class, message: "try later".into(), at: at() })
+            .then_expect_events(vec![failed.clone()]);
+        let instance = fold(vec![requested(3), selected(), attempted(1), failed]);
+        assert!(instance.avoid.is_empty(), "{class:?} avoided the offering");
+        assert_eq!(instance.setbacks, Some((1, at())), "{class:?} backs off");
+    }
+    // The provider's own capacity error does avoid it.
+    let capacity = InstanceEvent::LaunchFailed {
+        attempt_id: Some(attempt(1)),
+        provider: Some(offer().provider),
+        class: FailureClass::Capacity,
+        message: "no capacity".into(),
+        at: at(),
+    };
+    assert_eq!(fold(vec![requested(3), selected(), attempted(1), capacity]).avoid.len(), 1);
+}
+
+#[test]
+fn a_permanent_launch_error_fails_the_chain_at_once_with_the_fix() {
+    let message = "no SSH key: set ssh_key_name for lambda";
+    framework()
+        .given(vec![requested(5), selected(), attempted(1)])
+        .when(C::RecordLaunchFailed {
+            attempt_id: attempt(1),
+            class: FailureClass::InvalidRequest,
+            message: message.into(),
+            at: at(),
+        })
         .then_expect_events(vec![
             InstanceEvent::LaunchFailed {
-                attempt_id: None,
-                provider: None,
-                class: FailureClass::NoOfferFits,
-                message: "nothing under $3".into(),
+                attempt_id: Some(attempt(1)),
+                provider: Some(offer().provider),
+                class: FailureClass::InvalidRequest,
+                message: message.into(),
                 at: at(),
             },
-            InstanceEvent::Failed { reason: "no offer fits: nothing under $3".into(), at: at() },
+            InstanceEvent::Failed {
+                reason: format!("simulated refused the launch (invalid_request): {message}"),
+                at: at(),
+            },
         ]);
+}
+
+fn vanished(machine: &str, at: DateTime<Utc>) -> InstanceEvent {
+    InstanceEvent::Interrupted {
+        provider_instance_id: machine.into(),
+        reason: InterruptionReason::Vanished,
+        raw_status: "absent from the listing; status call: not found".into(),
+        detected_by: "status_call".into(),
+        at,
+    }
+}
+
+#[test]
+fn a_lost_machine_that_reappears_is_taken_back_and_its_replacement_given_up() {
+    let lost_at = at() + chrono::Duration::hours(1);
+    let back_at = at() + chrono::Duration::hours(2);
+    let relaunched = InstanceEvent::Relaunched {
+        attempt_id: attempt(2),
+        provider: offer().provider,
+        provider_instance_id: "m-2".into(),
+        replaces: "m-1".into(),
+        hourly_price: money("1.20"),
+        spot: true,
+        billing: BillingGranularity::PER_SECOND,
+        adopted: false,
+        at: lost_at,
+    };
+    let mut given = running_chain();
+    given.extend([vanished("m-1", lost_at), selected(), attempted(2), relaunched, running("m-2")]);
+    let reappeared = InstanceEvent::Reappeared {
+        provider_instance_id: "m-1".into(),
+        raw_status: "running".into(),
+        connection: Connection::default(),
+        detected_by: "status_poll".into(),
+        replaced_by: Some("m-2".into()),
+        abandoned_attempt: None,
+        at: back_at,
+    };
+    framework()
+        .given(given.clone())
+        .when(C::RecordReappeared {
+            provider_instance_id: "m-1".into(),
+            raw_status: "running".into(),
+            connection: Connection::default(),
+            detected_by: "status_poll".into(),
+            at: back_at,
+        })
+        .then_expect_events(vec![reappeared.clone()]);
+    given.push(reappeared);
+    let instance = fold(given.clone());
+    assert_eq!(instance.current_state(), Some(tgp_events::api::InstanceState::Running));
+    assert_eq!(instance.machine.as_ref().map(|m| m.id.as_str()), Some("m-1"));
+    assert!(instance.lost.is_empty());
+    // m-1 billed as one run from its launch; m-2's hour at $1.20 is closed: $1.20 spent.
+    assert_eq!(
+        instance.spent_dollar_seconds,
+        rust_decimal::Decimal::from(1_20) / rust_decimal::Decimal::from(100) * rust_decimal::Decimal::from(3_600)
+    );
+    // Terminating it later ends m-1's run at the end: 3 hours of m-1 plus 1 of m-2 in all.
+    let end = at() + chrono::Duration::hours(3);
+    let mut done = given;
+    done.extend([
+        InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: end },
+        InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: end },
+    ]);
+    assert_eq!(fold(done).spent_dollar_seconds, rust_decimal::Decimal::from(4 * 3_600) * money("1.20").as_decimal());
+}
+
+#[test]
+fn only_a_machine_declared_lost_can_reappear() {
+    framework()
+        .given(running_chain())
+        .when(C::RecordReappeared {
+            provider_instance_id: "m-9".into(),
+            raw_status: "running".into(),
+            connection: Connection::default(),
+            detected_by: "status_poll".into(),
+            at: at(),
+        })
+        .then_expect_error(InstanceError::Stale { what: "lost machine", expected: String::new(), got: "m-9".into() });
 }
 
 #[test]

@@ -15,17 +15,16 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InterruptionReason};
-use tgp_events::{AttemptId, BillingGranularity, InstanceId, ProviderName};
+use tgp_events::{AttemptId, InstanceId, ProviderName};
 
 use crate::aggregate::{Instance, InstanceCommand};
 use crate::clock::Clock;
+use crate::evidence::{
+    Absence, Confirmation, EvidenceConfig, LaunchAnswer, Observed, confirmation, observation, own_orphans,
+};
 use crate::journal::{CommitError, Loaded};
-use crate::provider::{LaunchSpec, MachineStatus, Market, ProviderError, ProviderInstance, ProviderListing};
+use crate::provider::{LaunchSpec, Market, ProviderError, ProviderInstance, ProviderListing};
 use crate::selection::{Selection, select};
-
-/// How long selection waits for a provider's offers; a slower provider is left out of this
-/// selection rather than holding the launch (and the instance's mailbox) hostage.
-pub const SELECTION_WAIT: Duration = Duration::from_secs(10);
 
 /// What every instance actor shares: one `Arc` per actor keeps idle actors small.
 pub struct Shared<R> {
@@ -41,6 +40,52 @@ pub struct Shared<R> {
     pub failpoint: Option<Failpoint>,
     /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
     pub clock: Clock,
+    /// Told which machine each chain bills, so a listing that leaves out many can be suspected.
+    pub tracked: Recipient<Tracked>,
+    /// How much evidence a conclusion needs.
+    pub evidence: EvidenceConfig,
+    /// How far apart the listings a machine is absent from must be to count.
+    pub absent_spacing: Duration,
+    /// How long an unclear launch is looked for before its attempt fails.
+    pub settle_window: Duration,
+    /// How long selection waits for a provider's offers; a slower provider is left out of this
+    /// selection rather than holding the launch (and the instance's mailbox) hostage.
+    pub selection_wait: Duration,
+    /// While a chain waits for capacity, how often it selects again (about the offers' refresh).
+    pub capacity_recheck: Duration,
+}
+
+/// Which machine a chain bills now, and at which provider, with when it was launched (a listing
+/// taken before may not show it): the supervisor counts what each listing should hold.
+#[derive(Message, Clone, Debug, PartialEq)]
+#[rtype(result = "()")]
+pub struct Tracked {
+    /// The chain.
+    pub id: InstanceId,
+    /// Its machine, if one bills.
+    pub machine: Option<TrackedMachine>,
+}
+
+/// A machine a listing should hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackedMachine {
+    /// Its provider.
+    pub provider: ProviderName,
+    /// The provider's id.
+    pub id: String,
+    /// When it was launched.
+    pub launched_at: Option<DateTime<Utc>>,
+}
+
+impl TrackedMachine {
+    fn of(instance: &Instance) -> Option<Self> {
+        let machine = instance.machine.as_ref()?;
+        Some(TrackedMachine {
+            provider: machine.provider.clone()?,
+            id: machine.id.clone(),
+            launched_at: machine.launched_at,
+        })
+    }
 }
 
 /// A point where the process can be made to crash, so tests can prove that what was journaled
@@ -144,6 +189,10 @@ pub struct InstanceActor<R: PersistedEventRepository + 'static> {
     id: InstanceId,
     /// Its state and journal position; taken out while a step runs.
     loaded: Loaded,
+    /// The listings the current machine was absent from; taken out with `loaded`.
+    absence: Absence,
+    /// The machine last reported to the supervisor.
+    reported: Option<TrackedMachine>,
     /// Journal, market and supervisor.
     shared: Arc<Shared<R>>,
     /// The timer set for the chain's next wake (a backoff's end, a limit), and for when.
@@ -153,7 +202,7 @@ pub struct InstanceActor<R: PersistedEventRepository + 'static> {
 impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
     /// An actor for a chain loaded from the journal (or empty, for a new one).
     pub fn new(id: InstanceId, loaded: Loaded, shared: Arc<Shared<R>>) -> Self {
-        InstanceActor { id, loaded, shared, wake: None }
+        InstanceActor { id, loaded, shared, wake: None, absence: Absence::default(), reported: None }
     }
 
     /// Sets one timer for the moment the chain must act of its own accord, replacing an earlier
@@ -175,6 +224,15 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
         }
     }
 
+    /// Tells the supervisor when the chain's machine changed.
+    fn report_machine(&mut self) {
+        let now = TrackedMachine::of(&self.loaded.instance);
+        if now != self.reported {
+            self.reported = now.clone();
+            self.shared.tracked.do_send(Tracked { id: self.id.clone(), machine: now });
+        }
+    }
+
     fn finish_if_over(&mut self, ctx: &mut Context<Self>) {
         if self.loaded.instance.current_state().is_some_and(InstanceState::is_final) {
             self.shared.finished.do_send(Finished(self.id.clone()));
@@ -187,16 +245,18 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
     fn atomically<T, F>(
         &mut self,
         ctx: &mut Context<Self>,
-        work: impl FnOnce(Loaded, Arc<Shared<R>>, InstanceId) -> F,
+        work: impl FnOnce(Held, Arc<Shared<R>>, InstanceId) -> F,
     ) -> AtomicResponse<Self, T>
     where
         T: 'static,
-        F: Future<Output = (Loaded, Next, T)> + 'static,
+        F: Future<Output = (Held, Next, T)> + 'static,
     {
         let _ = ctx;
-        let fut = work(std::mem::take(&mut self.loaded), self.shared.clone(), self.id.clone());
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|(loaded, next, out), act, ctx| {
-            act.loaded = loaded;
+        let held = Held { loaded: std::mem::take(&mut self.loaded), absence: std::mem::take(&mut self.absence) };
+        let fut = work(held, self.shared.clone(), self.id.clone());
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(|(held, next, out), act, ctx| {
+            act.loaded = held.loaded;
+            act.absence = held.absence;
             // After a failed step the retry comes first: a wake whose moment has passed would
             // otherwise drive again at once, and again, without the retry delay.
             let retrying = matches!(next, Next::RetryLater);
@@ -205,11 +265,15 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
                 Next::RetryLater => {
                     ctx.run_later(act.shared.retry_delay, |_, ctx| drive(ctx));
                 }
+                Next::DriveIn(after) => {
+                    ctx.run_later(after, |_, ctx| drive(ctx));
+                }
                 Next::Idle => {}
             }
             if !retrying {
                 act.schedule_wake(ctx);
             }
+            act.report_machine();
             act.finish_if_over(ctx);
             out
         })))
@@ -226,12 +290,23 @@ fn drive<R: PersistedEventRepository + 'static>(ctx: &mut Context<InstanceActor<
     ctx.address().do_send(Drive);
 }
 
+/// What a step holds while it runs: the chain, and the evidence gathered about its machine.
+#[derive(Default)]
+pub struct Held {
+    /// The chain.
+    loaded: Loaded,
+    /// The listings its machine was absent from.
+    absence: Absence,
+}
+
 /// What to do after a step.
 enum Next {
     /// Go on at once.
     Drive,
     /// Something passing failed: try again after the retry delay.
     RetryLater,
+    /// Look again after this long (waiting for capacity).
+    DriveIn(Duration),
     /// Wait for a command or a status poll.
     Idle,
 }
@@ -240,6 +315,7 @@ impl<R: PersistedEventRepository + 'static> Actor for InstanceActor<R> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.report_machine();
         drive(ctx);
     }
 }
@@ -254,10 +330,10 @@ impl<R: PersistedEventRepository + 'static> Handler<GetSummary> for InstanceActo
 impl<R: PersistedEventRepository + 'static> Handler<Execute> for InstanceActor<R> {
     type Result = AtomicResponse<Self, Result<InstanceSummary, CommitError>>;
     fn handle(&mut self, Execute(command): Execute, ctx: &mut Context<Self>) -> Self::Result {
-        self.atomically(ctx, move |mut loaded, shared, id| async move {
-            let result = loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await;
-            let summary = result.map(|_| loaded.instance.summary().expect("a committed chain exists"));
-            (loaded, Next::Drive, summary)
+        self.atomically(ctx, move |mut held, shared, id| async move {
+            let result = held.loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await;
+            let summary = result.map(|_| held.loaded.instance.summary().expect("a committed chain exists"));
+            (held, Next::Drive, summary)
         })
     }
 }
@@ -265,16 +341,15 @@ impl<R: PersistedEventRepository + 'static> Handler<Execute> for InstanceActor<R
 impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: Drive, ctx: &mut Context<Self>) -> Self::Result {
-        self.atomically(ctx, |mut loaded, shared, id| async move {
-            let next = match advance(&mut loaded, &shared, &id).await {
-                Ok(true) => Next::Drive,
-                Ok(false) => Next::Idle,
+        self.atomically(ctx, |mut held, shared, id| async move {
+            let next = match advance(&mut held.loaded, &shared, &id).await {
+                Ok(next) => next,
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "step failed; retrying");
                     Next::RetryLater
                 }
             };
-            (loaded, next, ())
+            (held, next, ())
         })
     }
 }
@@ -282,73 +357,116 @@ impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> 
 impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R> {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, Observe(listing): Observe, ctx: &mut Context<Self>) -> Self::Result {
-        let command = observation(&self.loaded.instance, &listing, self.shared.clock.now());
-        // An interrupted offering is left out of the next selections, here and for every chain.
-        let interrupted_offer = match &command {
-            Some(InstanceCommand::RecordInterrupted { .. }) => {
-                self.loaded.instance.offer.as_ref().map(|(o, _)| o.clone())
-            }
-            _ => None,
-        };
         let orphans = own_orphans(&self.loaded.instance, &self.id, &listing);
-        self.atomically(ctx, move |mut loaded, shared, id| async move {
-            clean_up_orphans(&mut loaded, &shared, &id, &listing.provider, orphans).await;
-            let Some(command) = command else {
-                return (loaded, Next::Idle, ());
+        let (spacing, window) = (self.shared.absent_spacing, self.shared.settle_window);
+        self.atomically(ctx, move |mut held, shared, id| async move {
+            clean_up_orphans(&mut held.loaded, &shared, &id, &listing.provider, orphans).await;
+            let now = shared.clock.now();
+            let command = match observation(&held.loaded.instance, &listing, now, window) {
+                Observed::Nothing => {
+                    held.absence.clear();
+                    None
+                }
+                Observed::Command(command) => {
+                    held.absence.clear();
+                    Some(*command)
+                }
+                Observed::Absent(machine) => {
+                    let absences = held.absence.note(&machine, &listing, spacing);
+                    confirm_absence(&mut held, &shared, &id, &listing.provider, &machine, absences).await
+                }
             };
-            match loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await {
+            let Some(command) = command else {
+                return (held, Next::Idle, ());
+            };
+            // An interrupted offering is left out of the next selections, here and for every chain.
+            let interrupted_offer = match &command {
+                InstanceCommand::RecordInterrupted { .. } => held.loaded.instance.offer.clone(),
+                _ => None,
+            };
+            match held.loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await {
                 Ok(_) => {
-                    if let Some(offer) = interrupted_offer
+                    if let Some((offer, _)) = interrupted_offer
                         && let Some(provider) = shared.market.get(&offer.provider)
                     {
                         provider.report_unavailable(&offer.offer_id, offer.spot);
                     }
-                    (loaded, Next::Drive, ())
+                    (held, Next::Drive, ())
                 }
                 Err(e) => {
                     tracing::warn!(instance = %id, error = %e, "could not record an observation");
-                    (loaded, Next::Idle, ())
+                    (held, Next::Idle, ())
                 }
             }
         })
     }
 }
 
-/// Performs one step. Ok(true): progress was made, drive on; Ok(false): wait.
+/// Asks the provider about the chain's machine, absent from a listing, and answers what may be
+/// concluded: a definite status answer, or enough absences without a contrary answer.
+async fn confirm_absence<R: PersistedEventRepository>(
+    held: &mut Held,
+    shared: &Shared<R>,
+    id: &InstanceId,
+    provider: &ProviderName,
+    machine: &str,
+    absences: u32,
+) -> Option<InstanceCommand> {
+    let client = shared.market.get(provider)?;
+    let status = client.status(machine).await;
+    let verdict =
+        confirmation(&held.loaded.instance, &status, absences, shared.evidence.absent_listings, shared.clock.now());
+    match verdict {
+        Confirmation::Confirmed(command) => Some(*command),
+        Confirmation::Seen => {
+            tracing::info!(instance = %id, %machine, %provider, "absent from a listing, but its status call shows it");
+            held.absence.clear();
+            None
+        }
+        Confirmation::Unconfirmed => {
+            let error = status.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(instance = %id, %machine, %provider, absences, %error, "absent from a listing; not confirmed yet");
+            None
+        }
+    }
+}
+
+/// Performs one step, and says what to do next.
 async fn advance<R: PersistedEventRepository>(
     loaded: &mut Loaded,
     shared: &Shared<R>,
     id: &InstanceId,
-) -> Result<bool, CommitError> {
+) -> Result<Next, CommitError> {
     let meta = serde_json::Value::Null;
     let now = || shared.clock.now();
     let step = next_step(&loaded.instance, now());
     tracing::debug!(instance = %id, ?step, "step");
     match step {
-        Step::Done | Step::Wait => Ok(false),
+        Step::Done | Step::Wait => Ok(Next::Idle),
         Step::Select => {
+            // A machine seen stopped may linger (and bill storage): it is destroyed before it is
+            // replaced. One that vanished is left alone: if it was there all along, it comes back.
             if let (Some(InstanceState::Interrupted), Some(stopped)) =
                 (loaded.instance.current_state(), &loaded.instance.replaces)
+                && loaded.instance.lost_machine(&stopped.id).is_some_and(|l| l.reason != InterruptionReason::Vanished)
                 && let Some(provider) = stopped.provider.as_ref().and_then(|p| shared.market.get(p))
                 && let Err(e) = provider.terminate(&stopped.id).await
             {
-                // An interrupted machine may linger stopped at the provider (and bill storage), so
-                // it is destroyed before it is replaced; destroying is idempotent.
                 tracing::warn!(instance = %id, machine = %stopped.id, error = %e, "could not clean up the interrupted machine");
             }
             let request = loaded.instance.request.clone().expect("a requested chain has its request");
             let filter = crate::provider::OfferFilter::for_launch(&request);
+            let wait = shared.selection_wait;
             let asks = shared.market.providers().iter().map(|p| {
                 let filter = filter.clone();
                 async move {
-                    let answer =
-                        tokio::time::timeout(SELECTION_WAIT, p.list_offers(&filter)).await.unwrap_or_else(|_| {
-                            Err(ProviderError::new(
-                                &p.info().name,
-                                FailureClass::ProviderOutage,
-                                format!("no offers within {}s; left out of this selection", SELECTION_WAIT.as_secs()),
-                            ))
-                        });
+                    let answer = tokio::time::timeout(wait, p.list_offers(&filter)).await.unwrap_or_else(|_| {
+                        Err(ProviderError::new(
+                            &p.info().name,
+                            FailureClass::ProviderOutage,
+                            format!("no offers within {}s; left out of this selection", wait.as_secs()),
+                        ))
+                    });
                     (p.info().name, answer)
                 }
             });
@@ -370,11 +488,16 @@ async fn advance<R: PersistedEventRepository>(
                             "; {unaffordable} prices left out: their shortest run would bill past the budget"
                         ));
                     }
-                    InstanceCommand::NoOfferFits { message, at: now() }
+                    InstanceCommand::NoOfferFits { message, can_wait: unaffordable == 0, at: now() }
                 }
             };
             loaded.commit(&shared.repo, id, command, &meta).await?;
-            Ok(true)
+            Ok(match loaded.instance.waiting_until {
+                Some(until) if !loaded.instance.current_state().is_some_and(InstanceState::is_final) => {
+                    Next::DriveIn(shared.capacity_recheck.min(shared.clock.until(until)).max(Duration::from_millis(1)))
+                }
+                _ => Next::Drive,
+            })
         }
         Step::Launch => {
             loaded.commit(&shared.repo, id, InstanceCommand::StartAttempt { at: now() }, &meta).await?;
@@ -390,7 +513,7 @@ async fn advance<R: PersistedEventRepository>(
                     at: now(),
                 };
                 loaded.commit(&shared.repo, id, command, &meta).await?;
-                return Ok(true);
+                return Ok(Next::Drive);
             };
             let spec = LaunchSpec {
                 attempt_id: attempt_id.clone(),
@@ -413,18 +536,18 @@ async fn advance<R: PersistedEventRepository>(
                     adopted: false,
                     at: now(),
                 },
-                // The call may have started a machine: leave the attempt open for the next
-                // status poll to settle (adopt it by its label, or fail it).
-                Err(e) if matches!(e.class, FailureClass::ProviderOutage | FailureClass::Unknown) => {
-                    tracing::warn!(instance = %id, attempt = %attempt_id, error = %e, "launch outcome unknown");
-                    return Ok(false);
+                // The call may have started a machine: leave the attempt open for the status polls
+                // to settle within the settlement window (adopt it by its label, or fail it).
+                Err(e) if LaunchAnswer::of(e.class) == LaunchAnswer::Unclear => {
+                    tracing::warn!(instance = %id, attempt = %attempt_id, error = %e, "launch outcome unclear; settling it");
+                    return Ok(Next::Idle);
                 }
                 Err(e) => {
                     InstanceCommand::RecordLaunchFailed { attempt_id, class: e.class, message: e.message, at: now() }
                 }
             };
             loaded.commit(&shared.repo, id, command, &meta).await?;
-            Ok(true)
+            Ok(Next::Drive)
         }
         Step::Terminate => {
             let machine = loaded.instance.machine.clone().expect("terminating a machine");
@@ -434,15 +557,15 @@ async fn advance<R: PersistedEventRepository>(
                 crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
-            Ok(true)
+            Ok(Next::Drive)
         }
         Step::EnforceLimits => {
             loaded.commit(&shared.repo, id, InstanceCommand::EnforceLimits { at: now() }, &meta).await?;
-            Ok(true)
+            Ok(Next::Drive)
         }
         Step::RecordTerminated => {
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
-            Ok(true)
+            Ok(Next::Drive)
         }
     }
 }
@@ -460,31 +583,6 @@ fn leave_out_unaffordable(instance: &Instance, offers: &mut [crate::provider::Of
         }
     }
     removed
-}
-
-/// Machines carrying this chain's label that the journal accounts for nowhere and that still
-/// exist (running, or stopped and perhaps billing storage): an attempt that was superseded (failed
-/// as unknown, then retried) and came up after all. The interrupted machine a relaunch replaces is
-/// destroyed by the relaunch itself, so it is left alone while the chain waits to relaunch; once
-/// replaced, it is an orphan like any other if it still exists.
-fn own_orphans(instance: &Instance, id: &InstanceId, listing: &ProviderListing) -> Vec<(AttemptId, ProviderInstance)> {
-    let current = instance.machine.as_ref().map(|m| m.id.as_str());
-    let replaced = instance
-        .replaces
-        .as_ref()
-        .filter(|_| instance.current_state() == Some(InstanceState::Interrupted))
-        .map(|m| m.id.as_str());
-    let pending = instance.pending_attempt.as_ref().map(|(a, _)| a);
-    listing
-        .of_instance(id)
-        .filter(|(attempt, m)| {
-            m.status.still_exists()
-                && Some(m.id.as_str()) != current
-                && Some(m.id.as_str()) != replaced
-                && Some(*attempt) != pending
-        })
-        .map(|(attempt, m)| (attempt.clone(), m.clone()))
-        .collect()
 }
 
 /// Destroys this chain's orphans and journals each; a failure is retried at the next poll.
@@ -511,63 +609,5 @@ async fn clean_up_orphans<R: PersistedEventRepository>(
         if let Err(e) = loaded.commit(&shared.repo, id, command, &serde_json::Value::Null).await {
             tracing::warn!(instance = %id, machine = %machine.id, error = %e, "orphan terminated but not journaled");
         }
-    }
-}
-
-/// What a provider listing tells this chain at `at`, as a command, if anything.
-pub fn observation(instance: &Instance, listing: &ProviderListing, at: DateTime<Utc>) -> Option<InstanceCommand> {
-    if let Some((attempt_id, started)) = &instance.pending_attempt {
-        let (offer, bid) = instance.offer.as_ref()?;
-        if offer.provider != listing.provider || listing.taken_at <= *started {
-            return None;
-        }
-        return Some(match listing.by_label(attempt_id) {
-            Some(machine) => InstanceCommand::RecordLaunched {
-                attempt_id: attempt_id.clone(),
-                provider_instance_id: machine.id.clone(),
-                hourly_price: machine.hourly_price.or(*bid).unwrap_or(offer.hourly_price),
-                billing: machine.billing.unwrap_or(BillingGranularity::PER_SECOND),
-                adopted: true,
-                at,
-            },
-            None => InstanceCommand::RecordLaunchFailed {
-                attempt_id: attempt_id.clone(),
-                class: FailureClass::Unknown,
-                message: format!("no machine labelled {attempt_id} at {} after the launch call", listing.provider),
-                at,
-            },
-        });
-    }
-    let machine = instance.machine.as_ref()?;
-    if machine.provider.as_ref() != Some(&listing.provider) {
-        return None;
-    }
-    let state = instance.current_state()?;
-    let interrupted = |reason, raw_status: &str| InstanceCommand::RecordInterrupted {
-        provider_instance_id: machine.id.clone(),
-        reason,
-        raw_status: raw_status.to_string(),
-        detected_by: "status_poll".to_string(),
-        at,
-    };
-    match listing.by_id.get(&machine.id) {
-        None if machine.launched_at.is_some_and(|t| listing.taken_at <= t) => None,
-        None if state == InstanceState::Terminating => Some(InstanceCommand::RecordTerminated { at }),
-        None => Some(interrupted(InterruptionReason::Vanished, "absent from listing")),
-        Some(seen) => match seen.status {
-            MachineStatus::Running if state == InstanceState::Starting => Some(InstanceCommand::RecordRunning {
-                provider_instance_id: machine.id.clone(),
-                connection: seen.connection.clone(),
-                at,
-            }),
-            MachineStatus::Interrupted(reason) if state != InstanceState::Terminating => {
-                Some(interrupted(reason, &seen.raw_status))
-            }
-            MachineStatus::Terminated if state == InstanceState::Terminating => {
-                Some(InstanceCommand::RecordTerminated { at })
-            }
-            MachineStatus::Terminated => Some(interrupted(InterruptionReason::StoppedOutsideTgp, &seen.raw_status)),
-            _ => None,
-        },
     }
 }

@@ -8,6 +8,8 @@
 //!   machine and error shapes.
 //! - [`provider_actor`]: one actor per provider: rate limiter, circuit breaker, retries, caches.
 //! - [`selection`]: choosing the cheapest fitting offer, with a verdict for every candidate.
+//! - [`evidence`]: what listings, status answers and unclear launch answers prove, and what they
+//!   do not.
 //! - [`aggregate`]: the instance aggregate, the rules of one chain's life (cqrs-es `Aggregate`).
 //! - [`journal`]: committing an aggregate's decisions through any cqrs-es repository.
 //! - [`instance_actor`]: one actix actor per live instance: decides, journals, then acts.
@@ -16,6 +18,7 @@
 
 pub mod aggregate;
 pub mod clock;
+pub mod evidence;
 pub mod instance_actor;
 pub mod journal;
 pub mod provider;

@@ -192,6 +192,9 @@ pub struct ProviderListing {
     /// The ids of machines carrying a tgp attempt label, by the chain the label names: each of
     /// thousands of instance actors finds its own machines without scanning the listing.
     pub by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>>,
+    /// It left out more of the machines tgp expects there than a glitch would explain: no
+    /// absence from it counts toward a conclusion (see [`crate::evidence`]).
+    pub suspect: bool,
 }
 
 impl ProviderListing {
@@ -206,7 +209,7 @@ impl ProviderListing {
             }
         }
         let by_id = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
-        ProviderListing { provider, taken_at, by_id, by_instance }
+        ProviderListing { provider, taken_at, by_id, by_instance, suspect: false }
     }
 
     /// The machine carrying a tgp attempt label.

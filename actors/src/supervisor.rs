@@ -13,12 +13,18 @@ use tgp_events::{InstanceId, LaunchCommand};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::clock::Clock;
-use crate::instance_actor::{Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared};
+use crate::evidence::EvidenceConfig;
+use crate::instance_actor::{
+    Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, Tracked, TrackedMachine,
+};
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::provider::{Market, ProviderListing};
+use crate::provider_actor::ProviderEventSink;
+use tgp_events::ProviderName;
+use tgp_events::provider_events::ProviderEvent;
 
 /// How the supervisor and its actors behave.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SupervisorConfig {
     /// How often each provider's machines are listed (one call per provider per interval).
     pub poll_interval: Duration,
@@ -28,6 +34,28 @@ pub struct SupervisorConfig {
     pub failpoint: Option<Failpoint>,
     /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
     pub clock: Clock,
+    /// How much evidence a conclusion needs.
+    pub evidence: EvidenceConfig,
+    /// How long selection waits for a provider's offers (a provider whose breaker is closed but
+    /// slow to answer) before leaving it out of that selection.
+    pub selection_wait: Duration,
+    /// While a chain waits for capacity, how often it selects again.
+    pub capacity_recheck: Duration,
+    /// Where the supervisor's provider events go (suspect listings); none: logged only.
+    pub events: Option<Arc<dyn ProviderEventSink>>,
+}
+
+impl std::fmt::Debug for SupervisorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorConfig")
+            .field("poll_interval", &self.poll_interval)
+            .field("retry_delay", &self.retry_delay)
+            .field("failpoint", &self.failpoint)
+            .field("evidence", &self.evidence)
+            .field("selection_wait", &self.selection_wait)
+            .field("capacity_recheck", &self.capacity_recheck)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for SupervisorConfig {
@@ -37,6 +65,10 @@ impl Default for SupervisorConfig {
             retry_delay: Duration::from_secs(2),
             failpoint: None,
             clock: Clock::System,
+            evidence: EvidenceConfig::default(),
+            selection_wait: Duration::from_secs(30),
+            capacity_recheck: Duration::from_secs(30),
+            events: None,
         }
     }
 }
@@ -139,6 +171,14 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     poll_interval: Duration,
     /// Machines whose orphan check is in flight, so a slow check is not started twice.
     cleaning: HashSet<String>,
+    /// The machine each live chain bills: what each provider's listing should hold.
+    tracked: HashMap<InstanceId, TrackedMachine>,
+    /// Providers whose last listing was suspect (their next suspect one is not journaled again).
+    suspected: HashSet<ProviderName>,
+    /// Where suspect listings are journaled.
+    events: Option<Arc<dyn ProviderEventSink>>,
+    /// How much evidence a conclusion needs.
+    evidence: EvidenceConfig,
 }
 
 impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
@@ -156,9 +196,23 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             retry_delay: config.retry_delay,
             failpoint: config.failpoint,
             clock: config.clock,
+            tracked: ctx.address().recipient(),
+            absent_spacing: config.evidence.absent_spacing.unwrap_or(config.poll_interval),
+            settle_window: config.evidence.settle_window(config.poll_interval),
+            evidence: config.evidence.clone(),
+            selection_wait: config.selection_wait,
+            capacity_recheck: config.capacity_recheck,
         });
-        let mut supervisor =
-            Supervisor { live: HashMap::new(), shared, poll_interval: config.poll_interval, cleaning: HashSet::new() };
+        let mut supervisor = Supervisor {
+            live: HashMap::new(),
+            shared,
+            poll_interval: config.poll_interval,
+            cleaning: HashSet::new(),
+            tracked: HashMap::new(),
+            suspected: HashSet::new(),
+            events: config.events,
+            evidence: config.evidence,
+        };
         let mut rebuilt = 0usize;
         let all_count = all.len();
         for (id, loaded) in all {
@@ -194,7 +248,8 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
             };
             ctx.spawn(fut.into_actor(self).map(|answer, act, ctx| match answer {
-                Ok(listing) => {
+                Ok(mut listing) => {
+                    listing.suspect = act.suspect(&listing);
                     let listing = Arc::new(listing);
                     for addr in act.live.values() {
                         addr.do_send(Observe(listing.clone()));
@@ -208,6 +263,31 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
 }
 
 impl<R: PersistedEventRepository + 'static> Supervisor<R> {
+    /// Whether a listing leaves out too many of the machines the live chains bill at its
+    /// provider to be believed; journals a `ListingSuspect` when a provider's listings turn so.
+    fn suspect(&mut self, listing: &ProviderListing) -> bool {
+        let expected: Vec<&TrackedMachine> = self
+            .tracked
+            .values()
+            .filter(|m| m.provider == listing.provider && m.launched_at.is_none_or(|t| t < listing.taken_at))
+            .collect();
+        let omitted = expected.iter().filter(|m| !listing.by_id.contains_key(&m.id)).count();
+        let (expected, omitted) = (expected.len() as u32, omitted as u32);
+        let suspect = self.evidence.is_suspect(expected, omitted);
+        if !suspect {
+            self.suspected.remove(&listing.provider);
+            return false;
+        }
+        let listed = listing.by_id.len() as u32;
+        tracing::warn!(provider = %listing.provider, expected, listed, omitted, "suspect listing: each machine is confirmed by itself");
+        if self.suspected.insert(listing.provider.clone())
+            && let Some(events) = &self.events
+        {
+            events.record(&listing.provider, ProviderEvent::ListingSuspect { expected, listed, omitted });
+        }
+        true
+    }
+
     /// Machines labelled by tgp whose chain is over but that still exist (running, or stopped by
     /// an interruption and perhaps billing storage) are orphans: each is
     /// destroyed and journaled (`OrphanTerminated`) on its chain. Live chains check their own
@@ -267,6 +347,21 @@ impl<R: PersistedEventRepository + 'static> Handler<Finished> for Supervisor<R> 
     type Result = ();
     fn handle(&mut self, Finished(id): Finished, _: &mut Context<Self>) {
         self.live.remove(&id);
+        self.tracked.remove(&id);
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<Tracked> for Supervisor<R> {
+    type Result = ();
+    fn handle(&mut self, Tracked { id, machine }: Tracked, _: &mut Context<Self>) {
+        match machine {
+            Some(machine) if self.live.contains_key(&id) => {
+                self.tracked.insert(id, machine);
+            }
+            _ => {
+                self.tracked.remove(&id);
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //!  "spot_policy": "prefer-spot", "image": "ubuntu:22.04", "env": {},
 //!  "ssh_public_key": "ssh-ed25519 AAAA...",
 //!  "relaunch": {"max_attempts": 5, "on_demand_fallback": true, "backoff_seconds": 5, "max_backoff_seconds": 300},
-//!  "max_lifetime": "8h", "budget": "40.00"}
+//!  "max_lifetime": "8h", "budget": "40.00", "wait_for_capacity": "30m"}
 //! ```
 //!
 //! Decoding goes through [`LaunchCommand::from_json`], which also validates, so a bad command is
@@ -30,6 +30,12 @@ pub const MAX_LIFETIME: Span = Span::from_secs(366 * 86_400);
 
 /// The largest `budget` a launch may set, in dollars.
 pub const MAX_BUDGET: Money = Money::from_dollars(1_000_000);
+
+/// How long a chain waits for capacity when no offer fits, unless its launch says otherwise.
+pub const DEFAULT_WAIT_FOR_CAPACITY: Span = Span::from_secs(30 * 60);
+
+/// The longest `wait_for_capacity` a launch may ask for: a week.
+pub const MAX_WAIT_FOR_CAPACITY: Span = Span::from_secs(7 * 86_400);
 
 /// The image used when a launch names none.
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
@@ -71,6 +77,11 @@ pub struct LaunchCommand {
     /// dollars; default no limit. The chain is terminated before a run would bill past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Money>,
+    /// When no offer fits, how long the chain waits for one (selecting again at each offers
+    /// refresh) before it fails; default [`DEFAULT_WAIT_FOR_CAPACITY`]. `0s` fails at once.
+    /// Markets run dry for minutes at a time; a chain with attempts left should not end for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_capacity: Option<Span>,
     /// On `tgp.api.launch` only: does what `Nats-Msg-Id` does on `tgp.commands.launch`. The key
     /// becomes the instance id, so it must be a valid instance id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,10 +155,20 @@ impl LaunchCommand {
                 budget.as_decimal()
             )));
         }
+        if self.max_lifetime == Some(Span::from_secs(0)) {
+            return Err(CommandError::Invalid("max_lifetime must be longer than zero".into()));
+        }
         if let Some(lifetime) = self.max_lifetime
             && lifetime > MAX_LIFETIME
         {
             return Err(CommandError::Invalid(format!("max_lifetime must be at most {MAX_LIFETIME}, got {lifetime}")));
+        }
+        if let Some(wait) = self.wait_for_capacity
+            && wait > MAX_WAIT_FOR_CAPACITY
+        {
+            return Err(CommandError::Invalid(format!(
+                "wait_for_capacity must be at most {MAX_WAIT_FOR_CAPACITY}, got {wait}"
+            )));
         }
         if self.relaunch.backoff_seconds > self.relaunch.max_backoff_seconds {
             return Err(CommandError::Invalid(format!(
@@ -165,6 +186,11 @@ impl LaunchCommand {
             key.parse::<InstanceId>().map_err(|e| CommandError::Invalid(format!("idempotency_key: {e}")))?;
         }
         Ok(())
+    }
+
+    /// How long to wait for capacity: the command's `wait_for_capacity`, or the default.
+    pub fn capacity_wait(&self) -> Span {
+        self.wait_for_capacity.unwrap_or(DEFAULT_WAIT_FOR_CAPACITY)
     }
 
     /// The most the whole machine may cost per hour: the per-GPU maximum times the GPU count.
@@ -194,6 +220,7 @@ mod tests {
         assert_eq!(cmd.relaunch, RelaunchPolicy::default());
         assert_eq!(cmd.max_machine_price(), "6.00".parse().unwrap());
         assert_eq!((cmd.max_lifetime, cmd.budget), (None, None));
+        assert_eq!(cmd.capacity_wait(), DEFAULT_WAIT_FOR_CAPACITY);
     }
 
     #[test]

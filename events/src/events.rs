@@ -271,6 +271,41 @@ pub enum InstanceEvent {
         /// When tgp destroyed it.
         at: DateTime<Utc>,
     },
+    /// A machine the chain had declared lost (journaled `Interrupted`) was seen running again.
+    /// The chain takes it back as its current machine: it holds the user's work, and its run is
+    /// billed as one run from its launch, as the provider billed it. A replacement launched
+    /// meanwhile is given up (`replaced_by`): its run ends here and tgp destroys it.
+    Reappeared {
+        /// The machine taken back.
+        provider_instance_id: String,
+        /// The evidence: the provider's raw status when it was seen.
+        raw_status: String,
+        /// How to reach it.
+        #[serde(default)]
+        connection: Connection,
+        /// How it was seen (`status_poll`, `status_call`).
+        detected_by: String,
+        /// The replacement machine launched meanwhile, if any: its run ends here.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaced_by: Option<String>,
+        /// The replacement attempt whose outcome was still being settled, if any: it is given
+        /// up, and a machine of it that turns up later is an orphan.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        abandoned_attempt: Option<AttemptId>,
+        /// When tgp saw it.
+        at: DateTime<Utc>,
+    },
+    /// No offer fits now, but the chain has attempts left: it waits for capacity, selecting again
+    /// at each offers refresh, until `until` (the launch's `wait_for_capacity`). Journaled once per
+    /// wait.
+    WaitingForCapacity {
+        /// Why nothing fits now (selection's own message).
+        reason: String,
+        /// When the wait ends; the chain fails then if still nothing fits.
+        until: DateTime<Utc>,
+        /// When the wait began.
+        at: DateTime<Utc>,
+    },
     /// The chain gave up: attempts exhausted, no offer fits, or a fatal error.
     Failed {
         /// Why, in words.
@@ -296,6 +331,8 @@ impl InstanceEvent {
             InstanceEvent::Terminated { .. } => "Terminated",
             InstanceEvent::Failed { .. } => "Failed",
             InstanceEvent::OrphanTerminated { .. } => "OrphanTerminated",
+            InstanceEvent::Reappeared { .. } => "Reappeared",
+            InstanceEvent::WaitingForCapacity { .. } => "WaitingForCapacity",
         }
     }
 

@@ -83,6 +83,17 @@ pub enum ProviderEvent {
         /// The lines.
         lines: Vec<MarketLine>,
     },
+    /// A status listing left out more of the machines tgp expects there than a glitch would
+    /// explain (more than half, and at least a few). No machine is concluded lost from it: each
+    /// is confirmed by its own status call.
+    ListingSuspect {
+        /// Machines tgp expected in the listing.
+        expected: u32,
+        /// Machines the listing held.
+        listed: u32,
+        /// Expected machines it left out.
+        omitted: u32,
+    },
     /// The health check's outcome changed (journaled on changes only).
     Health {
         /// Whether the provider answered its last status poll.
@@ -104,6 +115,7 @@ impl ProviderEvent {
             ProviderEvent::Enabled => "Enabled",
             ProviderEvent::Health { .. } => "Health",
             ProviderEvent::OfferSummary { .. } => "OfferSummary",
+            ProviderEvent::ListingSuspect { .. } => "ListingSuspect",
         }
     }
 }

@@ -95,6 +95,10 @@ pub struct LaunchArgs {
     /// The most the whole chain may cost in dollars, relaunches included, e.g. 40.00.
     #[arg(long)]
     budget: Option<Money>,
+    /// When no offer fits, wait this long for one (selecting again as offers refresh) before
+    /// failing, e.g. 2h; 0s fails at once (default: 30m).
+    #[arg(long)]
+    wait_for_capacity: Option<tgp_events::Span>,
     /// Idempotency key (becomes the instance id): repeating the command never launches twice.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -136,6 +140,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         },
         max_lifetime: args.max_lifetime,
         budget: args.budget,
+        wait_for_capacity: args.wait_for_capacity,
         idempotency_key: args.idempotency_key,
     };
     command.validate()?;

@@ -15,6 +15,7 @@ use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config;
 use tgp::simulated::SimulatedConfig;
 use tgp::simulated::SimulatedProvider;
+use tgp_actors::evidence::EvidenceConfig;
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::ProviderActorConfig;
 use tgp_actors::provider_actor::limiter::Budget;
@@ -36,9 +37,41 @@ pub struct RunArgs {
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
+    evidence: EvidenceArgs,
+    #[command(flatten)]
     market: MarketArgs,
     #[command(flatten)]
     sim: SimArgs,
+}
+
+/// How much evidence tgp wants before it concludes (docs/architecture.md, "What tgp concludes").
+#[derive(Args, Clone)]
+pub struct EvidenceArgs {
+    /// A machine absent from this many consecutive listings is lost even when its own status call
+    /// fails (a status call that answers "not found" confirms it at once).
+    #[arg(long, default_value_t = 2)]
+    absent_listings: u32,
+    /// How far apart those listings must be (default: one poll interval).
+    #[arg(long, value_parser = parse_duration)]
+    absent_spacing: Option<Duration>,
+    /// A launch whose answer was unclear (timeout, 5xx, cut off) is looked for by its label for
+    /// three polls or this long, whichever is longer, before its attempt fails.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    settle_window: Duration,
+    /// How long selection waits for a provider's offers before leaving it out of that selection.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    selection_wait: Duration,
+}
+
+impl EvidenceArgs {
+    fn config(&self) -> EvidenceConfig {
+        EvidenceConfig {
+            absent_listings: self.absent_listings.max(1),
+            absent_spacing: self.absent_spacing,
+            settle_min: self.settle_window,
+            ..EvidenceConfig::default()
+        }
+    }
 }
 
 /// Which providers the controller uses.
@@ -207,6 +240,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             supervisor: SupervisorConfig {
                 poll_interval: args.poll_interval,
                 failpoint: args.failpoint,
+                evidence: args.evidence.config(),
+                selection_wait: args.evidence.selection_wait,
                 ..Default::default()
             },
             providers: market.providers,

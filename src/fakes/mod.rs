@@ -4,8 +4,11 @@
 //!
 //! What every fake shares lives here: the server itself ([`FakeServer`]), a log of the requests
 //! it got (tests assert on what reached the provider), and cues ([`Cue`]) that make the next
-//! matching requests fail, stall, answer broken or renamed JSON, or carry `Deprecation` headers.
+//! matching requests fail, stall, answer broken, renamed or glitched JSON, or carry `Deprecation`
+//! headers. Each fake names its own endpoints by [`Operation`], so a cue or a count can say
+//! "the launch" or "the listing" without knowing the provider's paths.
 
+mod cues;
 pub mod lambda;
 pub mod market;
 pub mod paperspace;
@@ -15,66 +18,16 @@ pub mod vastai;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::task::JoinHandle;
 
-/// A way to misbehave once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Misbehaviour {
-    /// Answer this status with this body (and a `Retry-After` when given) instead of serving.
-    Status {
-        /// HTTP status.
-        code: u16,
-        /// Body (the provider's error envelope, or anything).
-        body: String,
-        /// `Retry-After` header value.
-        retry_after: Option<String>,
-    },
-    /// Wait this long before serving.
-    Slow(Duration),
-    /// Serve, then cut the JSON body in half.
-    MalformedJson,
-    /// Serve, then rename a JSON field in the body (`"from":` becomes `"to":`).
-    RenameField {
-        /// The field's real name.
-        from: String,
-        /// What it is renamed to.
-        to: String,
-    },
-    /// Serve, adding `Deprecation: true` and a `Sunset` date.
-    Deprecated {
-        /// The `Sunset` header value.
-        sunset: String,
-    },
-}
-
-/// A misbehaviour for the next `times` requests whose path starts with `path_prefix` (and, when
-/// given, whose method matches).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cue {
-    /// Path prefix the request must have (`/` for all).
-    pub path_prefix: String,
-    /// Method the request must have, when given.
-    pub method: Option<String>,
-    /// How many requests it applies to.
-    pub times: u32,
-    /// What to do.
-    pub misbehaviour: Misbehaviour,
-}
-
-impl Cue {
-    /// A cue for the next request under `path_prefix`, any method.
-    pub fn once(path_prefix: &str, misbehaviour: Misbehaviour) -> Self {
-        Cue { path_prefix: path_prefix.into(), method: None, times: 1, misbehaviour }
-    }
-}
+pub use cues::{Classifier, Cue, ListGlitch, Misbehaviour, Operation};
+pub(crate) use cues::{id_after, ids_in_body};
 
 /// One request as the fake saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,12 +42,21 @@ pub struct SeenRequest {
     pub authorization: Option<String>,
     /// When it arrived (tests check request rates at the provider's side).
     pub at: std::time::Instant,
+    /// The body, as text (lossy UTF-8); tests read what a call asked for (Lambda's terminate
+    /// names its machines only here).
+    pub body: String,
+    /// What the fake took the request for, if it is one of the [`Operation`]s.
+    pub operation: Option<Operation>,
+    /// The provider machine ids the request names (a destroy's or a status call's machine).
+    pub machine_ids: Vec<String>,
 }
 
 /// What a fake's tests and the demo use to steer it: the request log and the cue queue.
 #[derive(Clone, Default)]
 pub struct FakeControl {
     inner: Arc<Mutex<ControlState>>,
+    /// The fake's own reading of its endpoints; none for ad-hoc servers in tests.
+    classify: Option<Classifier>,
 }
 
 #[derive(Default)]
@@ -104,6 +66,24 @@ struct ControlState {
 }
 
 impl FakeControl {
+    /// A control for a fake that classifies its requests with `classify`, so `@operation` cues
+    /// and [`FakeControl::calls`] work.
+    pub fn classified(classify: Classifier) -> Self {
+        FakeControl { inner: Arc::default(), classify: Some(classify) }
+    }
+
+    /// How many requests of `operation` named `machine_id` (a cued request counts: it reached
+    /// the fake).
+    pub fn calls(&self, operation: Operation, machine_id: &str) -> usize {
+        self.inner
+            .lock()
+            .expect("fake control")
+            .seen
+            .iter()
+            .filter(|r| r.operation == Some(operation) && r.machine_ids.iter().any(|id| id == machine_id))
+            .count()
+    }
+
     /// Queues a cue; cues apply in the order given.
     pub fn cue(&self, cue: Cue) {
         self.inner.lock().expect("fake control").cues.push_back(cue);
@@ -125,12 +105,9 @@ impl FakeControl {
             .count()
     }
 
-    fn take_cue(&self, method: &str, path: &str) -> Option<Misbehaviour> {
+    fn take_cue(&self, method: &str, path: &str, operation: Option<Operation>) -> Option<Misbehaviour> {
         let mut state = self.inner.lock().expect("fake control");
-        let index = state
-            .cues
-            .iter()
-            .position(|c| path.starts_with(&c.path_prefix) && c.method.as_deref().is_none_or(|m| m == method))?;
+        let index = state.cues.iter().position(|c| c.matches(method, path, operation))?;
         let cue = state.cues.get_mut(index).expect("found");
         cue.times -= 1;
         let misbehaviour = cue.misbehaviour.clone();
@@ -141,55 +118,34 @@ impl FakeControl {
     }
 }
 
+/// Largest request body the fakes read (every real request body is far smaller).
+pub(crate) const MAX_BODY: usize = 64 << 20;
+
 async fn misbehave(State(control): State<FakeControl>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_string();
+    let at = std::time::Instant::now();
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    let (operation, machine_ids) = control
+        .classify
+        .and_then(|classify| classify(&method, &path, &body))
+        .map_or((None, Vec::new()), |(o, ids)| (Some(o), ids));
     control.inner.lock().expect("fake control").seen.push(SeenRequest {
         method: method.clone(),
         path: path.clone(),
-        query: request.uri().query().map(str::to_string),
-        authorization: request.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
-        at: std::time::Instant::now(),
+        query: parts.uri.query().map(str::to_string),
+        authorization: parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string),
+        at,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        operation,
+        machine_ids,
     });
-    let Some(misbehaviour) = control.take_cue(&method, &path) else {
+    let request = Request::from_parts(parts, Body::from(body));
+    let Some(misbehaviour) = control.take_cue(&method, &path, operation) else {
         return next.run(request).await;
     };
-    match misbehaviour {
-        Misbehaviour::Status { code, body, retry_after } => {
-            let mut response =
-                (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
-            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                response.headers_mut().insert("retry-after", value);
-            }
-            response
-        }
-        Misbehaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            next.run(request).await
-        }
-        Misbehaviour::Deprecated { sunset } => {
-            let mut response = next.run(request).await;
-            response.headers_mut().insert("deprecation", HeaderValue::from_static("true"));
-            if let Ok(value) = HeaderValue::from_str(&sunset) {
-                response.headers_mut().insert("sunset", value);
-            }
-            response
-        }
-        Misbehaviour::MalformedJson | Misbehaviour::RenameField { .. } => {
-            let response = next.run(request).await;
-            let (parts, body) = response.into_parts();
-            let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
-            let text = String::from_utf8_lossy(&bytes).to_string();
-            let changed = match misbehaviour {
-                Misbehaviour::RenameField { from, to } => text.replace(&format!("\"{from}\":"), &format!("\"{to}\":")),
-                _ => text[..text.len() / 2].to_string(),
-            };
-            let mut response = Response::from_parts(parts, Body::from(changed));
-            response.headers_mut().remove("content-length");
-            response
-        }
-    }
+    cues::apply(misbehaviour, request, next).await
 }
 
 /// A running fake: its address, its control, and the task serving it (stopped on drop).
@@ -245,4 +201,28 @@ pub trait FakeProvider: Send + Sync {
     fn set_no_capacity(&self, none: bool);
     /// Ids of the machines that exist and are not terminated (tests compare them to the journal).
     fn live_machines(&self) -> Vec<String>;
+    /// The JSON pointer of the machines list in this provider's list answer (`/instances`).
+    fn list_pointer(&self) -> &'static str;
+    /// The machine really disappears, as if destroyed outside tgp: gone from listings, and its
+    /// status call answers the provider's own "not found". False when there is no such machine.
+    fn vanish(&self, machine_id: &str) -> bool;
+
+    /// A cue on this provider's instance-list endpoint (the one its client's list_instances
+    /// calls; every page of a paged listing is one request).
+    fn list_cue(&self, misbehaviour: Misbehaviour, times: u32) -> Cue {
+        Cue::on(Operation::List, misbehaviour, times)
+    }
+    /// A cue that glitches this provider's instance listing (knows its own list field's pointer).
+    fn list_glitch_cue(&self, glitch: ListGlitch, times: u32) -> Cue {
+        self.list_cue(Misbehaviour::GlitchList { pointer: self.list_pointer().to_string(), glitch }, times)
+    }
+    /// A cue on this provider's launch endpoint (every launch path its client uses).
+    fn launch_cue(&self, misbehaviour: Misbehaviour, times: u32) -> Cue {
+        Cue::on(Operation::Launch, misbehaviour, times)
+    }
+    /// The number of destroy/terminate calls that reached the fake for this machine (cued ones
+    /// included: tests assert that tgp did not even try).
+    fn destroy_calls(&self, machine_id: &str) -> usize {
+        self.control().calls(Operation::Destroy, machine_id)
+    }
 }

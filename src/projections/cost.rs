@@ -123,6 +123,18 @@ impl CostLedger {
                 );
             }
             InstanceEvent::Interrupted { at, .. } => self.close(instance, *at),
+            InstanceEvent::Reappeared { provider_instance_id, at, .. } => {
+                // The machine declared lost billed all along: its run is reopened as one run
+                // from its launch, and the replacement's (if any) ends here.
+                self.close(instance, *at);
+                if let Some(index) =
+                    self.closed.iter().rposition(|r| &r.instance == instance && &r.machine == provider_instance_id)
+                {
+                    let mut run = self.closed.remove(index);
+                    run.end = None;
+                    self.open.insert(instance.clone(), run);
+                }
+            }
             InstanceEvent::Terminated { at, .. } | InstanceEvent::Failed { at, .. } => {
                 self.close(instance, *at);
                 self.offers.remove(instance);
@@ -406,5 +418,63 @@ mod tests {
         t.add(&r, 2 * MS_PER_HOUR);
         assert_eq!(t.cost(), "2.40".parse().unwrap());
         assert_eq!(t.on_demand_cost(), "4.80".parse().unwrap());
+    }
+
+    #[test]
+    fn a_machine_that_reappears_bills_as_one_run_and_its_replacement_ends_there() {
+        use tgp_events::events::{Connection, InterruptionReason};
+        let t0 = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").unwrap().with_timezone(&Utc);
+        let hours = |h| t0 + Duration::hours(h);
+        let (instance, provider): (InstanceId, tgp_events::ProviderName) =
+            ("i".parse().unwrap(), "simulated".parse().unwrap());
+        let price: Money = "1.20".parse().unwrap();
+        let attempt = |n| tgp_events::AttemptId::new(&instance, n);
+        let mut ledger = CostLedger::default();
+        for event in [
+            InstanceEvent::Launched {
+                attempt_id: attempt(1),
+                provider: provider.clone(),
+                provider_instance_id: "m-1".into(),
+                hourly_price: price,
+                spot: false,
+                billing: BillingGranularity::PER_SECOND,
+                adopted: false,
+                at: t0,
+            },
+            InstanceEvent::Interrupted {
+                provider_instance_id: "m-1".into(),
+                reason: InterruptionReason::Vanished,
+                raw_status: "absent".into(),
+                detected_by: "status_poll".into(),
+                at: hours(1),
+            },
+            InstanceEvent::Relaunched {
+                attempt_id: attempt(2),
+                provider: provider.clone(),
+                provider_instance_id: "m-2".into(),
+                replaces: "m-1".into(),
+                hourly_price: price,
+                spot: false,
+                billing: BillingGranularity::PER_SECOND,
+                adopted: false,
+                at: hours(1),
+            },
+            InstanceEvent::Reappeared {
+                provider_instance_id: "m-1".into(),
+                raw_status: "running".into(),
+                connection: Connection::default(),
+                detected_by: "status_poll".into(),
+                replaced_by: Some("m-2".into()),
+                abandoned_attempt: None,
+                at: hours(2),
+            },
+            InstanceEvent::Terminated { provider_instance_id: Some("m-1".into()), at: hours(3) },
+        ] {
+            ledger.apply(&instance, &event);
+        }
+        let machines: Vec<(&str, Option<DateTime<Utc>>)> = ledger.runs().map(|r| (r.machine.as_str(), r.end)).collect();
+        assert_eq!(machines, vec![("m-2", Some(hours(2))), ("m-1", Some(hours(3)))]);
+        // m-1 three hours and m-2 one, at $1.20.
+        assert_eq!(ledger.total(t0, hours(4)).cost(), "4.80".parse().unwrap());
     }
 }

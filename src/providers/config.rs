@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -134,6 +135,23 @@ pub struct ProviderSettings {
     /// Why it is not used, when it is not.
     pub disabled: Option<String>,
 }
+
+impl ProviderSettings {
+    /// The time one HTTP call to the provider may take: option `request_timeout_ms`, else
+    /// [`DEFAULT_REQUEST_TIMEOUT`]. An operator behind a slow proxy lengthens it; tests of
+    /// stalled answers shorten it so they need not wait 30 s. Err says what is wrong with the value.
+    pub fn request_timeout(&self) -> Result<Duration, String> {
+        match self.options.get("request_timeout_ms") {
+            None => Ok(DEFAULT_REQUEST_TIMEOUT),
+            Some(v) => v.trim().parse::<u64>().ok().filter(|ms| *ms >= 1).map(Duration::from_millis).ok_or_else(|| {
+                format!("option request_timeout_ms = {v:?}: expected a whole number of milliseconds, at least 1")
+            }),
+        }
+    }
+}
+
+/// How long one provider call may take unless `request_timeout_ms` says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

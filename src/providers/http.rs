@@ -1,23 +1,23 @@
 //! HTTP plumbing every provider client shares: sending with a timeout, turning every failure into
 //! the one `ProviderError` taxonomy (keeping the provider's own message and code), honouring
 //! `Retry-After`, reporting `Deprecation` / `Sunset` headers, and decoding JSON tolerantly (unknown
-//! fields ignored; a missing required field is an error naming the field and the endpoint).
-//! No provider answer can make a client panic.
+//! fields ignored; a missing required field is an error naming the field and the endpoint), except
+//! for machine listings, which are read strictly ([`ListField`], [`on_page`]): a `null` or absent
+//! list, or one bad page, is an error, never fewer machines. No provider answer can make a client
+//! panic.
 
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use tgp_actors::provider::ProviderError;
 use tgp_events::ProviderName;
 use tgp_events::events::FailureClass;
 
 use super::api_change::{ApiChange, ApiChangeKind, ApiChangeReporter};
 use super::config::ApiKey;
-
-/// Default time allowed for one provider call.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A provider's own error body, as each client parses it: (code, message).
 pub type ErrorBodyParser = fn(&[u8]) -> Option<(Option<String>, String)>;
@@ -48,11 +48,13 @@ pub struct Answer {
 }
 
 impl ProviderHttp {
-    /// A connection to `base` (the host root) with `key`.
+    /// A connection to `base` (the host root) with `key`; each call may take `timeout`
+    /// ([`super::config::ProviderSettings::request_timeout`]).
     pub fn new(
         provider: ProviderName,
         base: &str,
         key: ApiKey,
+        timeout: Duration,
         reporter: ApiChangeReporter,
         parse_error: ErrorBodyParser,
     ) -> Self {
@@ -60,8 +62,8 @@ impl ProviderHttp {
         // install ring once for the process. A second install is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
-            .timeout(DEFAULT_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("tgp/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a reqwest client with a crypto provider installed");
@@ -172,6 +174,67 @@ impl ProviderHttp {
         error.retry_after_seconds = retry_after(headers);
         error
     }
+}
+
+/// A listing's list field as it came: absent, `null`, or a list. Listings have come back `null`
+/// or without their list while every machine kept running (skypilot#10517); read as "no
+/// machines", tgp would declare them all lost. So a client takes the list only through
+/// [`ListField::require`], which makes the other two a contract change. Use it with
+/// `#[serde(default = "ListField::default")]` so that an absent field decodes as
+/// [`ListField::Missing`] (plain `default` would ask the element type for `Default`).
+#[derive(Clone, Debug)]
+pub enum ListField<T> {
+    /// The field is not in the answer.
+    Missing,
+    /// The field is `null`.
+    Null,
+    /// The list (maybe empty: an account with no machines).
+    List(Vec<T>),
+}
+
+// Not derived: a derive would ask `T: Default`, and the default is the absent field whatever `T`.
+#[allow(clippy::derivable_impls)]
+impl<T> Default for ListField<T> {
+    fn default() -> Self {
+        ListField::Missing
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ListField<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<Vec<T>>::deserialize(d)? {
+            None => ListField::Null,
+            Some(list) => ListField::List(list),
+        })
+    }
+}
+
+impl<T> ListField<T> {
+    /// The list, or why there is none, in words that name the field.
+    pub fn into_list(self, field: &str) -> Result<Vec<T>, String> {
+        match self {
+            ListField::List(list) => Ok(list),
+            ListField::Null => Err(format!("`{field}` is null")),
+            ListField::Missing => Err(format!("`{field}` is missing")),
+        }
+    }
+
+    /// The list; `null` or absent is a contract change at `endpoint` (reported), never an empty
+    /// list.
+    pub fn require(self, http: &ProviderHttp, endpoint: &str, field: &str) -> Result<Vec<T>, ProviderError> {
+        self.into_list(field).map_err(|what| {
+            let detail = format!("{what} in a list answer; a listing without its list says nothing about the machines");
+            http.report(endpoint, ApiChangeKind::UnexpectedShape(detail.clone()));
+            http.error(FailureClass::ContractChanged, format!("{endpoint}: {detail}"))
+        })
+    }
+}
+
+/// `error` as met on page `page` (from 1) of a paged listing: one bad page refuses the whole
+/// listing, because a partial one would make the machines on the missing pages look lost.
+pub fn on_page(mut error: ProviderError, page: usize) -> ProviderError {
+    error.message = format!("{} (page {page} of the listing; the whole listing is refused)", error.message);
+    error
 }
 
 /// `Retry-After` as seconds: delta-seconds, or an HTTP date from now.

@@ -144,6 +144,26 @@ impl Chain {
                 self.finished = true;
             }
             E::Failed { .. } => self.finished = true,
+            E::WaitingForCapacity { .. } => {
+                if self.machine.is_some() || self.pending.is_some() || self.offer_selected {
+                    return Err("waiting for capacity while an offer is in use".into());
+                }
+            }
+            E::Reappeared { provider_instance_id, replaced_by, .. } => {
+                if self.terminating || *replaced_by != self.machine {
+                    return Err(format!(
+                        "{provider_instance_id} reappeared replacing {replaced_by:?}, current {:?}",
+                        self.machine
+                    ));
+                }
+                if self.interrupted.as_ref() == Some(provider_instance_id) {
+                    self.interrupted = None;
+                }
+                self.pending = None;
+                self.offer_selected = false;
+                self.machine = Some(provider_instance_id.clone());
+                self.running = true;
+            }
             E::OrphanTerminated { provider_instance_id, .. } => {
                 if self.machine.as_ref() == Some(provider_instance_id) {
                     return Err("the current machine cleaned up as an orphan".into());

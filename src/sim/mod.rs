@@ -186,8 +186,8 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
     let supervisor_config = SupervisorConfig {
         poll_interval: config.poll_interval,
         retry_delay: Duration::from_secs(2),
-        failpoint: None,
         clock,
+        ..SupervisorConfig::default()
     };
     let supervisor = Supervisor::start(journal.clone(), market, supervisor_config).await?;
 

@@ -49,6 +49,7 @@ pub fn arrivals(seed: u64, instances: usize, duration: Duration) -> Vec<Arrival>
                 image: tgp_events::commands::DEFAULT_IMAGE.to_string(),
                 env: Default::default(),
                 ssh_public_key: None,
+                wait_for_capacity: None,
                 relaunch: RelaunchPolicy {
                     max_attempts: rng.random_range(2..=8),
                     on_demand_fallback: rng.random_bool(0.8),

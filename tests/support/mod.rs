@@ -40,6 +40,7 @@ impl ControllerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
             .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
             .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })
+            .args(if extra.contains(&"--settle-window") { &[][..] } else { &["--settle-window", "1s"][..] })
             .args(extra)
             .arg("--sim-state")
             .arg(&sim_state)

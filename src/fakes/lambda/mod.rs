@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{FakeControl, FakeProvider, FakeServer};
+use super::{FakeControl, FakeProvider, FakeServer, Operation, id_after, ids_in_body};
 use routes::Account;
 use state::State;
 
@@ -71,7 +71,7 @@ impl LambdaFake {
     /// Starts the fake on a free loopback port.
     pub async fn start(config: LambdaFakeConfig) -> std::io::Result<Self> {
         let account: Account = Arc::new(Mutex::new(State::new(config)));
-        let server = FakeServer::start(routes::router(account.clone()), FakeControl::default()).await?;
+        let server = FakeServer::start(routes::router(account.clone()), FakeControl::classified(classify)).await?;
         Ok(LambdaFake { server, account })
     }
 
@@ -159,6 +159,19 @@ impl LambdaFake {
     }
 }
 
+/// Lambda's endpoints as [`Operation`]s; a terminate names its machines in the body.
+fn classify(method: &str, path: &str, body: &[u8]) -> Option<(Operation, Vec<String>)> {
+    match (method, path.trim_end_matches('/')) {
+        ("POST", "/api/v1/instance-operations/launch") => Some((Operation::Launch, Vec::new())),
+        ("POST", "/api/v1/instance-operations/terminate") => {
+            Some((Operation::Destroy, ids_in_body(body, "instance_ids")))
+        }
+        ("GET", "/api/v1/instances") => Some((Operation::List, Vec::new())),
+        ("GET", _) => id_after(path, "/api/v1/instances/").map(|id| (Operation::Status, vec![id.to_string()])),
+        _ => None,
+    }
+}
+
 impl FakeProvider for LambdaFake {
     fn url(&self) -> String {
         self.server.url()
@@ -193,5 +206,16 @@ impl FakeProvider for LambdaFake {
                 .map(|i| i.id.clone())
                 .collect()
         })
+    }
+
+    /// `data` of `GET /api/v1/instances`.
+    fn list_pointer(&self) -> &'static str {
+        "/data"
+    }
+
+    /// Gone at once, without the `terminated` linger: listings leave it out and
+    /// `GET /instances/{id}` answers 404 `global/object-does-not-exist`.
+    fn vanish(&self, machine_id: &str) -> bool {
+        self.with(|s| s.instances.remove(machine_id).is_some())
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use self::state::{Delays, FakeScript, Phase, World};
-use super::{FakeControl, FakeProvider, FakeServer};
+use super::{FakeControl, FakeProvider, FakeServer, Operation, id_after};
 
 /// How the fake behaves.
 #[derive(Clone, Debug)]
@@ -79,7 +79,7 @@ impl PaperspaceFake {
     /// Starts the fake on a free loopback port.
     pub async fn start(config: PaperspaceFakeConfig) -> std::io::Result<Self> {
         let shared = Arc::new(Shared { world: Mutex::new(World::new(config.seed)), config });
-        let control = FakeControl::default();
+        let control = FakeControl::classified(classify);
         let server = FakeServer::start(routes::router(shared.clone()), control).await?;
         Ok(PaperspaceFake { server, shared })
     }
@@ -153,6 +153,17 @@ impl PaperspaceFake {
     }
 }
 
+/// Paperspace's machine endpoints as [`Operation`]s (under `/v1`).
+fn classify(method: &str, path: &str, _body: &[u8]) -> Option<(Operation, Vec<String>)> {
+    match (method, path.trim_end_matches('/')) {
+        ("POST", "/v1/machines") => Some((Operation::Launch, Vec::new())),
+        ("GET", "/v1/machines") => Some((Operation::List, Vec::new())),
+        ("GET", _) => id_after(path, "/v1/machines/").map(|id| (Operation::Status, vec![id.to_string()])),
+        ("DELETE", _) => id_after(path, "/v1/machines/").map(|id| (Operation::Destroy, vec![id.to_string()])),
+        _ => None,
+    }
+}
+
 impl FakeProvider for PaperspaceFake {
     fn url(&self) -> String {
         self.server.url()
@@ -189,5 +200,22 @@ impl FakeProvider for PaperspaceFake {
     fn live_machines(&self) -> Vec<String> {
         let world = self.shared.world();
         world.machines.values().filter(|m| m.deleted.is_none()).map(|m| m.id.clone()).collect()
+    }
+
+    /// `items` of a `GET /v1/machines` page.
+    fn list_pointer(&self) -> &'static str {
+        "/items"
+    }
+
+    /// Deleted outside tgp: not listed, and `GET /v1/machines/{id}` answers 404 `NOT_FOUND`.
+    fn vanish(&self, machine_id: &str) -> bool {
+        let mut world = self.shared.world();
+        match world.machines.get_mut(machine_id).filter(|m| m.deleted.is_none()) {
+            Some(m) => {
+                m.deleted = Some(chrono::Utc::now());
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -28,7 +28,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use self::state::{COMMUNITY_DCS, FakeGpu, FakePod, Phase, SECURE_DCS};
-use super::{FakeControl, FakeProvider, FakeServer};
+use super::{FakeControl, FakeProvider, FakeServer, Operation, id_after};
 
 /// How the fake behaves.
 #[derive(Clone, Debug)]
@@ -242,7 +242,7 @@ impl RunPodFake {
             .route("/v2/pods/{id}/action", post(rest::action))
             .route("/graphql", post(graphql::serve))
             .with_state(world.clone());
-        let server = FakeServer::start(router, FakeControl::default()).await?;
+        let server = FakeServer::start(router, FakeControl::classified(classify)).await?;
         Ok(RunPodFake { server, world })
     }
 
@@ -325,6 +325,40 @@ impl RunPodFake {
     }
 }
 
+/// RunPod's endpoints as [`Operation`]s: REST v2, and the GraphQL mutations that create or
+/// terminate a pod (by the mutation's name in the document).
+fn classify(method: &str, path: &str, body: &[u8]) -> Option<(Operation, Vec<String>)> {
+    let text = String::from_utf8_lossy(body);
+    match (method, path.trim_end_matches('/')) {
+        ("POST", "/v2/pods") => Some((Operation::Launch, Vec::new())),
+        ("GET", "/v2/pods") => Some((Operation::List, Vec::new())),
+        ("POST", "/graphql")
+            if ["podRentInterruptable", "podFindAndDeployOnDemand"].iter().any(|m| text.contains(m)) =>
+        {
+            Some((Operation::Launch, Vec::new()))
+        }
+        ("POST", "/graphql") if text.contains("podTerminate") => Some((Operation::Destroy, pod_ids(&text))),
+        ("POST", p) if p.ends_with("/action") && text.contains("terminate") => {
+            id_after(p.trim_end_matches("/action"), "/v2/pods/").map(|id| (Operation::Destroy, vec![id.to_string()]))
+        }
+        ("GET", _) => id_after(path, "/v2/pods/").map(|id| (Operation::Status, vec![id.to_string()])),
+        ("DELETE", _) => id_after(path, "/v2/pods/").map(|id| (Operation::Destroy, vec![id.to_string()])),
+        _ => None,
+    }
+}
+
+/// The pod ids a GraphQL document or its variables name: every `podId` string value.
+fn pod_ids(text: &str) -> Vec<String> {
+    text.split("podId")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start_matches(|c: char| c == '"' || c == '\\' || c == ':' || c.is_whitespace());
+            let id: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            (!id.is_empty()).then_some(id)
+        })
+        .collect()
+}
+
 impl FakeProvider for RunPodFake {
     fn url(&self) -> String {
         self.server.url()
@@ -353,5 +387,16 @@ impl FakeProvider for RunPodFake {
 
     fn live_machines(&self) -> Vec<String> {
         self.world().pods.keys().cloned().collect()
+    }
+
+    /// `pods` of `GET /v2/pods`.
+    fn list_pointer(&self) -> &'static str {
+        "/pods"
+    }
+
+    /// Gone as a terminated pod is: not listed, and `GET /v2/pods/{id}` answers 404
+    /// `pod not found`.
+    fn vanish(&self, machine_id: &str) -> bool {
+        self.world().pods.remove(machine_id).is_some()
     }
 }

@@ -33,7 +33,7 @@ use serde_json::Value;
 pub use catalog::FakeOffer;
 pub use instances::{BootOutcome, Pinned};
 
-use super::{FakeControl, FakeProvider, FakeServer};
+use super::{FakeControl, FakeProvider, FakeServer, Operation, id_after, ids_in_body};
 use instances::FakeInstance;
 
 /// How the fake market is seeded and how it behaves.
@@ -121,7 +121,8 @@ impl VastAiFake {
             last_call: HashMap::new(),
         };
         let shared = Arc::new(Shared { config, state: Mutex::new(state) });
-        let server = FakeServer::start_on(addr, routes::router(shared.clone()), FakeControl::default()).await?;
+        let control = FakeControl::classified(classify);
+        let server = FakeServer::start_on(addr, routes::router(shared.clone()), control).await?;
         Ok(VastAiFake { server, shared })
     }
 
@@ -205,6 +206,20 @@ impl VastAiFake {
     }
 }
 
+/// Vast's endpoints as [`Operation`]s: the rent, both instance lists, one instance, destroy (one,
+/// or the CLI's bulk form with `instance_ids` in the body).
+fn classify(method: &str, path: &str, body: &[u8]) -> Option<(Operation, Vec<String>)> {
+    let list = matches!(path.trim_end_matches('/'), "/api/v1/instances" | "/api/v0/instances");
+    match method {
+        "PUT" if id_after(path, "/api/v0/asks/").is_some() => Some((Operation::Launch, Vec::new())),
+        "GET" if list => Some((Operation::List, Vec::new())),
+        "GET" => id_after(path, "/api/v0/instances/").map(|id| (Operation::Status, vec![id.to_string()])),
+        "DELETE" if list => Some((Operation::Destroy, ids_in_body(body, "instance_ids"))),
+        "DELETE" => id_after(path, "/api/v0/instances/").map(|id| (Operation::Destroy, vec![id.to_string()])),
+        _ => None,
+    }
+}
+
 impl FakeProvider for VastAiFake {
     fn url(&self) -> String {
         self.server.url()
@@ -237,5 +252,26 @@ impl FakeProvider for VastAiFake {
     /// Instances that exist, stopped ones included (they still bill storage).
     fn live_machines(&self) -> Vec<String> {
         self.shared.lock().instances.keys().map(u64::to_string).collect()
+    }
+
+    /// `instances` of a `GET /api/v1/instances/` page.
+    fn list_pointer(&self) -> &'static str {
+        "/instances"
+    }
+
+    /// The instance is gone (its offer rentable again): listings leave it out, and
+    /// `GET /api/v0/instances/{id}/` answers Vast's not-found, `200 {"instances": null}`.
+    fn vanish(&self, machine_id: &str) -> bool {
+        let Ok(id) = machine_id.trim().parse::<u64>() else {
+            return false;
+        };
+        let mut state = self.shared.lock();
+        let Some(instance) = state.instances.remove(&id) else {
+            return false;
+        };
+        if let Some(offer) = state.offers.iter_mut().find(|o| o.id == instance.offer.id) {
+            offer.rented = false;
+        }
+        true
     }
 }

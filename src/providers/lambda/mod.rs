@@ -8,7 +8,7 @@
 //!
 //! Options (`[lambda] options` in the configuration): `ssh_key_name` (a key already registered
 //! at Lambda), `launch_interval_ms` (spacing between launch calls; default 12000, Lambda's
-//! documented one launch per 12 s).
+//! documented one launch per 12 s), `request_timeout_ms` (per call; default 30000).
 
 mod launch;
 mod ops;
@@ -76,8 +76,10 @@ impl LambdaClient {
             })?),
         };
         let ssh_key_name = settings.options.get("ssh_key_name").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        let timeout =
+            settings.request_timeout().map_err(|m| ProviderError::new(&name, FailureClass::InvalidRequest, m))?;
         Ok(LambdaClient {
-            http: ProviderHttp::new(name.clone(), &settings.url, key, reporter, wire::parse_error),
+            http: ProviderHttp::new(name.clone(), &settings.url, key, timeout, reporter, wire::parse_error),
             name,
             ssh_key_name,
             launch_interval,

@@ -120,17 +120,31 @@ impl ProviderClient for LambdaClient {
         }
     }
 
+    /// One instance. Only Lambda's own not-found (`global/object-does-not-exist` or
+    /// `global/not-found`, by code) is `NotFound`; a 404 without Lambda's envelope (a proxy, a
+    /// wrong host root) concludes nothing and is `Unknown`. `terminated` is `Ok(Terminated)`.
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let id = self.checked_id(provider_instance_id)?;
         let path = format!("/instances/{id}");
-        let instance: Instance = self.call(Method::GET, &path, None).await?;
+        let instance: Instance = self.call(Method::GET, &path, None).await.map_err(|mut e| {
+            let lambdas_own = e.code.as_deref().and_then(wire::class_for_code) == Some(FailureClass::NotFound);
+            if e.class == FailureClass::NotFound && !lambdas_own {
+                e.class = FailureClass::Unknown;
+                e.message =
+                    format!("{} (not Lambda's not-found answer; nothing is concluded about instance {id})", e.message);
+            }
+            e
+        })?;
         Ok(self.instance(&format!("GET {API}{path}"), instance))
     }
 
-    /// One call: Lambda's `GET /instances` has no pagination (spec v1.10.0).
+    /// One call: Lambda's `GET /instances` has no pagination (spec v1.10.0). `data` `null` or
+    /// absent is an error, never "no instances".
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
-        let instances: Vec<Instance> = self.call(Method::GET, "/instances", None).await?;
         let endpoint = format!("GET {API}/instances");
+        let request = self.http.request(Method::GET, &format!("{API}/instances"));
+        let answer: wire::ListEnvelope<Instance> = self.http.json(&endpoint, request).await.map_err(Self::reclass)?;
+        let instances = answer.data.require(&self.http, &endpoint, "data")?;
         Ok(instances.into_iter().map(|i| self.instance(&endpoint, i)).collect())
     }
 }

@@ -8,11 +8,22 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tgp_events::events::FailureClass;
 
+use crate::providers::http::ListField;
+
 /// Every successful answer: `{"data": ...}`.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<T> {
     /// The payload.
     pub data: T,
+}
+
+/// A list answer, `{"data": [...]}`, read strictly: `data` `null` or absent is a contract
+/// change, never an empty account ([`ListField`]).
+#[derive(Debug, Deserialize)]
+pub struct ListEnvelope<T> {
+    /// The list.
+    #[serde(default = "ListField::default")]
+    pub data: ListField<T>,
 }
 
 /// One entry of `GET /instance-types` (`data` is a map keyed by the type name).

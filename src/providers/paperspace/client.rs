@@ -17,7 +17,7 @@ use super::prices::PriceTable;
 use super::wire::{self, Availability, Machine, Page};
 use crate::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use crate::providers::config::ProviderSettings;
-use crate::providers::http::ProviderHttp;
+use crate::providers::http::{self, ProviderHttp};
 
 /// Items asked per list page (the API's maximum).
 pub const PAGE_LIMIT: u32 = 120;
@@ -50,7 +50,8 @@ pub struct PaperspaceClient {
 
 impl PaperspaceClient {
     /// Builds the client from its settings (host root, key, options `template_id`,
-    /// `price_table`, `disk_size`); refuses a missing key or a bad price table or option.
+    /// `price_table`, `disk_size`, `request_timeout_ms`); refuses a missing key or a bad price
+    /// table or option.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant, not a provider answer: it always parses.
         let name: ProviderName = "paperspace".parse().expect("a valid provider name");
@@ -72,8 +73,9 @@ impl PaperspaceClient {
         };
         let template_id = settings.options.get("template_id").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
         tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
+        let timeout = settings.request_timeout().map_err(invalid)?;
         let base = format!("{}/v1", settings.url.trim_end_matches('/'));
-        let http = ProviderHttp::new(name.clone(), &base, key, reporter, wire::parse_error_body);
+        let http = ProviderHttp::new(name.clone(), &base, key, timeout, reporter, wire::parse_error_body);
         Ok(PaperspaceClient { http, name, prices, template_id, disk_size })
     }
 
@@ -94,11 +96,13 @@ impl PaperspaceClient {
         Ok(self.instance(EP_GET, machine))
     }
 
-    /// Decodes one page of `GET /machines`: the machines and the next cursor.
+    /// Decodes one page of `GET /machines`: the machines and the next cursor (`items` `null`
+    /// or absent is an error, as in a listing).
     pub fn parse_machine_page(&self, body: &[u8]) -> Result<(Vec<ProviderInstance>, Option<String>), ProviderError> {
         let page: Page<Machine> = self.http.decode(EP_LIST, body)?;
         let next = page.has_more.then_some(page.next_page).flatten();
-        let machines = page.items.into_iter().map(|m| self.instance(EP_LIST, m)).collect();
+        let items = page.items.require(&self.http, EP_LIST, "items")?;
+        let machines = items.into_iter().map(|m| self.instance(EP_LIST, m)).collect();
         Ok((machines, next))
     }
 
@@ -155,7 +159,9 @@ impl PaperspaceClient {
         Ok(answer.available)
     }
 
-    /// Every page of a list endpoint, one call per page.
+    /// Every page of a list endpoint, one call per page. Any bad page (an error, `items` `null`
+    /// or absent, a broken cursor) refuses the whole listing: a partial one would make the
+    /// machines on the other pages look gone.
     pub(super) async fn list_all<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -164,7 +170,8 @@ impl PaperspaceClient {
     ) -> Result<Vec<T>, ProviderError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        for page_number in 1..=MAX_PAGES {
+            let on_page = |e| http::on_page(e, page_number);
             let limit = PAGE_LIMIT.to_string();
             let mut query: Vec<(&str, &str)> = vec![("limit", limit.as_str())];
             query.extend_from_slice(filters);
@@ -172,14 +179,14 @@ impl PaperspaceClient {
                 query.push(("after", cursor));
             }
             let request = self.http.request(Method::GET, path).query(&query);
-            let page: Page<T> = self.http.json(endpoint, request).await?;
-            items.extend(page.items);
+            let page: Page<T> = self.http.json(endpoint, request).await.map_err(on_page)?;
+            items.extend(page.items.require(&self.http, endpoint, "items").map_err(on_page)?);
             match (page.has_more, page.next_page) {
                 (true, Some(next)) if after.as_deref() != Some(next.as_str()) => after = Some(next),
                 (true, _) => {
                     let what = "hasMore without a new nextPage cursor".to_string();
                     self.http.report(endpoint, ApiChangeKind::UnexpectedShape(what.clone()));
-                    return Err(self.error(FailureClass::ContractChanged, format!("{endpoint}: {what}")));
+                    return Err(on_page(self.error(FailureClass::ContractChanged, format!("{endpoint}: {what}"))));
                 }
                 (false, _) => return Ok(items),
             }
@@ -274,10 +281,22 @@ impl ProviderClient for PaperspaceClient {
         self.terminate_machine(provider_instance_id).await
     }
 
+    /// One machine. Only Paperspace's own not-found (404 with code `NOT_FOUND`) is `NotFound`;
+    /// a 404 without it (a proxy, a wrong host root) concludes nothing and is `Unknown`. A
+    /// machine with `dtDeleted` set is `Ok(Terminated)`.
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         self.check_id(provider_instance_id)?;
         let request = self.http.request(Method::GET, &format!("/machines/{provider_instance_id}"));
-        let machine: Machine = self.http.json(EP_GET, request).await?;
+        let machine: Machine = self.http.json(EP_GET, request).await.map_err(|mut e| {
+            if e.class == FailureClass::NotFound && e.code.as_deref() != Some("NOT_FOUND") {
+                e.class = FailureClass::Unknown;
+                e.message = format!(
+                    "{} (not Paperspace's not-found answer; nothing is concluded about machine {provider_instance_id})",
+                    e.message
+                );
+            }
+            e
+        })?;
         Ok(self.instance(EP_GET, machine))
     }
 

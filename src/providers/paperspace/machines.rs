@@ -146,7 +146,8 @@ impl PaperspaceClient {
         let request =
             self.http.request(Method::GET, "/machines").query(&[("name", name), ("limit", &PAGE_LIMIT.to_string())]);
         let page: Page<Machine> = self.http.json(EP_LIST, request).await?;
-        Ok(page.items.into_iter().find(|m| m.name == name && m.dt_deleted.is_none()))
+        let items = page.items.require(&self.http, EP_LIST, "items")?;
+        Ok(items.into_iter().find(|m| m.name == name && m.dt_deleted.is_none()))
     }
 
     async fn delete_scripts_named(&self, name: &str) {

@@ -9,6 +9,8 @@ use tgp_actors::provider::MachineStatus;
 use tgp_events::events::InterruptionReason;
 use tgp_events::{GpuType, Region};
 
+use crate::providers::http::ListField;
+
 // ---------------------------------------------------------------------------------------------
 // Translation tables.
 
@@ -134,8 +136,9 @@ pub struct Machine {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
-    /// This page's items.
-    pub items: Vec<T>,
+    /// This page's items; `null` or absent is a contract change, never an empty page.
+    #[serde(default = "ListField::default")]
+    pub items: ListField<T>,
     /// More pages follow.
     pub has_more: bool,
     /// The cursor for `after=`, when more follow.

@@ -6,7 +6,8 @@
 //! carry no spot price and spot launches are refused before anything reaches RunPod.
 //!
 //! Options (`[runpod] options`): `cloud` = `all` (default) | `secure` | `community`;
-//! `container_disk_gb` (default 50); `graphql_url` (host root for GraphQL); `spot` = `off`.
+//! `container_disk_gb` (default 50); `graphql_url` (host root for GraphQL); `spot` = `off`;
+//! `request_timeout_ms` (per call; default 30000).
 
 mod graphql;
 mod launch;
@@ -67,10 +68,11 @@ impl RunPodClient {
                 .ok_or_else(|| invalid(format!("runpod option container_disk_gb = {v:?} is not a size in GB")))?,
         };
         let graphql_root = settings.options.get("graphql_url").cloned().unwrap_or_else(|| settings.url.clone());
+        let timeout = settings.request_timeout().map_err(invalid)?;
         let parse = wire::parse_error;
         Ok(RunPodClient {
-            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), reporter.clone(), parse),
-            graphql: ProviderHttp::new(name.clone(), &graphql_root, key, reporter, parse),
+            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), timeout, reporter.clone(), parse),
+            graphql: ProviderHttp::new(name.clone(), &graphql_root, key, timeout, reporter, parse),
             spot: AtomicBool::new(option("spot").as_deref() != Some("off")),
             name,
             clouds,
@@ -165,18 +167,36 @@ impl ProviderClient for RunPodClient {
         }
     }
 
+    /// One pod. Only RunPod's own not-found (a 404 problem+json, `"detail": "pod not found"`) is
+    /// `NotFound`; a 404 without it (a proxy, a wrong host root) concludes nothing and is
+    /// `Unknown`. An id RunPod could never have given is refused as invalid.
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
-        let path = self.pod_path(provider_instance_id)?;
+        let path = self.pod_path(provider_instance_id).map_err(|mut e| {
+            e.class = FailureClass::InvalidRequest;
+            e
+        })?;
         let endpoint = "GET /v2/pods/{id}";
-        let pod: Pod = self.rest.json(endpoint, self.rest.request(Method::GET, &path)).await?;
+        let pod: Pod = self.rest.json(endpoint, self.rest.request(Method::GET, &path)).await.map_err(|mut e| {
+            let runpods_own = e.code.is_some() && e.message.to_ascii_lowercase().contains("not found");
+            if e.class == FailureClass::NotFound && !runpods_own {
+                e.class = FailureClass::Unknown;
+                e.message = format!(
+                    "{} (not RunPod's not-found answer; nothing is concluded about pod {provider_instance_id})",
+                    e.message
+                );
+            }
+            e
+        })?;
         Ok(self.instance(endpoint, &pod))
     }
 
+    /// v2 lists every pod in one answer (no pagination in the spec); cluster members excluded.
+    /// `pods` `null` or absent is an error, never "no pods".
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
-        // v2 lists every pod in one answer (no pagination in the spec); cluster members excluded.
         let endpoint = "GET /v2/pods";
         let request = self.rest.request(Method::GET, "/v2/pods").query(&[("includeClusterPods", "false")]);
         let list: PodList = self.rest.json(endpoint, request).await?;
-        Ok(list.pods.iter().map(|p| self.instance(endpoint, p)).collect())
+        let pods = list.pods.require(&self.rest, endpoint, "pods")?;
+        Ok(pods.iter().map(|p| self.instance(endpoint, p)).collect())
     }
 }

@@ -13,6 +13,8 @@ use tgp_actors::provider::{MachineStatus, ProviderInstance};
 use tgp_events::events::{Connection, InterruptionReason};
 use tgp_events::{BillingGranularity, Money};
 
+use crate::providers::http::ListField;
+
 /// Environment variable tgp adds to spot pods: REST v2 has no spot flag, and the pod's own env is
 /// the one place that survives a restart of tgp to tell an interrupted spot pod from a stopped one.
 pub const SPOT_MARKER: &str = "TGP_SPOT";
@@ -131,8 +133,9 @@ pub fn stock_level(availability: &str) -> Option<u32> {
 /// `{"pods": [...]}` from `GET /v2/pods`.
 #[derive(Debug, Deserialize)]
 pub struct PodList {
-    /// The account's pods.
-    pub pods: Vec<Pod>,
+    /// The account's pods; `null` or absent is a contract change, never "no pods".
+    #[serde(default = "ListField::default")]
+    pub pods: ListField<Pod>,
 }
 
 /// A REST v2 pod, the fields tgp reads.
@@ -294,10 +297,12 @@ pub fn pod_instance(pod: &Pod) -> (ProviderInstance, bool) {
     (instance, mapped.is_none())
 }
 
-/// Parses a `GET /v2/pods` body (for tests and tools; the client decodes through the same types).
+/// Parses a `GET /v2/pods` body (for tests and tools; the client decodes through the same types):
+/// a `null` or absent `pods` is an error, as in the client.
 pub fn parse_pod_list(body: &[u8]) -> Result<Vec<ProviderInstance>, serde_json::Error> {
     let list: PodList = serde_json::from_slice(body)?;
-    Ok(list.pods.iter().map(|p| pod_instance(p).0).collect())
+    let pods = list.pods.into_list("pods").map_err(<serde_json::Error as de::Error>::custom)?;
+    Ok(pods.iter().map(|p| pod_instance(p).0).collect())
 }
 
 /// A GraphQL error entry.

@@ -27,7 +27,7 @@ use tgp_events::{BillingGranularity, GpuType, Money, ProviderName, Region, SpotP
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
 use super::config::ProviderSettings;
-use super::http::ProviderHttp;
+use super::http::{self, ProviderHttp};
 use wire::{InstancePage, WireInstance};
 
 /// tgp's name for Vast.ai.
@@ -73,7 +73,8 @@ pub struct VastAiClient {
 
 impl VastAiClient {
     /// Builds the client from its settings: the host root (`https://console.vast.ai`), the key
-    /// (sent as a Bearer token), and the options `disk_gb` and `search_limit`.
+    /// (sent as a Bearer token), and the options `disk_gb`, `search_limit` and
+    /// `request_timeout_ms`.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         // A constant known to be a valid name: no provider answer can break this.
         let name: ProviderName = PROVIDER.parse().expect("\"vastai\" is a valid provider name");
@@ -92,7 +93,8 @@ impl VastAiClient {
             };
         let disk_gb = option("disk_gb", DEFAULT_DISK_GB, 8)?;
         let search_limit = option("search_limit", DEFAULT_SEARCH_LIMIT, 1)?;
-        let http = ProviderHttp::new(name.clone(), &settings.url, key, reporter, wire::parse_error);
+        let timeout = settings.request_timeout().map_err(invalid)?;
+        let http = ProviderHttp::new(name.clone(), &settings.url, key, timeout, reporter, wire::parse_error);
         Ok(VastAiClient { http, name, disk_gb, search_limit })
     }
 
@@ -151,7 +153,9 @@ impl VastAiClient {
         })
     }
 
-    /// One page of the instance list, optionally filtered on stored columns.
+    /// One page of the instance list, optionally filtered on stored columns. A 410 (Vast's
+    /// `deprecated_endpoint`) is an error and reported as the list going away, never "no
+    /// machines" (skypilot#10517).
     async fn list_page(&self, after: Option<&str>, filters: Option<&Value>) -> Result<InstancePage, ProviderError> {
         let mut query: Vec<(&str, String)> =
             vec![("limit", PAGE_SIZE.to_string()), ("order_by", json!([{"col": "id", "dir": "asc"}]).to_string())];
@@ -162,16 +166,23 @@ impl VastAiClient {
             query.push(("after_token", token.to_string()));
         }
         let request = self.http.request(Method::GET, "/api/v1/instances/").query(&query);
-        self.http.json(LIST, request).await
+        self.http.json(LIST, request).await.inspect_err(|e| {
+            if e.class == FailureClass::ContractChanged && e.message.starts_with(&format!("{LIST}: HTTP 410")) {
+                self.http.report(LIST, ApiChangeKind::OperationGone(e.message.clone()));
+            }
+        })
     }
 
-    /// Every instance matching `filters`, following `next_token`: one call per page.
+    /// Every instance matching `filters`, following `next_token`: one call per page. Any bad
+    /// page (an error, a `null` or absent list, a broken cursor) refuses the whole listing.
     async fn list_all(&self, filters: Option<&Value>) -> Result<Vec<ProviderInstance>, ProviderError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let page = self.list_page(token.as_deref(), filters).await?;
-            out.extend(page.instances.unwrap_or_default().into_iter().map(|w| self.describe(LIST, w)));
+        for page_number in 1..=MAX_PAGES {
+            let on_page = |e| http::on_page(e, page_number);
+            let page = self.list_page(token.as_deref(), filters).await.map_err(on_page)?;
+            let instances = page.instances.require(&self.http, LIST, "instances").map_err(on_page)?;
+            out.extend(instances.into_iter().map(|w| self.describe(LIST, w)));
             match page.next_token.filter(|t| !t.trim().is_empty()) {
                 Some(next) if token.as_deref() == Some(next.as_str()) => {
                     return Err(self.error(
@@ -234,11 +245,23 @@ impl ProviderClient for VastAiClient {
         launch::terminate(self, provider_instance_id).await
     }
 
+    /// One instance. Vast's "not found or destroyed" is `200 {"instances": null}` (vast-cli; a
+    /// 404 with Vast's `no_such_instance` / `not_found` code is taken as the same): that alone is
+    /// `NotFound`. A 404 without Vast's envelope (a proxy, a wrong host root) concludes nothing
+    /// and is `Unknown`.
     async fn status(&self, provider_instance_id: &str) -> Result<ProviderInstance, ProviderError> {
         let id = self.instance_id(provider_instance_id)?;
         let endpoint = "GET /api/v0/instances/{id}/";
         let request = self.http.request(Method::GET, &format!("/api/v0/instances/{id}/")).query(&[("owner", "me")]);
-        let answer: wire::OneInstance = self.http.json(endpoint, request).await?;
+        let answer: wire::OneInstance = self.http.json(endpoint, request).await.map_err(|mut e| {
+            let vasts_own = matches!(e.code.as_deref(), Some("no_such_instance" | "not_found"));
+            if e.class == FailureClass::NotFound && !vasts_own {
+                e.class = FailureClass::Unknown;
+                e.message =
+                    format!("{} (not Vast's not-found answer; nothing is concluded about instance {id})", e.message);
+            }
+            e
+        })?;
         match answer.instances {
             Some(w) => Ok(self.describe(endpoint, w)),
             None => Err(self.error(

@@ -12,6 +12,8 @@ use serde_json::Value;
 use tgp_actors::provider::MachineStatus;
 use tgp_events::events::InterruptionReason;
 
+use crate::providers::http::ListField;
+
 /// Decimal places Vast prices are kept to. Vast sends dollars as JSON floats; tgp takes the
 /// shortest decimal that reads back as the same float (what Vast printed), then rounds half-even
 /// to 6 places (the precision of Vast's own figures, e.g. `1.858333`), so float noise such as
@@ -74,9 +76,10 @@ pub struct OneInstance {
 /// One page of `GET /api/v1/instances/`.
 #[derive(Debug, Deserialize)]
 pub struct InstancePage {
-    /// The page's instances; `null` is read as none.
-    #[serde(deserialize_with = "nullable")]
-    pub instances: Option<Vec<WireInstance>>,
+    /// The page's instances; `null` or absent is a contract change, never "none" (vast-cli reads
+    /// `null` as none, and so did a peer control plane that then relaunched every machine).
+    #[serde(default = "ListField::default")]
+    pub instances: ListField<WireInstance>,
     /// Cursor for the next page; `null` on the last.
     #[serde(default)]
     pub next_token: Option<String>,
