@@ -30,8 +30,8 @@ pub fn gave_up_on_transients(chains: &BTreeMap<InstanceId, Vec<InstanceEvent>>, 
 fn gave_up(id: &InstanceId, chain: &[InstanceEvent], truth: &MarketTruth) -> Option<String> {
     use InstanceEvent as E;
     let Some(E::LaunchRequested { request, .. }) = chain.first() else { return None };
-    let failed = chain.iter().find_map(|e| match e {
-        E::Failed { reason, .. } => Some(reason),
+    let (failed, failed_at) = chain.iter().find_map(|e| match e {
+        E::Failed { reason, at } => Some((reason, *at)),
         _ => None,
     })?;
     let attempts = chain.iter().filter(|e| matches!(e, E::LaunchAttempted { .. })).count() as u32;
@@ -56,6 +56,7 @@ fn gave_up(id: &InstanceId, chain: &[InstanceEvent], truth: &MarketTruth) -> Opt
                 format!("{provider_instance_id} declared lost while it ran")
             }
             E::TerminationRequested { limit: Some(_), .. } => return None,
+            E::WaitingForCapacity { until, .. } if *until <= failed_at => return None,
             _ => continue,
         };
         transient.push(cause);
@@ -127,6 +128,21 @@ mod tests {
     fn offers_unreachable_in_an_outage_fail_the_check_too() {
         let events = chain(&failure("no_offer_fits", None, 30), 0);
         assert_eq!(gave_up_on_transients(&chains(events), &fitting_at_30s()).len(), 1);
+    }
+
+    #[test]
+    fn only_an_expired_wait_for_capacity_is_a_cause() {
+        let wait = |until: &str| {
+            format!(
+                r#",{{"type":"WaitingForCapacity","data":{{"reason":"none fits","until":"{until}","at":"2026-01-01T00:00:20Z"}}}}"#
+            )
+        };
+        let failures =
+            |until| failure("rate_limited", Some(1), 10) + &wait(until) + &failure("no_offer_fits", None, 30);
+        let expired = chain(&failures("2026-01-01T00:00:50Z"), 1);
+        assert_eq!(gave_up_on_transients(&chains(expired), &fitting_at_30s()), Vec::<String>::new());
+        let cut_short = chain(&failures("2026-01-01T00:30:20Z"), 1);
+        assert_eq!(gave_up_on_transients(&chains(cut_short), &fitting_at_30s()).len(), 1);
     }
 
     #[test]

@@ -80,6 +80,14 @@ impl ChainView {
                     view.current = None;
                     view.running = false;
                 }
+                E::Reappeared { provider_instance_id, abandoned_attempt, .. } => {
+                    view.lost.remove(provider_instance_id);
+                    view.current = Some(provider_instance_id.clone());
+                    view.running = true;
+                    if abandoned_attempt.is_some() {
+                        view.pending = None;
+                    }
+                }
                 E::TerminationRequested { .. } | E::Terminated { .. } | E::Failed { .. } => view.ending = true,
                 _ => {}
             }
@@ -118,6 +126,8 @@ pub fn event_at(event: &InstanceEvent) -> chrono::DateTime<chrono::Utc> {
         | E::TerminationRequested { at, .. }
         | E::Terminated { at, .. }
         | E::OrphanTerminated { at, .. }
+        | E::Reappeared { at, .. }
+        | E::WaitingForCapacity { at, .. }
         | E::Failed { at, .. } => *at,
     }
 }
@@ -192,6 +202,18 @@ mod tests {
         chain.truncate(5);
         let found = wanted_destroyed(&chains, &[destroyed("m-2", "tgp-sim-0001-2", 11, Truth::Starting)]);
         assert!(found.len() == 1 && found[0].contains("pending attempt"), "{found:?}");
+    }
+
+    #[test]
+    fn the_replacement_of_a_machine_that_reappeared_may_go_and_the_original_is_kept() {
+        let mut chains = relaunched_after_a_glitch();
+        let chain = chains.values_mut().next().unwrap();
+        let reappeared = r#"{"type":"Reappeared","data":{"provider_instance_id":"m-1","raw_status":"running","detected_by":"status_poll","replaced_by":"m-2","at":"2026-01-01T00:20:00Z"}}"#;
+        chain.insert(chain.len() - 1, serde_json::from_str(reappeared).unwrap());
+        let replacement = wanted_destroyed(&chains, &[destroyed("m-2", "tgp-sim-0001-2", 20, Truth::Running)]);
+        assert_eq!(replacement, Vec::<String>::new());
+        let original = wanted_destroyed(&chains, &[destroyed("m-1", "tgp-sim-0001-1", 21, Truth::Running)]);
+        assert!(original.len() == 1 && original[0].contains("its current machine"), "{original:?}");
     }
 
     #[test]
