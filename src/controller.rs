@@ -15,21 +15,14 @@ use tokio::task::JoinHandle;
 use crate::connect::{ConnectError, connect, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
-use crate::projections::Projection;
 use crate::projections::cost::CostLedger;
 use crate::projections::pricing::RealizedPrices;
-use crate::projections::runner::{self, Live};
+use crate::projections::runner;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
 use crate::simulated::{MarketCue, SimulatedProvider};
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-
-async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
-    if let Err(e) = runner::follow(js, live).await {
-        tracing::error!(error = %e, "projection stopped");
-    }
-}
 
 /// Request subject that interrupts a machine on cue (`{"provider_instance_id": "sim-3"}`). Served
 /// only by a controller whose market has cues (the simulated market, the fakes).
@@ -129,8 +122,8 @@ impl Controller {
             providers: handles,
         };
         let mut tasks = vec![
-            tokio::spawn(follow_logged(js.clone(), views.cost.clone())),
-            tokio::spawn(follow_logged(js.clone(), views.prices.clone())),
+            runner::follow(js.clone(), views.cost.clone()).await?,
+            runner::follow(js.clone(), views.prices.clone()).await?,
         ];
         if let Some(addr) = config.metrics_addr {
             metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -142,7 +135,7 @@ impl Controller {
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?
                 .install()
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?;
-            tasks.push(tokio::spawn(crate::projections::metrics::follow(js.clone())));
+            tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
