@@ -32,6 +32,8 @@ use tokio::task::JoinHandle;
 pub const REBIND_FIRST_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait between two attempts to rebind.
 pub const REBIND_MAX_DELAY: Duration = Duration::from_secs(5);
+/// The counter of recoveries, by consumer.
+pub const RECOVERIES: &str = "tgp_consumer_recoveries_total";
 /// How often a consumer checks whether the connection was lost and regained.
 const RECONNECT_CHECK: Duration = Duration::from_millis(250);
 
@@ -73,6 +75,8 @@ pub async fn start<C: OwnConsumer>(js: Context, mut consumer: C) -> Result<JoinH
     let client = js.client();
     let mut connects = client.statistics().connects.load(Ordering::Relaxed);
     consumer.bind().await.map_err(|e| format!("{}: {e}", consumer.name()))?;
+    // The series exists from the start, at 0, so a dashboard's rate() sees the first recovery.
+    metrics::counter!(RECOVERIES, "consumer" => consumer.name().to_string()).increment(0);
     Ok(tokio::spawn(async move {
         loop {
             let reason = match consumer.consume(reconnected(client.clone(), connects)).await {
@@ -106,7 +110,7 @@ pub async fn start<C: OwnConsumer>(js: Context, mut consumer: C) -> Result<JoinH
 
 /// Says that `consumer` recovered: the counter, the log, and the journal.
 async fn recovered(js: &Context, consumer: &str, reason: String, resumed_after: u64) {
-    metrics::counter!("tgp_consumer_recoveries_total", "consumer" => consumer.to_string()).increment(1);
+    metrics::counter!(RECOVERIES, "consumer" => consumer.to_string()).increment(1);
     tracing::warn!(consumer, %reason, resumed_after, "consumer recreated and resumed");
     let record = ControllerRecord {
         at: Utc::now(),

@@ -102,6 +102,19 @@ struct InterruptRequest {
 impl Controller {
     /// Starts everything. Must run inside an actix system.
     pub async fn start(config: ControllerConfig) -> Result<Self, ControllerError> {
+        // The recorder first, so every series registered from here on is served (a consumer's
+        // recovery counter at 0, a provider actor's first gauges).
+        if let Some(addr) = config.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
+                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+                )
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?
+                .install()
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+        }
         let client = connect(&config.nats_url, "tgp-controller").await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
@@ -125,16 +138,7 @@ impl Controller {
             runner::follow(js.clone(), views.cost.clone()).await?,
             runner::follow(js.clone(), views.prices.clone()).await?,
         ];
-        if let Some(addr) = config.metrics_addr {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
-                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
-                )
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?
-                .install()
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+        if config.metrics_addr.is_some() {
             tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);

@@ -195,6 +195,7 @@ async fn deleted_consumers_are_recreated_and_catch_up() {
     wait_for_state(&client, &early, "running").await;
     cost_agrees_with_audit(&client, server.url()).await;
     assert!(recovered(&js).await.is_empty(), "nothing to recover from yet");
+    assert_eq!(metric(port, "tgp_consumer_recoveries_total{consumer=\"projection-cost\"}").await, 0.0);
 
     let events = js.get_stream(EVENTS_STREAM).await.unwrap();
     for durable in ["projection-cost", "projection-pricing"] {
