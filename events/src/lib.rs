@@ -12,12 +12,14 @@
 //! - [`commands`]: the launch and terminate commands, and their validation.
 //! - [`events`]: the instance lifecycle events and their versioned wire form.
 //! - [`provider_events`]: what happens to providers (circuit, rate limits, API changes).
+//! - [`controller_events`]: what happens to tgp itself (a consumer of its own recovered).
 //! - [`api`]: request/reply bodies of the `tgp.api.*` service.
 //! - [`subjects`]: subjects, streams, buckets and headers.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod commands;
+pub mod controller_events;
 pub mod events;
 pub mod gpu;
 pub mod ids;

@@ -15,6 +15,9 @@ pub const INSTANCE_EVENTS_ALL: &str = "tgp.events.instance.>";
 /// Prefix of a provider's subject; the provider name is the last token.
 pub const PROVIDER_EVENTS_PREFIX: &str = "tgp.events.provider";
 
+/// What happens to tgp itself ([`crate::controller_events`]): its consumers' recoveries.
+pub const CONTROLLER_EVENTS: &str = "tgp.events.controller";
+
 /// The subject of one provider's events.
 pub fn provider_events(provider: &crate::ProviderName) -> String {
     format!("{PROVIDER_EVENTS_PREFIX}.{provider}")

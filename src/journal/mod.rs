@@ -48,7 +48,7 @@ use tgp_events::subjects::{
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
-pub use read::{JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
+pub use read::{CommitStream, JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
 /// as unknown.
