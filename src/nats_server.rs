@@ -54,13 +54,20 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store.
     pub fn start() -> Result<Self, ServerError> {
-        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
-        Self::start_in(dir)
+        Self::start_with(|_| String::new())
     }
 
-    fn start_in(dir: tempfile::TempDir) -> Result<Self, ServerError> {
+    /// Starts a server like [`NatsServer::start`] with more configuration after `nats.conf`'s
+    /// (authorization, TLS): `extra` gets the server's directory, for files it names.
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Result<Self, ServerError> {
+        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
+        let config = format!("{}\n{}\n", private_config(&dir.path().join("store")), extra(dir.path()));
+        Self::start_in(dir, &config)
+    }
+
+    fn start_in(dir: tempfile::TempDir, config: &str) -> Result<Self, ServerError> {
         let conf = dir.path().join("nats.conf");
-        std::fs::write(&conf, private_config(&dir.path().join("store")))?;
+        std::fs::write(&conf, config)?;
         let log = dir.path().join("nats.log");
         let child = Command::new("nats-server")
             .arg("-c")
