@@ -219,7 +219,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
-        println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00");
+        let credentials = if url == nats.url { "" } else { " (with the credentials shown as ***)" };
+        println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00{credentials}");
         shutdown_signal().await;
         eprintln!("shutting down");
         Ok(())

@@ -67,6 +67,7 @@ enum Command {
 /// environment variable names, on every command that talks to NATS. Secrets come from files or
 /// the environment, never from the command line (where `ps` would show them).
 #[derive(Args, Clone)]
+#[command(next_help_heading = "NATS connection")]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated: nats://host:4222, or tls://host:4222 to require TLS.
     /// May carry user:password@ or token@ (never printed).
