@@ -71,8 +71,8 @@ impl Tls {
 }
 
 /// Where the NATS server is and how to authenticate to it: what every command that talks to
-/// NATS is given.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// NATS is given. Its `Debug` output shows the URL redacted.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NatsOptions {
     /// Server URLs, comma-separated (`nats://`, `tls://`, or `host:port`); may carry credentials.
     pub url: String,
@@ -80,6 +80,16 @@ pub struct NatsOptions {
     pub auth: Auth,
     /// TLS files.
     pub tls: Tls,
+}
+
+impl std::fmt::Debug for NatsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsOptions")
+            .field("url", &self.redacted_url())
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl NatsOptions {
@@ -311,5 +321,7 @@ mod tests {
         let err = parse_servers("nats://u:S3cret@h:notaport").unwrap_err().to_string();
         assert!(!err.contains("S3cret"), "{err}");
         assert!(format!("{:?}", Auth::Token(Secret::new("tok"))).contains("***"));
+        let options = NatsOptions::from_url("nats://u:S3cret@h:1");
+        assert!(!format!("{options:?}").contains("S3cret"), "{options:?}");
     }
 }
