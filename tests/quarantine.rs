@@ -82,3 +82,34 @@ async fn garbage_on_the_journal_is_quarantined_and_tgp_manages_the_rest() {
     let market = controller.market();
     assert_eq!(market.machines.get(&machine).map(|m| m.status.as_str()), Some("terminated"), "{market:?}");
 }
+
+#[tokio::test]
+async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudly() {
+    // Acting on an instance's history without one of its commits could relaunch a chain that ended
+    // or lose a machine it launched: such a commit is quarantined and the start refused, by name.
+    let server = nats();
+    let (_, js) = client(server.url()).await;
+    tgp::journal::layout::ensure(&js).await.unwrap();
+    let future = json!({"aggregate_type": "instance", "aggregate_id": "z", "events": [
+        {"sequence": 1, "type": "LaunchRequested", "version": 99, "data": {}}]});
+    let sequence = js
+        .send_publish("tgp.events.instance.z", PublishMessage::build().payload(future.to_string().into()))
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence;
+    let url = server.url().to_string();
+    let (ok, _, err) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || tgp(&["run", "--market", "simulated", "--nats-url", &url])
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "the start is refused");
+    let expected = format!("instance z's commit at stream sequence {sequence} cannot be read by this tgp");
+    assert!(err.contains(&expected) && err.contains("upgrade tgp"), "{err}");
+    let (ok, out, _) =
+        tokio::task::spawn_blocking(move || tgp(&["journal", "check", "--nats-url", &url])).await.unwrap();
+    assert!(!ok && out.contains("tgp.events.instance.z") && out.contains("schema version 99"), "{out}");
+}
