@@ -12,7 +12,7 @@ use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
 use tgp_events::api::ErrorReply;
 use tokio::task::JoinHandle;
 
-use crate::connect::{ConnectError, connect, jetstream};
+use crate::connect::{ConnectError, NatsOptions, connect_with, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
 use crate::projections::cost::CostLedger;
@@ -35,8 +35,8 @@ pub const SIM_CUE: &str = "tgp.sim.cue";
 /// Everything a controller needs to start.
 #[derive(Clone)]
 pub struct ControllerConfig {
-    /// The NATS server.
-    pub nats_url: String,
+    /// The NATS server and how to authenticate to it.
+    pub nats: NatsOptions,
     /// Poll interval and retry delay.
     pub supervisor: SupervisorConfig,
     /// The providers to use (real clients, the fakes' clients, or the simulated market).
@@ -115,7 +115,7 @@ impl Controller {
                 .install()
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?;
         }
-        let client = connect(&config.nats_url, "tgp-controller").await?;
+        let client = connect_with(&config.nats, "tgp-controller").await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
         let journal = JetStreamJournal::open(js.clone()).await?;
@@ -157,7 +157,7 @@ impl Controller {
         // Subscriptions are sent, not yet known to be registered: one round trip to the server makes
         // sure every subject answers before the controller says it runs.
         client.flush().await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
-        tracing::info!(nats = %config.nats_url, "tgp controller running");
+        tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
         Ok(Controller { supervisor, cues: config.cues, js, journal, tasks })
     }
 }

@@ -55,12 +55,14 @@ pub type SupervisorAddr = Addr<Supervisor<JetStreamJournal>>;
 pub struct IntakeError(String);
 
 /// Keeps a refused command in `TGP_DEAD_LETTERS` with why. Failing to do so is logged loudly:
-/// the command is then still in its original stream or with its requester.
+/// the command is then still in its original stream or with its requester. The reason is kept to
+/// one line of at most [`tgp_events::limits::MAX_REFUSAL_BYTES`], so it always fits in a header.
 pub async fn dead_letter(js: &Context, subject: &str, msg_id: Option<&str>, body: Bytes, code: &str, reason: &str) {
+    let reason = tgp_events::limits::bounded(reason.replace(['\r', '\n'], " "));
     let mut publish = PublishMessage::build()
         .payload(body)
         .header(HEADER_DEAD_CODE, code)
-        .header(HEADER_DEAD_REASON, reason.replace(['\r', '\n'], " ").as_str());
+        .header(HEADER_DEAD_REASON, reason.as_str());
     if let Some(id) = msg_id {
         publish = publish.header("Tgp-Original-Msg-Id", id);
     }

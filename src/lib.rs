@@ -4,9 +4,11 @@
 //! `tgp-events`.
 //!
 //! ## Layout
-//! - [`journal`]: the JetStream journal (cqrs-es repository), its reader and the NATS layout.
+//! - [`journal`]: the JetStream journal (cqrs-es repository), its reader, the quarantine of
+//!   messages that do not decode, and the NATS layout.
 //! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp demo`, tests and benches.
-//! - [`connect`]: connecting to NATS and checking the server version.
+//! - [`connect`]: connecting to NATS with credentials and TLS, redacting URLs, checking the
+//!   server version.
 //! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
 //! - [`intake`]: the durable command stream and the dead letters.
 //! - [`consumers`]: how tgp's own NATS consumers heal after an outage or a deleted consumer.

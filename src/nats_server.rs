@@ -52,12 +52,15 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     /// Restarts so far: each gets its own log, so the port is read from the new one.
     restarts: u32,
+    /// Configuration after `nats.conf`'s (authorization, TLS), kept for restarts.
+    extra: String,
 }
 
-/// Starts `nats-server` with the store, config and `log` in `dir`, on `port` (`-1`: a free one).
-fn spawn(dir: &Path, port: i32, log: &str) -> Result<(Child, PathBuf), ServerError> {
+/// Starts `nats-server` with the store, config and `log` in `dir`, on `port` (`-1`: a free one),
+/// with `extra` configuration after `nats.conf`'s.
+fn spawn(dir: &Path, port: i32, log: &str, extra: &str) -> Result<(Child, PathBuf), ServerError> {
     let conf = dir.join("nats.conf");
-    std::fs::write(&conf, private_config(&dir.join("store"), port))?;
+    std::fs::write(&conf, format!("{}\n{extra}\n", private_config(&dir.join("store"), port)))?;
     let log = dir.join(log);
     let child = Command::new("nats-server")
         .arg("-c")
@@ -78,13 +81,16 @@ fn spawn(dir: &Path, port: i32, log: &str) -> Result<(Child, PathBuf), ServerErr
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store.
     pub fn start() -> Result<Self, ServerError> {
-        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
-        Self::start_in(dir)
+        Self::start_with(|_| String::new())
     }
 
-    fn start_in(dir: tempfile::TempDir) -> Result<Self, ServerError> {
-        let (child, log) = spawn(dir.path(), -1, "nats.log")?;
-        let mut server = NatsServer { child, url: String::new(), dir, restarts: 0 };
+    /// Starts a server like [`NatsServer::start`] with more configuration after `nats.conf`'s
+    /// (authorization, TLS): `extra` gets the server's directory, for files it names.
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Result<Self, ServerError> {
+        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
+        let extra = extra(dir.path());
+        let (child, log) = spawn(dir.path(), -1, "nats.log", &extra)?;
+        let mut server = NatsServer { child, url: String::new(), dir, restarts: 0, extra };
         server.url = server.wait_for_port(&log, Duration::from_secs(10))?;
         Ok(server)
     }
@@ -101,7 +107,7 @@ impl NatsServer {
         self.stop();
         let port = self.url.rsplit(':').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(-1);
         self.restarts += 1;
-        let (child, log) = spawn(self.dir.path(), port, &format!("nats-{}.log", self.restarts))?;
+        let (child, log) = spawn(self.dir.path(), port, &format!("nats-{}.log", self.restarts), &self.extra)?;
         self.child = child;
         self.url = self.wait_for_port(&log, Duration::from_secs(10))?;
         Ok(())

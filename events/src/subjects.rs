@@ -47,6 +47,10 @@ pub const DEAD_LETTERS_PREFIX: &str = "tgp.dead";
 /// Key-value bucket of instance snapshots.
 pub const SNAPSHOTS_BUCKET: &str = "tgp_snapshots";
 
+/// Key-value bucket of journal messages that did not decode and were skipped: the key is the
+/// stream sequence, the value says the subject and why (`tgp journal check` lists them).
+pub const QUARANTINE_BUCKET: &str = "tgp_quarantine";
+
 /// The request/reply service's name, as NATS service discovery shows it.
 pub const SERVICE_NAME: &str = "tgp";
 /// Prefix of the request/reply endpoints.
