@@ -10,6 +10,9 @@
 //! a start, everything is replayed. The replay reads to the journal's end as of its start: runs
 //! that end after the range are clipped to it.
 //!
+//! A message that does not decode is quarantined by the reader and skipped; [`Replayed`] says how
+//! many, and `tgp audit` names the count in its footer.
+//!
 //! The fold is the live cost projection's own (`projections::cost::CostLedger`), so an audit and
 //! the live projection agree on every total.
 
@@ -83,14 +86,33 @@ async fn open_before(js: &Context, before: DateTime<Utc>) -> Result<(HashSet<Ins
     Ok((open, None))
 }
 
+/// What an audit replay folded, and what it had to skip.
+pub struct Replayed {
+    /// The cost ledger over the range.
+    pub ledger: Checkpointed<CostLedger>,
+    /// Journal messages the replay read but quarantined (they do not decode): not in the ledger.
+    pub quarantined: u64,
+}
+
 /// Replays what the range needs into a ledger; `progress(done, total)` is called as it goes.
 pub async fn replay(
     js: &Context,
     from: Option<DateTime<Utc>>,
     lag: Duration,
     progress: impl Fn(u64, u64) + Send + Sync,
-) -> Result<Checkpointed<CostLedger>, AuditError> {
+) -> Result<Replayed, AuditError> {
     let reader = JournalReader::open(js).await.map_err(err)?;
+    let ledger = replay_into(js, &reader, from, lag, progress).await?;
+    Ok(Replayed { ledger, quarantined: reader.quarantine().count() })
+}
+
+async fn replay_into(
+    js: &Context,
+    reader: &JournalReader,
+    from: Option<DateTime<Utc>>,
+    lag: Duration,
+    progress: impl Fn(u64, u64) + Send + Sync,
+) -> Result<Checkpointed<CostLedger>, AuditError> {
     let mut ledger = Checkpointed::<CostLedger>::default();
     let start = match from {
         None => StartAt::Beginning,
@@ -99,17 +121,17 @@ pub async fn replay(
             let Some(boundary) = boundary else {
                 // Nothing stored after the start: the runs open before it are all there is.
                 for id in &open {
-                    fold_history(&reader, &mut ledger, id, u64::MAX).await?;
+                    fold_history(reader, &mut ledger, id, u64::MAX).await?;
                 }
                 return Ok(ledger);
             };
             for id in &open {
-                fold_history(&reader, &mut ledger, id, boundary).await?;
+                fold_history(reader, &mut ledger, id, boundary).await?;
             }
             StartAt::Sequence(boundary)
         }
     };
-    ledger.fold_replay(&reader, start, progress).await.map_err(err)?;
+    ledger.fold_replay(reader, start, progress).await.map_err(err)?;
     Ok(ledger)
 }
 

@@ -12,24 +12,17 @@ use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
 use tgp_events::api::ErrorReply;
 use tokio::task::JoinHandle;
 
-use crate::connect::{ConnectError, connect, jetstream};
+use crate::connect::{ConnectError, NatsOptions, connect_with, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
-use crate::projections::Projection;
 use crate::projections::cost::CostLedger;
 use crate::projections::pricing::RealizedPrices;
-use crate::projections::runner::{self, Live};
+use crate::projections::runner;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
 use crate::simulated::{MarketCue, SimulatedProvider};
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-
-async fn follow_logged<P: Projection>(js: Context, live: Live<P>) {
-    if let Err(e) = runner::follow(js, live).await {
-        tracing::error!(error = %e, "projection stopped");
-    }
-}
 
 /// Request subject that interrupts a machine on cue (`{"provider_instance_id": "sim-3"}`). Served
 /// only by a controller whose market has cues (the simulated market, the fakes).
@@ -42,8 +35,8 @@ pub const SIM_CUE: &str = "tgp.sim.cue";
 /// Everything a controller needs to start.
 #[derive(Clone)]
 pub struct ControllerConfig {
-    /// The NATS server.
-    pub nats_url: String,
+    /// The NATS server and how to authenticate to it.
+    pub nats: NatsOptions,
     /// Poll interval and retry delay.
     pub supervisor: SupervisorConfig,
     /// The providers to use (real clients, the fakes' clients, or the simulated market).
@@ -109,7 +102,20 @@ struct InterruptRequest {
 impl Controller {
     /// Starts everything. Must run inside an actix system.
     pub async fn start(config: ControllerConfig) -> Result<Self, ControllerError> {
-        let client = connect(&config.nats_url, "tgp-controller").await?;
+        // The recorder first, so every series registered from here on is served (a consumer's
+        // recovery counter at 0, a provider actor's first gauges).
+        if let Some(addr) = config.metrics_addr {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
+                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+                )
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?
+                .install()
+                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+        }
+        let client = connect_with(&config.nats, "tgp-controller").await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
         let journal = JetStreamJournal::open(js.clone()).await?;
@@ -130,20 +136,11 @@ impl Controller {
             providers: handles,
         };
         let mut tasks = vec![
-            tokio::spawn(follow_logged(js.clone(), views.cost.clone())),
-            tokio::spawn(follow_logged(js.clone(), views.prices.clone())),
+            runner::follow(js.clone(), views.cost.clone()).await?,
+            runner::follow(js.clone(), views.prices.clone()).await?,
         ];
-        if let Some(addr) = config.metrics_addr {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .with_http_listener(addr)
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
-                    &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
-                )
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?
-                .install()
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
-            tasks.push(tokio::spawn(crate::projections::metrics::follow(js.clone())));
+        if config.metrics_addr.is_some() {
+            tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
@@ -160,7 +157,7 @@ impl Controller {
         // Subscriptions are sent, not yet known to be registered: one round trip to the server makes
         // sure every subject answers before the controller says it runs.
         client.flush().await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
-        tracing::info!(nats = %config.nats_url, "tgp controller running");
+        tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
         Ok(Controller { supervisor, cues: config.cues, js, journal, tasks })
     }
 }

@@ -10,7 +10,11 @@
 //!   the intake carries on with the next one.
 //! - A command that keeps failing for a passing reason (journal down) is retried with a delay,
 //!   and dead-lettered after [`MAX_DELIVERIES`].
+//! - The consumer heals (see [`crate::consumers`]): after an outage, a reconnect or its deletion
+//!   it is bound again, and the work queue delivers every command not yet acknowledged.
 
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::Addr;
@@ -30,6 +34,7 @@ use tgp_events::subjects::{
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
 
+use crate::consumers::{self, OwnConsumer, Stopped};
 use crate::journal::JetStreamJournal;
 
 /// The durable consumer's name on `TGP_COMMANDS`.
@@ -50,12 +55,14 @@ pub type SupervisorAddr = Addr<Supervisor<JetStreamJournal>>;
 pub struct IntakeError(String);
 
 /// Keeps a refused command in `TGP_DEAD_LETTERS` with why. Failing to do so is logged loudly:
-/// the command is then still in its original stream or with its requester.
+/// the command is then still in its original stream or with its requester. The reason is kept to
+/// one line of at most [`tgp_events::limits::MAX_REFUSAL_BYTES`], so it always fits in a header.
 pub async fn dead_letter(js: &Context, subject: &str, msg_id: Option<&str>, body: Bytes, code: &str, reason: &str) {
+    let reason = tgp_events::limits::bounded(reason.replace(['\r', '\n'], " "));
     let mut publish = PublishMessage::build()
         .payload(body)
         .header(HEADER_DEAD_CODE, code)
-        .header(HEADER_DEAD_REASON, reason.replace(['\r', '\n'], " ").as_str());
+        .header(HEADER_DEAD_REASON, reason.as_str());
     if let Some(id) = msg_id {
         publish = publish.header("Tgp-Original-Msg-Id", id);
     }
@@ -141,56 +148,100 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
     }
 }
 
-/// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task. Returns
-/// once the consumer is bound, so commands published from then on are seen.
+/// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task, rebinding it
+/// whenever it stops delivering (see [`crate::consumers`]). Returns once the consumer is bound, so
+/// commands published from then on are seen.
 pub async fn start(js: Context, supervisor: SupervisorAddr) -> Result<JoinHandle<()>, IntakeError> {
-    let stream = js.get_stream(COMMANDS_STREAM).await.map_err(|e| IntakeError(e.to_string()))?;
-    let consumer = stream
-        .get_or_create_consumer(
-            INTAKE_CONSUMER,
-            pull::Config {
-                durable_name: Some(INTAKE_CONSUMER.into()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 1024,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| IntakeError(e.to_string()))?;
-    let messages = consumer.messages().await.map_err(|e| IntakeError(e.to_string()))?;
-    Ok(tokio::spawn(messages.for_each_concurrent(CONCURRENCY, move |message| {
-        let js = js.clone();
-        let supervisor = supervisor.clone();
-        async move {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => return tracing::warn!(error = %e, "command intake read failed"),
-            };
-            let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-            let outcome = match handle(&message, &supervisor).await {
-                Outcome::RetryLater(reason) if delivered >= MAX_DELIVERIES => Outcome::Refused {
-                    code: "gave_up".into(),
-                    reason: format!("failed {delivered} times, last: {reason}"),
+    consumers::start(js.clone(), Intake { js, supervisor, messages: None }).await.map_err(IntakeError)
+}
+
+/// The intake's durable consumer and where it hands commands.
+struct Intake {
+    js: Context,
+    supervisor: SupervisorAddr,
+    /// The bound consumer's messages.
+    messages: Option<pull::Stream>,
+}
+
+impl OwnConsumer for Intake {
+    fn name(&self) -> &str {
+        INTAKE_CONSUMER
+    }
+
+    /// The durable is found, or created again if it is gone: the work queue keeps every command
+    /// not yet acknowledged, and the new consumer delivers those.
+    async fn bind(&mut self) -> Result<u64, String> {
+        self.messages = None;
+        let stream = self.js.get_stream(COMMANDS_STREAM).await.map_err(|e| e.to_string())?;
+        let consumer = stream
+            .get_or_create_consumer(
+                INTAKE_CONSUMER,
+                pull::Config {
+                    durable_name: Some(INTAKE_CONSUMER.into()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: 1024,
+                    ..Default::default()
                 },
-                other => other,
-            };
-            let acked = match outcome {
-                Outcome::Done => message.ack().await,
-                Outcome::Refused { code, reason } => {
-                    let msg_id = header(message.headers.as_ref(), HEADER_MSG_ID);
-                    dead_letter(&js, &message.subject, msg_id.as_deref(), message.payload.clone(), &code, &reason)
-                        .await;
-                    message.ack().await
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let acked = consumer.cached_info().ack_floor.stream_sequence;
+        self.messages = Some(consumer.messages().await.map_err(|e| e.to_string())?);
+        Ok(acked)
+    }
+
+    /// Handles commands concurrently until the consumer errs or ends, or the connection was
+    /// regained; commands already in hand are finished first (an unacknowledged one comes back).
+    async fn consume(&mut self, reconnected: impl Future<Output = ()> + Send) -> Stopped {
+        let Some(messages) = self.messages.take() else {
+            return Stopped::Interrupted("not bound".into());
+        };
+        let why = Mutex::new(None::<String>);
+        let reconnected = async {
+            reconnected.await;
+            *why.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some("the connection to NATS was lost and regained".into());
+        };
+        let (js, supervisor) = (&self.js, &self.supervisor);
+        messages
+            .take_until(reconnected)
+            .take_while(|message| {
+                if let Err(e) = message {
+                    *why.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
                 }
-                Outcome::RetryLater(reason) => {
-                    tracing::warn!(%reason, delivered, "command will be retried");
-                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await
-                }
-            };
-            if let Err(e) = acked {
-                tracing::warn!(error = %e, "command ack failed; it will be redelivered and land on the same instance");
-            }
+                std::future::ready(message.is_ok())
+            })
+            .filter_map(|message| std::future::ready(message.ok()))
+            .for_each_concurrent(CONCURRENCY, |message| deliver(js, supervisor, message))
+            .await;
+        let why = why.into_inner().unwrap_or_else(PoisonError::into_inner);
+        Stopped::Interrupted(why.unwrap_or_else(|| "its messages ended".into()))
+    }
+}
+
+/// Handles one delivered command and acknowledges it as its outcome says.
+async fn deliver(js: &Context, supervisor: &SupervisorAddr, message: Message) {
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
+    let outcome = match handle(&message, supervisor).await {
+        Outcome::RetryLater(reason) if delivered >= MAX_DELIVERIES => {
+            Outcome::Refused { code: "gave_up".into(), reason: format!("failed {delivered} times, last: {reason}") }
         }
-    })))
+        other => other,
+    };
+    let acked = match outcome {
+        Outcome::Done => message.ack().await,
+        Outcome::Refused { code, reason } => {
+            let msg_id = header(message.headers.as_ref(), HEADER_MSG_ID);
+            dead_letter(js, &message.subject, msg_id.as_deref(), message.payload.clone(), &code, &reason).await;
+            message.ack().await
+        }
+        Outcome::RetryLater(reason) => {
+            tracing::warn!(%reason, delivered, "command will be retried");
+            message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await
+        }
+    };
+    if let Err(e) = acked {
+        tracing::warn!(error = %e, "command ack failed; it will be redelivered and land on the same instance");
+    }
 }

@@ -28,12 +28,13 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// `nats.conf` with a free loopback port and the given store: everything else as deployed.
-fn private_config(store: &Path) -> String {
+/// `nats.conf` with a loopback port (`-1`: a free one) and the given store: everything else as
+/// deployed.
+fn private_config(store: &Path, port: i32) -> String {
     NATS_CONF
         .lines()
         .map(|line| match line.trim_start() {
-            l if l.starts_with("listen:") => "listen: 127.0.0.1:-1".to_string(),
+            l if l.starts_with("listen:") => format!("listen: 127.0.0.1:{port}"),
             l if l.starts_with("store_dir:") => {
                 format!("  store_dir: {:?}", store.display().to_string())
             }
@@ -49,35 +50,67 @@ pub struct NatsServer {
     url: String,
     /// Holds the store, config and log; deleted on drop.
     dir: tempfile::TempDir,
+    /// Restarts so far: each gets its own log, so the port is read from the new one.
+    restarts: u32,
+    /// Configuration after `nats.conf`'s (authorization, TLS), kept for restarts.
+    extra: String,
+}
+
+/// Starts `nats-server` with the store, config and `log` in `dir`, on `port` (`-1`: a free one),
+/// with `extra` configuration after `nats.conf`'s.
+fn spawn(dir: &Path, port: i32, log: &str, extra: &str) -> Result<(Child, PathBuf), ServerError> {
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, format!("{}\n{extra}\n", private_config(&dir.join("store"), port)))?;
+    let log = dir.join(log);
+    let child = Command::new("nats-server")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-l")
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ServerError::NotInstalled,
+            _ => ServerError::Io(e),
+        })?;
+    Ok((child, log))
 }
 
 impl NatsServer {
     /// Starts a server on a free loopback port with a fresh store.
     pub fn start() -> Result<Self, ServerError> {
-        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
-        Self::start_in(dir)
+        Self::start_with(|_| String::new())
     }
 
-    fn start_in(dir: tempfile::TempDir) -> Result<Self, ServerError> {
-        let conf = dir.path().join("nats.conf");
-        std::fs::write(&conf, private_config(&dir.path().join("store")))?;
-        let log = dir.path().join("nats.log");
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => ServerError::NotInstalled,
-                _ => ServerError::Io(e),
-            })?;
-        let mut server = NatsServer { child, url: String::new(), dir };
+    /// Starts a server like [`NatsServer::start`] with more configuration after `nats.conf`'s
+    /// (authorization, TLS): `extra` gets the server's directory, for files it names.
+    pub fn start_with(extra: impl FnOnce(&Path) -> String) -> Result<Self, ServerError> {
+        let dir = tempfile::Builder::new().prefix("tgp-nats-").tempdir()?;
+        let extra = extra(dir.path());
+        let (child, log) = spawn(dir.path(), -1, "nats.log", &extra)?;
+        let mut server = NatsServer { child, url: String::new(), dir, restarts: 0, extra };
         server.url = server.wait_for_port(&log, Duration::from_secs(10))?;
         Ok(server)
+    }
+
+    /// Kills the server (SIGKILL, as a crash or a lost machine would), keeping its store: an
+    /// outage, for tests that show what survives one.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port with the same store, after [`NatsServer::stop`].
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.stop();
+        let port = self.url.rsplit(':').next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(-1);
+        self.restarts += 1;
+        let (child, log) = spawn(self.dir.path(), port, &format!("nats-{}.log", self.restarts), &self.extra)?;
+        self.child = child;
+        self.url = self.wait_for_port(&log, Duration::from_secs(10))?;
+        Ok(())
     }
 
     fn wait_for_port(&mut self, log: &Path, limit: Duration) -> Result<String, ServerError> {

@@ -714,7 +714,11 @@ impl Instance {
                 }
             }
             InstanceEvent::Interrupted { reason, at, .. } => {
-                if let Some((offer, _)) = self.offer.take() {
+                // A machine taken back or stopped says the offering's capacity is gone; one that
+                // vanished says nothing about the offering.
+                if let Some((offer, _)) = self.offer.take()
+                    && reason != InterruptionReason::Vanished
+                {
                     self.avoid.push(offering_key(&offer));
                 }
                 self.setbacks = Some((self.setbacks.map_or(0, |(n, _)| n) + 1, at));

@@ -379,9 +379,12 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
             let Some(command) = command else {
                 return (held, Next::Idle, ());
             };
-            // An interrupted offering is left out of the next selections, here and for every chain.
+            // An offering whose machine was taken back is left out of the next selections, here
+            // and for every chain; a vanished machine says nothing about capacity.
             let interrupted_offer = match &command {
-                InstanceCommand::RecordInterrupted { .. } => held.loaded.instance.offer.clone(),
+                InstanceCommand::RecordInterrupted { reason, .. } if *reason != InterruptionReason::Vanished => {
+                    held.loaded.instance.offer.clone()
+                }
                 _ => None,
             };
             match held.loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await {

@@ -9,14 +9,21 @@
 //! ```
 //!
 //! Decoding goes through [`LaunchCommand::from_json`], which also validates, so a bad command is
-//! refused with one message that says exactly what is wrong.
+//! refused with one message that says exactly what is wrong. Every size has a limit
+//! ([`crate::limits`]), checked before the command is decoded, and a refusal quotes at most 200
+//! bytes of what it refuses, so every refused command fits as a dead letter.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::gpu::GpuType;
 use crate::ids::InstanceId;
+use crate::limits::{
+    MAX_COMMAND_BYTES, MAX_ENV_BYTES, MAX_ENV_NAME_BYTES, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_IMAGE_BYTES,
+    MAX_REASON_BYTES, MAX_REGIONS, MAX_SCALAR_BYTES, MAX_SSH_KEY_BYTES, bounded, quote,
+};
 use crate::money::Money;
 use crate::policy::{RelaunchPolicy, SpotPolicy};
 use crate::region::Region;
@@ -115,6 +122,10 @@ pub enum CommandError {
 }
 
 impl CommandError {
+    fn malformed(e: serde_json::Error) -> Self {
+        CommandError::Malformed(bounded(e.to_string()))
+    }
+
     /// The stable code used in error replies (`malformed_command`, `invalid_command`).
     pub fn code(&self) -> &'static str {
         match self {
@@ -127,12 +138,14 @@ impl CommandError {
 impl LaunchCommand {
     /// Decodes and validates a launch command from its JSON body.
     pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
-        let cmd: LaunchCommand = serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))?;
+        check_sizes(body, launch_string_limit)?;
+        let cmd: LaunchCommand = serde_json::from_slice(body).map_err(CommandError::malformed)?;
         cmd.validate()?;
         Ok(cmd)
     }
 
-    /// Checks what the types alone cannot: counts, prices and the idempotency key.
+    /// Checks what the types alone cannot: counts, sizes, prices, the SSH key's form and the
+    /// idempotency key.
     pub fn validate(&self) -> Result<(), CommandError> {
         if self.gpu_count == 0 || self.gpu_count > MAX_GPU_COUNT {
             return Err(CommandError::Invalid(format!(
@@ -179,8 +192,28 @@ impl LaunchCommand {
         if self.relaunch.max_attempts == 0 {
             return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
         }
+        self.validate_sizes()?;
         if self.image.trim().is_empty() {
             return Err(CommandError::Invalid("image must not be empty".into()));
+        }
+        if self.image.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(CommandError::Invalid(format!(
+                "image {} must not hold spaces or control characters",
+                quote(&self.image)
+            )));
+        }
+        for name in self.env.keys() {
+            let mut chars = name.chars();
+            let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(CommandError::Invalid(format!(
+                    "env name {} must be letters, digits and '_', not starting with a digit",
+                    quote(name)
+                )));
+            }
+        }
+        if let Some(key) = &self.ssh_public_key {
+            crate::ssh_key::check(key).map_err(|e| CommandError::Invalid(e.to_string()))?;
         }
         if let Some(key) = &self.idempotency_key {
             key.parse::<InstanceId>().map_err(|e| CommandError::Invalid(format!("idempotency_key: {e}")))?;
@@ -193,6 +226,43 @@ impl LaunchCommand {
         self.wait_for_capacity.unwrap_or(DEFAULT_WAIT_FOR_CAPACITY)
     }
 
+    /// The size limits of [`crate::limits`] on the decoded command (the same figures
+    /// [`LaunchCommand::from_json`] checks on the JSON).
+    fn validate_sizes(&self) -> Result<(), CommandError> {
+        let too_long = |what: &str, value: &str, max: usize| {
+            CommandError::Invalid(format!("{what} {} is {} bytes, at most {max}", quote(value), value.len()))
+        };
+        if self.image.len() > MAX_IMAGE_BYTES {
+            return Err(too_long("image", &self.image, MAX_IMAGE_BYTES));
+        }
+        if self.regions.len() > MAX_REGIONS {
+            return Err(CommandError::Invalid(format!("regions lists {}, at most {MAX_REGIONS}", self.regions.len())));
+        }
+        if self.env.len() > MAX_ENV_VARS {
+            return Err(CommandError::Invalid(format!(
+                "env sets {} variables, at most {MAX_ENV_VARS}",
+                self.env.len()
+            )));
+        }
+        for (name, value) in &self.env {
+            if name.len() > MAX_ENV_NAME_BYTES {
+                return Err(too_long("env name", name, MAX_ENV_NAME_BYTES));
+            }
+            if value.len() > MAX_ENV_VALUE_BYTES {
+                // The value itself is never quoted: it may be a secret.
+                return Err(CommandError::Invalid(format!(
+                    "env {name}'s value is {} bytes, at most {MAX_ENV_VALUE_BYTES}",
+                    value.len()
+                )));
+            }
+        }
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if env_bytes > MAX_ENV_BYTES {
+            return Err(CommandError::Invalid(format!("env holds {env_bytes} bytes in all, at most {MAX_ENV_BYTES}")));
+        }
+        Ok(())
+    }
+
     /// The most the whole machine may cost per hour: the per-GPU maximum times the GPU count.
     pub fn max_machine_price(&self) -> Money {
         self.max_hourly_price * self.gpu_count
@@ -200,9 +270,85 @@ impl LaunchCommand {
 }
 
 impl TerminateCommand {
-    /// Decodes a terminate command from its JSON body.
+    /// Decodes a terminate command from its JSON body, within the limits of [`crate::limits`].
     pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
-        serde_json::from_slice(body).map_err(|e| CommandError::Malformed(e.to_string()))
+        check_sizes(body, terminate_string_limit)?;
+        serde_json::from_slice(body).map_err(CommandError::malformed)
+    }
+}
+
+/// Where a string sits in a command: the top-level field it is under (if any), and whether it is
+/// an object's key.
+struct Position<'a> {
+    field: Option<&'a str>,
+    depth: usize,
+    is_key: bool,
+}
+
+/// The longest string a launch command may hold at `at`.
+fn launch_string_limit(at: &Position<'_>) -> usize {
+    match (at.field, at.depth, at.is_key) {
+        (Some("image"), 1, false) => MAX_IMAGE_BYTES,
+        (Some("ssh_public_key"), 1, false) => MAX_SSH_KEY_BYTES,
+        (Some("env"), 2, true) => MAX_ENV_NAME_BYTES,
+        (Some("env"), 2, false) => MAX_ENV_VALUE_BYTES,
+        _ => MAX_SCALAR_BYTES,
+    }
+}
+
+/// The longest string a terminate command may hold at `at`.
+fn terminate_string_limit(at: &Position<'_>) -> usize {
+    match (at.field, at.depth, at.is_key) {
+        (Some("reason"), 1, false) => MAX_REASON_BYTES,
+        _ => MAX_SCALAR_BYTES,
+    }
+}
+
+/// Checks the body's size, and every string in it (keys too) against `limit`, before the typed
+/// decode: serde's own messages quote a value whole, and a value of a megabyte quoted in a refusal
+/// would make the refusal too large to keep as a dead letter.
+fn check_sizes(body: &[u8], limit: fn(&Position<'_>) -> usize) -> Result<(), CommandError> {
+    if body.len() > MAX_COMMAND_BYTES {
+        return Err(CommandError::Invalid(format!("the command is {} bytes, at most {MAX_COMMAND_BYTES}", body.len())));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(CommandError::malformed)?;
+    check_strings(&value, None, 0, limit)
+}
+
+/// Walks `value`, found `depth` containers deep under the top-level `field`.
+fn check_strings(
+    value: &Value,
+    field: Option<&str>,
+    depth: usize,
+    limit: fn(&Position<'_>) -> usize,
+) -> Result<(), CommandError> {
+    let check = |text: &str, field: Option<&str>, depth: usize, is_key: bool| {
+        let max = limit(&Position { field, depth, is_key });
+        if text.len() <= max {
+            return Ok(());
+        }
+        // A top-level key is checked before it is named as a field: name the command instead.
+        let place = match field {
+            Some(f) if !(is_key && depth == 1) => format!("field {f}"),
+            _ => "the command".to_string(),
+        };
+        let (what, shown) = match (field, is_key) {
+            (_, true) => ("a key", quote(text)),
+            // An env value may be a secret: its size is enough to say what is wrong.
+            (Some("env"), false) => ("a value", "(not shown)".to_string()),
+            _ => ("a string", quote(text)),
+        };
+        Err(CommandError::Invalid(format!("{place} holds {what} of {} bytes, at most {max}: {shown}", text.len())))
+    };
+    match value {
+        Value::String(text) => check(text, field, depth, false),
+        Value::Array(items) => items.iter().try_for_each(|item| check_strings(item, field, depth + 1, limit)),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            let field = if depth == 0 { Some(key.as_str()) } else { field };
+            check(key, field, depth + 1, true)?;
+            check_strings(item, field, depth + 1, limit)
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -258,5 +404,59 @@ mod tests {
             let err = LaunchCommand::from_json(body).unwrap_err().to_string();
             assert!(err.contains(expected), "{err:?} lacks {expected:?}");
         }
+    }
+
+    fn launch(extra: &str) -> Result<LaunchCommand, CommandError> {
+        let body = format!(r#"{{"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3"{extra}}}"#);
+        LaunchCommand::from_json(body.as_bytes())
+    }
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtQUDn9yRvtM3eSZXF1TKbqBVD/23JqbW1ZSVSbEwnj alice@laptop";
+
+    #[test]
+    fn loose_money_spans_and_keys_are_refused() {
+        for (extra, expected) in [
+            (r#", "budget": "1_000""#.to_string(), "plain decimal"),
+            (r#", "budget": "1e3""#.to_string(), "plain decimal"),
+            (r#", "budget": "+1""#.to_string(), "plain decimal"),
+            (r#", "max_lifetime": "1h1h""#.to_string(), "once, the largest first"),
+            (format!(r#", "ssh_public_key": "{KEY}\n{KEY}""#), "more than one line"),
+            (r#", "ssh_public_key": "not a key""#.to_string(), "OpenSSH public key"),
+            (r#", "env": {"1BAD": "x"}"#.to_string(), "env name"),
+            (r#", "image": "ubuntu:22.04\nrm""#.to_string(), "spaces or control"),
+        ] {
+            let err = launch(&extra).unwrap_err().to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        launch(&format!(r#", "ssh_public_key": "{KEY}", "budget": "1000", "max_lifetime": "1h30m""#)).unwrap();
+    }
+
+    #[test]
+    fn sizes_are_limited_and_refusals_stay_short() {
+        let big = "a".repeat(900_000);
+        let many_regions = vec!["\"us-east\""; MAX_REGIONS + 1].join(",");
+        let many_env: Vec<String> = (0..=MAX_ENV_VARS).map(|i| format!(r#""V{i}": "x""#)).collect();
+        let big_env: Vec<String> = (0..5).map(|i| format!(r#""V{i}": "{}""#, "s".repeat(8000))).collect();
+        for (extra, expected) in [
+            (format!(r#", "image": "{big}""#), "the command is 900"),
+            (format!(r#", "image": "{}""#, "a".repeat(MAX_IMAGE_BYTES + 1)), "field image holds a string of 513 bytes"),
+            (format!(r#", "gpu_type": "{}""#, "H".repeat(1000)), "field gpu_type holds a string of 1000 bytes"),
+            (format!(r#", "{}": 1"#, "k".repeat(1000)), "a key of 1000 bytes"),
+            (format!(r#", "regions": [{many_regions}]"#), "at most 32"),
+            (format!(r#", "env": {{{}}}"#, many_env.join(",")), "at most 64"),
+            (format!(r#", "env": {{"TOKEN": "{}"}}"#, "s".repeat(MAX_ENV_VALUE_BYTES + 1)), "(not shown)"),
+            (format!(r#", "env": {{{}}}"#, big_env.join(",")), "at most 32768"),
+        ] {
+            let err = launch(&extra).unwrap_err().to_string();
+            assert!(err.contains(expected), "{}: {err}", &extra[..extra.len().min(60)]);
+            assert!(err.len() <= 600, "a refusal quotes at most 200 bytes: {err}");
+            assert!(!err.contains(&"s".repeat(300)), "an env value is never quoted");
+        }
+        let err = TerminateCommand::from_json(format!(r#"{{"instance_id": "{}"}}"#, "i".repeat(5000)).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("5000 bytes") && err.len() <= 600, "{err}");
+        let reason = format!(r#"{{"instance_id": "i-1", "reason": "{}"}}"#, "r".repeat(MAX_REASON_BYTES + 1));
+        assert!(TerminateCommand::from_json(reason.as_bytes()).unwrap_err().to_string().contains("at most 1024"));
     }
 }

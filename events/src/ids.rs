@@ -11,7 +11,7 @@ pub const MAX_ID_LEN: usize = 64;
 
 /// Why a string cannot be an id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not a valid {what}: use 1 to {MAX_ID_LEN} letters, digits, '-' or '_'")]
+#[error("{} is not a valid {what}: use 1 to {MAX_ID_LEN} letters, digits, '-' or '_'", crate::limits::quote(input))]
 pub struct IdError {
     /// Which kind of id was being parsed.
     pub what: &'static str,

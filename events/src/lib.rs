@@ -10,22 +10,28 @@
 //! - [`gpu`]: the standard GPU types and their parsing.
 //! - [`policy`]: spot policy, relaunch policy and billing granularity.
 //! - [`commands`]: the launch and terminate commands, and their validation.
+//! - [`limits`]: the largest value each command field may hold, and how refusals quote.
+//! - [`ssh_key`]: the one form of SSH public key a launch accepts.
 //! - [`events`]: the instance lifecycle events and their versioned wire form.
 //! - [`provider_events`]: what happens to providers (circuit, rate limits, API changes).
+//! - [`controller_events`]: what happens to tgp itself (a consumer of its own recovered).
 //! - [`api`]: request/reply bodies of the `tgp.api.*` service.
 //! - [`subjects`]: subjects, streams, buckets and headers.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod commands;
+pub mod controller_events;
 pub mod events;
 pub mod gpu;
 pub mod ids;
+pub mod limits;
 pub mod money;
 pub mod policy;
 pub mod provider_events;
 pub mod region;
 pub mod span;
+pub mod ssh_key;
 pub mod subjects;
 
 pub use commands::{LaunchCommand, TerminateCommand};

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A span of whole seconds, written as a sum of `<n>d`, `<n>h`, `<n>m` and `<n>s` parts.
+/// A span of whole seconds, written as a sum of `<n>d`, `<n>h`, `<n>m` and `<n>s` parts, each
+/// unit at most once and the largest first (`1h30m`; not `1h1h` or `30m1h`), so a span has one
+/// reading and prints back as it was meant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Span {
@@ -38,7 +40,7 @@ impl Span {
 
 /// The text is not a span.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid span of time {text:?}: {why}; write e.g. 90s, 45m, 8h, 1h30m or 2d")]
+#[error("invalid span of time {}: {why}; write e.g. 90s, 45m, 8h, 1h30m or 2d", crate::limits::quote(text))]
 pub struct InvalidSpan {
     /// What was written.
     pub text: String,
@@ -52,6 +54,8 @@ impl FromStr for Span {
         let invalid = |why| InvalidSpan { text: text.to_string(), why };
         let mut seconds: u64 = 0;
         let mut digits = String::new();
+        // The last unit read: each must be smaller than the one before it.
+        let mut previous = u64::MAX;
         for c in text.trim().chars() {
             if c.is_ascii_digit() {
                 digits.push(c);
@@ -64,7 +68,14 @@ impl FromStr for Span {
                 's' => 1,
                 _ => return Err(invalid("units are d, h, m and s")),
             };
-            let n: u64 = digits.parse().map_err(|_| invalid("each unit needs a number before it"))?;
+            if unit >= previous {
+                return Err(invalid("each unit may appear once, the largest first"));
+            }
+            previous = unit;
+            if digits.is_empty() {
+                return Err(invalid("each unit needs a number before it"));
+            }
+            let n: u64 = digits.parse().map_err(|_| invalid("too long"))?;
             seconds = n.checked_mul(unit).and_then(|s| seconds.checked_add(s)).ok_or_else(|| invalid("too long"))?;
             digits.clear();
         }
@@ -129,9 +140,22 @@ mod tests {
 
     #[test]
     fn bad_spans_say_what_is_wrong() {
-        for (text, why) in [("8", "needs a unit"), ("h", "needs a number"), ("3w", "units are"), ("", "empty")] {
+        for (text, why) in [
+            ("8", "needs a unit"),
+            ("h", "needs a number"),
+            ("3w", "units are"),
+            ("", "empty"),
+            ("1h1h", "once, the largest first"),
+            ("30m1h", "once, the largest first"),
+            ("1s1s", "once, the largest first"),
+            ("+1h", "units are"),
+            ("1h 30m", "units are"),
+            ("99999999999999999999999s", "too long"),
+        ] {
             let err = text.parse::<Span>().unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+        let long = "1".repeat(900_000);
+        assert!(long.parse::<Span>().unwrap_err().to_string().len() < 400, "a refusal quotes 200 bytes at most");
     }
 }

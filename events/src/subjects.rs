@@ -15,6 +15,9 @@ pub const INSTANCE_EVENTS_ALL: &str = "tgp.events.instance.>";
 /// Prefix of a provider's subject; the provider name is the last token.
 pub const PROVIDER_EVENTS_PREFIX: &str = "tgp.events.provider";
 
+/// What happens to tgp itself ([`crate::controller_events`]): its consumers' recoveries.
+pub const CONTROLLER_EVENTS: &str = "tgp.events.controller";
+
 /// The subject of one provider's events.
 pub fn provider_events(provider: &crate::ProviderName) -> String {
     format!("{PROVIDER_EVENTS_PREFIX}.{provider}")
@@ -43,6 +46,10 @@ pub const DEAD_LETTERS_PREFIX: &str = "tgp.dead";
 
 /// Key-value bucket of instance snapshots.
 pub const SNAPSHOTS_BUCKET: &str = "tgp_snapshots";
+
+/// Key-value bucket of journal messages that did not decode and were skipped: the key is the
+/// stream sequence, the value says the subject and why (`tgp journal check` lists them).
+pub const QUARANTINE_BUCKET: &str = "tgp_quarantine";
 
 /// The request/reply service's name, as NATS service discovery shows it.
 pub const SERVICE_NAME: &str = "tgp";

@@ -54,8 +54,7 @@ fn parse_time(text: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 async fn js(nats: &NatsArgs) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
-    let Some(url) = &nats.nats_url else { anyhow::bail!("no NATS server given: pass --nats-url or set NATS_URL") };
-    let client = tgp::connect::connect(url, "tgp-audit").await?;
+    let client = nats.connect("tgp-audit").await?;
     Ok((client.clone(), tgp::connect::jetstream(client)))
 }
 
@@ -76,9 +75,16 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     anyhow::ensure!(from.is_none_or(|f| f < to), "--from must be before --to");
     let (_, js) = js(&args.nats).await?;
     let lag = chrono::Duration::from_std(args.lag)?;
-    let ledger = tgp::audit::replay(&js, from, lag, progress).await?;
+    let tgp::audit::Replayed { ledger, quarantined } = tgp::audit::replay(&js, from, lag, progress).await?;
     let report = ledger.state.report(from, to, &group_by, ledger.last_sequence);
     print_report(&report, args.format)?;
+    if matches!(args.format, Format::Table) {
+        println!("quarantined: {quarantined} journal message(s) skipped, not counted (`tgp journal check` lists them)");
+    } else if quarantined > 0 {
+        eprintln!(
+            "warning: {quarantined} journal message(s) quarantined and not counted (`tgp journal check` lists them)"
+        );
+    }
     if let Some(path) = &args.chart {
         let start = from.or_else(|| ledger.state.runs().map(|r| r.start).min()).unwrap_or(to);
         let series = ledger.state.spend_series(start, to, tgp::chart::bucket_for(start, to));

@@ -260,8 +260,9 @@ async fn raw_read(js: &async_nats::jetstream::Context) -> anyhow::Result<(usize,
 }
 
 pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
-    let (url, _server) = nats_or_private(&args.nats)?;
-    let client = tgp::connect::connect(&url, "tgp-bench").await?;
+    let (nats, _server) = nats_or_private(&args.nats)?;
+    let url = nats.redacted_url();
+    let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
     let journal = JetStreamJournal::open(js.clone()).await?;
@@ -319,8 +320,9 @@ pub struct AuditBenchArgs {
 
 /// `tgp bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
 pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
-    let (url, _server) = nats_or_private(&args.nats)?;
-    let client = tgp::connect::connect(&url, "tgp-bench").await?;
+    let (nats, _server) = nats_or_private(&args.nats)?;
+    let url = nats.redacted_url();
+    let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
     println!("tgp bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)");
@@ -328,7 +330,7 @@ pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
     let events = populate_with(&js, args.events.div_ceil(5), true).await.context("populating")?;
     let (messages, raw) = raw_read(&js).await?;
     let started = Instant::now();
-    let ledger = tgp::audit::replay(&js, None, chrono::Duration::hours(1), |_, _| {}).await?;
+    let ledger = tgp::audit::replay(&js, None, chrono::Duration::hours(1), |_, _| {}).await?.ledger;
     let report =
         ledger.state.report(None, Utc::now(), &[tgp::projections::cost::GroupField::Provider], ledger.last_sequence);
     let audit = started.elapsed();

@@ -459,8 +459,9 @@ async fn zero_latency_lambda() -> anyhow::Result<(LambdaFake, ProviderSettings)>
 pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.launches > 0 && args.concurrency > 0, "--launches and --concurrency must be at least 1");
     LaunchCommand::from_json(LAUNCH_BODY.as_bytes()).context("the bench's launch command")?;
-    let (url, _server) = nats_or_private(&args.nats)?;
-    let client = tgp::connect::connect(&url, "tgp-bench-launch").await?;
+    let (nats, _server) = nats_or_private(&args.nats)?;
+    let url = nats.redacted_url();
+    let client = tgp::connect::connect_with(&nats, "tgp-bench-launch").await?;
     let server = match args.nats.nats_url {
         Some(_) => {
             refuse_if_a_controller_runs(&client).await?;
@@ -478,7 +479,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     let unlimited =
         ProviderActorConfig { budget: Some(Budget { per_minute: 60_000_000, burst: 10_000 }), ..Default::default() };
     let controller = Controller::start(ControllerConfig {
-        nats_url: url.clone(),
+        nats: nats.clone(),
         supervisor: SupervisorConfig { poll_interval: args.poll_interval, ..Default::default() },
         providers: vec![launch_calls.clone() as Arc<dyn ProviderClient>],
         cues: None,

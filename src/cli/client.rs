@@ -21,15 +21,6 @@ pub fn block_on<F: Future<Output = anyhow::Result<()>>>(fut: F) -> anyhow::Resul
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(fut)
 }
 
-async fn connect(nats: &NatsArgs) -> anyhow::Result<async_nats::Client> {
-    let Some(url) = &nats.nats_url else {
-        bail!(
-            "no NATS server given: pass --nats-url or set NATS_URL to the server `tgp run` uses (it prints it at start)"
-        )
-    };
-    Ok(tgp::connect::connect(url, "tgp-cli").await?)
-}
-
 /// Sends a request and decodes the success body, or turns `{"error": ...}` into an error.
 async fn request<T: serde::de::DeserializeOwned>(
     client: &async_nats::Client,
@@ -144,7 +135,7 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         idempotency_key: args.idempotency_key,
     };
     command.validate()?;
-    let client = connect(&args.nats).await?;
+    let client = args.nats.connect("tgp-cli").await?;
     let summary: InstanceSummary = request(&client, API_LAUNCH, serde_json::to_vec(&command)?).await?;
     println!("instance {} accepted ({})", summary.instance_id, summary.state.name());
     if args.no_wait {
@@ -211,7 +202,7 @@ pub struct TerminateArgs {
 }
 
 pub async fn terminate(args: TerminateArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats).await?;
+    let client = args.nats.connect("tgp-cli").await?;
     let body = serde_json::json!({"instance_id": args.instance_id, "reason": args.reason.unwrap_or_else(|| "tgp terminate".into())});
     let summary: InstanceSummary = request(&client, API_TERMINATE, serde_json::to_vec(&body)?).await?;
     println!("instance {} {}", summary.instance_id, summary.state.name());
@@ -251,7 +242,7 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats).await?;
+    let client = args.nats.connect("tgp-cli").await?;
     let js = tgp::connect::jetstream(client);
     let start = match (&args.from_seq, &args.since) {
         (Some(seq), _) => StartAt::Sequence(*seq),
@@ -261,7 +252,15 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let filter = args.instance.as_ref().map_or_else(|| INSTANCE_EVENTS_ALL.to_string(), instance_events);
     let mut commits = JournalReader::open(&js).await?.follow(&filter, start).await?;
     while let Some(next) = commits.next().await {
-        let (seq, at, commit) = next?;
+        let (seq, at, commit) = match next {
+            Ok(read) => read,
+            // A commit this tgp cannot read (quarantined and logged): watching only shows it, so go on.
+            Err(cqrs_es::persist::PersistenceError::DeserializationError(e)) => {
+                eprintln!("skipped: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         for record in &commit.events {
             if args.json {
                 println!(
@@ -286,7 +285,7 @@ pub struct GetArgs {
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats).await?;
+    let client = args.nats.connect("tgp-cli").await?;
     let summary: InstanceSummary =
         request(&client, API_GET, serde_json::to_vec(&serde_json::json!({"instance_id": args.instance_id}))?).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -300,7 +299,7 @@ pub struct ListArgs {
 }
 
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let client = connect(&args.nats).await?;
+    let client = args.nats.connect("tgp-cli").await?;
     let reply: ListReply = request(&client, API_LIST, b"{}".to_vec()).await?;
     for s in &reply.instances {
         println!(

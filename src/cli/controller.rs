@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use std::sync::Arc;
 
+use tgp::connect::NatsOptions;
 use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::fakes::FakeProvider;
 use tgp::fakes::market::FakeMarket;
@@ -203,10 +204,10 @@ fn actix_system() -> actix::SystemRunner {
     })
 }
 
-/// The given NATS URL, or a private server started for this process (kept alive by the guard).
-pub fn nats_or_private(nats: &NatsArgs) -> anyhow::Result<(String, Option<NatsServer>)> {
-    match &nats.nats_url {
-        Some(url) => Ok((url.clone(), None)),
+/// The given NATS server, or a private server started for this process (kept alive by the guard).
+pub fn nats_or_private(nats: &NatsArgs) -> anyhow::Result<(NatsOptions, Option<NatsServer>)> {
+    match nats.options()? {
+        Some(options) => Ok((options, None)),
         None => {
             let server = NatsServer::start()?;
             eprintln!(
@@ -214,7 +215,7 @@ pub fn nats_or_private(nats: &NatsArgs) -> anyhow::Result<(String, Option<NatsSe
                 server.url(),
                 server.dir().display()
             );
-            Ok((server.url().to_string(), Some(server)))
+            Ok((NatsOptions::from_url(server.url()), Some(server)))
         }
     }
 }
@@ -233,10 +234,11 @@ async fn shutdown_signal() {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (url, _server) = nats_or_private(&args.nats)?;
+        let (nats, _server) = nats_or_private(&args.nats)?;
+        let url = nats.redacted_url();
         let market = build_market(&args.market, &args.sim).await?;
         let config = ControllerConfig {
-            nats_url: url.clone(),
+            nats: nats.clone(),
             supervisor: SupervisorConfig {
                 poll_interval: args.poll_interval,
                 failpoint: args.failpoint,
@@ -252,7 +254,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
-        println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00");
+        let credentials = if url == nats.url { "" } else { " (with the credentials shown as ***)" };
+        println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00{credentials}");
         shutdown_signal().await;
         eprintln!("shutting down");
         Ok(())
@@ -270,7 +273,7 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (url, _server) = nats_or_private(&args.nats)?;
+        let (nats, _server) = nats_or_private(&args.nats)?;
         let sim = SimArgs {
             sim_seed: args.seed,
             sim_state: None,
@@ -280,7 +283,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let market = build_market(&MarketArgs { market: MarketKind::Fakes, config: None }, &sim).await?;
         println!("== the market: {}", market.description);
         let config = ControllerConfig {
-            nats_url: url.clone(),
+            nats: nats.clone(),
             supervisor: SupervisorConfig {
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
@@ -293,7 +296,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             provider_actor: market.provider_actor,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
-        super::demo::run(&url, &controller).await
+        super::demo::run(&nats, &controller).await
     })
 }
 

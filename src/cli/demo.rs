@@ -35,8 +35,8 @@ async fn wait_for(
     bail!("instance {id} did not get there within 30 s")
 }
 
-pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
-    let client = tgp::connect::connect(url, "tgp-demo").await?;
+pub async fn run(nats: &tgp::connect::NatsOptions, controller: &Controller) -> anyhow::Result<()> {
+    let client = tgp::connect::connect_with(nats, "tgp-demo").await?;
     let js = tgp::connect::jetstream(client.clone());
     let mut events = JournalReader::open(&js).await?.follow(INSTANCE_EVENTS_ALL, StartAt::New).await?;
     let printer = tokio::spawn(async move {
@@ -55,7 +55,11 @@ pub async fn run(url: &str, controller: &Controller) -> anyhow::Result<()> {
         ("big", r#"{"gpu_type":"A100-80GB","gpu_count":8,"max_hourly_price":"2.00","spot_policy":"spot-only"}"#),
         ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05"}"#),
     ];
-    println!("== tgp demo (NATS at {url})\n== launching {} instances through tgp.api.launch", launches.len());
+    println!(
+        "== tgp demo (NATS at {})\n== launching {} instances through tgp.api.launch",
+        nats.redacted_url(),
+        launches.len()
+    );
     let mut ids = Vec::new();
     for (name, body) in launches {
         let mut body: serde_json::Value = serde_json::from_str(body)?;

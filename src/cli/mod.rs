@@ -6,12 +6,16 @@ mod bench_launch;
 mod client;
 mod controller;
 mod demo;
+mod journal;
 mod offers;
 mod sim;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use tgp::connect::{Auth, NatsOptions, Secret, Tls};
 
 /// tgp: rent GPUs across cloud marketplaces at the cheapest fitting price, keep them alive through
 /// spot interruptions, and account for every cent. Programs talk to tgp over NATS (see
@@ -50,6 +54,8 @@ enum Command {
     Prices(audit::PricesArgs),
     /// Manage projections (rebuild one from the journal).
     Projections(audit::ProjectionsArgs),
+    /// Check the journal: list the messages that do not decode and were quarantined.
+    Journal(journal::JournalArgs),
     /// Benchmarks measured against raw NATS in the same run.
     Bench(controller::BenchArgs),
     /// Simulate many instances for hours on a misbehaving market, on a virtual clock, in seconds:
@@ -57,12 +63,108 @@ enum Command {
     Sim(sim::SimArgs),
 }
 
-/// Where the NATS server is.
+/// Where the NATS server is and how to authenticate: the same options, and the nats CLI's
+/// environment variable names, on every command that talks to NATS. Secrets come from files or
+/// the environment, never from the command line (where `ps` would show them).
 #[derive(Args, Clone)]
+#[command(next_help_heading = "NATS connection")]
 pub struct NatsArgs {
-    /// NATS server URL, e.g. nats://127.0.0.1:4222.
-    #[arg(long, env = "NATS_URL")]
+    /// NATS server URL(s), comma-separated: nats://host:4222, or tls://host:4222 to require TLS.
+    /// May carry user:password@ or token@ (never printed).
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+    /// A .creds file (user JWT and nkey seed) to authenticate with.
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// A file holding an nkey seed (SU...) to authenticate with.
+    #[arg(long, env = "NATS_NKEY")]
+    pub nats_nkey: Option<PathBuf>,
+    /// User to authenticate as; the password is read from --nats-password-file or NATS_PASSWORD.
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// File holding --nats-user's password (or set NATS_PASSWORD).
+    #[arg(long)]
+    pub nats_password_file: Option<PathBuf>,
+    /// File holding a token to authenticate with (or set NATS_TOKEN).
+    #[arg(long)]
+    pub nats_token_file: Option<PathBuf>,
+    /// CA certificate file (PEM) to trust for the server's TLS certificate; makes TLS required.
+    #[arg(long, env = "NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// Client certificate file (PEM) for servers that verify clients; needs --nats-key.
+    #[arg(long, env = "NATS_CERT")]
+    pub nats_cert: Option<PathBuf>,
+    /// The client certificate's private key file (PEM).
+    #[arg(long, env = "NATS_KEY")]
+    pub nats_key: Option<PathBuf>,
+}
+
+/// A secret from a file (trimmed), or else from an environment variable.
+fn secret(file: Option<&PathBuf>, var: &str, what: &str) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the {what} file {}", path.display()))?;
+        let text = text.trim();
+        anyhow::ensure!(!text.is_empty(), "the {what} file {} is empty", path.display());
+        return Ok(Some(Secret::new(text)));
+    }
+    Ok(std::env::var(var).ok().filter(|v| !v.is_empty()).map(Secret::new))
+}
+
+impl NatsArgs {
+    /// The connection options, or `None` when no server is given. Refuses two ways to
+    /// authenticate at once rather than picking one.
+    pub fn options(&self) -> anyhow::Result<Option<NatsOptions>> {
+        let Some(url) = &self.nats_url else {
+            return Ok(None);
+        };
+        let password = secret(self.nats_password_file.as_ref(), "NATS_PASSWORD", "password")?;
+        let token = secret(self.nats_token_file.as_ref(), "NATS_TOKEN", "token")?;
+        let mut ways = Vec::new();
+        if let Some(path) = &self.nats_creds {
+            ways.push(("--nats-creds (NATS_CREDS)", Auth::CredsFile(path.clone())));
+        }
+        if let Some(path) = &self.nats_nkey {
+            ways.push(("--nats-nkey (NATS_NKEY)", Auth::NkeySeedFile(path.clone())));
+        }
+        match (&self.nats_user, password) {
+            (Some(user), Some(password)) => {
+                ways.push(("--nats-user (NATS_USER)", Auth::UserPassword { user: user.clone(), password }))
+            }
+            (Some(_), None) => anyhow::bail!(
+                "--nats-user (NATS_USER) needs a password: --nats-password-file or NATS_PASSWORD \
+                 (for a token, use --nats-token-file or NATS_TOKEN)"
+            ),
+            (None, Some(_)) => anyhow::bail!("a NATS password is given without --nats-user (NATS_USER)"),
+            (None, None) => {}
+        }
+        if let Some(token) = token {
+            ways.push(("--nats-token-file (NATS_TOKEN)", Auth::Token(token)));
+        }
+        if ways.len() > 1 {
+            let names: Vec<&str> = ways.iter().map(|(name, _)| *name).collect();
+            anyhow::bail!("give one way to authenticate to NATS, not {}", names.join(" and "));
+        }
+        Ok(Some(NatsOptions {
+            url: url.clone(),
+            auth: ways.pop().map_or(Auth::None, |(_, auth)| auth),
+            tls: Tls { ca: self.nats_ca.clone(), cert: self.nats_cert.clone(), key: self.nats_key.clone() },
+        }))
+    }
+
+    /// The options of a client command, which needs a server.
+    pub fn required(&self) -> anyhow::Result<NatsOptions> {
+        self.options()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no NATS server given: pass --nats-url or set NATS_URL to the server `tgp run` uses (it prints it at start)"
+            )
+        })
+    }
+
+    /// Connects a client command as `name`.
+    pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
+        Ok(tgp::connect::connect_with(&self.required()?, name).await?)
+    }
 }
 
 /// Parses a span as launch commands write it (`15s`, `2m`, `1h30m`, `7d`: [`tgp_events::Span`]),
@@ -110,6 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => client::block_on(audit::audit(args)),
         Command::Prices(args) => client::block_on(audit::prices(args)),
         Command::Projections(args) => client::block_on(audit::projections(args)),
+        Command::Journal(args) => client::block_on(journal::journal(args)),
     }
 }
 

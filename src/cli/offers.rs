@@ -46,8 +46,8 @@ pub struct OffersArgs {
     config: Option<std::path::PathBuf>,
 }
 
-async fn from_controller(url: &str, request: &OffersRequest) -> anyhow::Result<OffersReply> {
-    let client = tgp::connect::connect(url, "tgp-offers").await?;
+async fn from_controller(nats: &tgp::connect::NatsOptions, request: &OffersRequest) -> anyhow::Result<OffersReply> {
+    let client = tgp::connect::connect_with(nats, "tgp-offers").await?;
     let reply = client
         .request(API_OFFERS, serde_json::to_vec(request)?.into())
         .await
@@ -86,8 +86,8 @@ pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
             None
         },
     };
-    let reply = match &args.nats.nats_url {
-        Some(url) => from_controller(url, &request).await?,
+    let reply = match args.nats.options()? {
+        Some(nats) => from_controller(&nats, &request).await?,
         None => direct(&args, &request).await?,
     };
     if args.json {

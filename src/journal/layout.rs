@@ -83,7 +83,7 @@ fn wanted() -> [Config; 3] {
     ]
 }
 
-/// Creates tgp's streams and bucket, or checks the ones that exist.
+/// Creates tgp's streams and buckets (snapshots, quarantine), or checks the ones that exist.
 pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
     for config in wanted() {
         let name = config.name.clone();
@@ -122,6 +122,9 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
         .await
         .map_err(|e| LayoutError::JetStream(format!("bucket {SNAPSHOTS_BUCKET}: {e}")))?;
     }
+    super::quarantine::ensure_bucket(js)
+        .await
+        .map_err(|e| LayoutError::JetStream(format!("bucket {}: {e}", tgp_events::subjects::QUARANTINE_BUCKET)))?;
     Ok(())
 }
 

@@ -19,6 +19,11 @@
 //!   sequence) until the server answers: stored, a duplicate of ours, or a conflict; a conflict is
 //!   then checked against the subject's last message, which is ours if the first send landed.
 //!
+//! # Reads
+//! Every read goes through [`JournalReader`], which quarantines a message that does not decode
+//! ([`quarantine`]): a bad message on the bus is skipped and recorded, never acted on, and never
+//! stops a start-up.
+//!
 //! # Caveats
 //! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a
 //!   subject is read with Direct Get.
@@ -26,6 +31,7 @@
 //!   cqrs-es's snapshot stores (which apply events twice in 0.5.0).
 
 pub mod layout;
+pub mod quarantine;
 mod read;
 
 use std::collections::HashMap;
@@ -48,7 +54,8 @@ use tgp_events::subjects::{
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
-pub use read::{JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
+pub use quarantine::{Quarantine, Quarantined};
+pub use read::{CommitStream, JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
 /// as unknown.
@@ -74,6 +81,8 @@ pub struct JetStreamJournal {
     /// Last known head of each subject this process wrote or read, saving a round trip per
     /// append. A stale entry is harmless: the server refuses the append and the head is re-read.
     heads: Arc<Mutex<HashMap<String, SubjectHead>>>,
+    /// Where this process's reads put messages that do not decode.
+    quarantine: Quarantine,
 }
 
 /// A snapshot as stored in the bucket.
@@ -97,12 +106,14 @@ impl JetStreamJournal {
     pub async fn open(js: Context) -> Result<Self, PersistenceError> {
         let stream = js.get_stream(tgp_events::subjects::EVENTS_STREAM).await.map_err(connection_error)?;
         let snapshots = js.get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET).await.map_err(connection_error)?;
-        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default() })
+        let quarantine = Quarantine::open(&js).await;
+        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default(), quarantine })
     }
 
-    /// A reader of the whole journal, for replays and `tgp watch`.
+    /// A reader of the whole journal, for replays and `tgp watch`; it shares this journal's
+    /// quarantine.
     pub fn reader(&self) -> JournalReader {
-        JournalReader::new(self.stream.clone())
+        JournalReader::new(self.stream.clone(), self.quarantine.clone())
     }
 
     fn subject(aggregate_id: &str) -> String {

@@ -1,6 +1,9 @@
 //! Reading the journal: one instance's commits, or every commit from a point, in stream order.
 //! Ordered consumers do the reading (one round trip per batch, not per message); a finite read
 //! stops at the message count pending when it started, so it never waits on an idle subject.
+//! Every read checks every message and quarantines one that does not decode
+//! ([`super::quarantine`]): garbage is skipped, never handed over, never an error; a commit of an
+//! instance that this tgp cannot read fails the read, as an incomplete history must.
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
@@ -12,6 +15,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tgp_events::InstanceId;
 use tgp_events::events::{Commit, InstanceEvent, SCHEMA_VERSION};
+
+use super::quarantine::{self, Quarantine, Refusal};
 
 /// Where a read of the journal starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +51,8 @@ impl StartAt {
 #[derive(Clone)]
 pub struct JournalReader {
     stream: Stream,
+    /// Where messages that do not decode go.
+    quarantine: Quarantine,
 }
 
 /// One commit as read: stream sequence, time stored, body.
@@ -57,6 +64,8 @@ pub struct CommitStream {
     messages: Option<Ordered>,
     /// Messages still to read in a finite read; `None` follows forever.
     remaining: Option<u64>,
+    /// Where messages that do not decode go.
+    quarantine: Quarantine,
 }
 
 fn decode_error(what: String) -> PersistenceError {
@@ -69,27 +78,57 @@ impl CommitStream {
         self.remaining.unwrap_or(0)
     }
 
-    /// The next commit, or `None` at the end of a finite read.
+    /// The next commit that decodes (others are quarantined), or `None` at the end of a finite
+    /// read.
     pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
-        Some(self.next_message().await?.and_then(|m| decode_message(&m)))
+        loop {
+            let message = match self.next_message().await? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(e)),
+            };
+            let (sequence, at) = match message_info(&message) {
+                Ok(info) => info,
+                Err(e) => return Some(Err(e)),
+            };
+            match quarantine::check_commit(&message.subject, &message.payload) {
+                Ok(commit) => return Some(Ok((sequence, at, commit))),
+                Err(refusal) => {
+                    if let Err(e) = refuse(&self.quarantine, sequence, &message, at, refusal).await {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
     }
 
-    /// The next message undecoded, for readers of more than instance commits (provider events).
+    /// The next message that decodes (others are quarantined), undecoded, for readers of more
+    /// than instance commits (provider events): an instance commit or a provider event record.
     pub async fn next_raw(&mut self) -> Option<Result<RawMessage, PersistenceError>> {
-        let message = match self.next_message().await? {
-            Ok(m) => m,
-            Err(e) => return Some(Err(e)),
-        };
-        let info = match message.info() {
-            Ok(info) => (info.stream_sequence, published_at(&info)),
-            Err(e) => return Some(Err(decode_error(format!("message without JetStream info: {e}")))),
-        };
-        Some(Ok(RawMessage {
-            sequence: info.0,
-            at: info.1,
-            subject: message.subject.to_string(),
-            payload: message.payload.clone(),
-        }))
+        loop {
+            let message = match self.next_message().await? {
+                Ok(m) => m,
+                Err(e) => return Some(Err(e)),
+            };
+            let (sequence, at) = match message_info(&message) {
+                Ok(info) => info,
+                Err(e) => return Some(Err(e)),
+            };
+            match quarantine::check_message(&message.subject, &message.payload) {
+                Ok(()) => {
+                    return Some(Ok(RawMessage {
+                        sequence,
+                        at,
+                        subject: message.subject.to_string(),
+                        payload: message.payload.clone(),
+                    }));
+                }
+                Err(refusal) => {
+                    if let Err(e) = refuse(&self.quarantine, sequence, &message, at, refusal).await {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
     }
 
     async fn next_message(&mut self) -> Option<Result<async_nats::jetstream::Message, PersistenceError>> {
@@ -124,27 +163,48 @@ pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime
     DateTime::from_timestamp_nanos(i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default())
 }
 
-fn decode_message(message: &async_nats::jetstream::Message) -> Result<ReadCommit, PersistenceError> {
+/// Quarantines a refused message; an error when the read must stop there (a commit of its own
+/// instance that this tgp cannot read).
+async fn refuse(
+    quarantine: &Quarantine,
+    sequence: u64,
+    message: &async_nats::jetstream::Message,
+    at: DateTime<Utc>,
+    refusal: Refusal,
+) -> Result<(), PersistenceError> {
+    quarantine.record(sequence, &message.subject, at, &message.payload, &refusal).await;
+    match refusal {
+        Refusal::Foreign(_) => Ok(()),
+        Refusal::Unreadable { instance, reason } => {
+            Err(decode_error(Refusal::unreadable_error(&instance, sequence, &reason)))
+        }
+    }
+}
+
+/// A message's stream sequence and the time it was stored.
+fn message_info(message: &async_nats::jetstream::Message) -> Result<(u64, DateTime<Utc>), PersistenceError> {
     let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
-    let sequence = info.stream_sequence;
-    let at = published_at(&info);
-    let commit: Commit = serde_json::from_slice(&message.payload)
-        .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
-    Ok((sequence, at, commit))
+    Ok((info.stream_sequence, published_at(&info)))
 }
 
 impl JournalReader {
-    pub(crate) fn new(stream: Stream) -> Self {
-        JournalReader { stream }
+    pub(crate) fn new(stream: Stream, quarantine: Quarantine) -> Self {
+        JournalReader { stream, quarantine }
     }
 
-    /// A reader for a program that only reads (`tgp watch`, audits): needs only `TGP_EVENTS`.
+    /// A reader for a program that only reads (`tgp watch`, audits): needs only `TGP_EVENTS`
+    /// (and records what it quarantines in the quarantine bucket when that exists).
     pub async fn open(js: &async_nats::jetstream::Context) -> Result<Self, PersistenceError> {
         let stream = js
             .get_stream(tgp_events::subjects::EVENTS_STREAM)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(JournalReader { stream })
+        Ok(JournalReader { stream, quarantine: Quarantine::open(js).await })
+    }
+
+    /// What this reader (and its clones) have quarantined so far.
+    pub fn quarantine(&self) -> &Quarantine {
+        &self.quarantine
     }
 
     async fn read(&self, filter: &str, start: StartAt, follow: bool) -> Result<CommitStream, PersistenceError> {
@@ -158,11 +218,12 @@ impl JournalReader {
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         let pending = consumer.cached_info().num_pending;
+        let quarantine = self.quarantine.clone();
         if !follow && pending == 0 {
-            return Ok(CommitStream { messages: None, remaining: Some(0) });
+            return Ok(CommitStream { messages: None, remaining: Some(0), quarantine });
         }
         let messages = consumer.messages().await.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending) })
+        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending), quarantine })
     }
 
     /// Every commit on subjects matching `filter` from `start` up to the moment the read began.
@@ -245,35 +306,51 @@ impl JournalReader {
             if let Some(n) = read.remaining.as_mut() {
                 *n -= 1;
             }
-            let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
-            let (sequence, at) = (info.stream_sequence, published_at(&info));
-            let commit: RawCommit = serde_json::from_slice(&message.payload)
-                .map_err(|e| decode_error(format!("journal message {sequence} on {}: {e}", message.subject)))?;
-            let instance: InstanceId =
-                commit.aggregate_id.parse().map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?;
-            let mut events = Vec::with_capacity(commit.events.len());
-            for record in commit.events {
-                if record.version > SCHEMA_VERSION {
-                    return Err(decode_error(format!(
-                        "instance {instance} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
-                        record.sequence, record.event_type, record.version
-                    )));
-                }
-                text.clear();
-                text.push_str(r#"{"type":""#);
-                text.push_str(&record.event_type);
-                text.push_str(r#"","data":"#);
-                text.push_str(record.data.get());
-                text.push('}');
-                let event: InstanceEvent = serde_json::from_str(&text)
-                    .map_err(|e| decode_error(format!("instance {instance} event {}: {e}", record.sequence)))?;
-                events.push((record.sequence as usize, event));
-            }
+            let (sequence, at) = message_info(&message)?;
             done += 1;
-            each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
+            match decode_replayed(&message.subject, &message.payload, &mut text) {
+                Ok((instance, events)) => {
+                    each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
+                }
+                Err(refusal) => refuse(&self.quarantine, sequence, &message, at, refusal).await?,
+            }
         }
         Ok(())
     }
+}
+
+/// One commit decoded straight into events, or why it cannot be (the same checks as
+/// [`quarantine::check_commit`], on the fast path). `text` is a scratch buffer reused per event.
+fn decode_replayed(
+    subject: &str,
+    payload: &[u8],
+    text: &mut String,
+) -> Result<(InstanceId, Vec<(usize, InstanceEvent)>), Refusal> {
+    let subject_id = subject
+        .strip_prefix(tgp_events::subjects::INSTANCE_EVENTS_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .ok_or_else(|| Refusal::Foreign(format!("{subject} is not an instance subject")))?;
+    let commit: RawCommit =
+        serde_json::from_slice(payload).map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
+    quarantine::check_commit_fields(subject_id, &commit.aggregate_id, commit.events.len())?;
+    let instance: InstanceId =
+        commit.aggregate_id.parse().map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
+    let mut events = Vec::with_capacity(commit.events.len());
+    for record in commit.events {
+        if record.version > SCHEMA_VERSION {
+            return Err(quarantine::newer_schema(subject_id, record.sequence, &record.event_type, record.version));
+        }
+        text.clear();
+        text.push_str(r#"{"type":""#);
+        text.push_str(&record.event_type);
+        text.push_str(r#"","data":"#);
+        text.push_str(record.data.get());
+        text.push('}');
+        let event: InstanceEvent = serde_json::from_str(text)
+            .map_err(|e| quarantine::unreadable(subject_id, format!("event {}: {e}", record.sequence)))?;
+        events.push((record.sequence as usize, event));
+    }
+    Ok((instance, events))
 }
 
 /// A commit's events in cqrs-es's serialized form. An event written by a newer schema is refused

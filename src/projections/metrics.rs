@@ -1,7 +1,7 @@
 //! Prometheus metrics derived from the journal: instances by state, provider and spot; launch,
 //! interruption, relaunch and failure totals; time to running; the current spend rate and the
 //! cumulative spend. The controller folds the journal from its first commit at start (so totals
-//! cover the whole history) and keeps following it. Names follow Prometheus conventions: `tgp_`
+//! cover the whole history) and keeps following it, through outages (its consumer heals). Names follow Prometheus conventions: `tgp_`
 //! prefix, `_total` counters, base units (`_seconds`, `_dollars`).
 //!
 //! Money here is an `f64` only because Prometheus samples are; exact figures come from
@@ -15,6 +15,10 @@ use tgp_events::api::InstanceState;
 use tgp_events::{InstanceEvent, InstanceId};
 
 use super::cost::CostLedger;
+use crate::consumers::{OwnConsumer, Stopped};
+use crate::journal::{CommitStream, JournalReader, StartAt};
+use std::future::Future;
+use tgp_events::subjects::INSTANCE_EVENTS_ALL;
 
 /// What each live chain looks like to the gauges.
 #[derive(Clone, Debug)]
@@ -125,44 +129,96 @@ impl MetricsState {
     }
 }
 
-/// Folds the whole journal into the metrics, then keeps following it; publishes after each batch
-/// and at least every half second.
-pub async fn follow(js: async_nats::jetstream::Context) {
-    let reader = match crate::journal::JournalReader::open(&js).await {
-        Ok(r) => r,
-        Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
+/// The consumer's name, in the recovery metric and event.
+const CONSUMER: &str = "metrics";
+
+/// Folds the whole journal into the metrics, then keeps following it on a spawned task (an
+/// ordered consumer, recreated after the last commit folded whenever it stops delivering: see
+/// [`crate::consumers`]); publishes after each batch and at least every half second.
+pub async fn follow(js: async_nats::jetstream::Context) -> Result<tokio::task::JoinHandle<()>, String> {
+    let follower = Follower {
+        js: js.clone(),
+        state: MetricsState::default(),
+        last_sequence: 0,
+        commits: None,
+        dirty: true,
+        published: std::time::Instant::now(),
     };
-    let mut commits =
-        match reader.follow(tgp_events::subjects::INSTANCE_EVENTS_ALL, crate::journal::StartAt::Beginning).await {
-            Ok(c) => c,
-            Err(e) => return tracing::error!(error = %e, "metrics cannot read the journal"),
+    crate::consumers::start(js, follower).await
+}
+
+/// The metrics fold and the journal read feeding it.
+struct Follower {
+    js: async_nats::jetstream::Context,
+    state: MetricsState,
+    /// The last stream sequence folded (0: none).
+    last_sequence: u64,
+    /// The bound read.
+    commits: Option<CommitStream>,
+    /// Folded since last published.
+    dirty: bool,
+    published: std::time::Instant,
+}
+
+impl OwnConsumer for Follower {
+    fn name(&self) -> &str {
+        CONSUMER
+    }
+
+    async fn bind(&mut self) -> Result<u64, String> {
+        self.commits = None;
+        let reader = JournalReader::open(&self.js).await.map_err(|e| e.to_string())?;
+        let start = match self.last_sequence {
+            0 => StartAt::Beginning,
+            last => StartAt::Sequence(last + 1),
         };
-    let mut state = MetricsState::default();
-    let mut dirty = true;
-    let mut published = std::time::Instant::now();
-    loop {
-        if dirty && published.elapsed() >= std::time::Duration::from_millis(500) {
-            state.publish(Utc::now());
-            (dirty, published) = (false, std::time::Instant::now());
-        }
-        match tokio::time::timeout(std::time::Duration::from_millis(500), commits.next()).await {
-            Ok(Some(Ok((_, _, commit)))) => {
-                for record in &commit.events {
-                    match record.decode() {
-                        Ok(event) => state.apply(&commit.aggregate_id, &event),
-                        Err(e) => tracing::warn!(error = %e, "metrics skip an unreadable event"),
-                    }
-                }
-                dirty = true;
-                continue;
+        let commits = reader.follow(INSTANCE_EVENTS_ALL, start).await.map_err(|e| e.to_string())?;
+        self.commits = Some(commits);
+        Ok(self.last_sequence)
+    }
+
+    async fn consume(&mut self, reconnected: impl Future<Output = ()> + Send) -> Stopped {
+        let Some(mut commits) = self.commits.take() else {
+            return Stopped::Interrupted("not bound".into());
+        };
+        tokio::pin!(reconnected);
+        let tick = std::time::Duration::from_millis(500);
+        loop {
+            if self.dirty && self.published.elapsed() >= tick {
+                self.publish();
             }
-            Ok(Some(Err(e))) => tracing::warn!(error = %e, "metrics read failed"),
-            Ok(None) => return,
-            Err(_) => {}
+            let next = tokio::select! {
+                () = &mut reconnected => {
+                    return Stopped::Interrupted("the connection to NATS was lost and regained".into());
+                }
+                next = tokio::time::timeout(tick, commits.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok((sequence, _, commit)))) => {
+                    for record in &commit.events {
+                        match record.decode() {
+                            Ok(event) => self.state.apply(&commit.aggregate_id, &event),
+                            Err(e) => tracing::warn!(error = %e, "metrics skip an unreadable event"),
+                        }
+                    }
+                    self.last_sequence = sequence;
+                    self.dirty = true;
+                    continue;
+                }
+                Ok(Some(Err(e))) => return Stopped::Interrupted(e.to_string()),
+                Ok(None) => return Stopped::Interrupted("its messages ended".into()),
+                Err(_) => {}
+            }
+            if self.dirty {
+                self.publish();
+            }
         }
-        if dirty {
-            state.publish(Utc::now());
-            (dirty, published) = (false, std::time::Instant::now());
-        }
+    }
+}
+
+impl Follower {
+    fn publish(&mut self) {
+        self.state.publish(Utc::now());
+        (self.dirty, self.published) = (false, std::time::Instant::now());
     }
 }

@@ -1,8 +1,10 @@
 //! The projection runtime.
 //!
 //! # Guarantees
-//! - Each projection reads `tgp.events.instance.>` with its own durable consumer
-//!   (`projection-<name>`) and folds commits in stream order.
+//! - Each projection reads `tgp.events.instance.>` (or `tgp.events.>`) with its own durable
+//!   consumer (`projection-<name>`) and folds commits in stream order.
+//! - The consumer heals (see [`crate::consumers`]): after an outage, a reconnect or its deletion it
+//!   is recreated from the live checkpoint, so the projection neither double-counts nor skips.
 //! - Its checkpoint (state plus the last stream sequence folded) is saved in the object store
 //!   `tgp_projection_state` and the sequence in the key-value bucket `tgp_projections`, at most every
 //!   [`CHECKPOINT_EVERY`] commits or [`CHECKPOINT_INTERVAL`]; only then are the commits acked.
@@ -10,6 +12,7 @@
 //!   skipped, so a crash between saving and acking folds nothing twice.
 //! - [`rebuild`] folds from the first commit, ignoring the checkpoint, and gives the same state.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,8 +26,10 @@ use tgp_events::events::Commit;
 use tgp_events::provider_events::ProviderRecord;
 use tgp_events::subjects::{EVENTS_STREAM, INSTANCE_EVENTS_ALL};
 use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
 
 use super::Projection;
+use crate::consumers::{self, OwnConsumer, Stopped};
 use crate::journal::{JournalReader, StartAt};
 
 /// Key-value bucket of projection checkpoints (name -> last stream sequence).
@@ -79,6 +84,11 @@ impl<P: Projection> Checkpointed<P> {
             let record: ProviderRecord = serde_json::from_slice(&message.payload)
                 .map_err(|e| format!("provider event at stream sequence {}: {e}", message.sequence))?;
             self.state.apply_provider(message.at, &record.provider, &record.event);
+            self.last_sequence = message.sequence;
+            return Ok(());
+        }
+        if !message.subject.starts_with(tgp_events::subjects::INSTANCE_EVENTS_PREFIX) {
+            // The controller's own events (`tgp.events.controller`): nothing here to fold.
             self.last_sequence = message.sequence;
             return Ok(());
         }
@@ -183,54 +193,96 @@ pub async fn resume<P: Projection>(js: &Context) -> Result<Live<P>, ProjectionEr
     Ok(Arc::new(RwLock::new(load::<P>(js).await?)))
 }
 
-/// Keeps `live` current from its durable consumer until the connection ends.
-pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<(), ProjectionError> {
-    let start = live.read().expect("projection lock").last_sequence + 1;
-    let stream = js.get_stream(EVENTS_STREAM).await.map_err(err::<P>)?;
-    let durable = format!("projection-{}", P::NAME);
-    // The consumer restarts where the checkpoint is (a durable consumer cannot move back).
-    let _ = stream.delete_consumer(&durable).await;
-    let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(durable),
-            filter_subject: P::SUBJECTS.into(),
-            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
-            ack_policy: AckPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(err::<P>)?;
-    let mut messages = consumer.messages().await.map_err(err::<P>)?;
-    let (mut since_save, mut saved_at) = (0u64, Instant::now());
-    let mut unacked = None;
-    loop {
-        let next = tokio::time::timeout(CHECKPOINT_INTERVAL, messages.next()).await;
-        match next {
-            Ok(Some(Ok(message))) => {
-                let info = message.info().map_err(err::<P>)?;
-                let (sequence, at) = (info.stream_sequence, crate::journal::published_at(&info));
-                let raw = crate::journal::RawMessage {
-                    sequence,
-                    at,
-                    subject: message.subject.to_string(),
-                    payload: message.payload.clone(),
-                };
-                live.write().expect("projection lock").fold_message(&raw).map_err(err::<P>)?;
-                since_save += 1;
-                unacked = Some(message);
+/// Keeps `live` current from its durable consumer on a spawned task, recreating the consumer
+/// from the checkpoint whenever it stops delivering (see [`crate::consumers`]). Returns once the
+/// consumer is bound.
+pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<JoinHandle<()>, ProjectionError> {
+    let consumer = Follower::<P> { js: js.clone(), live, durable: format!("projection-{}", P::NAME), messages: None };
+    consumers::start(js, consumer).await.map_err(err::<P>)
+}
+
+/// A projection's durable consumer and the live state it folds into.
+struct Follower<P: Projection> {
+    js: Context,
+    live: Live<P>,
+    /// `projection-<name>`.
+    durable: String,
+    /// The bound consumer's messages.
+    messages: Option<pull::Stream>,
+}
+
+impl<P: Projection> OwnConsumer for Follower<P> {
+    fn name(&self) -> &str {
+        &self.durable
+    }
+
+    /// The consumer restarts after the live checkpoint: a durable consumer cannot move back, so
+    /// the old one is deleted and a new one created from there.
+    async fn bind(&mut self) -> Result<u64, String> {
+        self.messages = None;
+        let last = self.live.read().expect("projection lock").last_sequence;
+        let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| e.to_string())?;
+        let _ = stream.delete_consumer(&self.durable).await;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(self.durable.clone()),
+                filter_subject: P::SUBJECTS.into(),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: last + 1 },
+                ack_policy: AckPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.messages = Some(consumer.messages().await.map_err(|e| e.to_string())?);
+        Ok(last)
+    }
+
+    async fn consume(&mut self, reconnected: impl Future<Output = ()> + Send) -> Stopped {
+        let Some(mut messages) = self.messages.take() else {
+            return Stopped::Interrupted("not bound".into());
+        };
+        tokio::pin!(reconnected);
+        let (mut since_save, mut saved_at) = (0u64, Instant::now());
+        let mut unacked = None;
+        loop {
+            let next = tokio::select! {
+                () = &mut reconnected => {
+                    return Stopped::Interrupted("the connection to NATS was lost and regained".into());
+                }
+                next = tokio::time::timeout(CHECKPOINT_INTERVAL, messages.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok(message))) => {
+                    let info = match message.info() {
+                        Ok(info) => info,
+                        Err(e) => return Stopped::Fatal(format!("message without JetStream info: {e}")),
+                    };
+                    let raw = crate::journal::RawMessage {
+                        sequence: info.stream_sequence,
+                        at: crate::journal::published_at(&info),
+                        subject: message.subject.to_string(),
+                        payload: message.payload.clone(),
+                    };
+                    if let Err(e) = self.live.write().expect("projection lock").fold_message(&raw) {
+                        return Stopped::Fatal(e);
+                    }
+                    since_save += 1;
+                    unacked = Some(message);
+                }
+                Ok(Some(Err(e))) => return Stopped::Interrupted(e.to_string()),
+                Ok(None) => return Stopped::Interrupted("its messages ended".into()),
+                Err(_) => {}
             }
-            Ok(Some(Err(e))) => {
-                tracing::warn!(projection = P::NAME, error = %e, "projection read failed")
+            if since_save > 0 && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL) {
+                // Unsaved folds stay in the live state, which the next binding resumes from.
+                if let Err(e) = save(&self.js, &self.live).await {
+                    return Stopped::Interrupted(format!("checkpoint not saved: {e}"));
+                }
+                if let Some(message) = unacked.take() {
+                    let _ = message.ack().await;
+                }
+                (since_save, saved_at) = (0, Instant::now());
             }
-            Ok(None) => return Ok(()),
-            Err(_) => {}
-        }
-        if since_save > 0 && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL) {
-            save(&js, &live).await?;
-            if let Some(message) = unacked.take() {
-                let _ = message.ack().await;
-            }
-            (since_save, saved_at) = (0, Instant::now());
         }
     }
 }

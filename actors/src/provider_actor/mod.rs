@@ -11,7 +11,9 @@
 //! 3. The circuit breaker admits the call, lets it through as the half-open probe, or fails it fast.
 //! 4. Each attempt takes a token; when tokens are scarce the attempt queues and they go to
 //!    terminate, then launch, then status, then offers. A 429 pauses the provider (its
-//!    `Retry-After`, or backoff with jitter) and halves the rate; successes ramp it back up.
+//!    `Retry-After`, or backoff with jitter) and halves the rate, which climbs back to the
+//!    configured one within a minute of the last 429 (`limiter.rs`); the configured budget is
+//!    never exceeded.
 //! 5. Idempotent calls (offers, status, list, terminate) are retried with capped exponential
 //!    backoff and jitter on rate limits and outages; a launch is never blindly retried (an
 //!    uncertain launch is settled by the lifecycle's attempt reconciliation).
@@ -25,7 +27,7 @@
 //! the actor's thread. Everything else goes through
 //! the actor: the breaker when it is not closed (open, the half-open probe), the token queue (the
 //! actor grants queued tokens by priority and wakes on the limiter's clock), every outcome that
-//! changes state (429s adapt the limiter, outages feed the breaker, rate ramp-up, health changes),
+//! changes state (429s adapt the limiter, outages feed the breaker, health changes),
 //! and every provider event, which only the actor journals.
 
 pub mod breaker;
@@ -604,6 +606,8 @@ impl Handler<Attempted> for ProviderActor {
                 });
                 // Wake the queue when the pause ends.
                 self.dispatch(&mut books, ctx);
+                // The rate climbs back by time: the gauge shows it back even if no call comes.
+                ctx.run_later(limiter::RECOVERY, |actor, _| actor.gauges(&actor.shared.books()));
             }
             None => books.limiter.on_success(),
             Some(_) => {}

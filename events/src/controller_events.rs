@@ -1,0 +1,66 @@
+//! What happens to tgp itself, as journaled on `tgp.events.controller`: today, one of its own NATS
+//! consumers (command intake, projections, metrics) was lost (an outage, a deleted consumer) and
+//! recreated. An operator reading the journal sees when tgp healed, and from where it resumed.
+//! One message per event: `{"type": ..., "version": 1, "at": ..., "data": {...}}`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Something that happened to the controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ControllerEvent {
+    /// One of tgp's consumers stopped delivering and was recreated; it resumed after the last
+    /// message it had taken in, so nothing was folded twice and nothing was skipped.
+    ConsumerRecovered {
+        /// The consumer (`tgp-intake`, `projection-cost`, `projection-pricing`, `metrics`).
+        consumer: String,
+        /// Why it had stopped (the client's error, or the connection lost and regained).
+        reason: String,
+        /// The last stream sequence it had taken in before the new consumer (it resumes after it).
+        resumed_after: u64,
+    },
+}
+
+impl ControllerEvent {
+    /// The type name, as in the `type` field.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ControllerEvent::ConsumerRecovered { .. } => "ConsumerRecovered",
+        }
+    }
+}
+
+/// A controller event as journaled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerRecord {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Schema version of the event.
+    pub version: u32,
+    /// The event.
+    #[serde(flatten)]
+    pub event: ControllerEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wire_form() {
+        let record = ControllerRecord {
+            at: "2026-12-02T06:00:00Z".parse().expect("a time"),
+            version: 1,
+            event: ControllerEvent::ConsumerRecovered {
+                consumer: "projection-cost".into(),
+                reason: "consumer deleted".into(),
+                resumed_after: 41,
+            },
+        };
+        let json = serde_json::to_value(&record).expect("serializes");
+        assert_eq!(json["type"], "ConsumerRecovered");
+        assert_eq!(json["data"]["resumed_after"], 41);
+        assert_eq!(serde_json::from_value::<ControllerRecord>(json).expect("decodes"), record);
+    }
+}
