@@ -373,7 +373,11 @@ impl Instance {
             return None;
         }
         let limit = self.limit_deadline().filter(|_| state != InstanceState::Terminating).map(|(_, at)| at);
-        match (limit, self.backoff_until()) {
+        // A chain waiting for capacity selected after its backoff: the backoff, long past, is no
+        // reason to wake (waking for a past moment again and again would be a hot loop); the
+        // actor rechecks capacity on its own timer.
+        let backoff = self.backoff_until().filter(|_| self.waiting_until.is_none());
+        match (limit, backoff) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

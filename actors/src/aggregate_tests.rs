@@ -584,3 +584,23 @@ fn an_orphan_cleanup_is_recorded_even_after_the_end_but_never_for_the_current_ma
         .when(orphan("m-1", 1))
         .then_expect_error(InstanceError::WrongState { action: "clean up its own current machine", state: "running" });
 }
+
+#[test]
+fn a_chain_waiting_for_capacity_does_not_wake_for_its_past_backoff() {
+    // A failed attempt set a backoff; the chain selected after it and found nothing.
+    let failed = InstanceEvent::LaunchFailed {
+        attempt_id: Some(attempt(1)),
+        provider: Some(offer().provider),
+        class: FailureClass::ProviderOutage,
+        message: "502".into(),
+        at: at(),
+    };
+    let mut events = vec![requested(3), selected(), attempted(1), failed];
+    assert!(fold(events.clone()).next_wake().is_some(), "the backoff's end wakes the chain");
+    events.push(InstanceEvent::WaitingForCapacity {
+        reason: "nothing fits".into(),
+        until: at() + chrono::Duration::minutes(30),
+        at: at() + chrono::Duration::minutes(1),
+    });
+    assert_eq!(fold(events).next_wake(), None, "the wait's rechecks are the actor's own timer");
+}

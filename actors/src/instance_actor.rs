@@ -379,6 +379,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
             let Some(command) = command else {
                 return (held, Next::Idle, ());
             };
+            tracing::debug!(instance = %id, ?command, "observed");
             // An offering whose machine was taken back is left out of the next selections, here
             // and for every chain; a vanished machine says nothing about capacity.
             let interrupted_offer = match &command {
