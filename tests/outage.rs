@@ -214,3 +214,27 @@ async fn deleted_consumers_are_recreated_and_catch_up() {
     prices_agree_with_a_rebuild(&client, &js).await;
     assert!(metric(port, "tgp_consumer_recoveries_total{consumer=\"projection-cost\"}").await >= 1.0);
 }
+
+#[tokio::test]
+async fn garbage_on_the_journal_does_not_stop_the_projections() {
+    let server = nats();
+    let _controller = ControllerProcess::start(server.url(), &server.dir());
+    let (client, js) = client(server.url()).await;
+    let early = launch(&client, "H100").await;
+    wait_for_state(&client, &early, "running").await;
+    cost_agrees_with_audit(&client, server.url()).await;
+
+    // Garbage on an instance subject, as any client with publish rights could write it.
+    js.send_publish("tgp.events.instance.x", PublishMessage::build().payload("not json at all".into()))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // What follows is still folded: the live cost and prices keep up with the journal.
+    let later = launch(&client, "A100-80GB").await;
+    wait_for_state(&client, &later, "running").await;
+    terminate(&client, &early).await;
+    let last = cost_agrees_with_audit(&client, server.url()).await;
+    assert_eq!(last["rows"].as_array().unwrap().len(), 2, "{last}");
+    prices_agree_with_a_rebuild(&client, &js).await;
+}

@@ -37,10 +37,11 @@ use async_nats::jetstream::kv::{self, Store};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tgp_events::controller_events::ControllerRecord;
 use tgp_events::events::{Commit, SCHEMA_VERSION};
 use tgp_events::limits::{QUOTE_BYTES, bounded, quote};
 use tgp_events::provider_events::ProviderRecord;
-use tgp_events::subjects::{INSTANCE_EVENTS_PREFIX, PROVIDER_EVENTS_PREFIX, QUARANTINE_BUCKET};
+use tgp_events::subjects::{CONTROLLER_EVENTS, INSTANCE_EVENTS_PREFIX, PROVIDER_EVENTS_PREFIX, QUARANTINE_BUCKET};
 
 /// One quarantined message, as the bucket keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +258,11 @@ pub fn check_message(subject: &str, payload: &[u8]) -> Result<(), Refusal> {
         return serde_json::from_slice::<ProviderRecord>(payload)
             .map(|_| ())
             .map_err(|e| Refusal::Foreign(format!("not a provider event: {e}")));
+    }
+    if subject == CONTROLLER_EVENTS {
+        return serde_json::from_slice::<ControllerRecord>(payload)
+            .map(|_| ())
+            .map_err(|e| Refusal::Foreign(format!("not a controller event: {e}")));
     }
     Err(Refusal::Foreign(format!("{subject} is not a subject tgp writes")))
 }

@@ -74,6 +74,11 @@ impl<P: Projection> Checkpointed<P> {
         Ok(())
     }
 
+    /// Moves past a message that was quarantined: it is never folded.
+    pub fn skip(&mut self, sequence: u64) {
+        self.last_sequence = self.last_sequence.max(sequence);
+    }
+
     /// Folds one journal message of any kind (instance commit or provider event), unless it was
     /// folded already.
     pub fn fold_message(&mut self, message: &crate::journal::RawMessage) -> Result<(), String> {
@@ -197,7 +202,9 @@ pub async fn resume<P: Projection>(js: &Context) -> Result<Live<P>, ProjectionEr
 /// from the checkpoint whenever it stops delivering (see [`crate::consumers`]). Returns once the
 /// consumer is bound.
 pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<JoinHandle<()>, ProjectionError> {
-    let consumer = Follower::<P> { js: js.clone(), live, durable: format!("projection-{}", P::NAME), messages: None };
+    let quarantine = crate::journal::Quarantine::open(&js).await;
+    let consumer =
+        Follower::<P> { js: js.clone(), live, durable: format!("projection-{}", P::NAME), messages: None, quarantine };
     consumers::start(js, consumer).await.map_err(err::<P>)
 }
 
@@ -209,6 +216,8 @@ struct Follower<P: Projection> {
     durable: String,
     /// The bound consumer's messages.
     messages: Option<pull::Stream>,
+    /// Where a message that is not tgp's is recorded before it is skipped.
+    quarantine: crate::journal::Quarantine,
 }
 
 impl<P: Projection> OwnConsumer for Follower<P> {
@@ -263,8 +272,19 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                         subject: message.subject.to_string(),
                         payload: message.payload.clone(),
                     };
-                    if let Err(e) = self.live.write().expect("projection lock").fold_message(&raw) {
-                        return Stopped::Fatal(e);
+                    // A message that is not tgp's is quarantined and skipped: one garbage message
+                    // must not freeze the projection. One this tgp cannot read stops it, loudly.
+                    match crate::journal::quarantine::check_message(&raw.subject, &raw.payload) {
+                        Err(refusal @ crate::journal::quarantine::Refusal::Foreign(_)) => {
+                            self.quarantine.record(raw.sequence, &raw.subject, raw.at, &raw.payload, &refusal).await;
+                            self.live.write().expect("projection lock").skip(raw.sequence);
+                        }
+                        Err(refusal) => return Stopped::Fatal(refusal.reason().to_string()),
+                        Ok(()) => {
+                            if let Err(e) = self.live.write().expect("projection lock").fold_message(&raw) {
+                                return Stopped::Fatal(e);
+                            }
+                        }
                     }
                     since_save += 1;
                     unacked = Some(message);
