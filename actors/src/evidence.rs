@@ -8,7 +8,9 @@
 //!   at least [`EvidenceConfig::absent_spacing`] apart, none of them suspect. An error confirms
 //!   nothing.
 //! - A listing that leaves out more than half (and at least a few) of the machines expected there
-//!   is suspect: it counts toward no absence.
+//!   is suspect: it counts toward no absence. The provider is listed again at once; only if that
+//!   listing is suspect too is each absent machine asked about by itself (one listing is cheaper
+//!   than a status call per machine, and a glitch rarely lasts).
 //! - A launch whose answer is unclear is settled by looking for its attempt's label for a window.
 //! - A machine declared lost that turns up running is taken back (`Reappeared`).
 //! - A machine is destroyed as an orphan only with positive evidence its chain does not want it.
@@ -107,13 +109,13 @@ impl Absence {
         let spacing = chrono::Duration::from_std(spacing).unwrap_or(chrono::Duration::MAX);
         match &mut self.counted {
             Some((id, count, last)) if id == machine => {
-                if !listing.suspect && listing.taken_at - *last >= spacing {
+                if listing.suspect == 0 && listing.taken_at - *last >= spacing {
                     *count += 1;
                     *last = listing.taken_at;
                 }
                 *count
             }
-            _ if listing.suspect => 0,
+            _ if listing.suspect > 0 => 0,
             _ => {
                 self.counted = Some((machine.to_string(), 1, listing.taken_at));
                 1
@@ -163,7 +165,7 @@ pub fn observation(
                 adopted: true,
                 at,
             })),
-            None if listing.suspect => Observed::Nothing,
+            None if listing.suspect > 0 => Observed::Nothing,
             None if listing.taken_at - *started >= chrono::Duration::from_std(settle_window).unwrap_or_default() => {
                 Observed::Command(Box::new(InstanceCommand::RecordLaunchFailed {
                     attempt_id: attempt_id.clone(),

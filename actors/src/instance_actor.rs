@@ -371,6 +371,9 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
                     held.absence.clear();
                     Some(*command)
                 }
+                // The supervisor lists again at once: a second look is cheaper than a status
+                // call for every machine the glitch left out.
+                Observed::Absent(_) if listing.suspect == 1 => None,
                 Observed::Absent(machine) => {
                     let absences = held.absence.note(&machine, &listing, spacing);
                     confirm_absence(&mut held, &shared, &id, &listing.provider, &machine, absences).await

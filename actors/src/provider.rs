@@ -192,9 +192,11 @@ pub struct ProviderListing {
     /// The ids of machines carrying a tgp attempt label, by the chain the label names: each of
     /// thousands of instance actors finds its own machines without scanning the listing.
     pub by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>>,
-    /// It left out more of the machines tgp expects there than a glitch would explain: no
-    /// absence from it counts toward a conclusion (see [`crate::evidence`]).
-    pub suspect: bool,
+    /// How many listings in a row, this one included, left out more of the machines tgp expects
+    /// there than a glitch would explain (0: none, it is believable). No absence from a suspect
+    /// listing counts toward a conclusion; after the first, the provider is listed again at once
+    /// before any machine is asked about by itself (see [`crate::evidence`]).
+    pub suspect: u32,
 }
 
 impl ProviderListing {
@@ -209,7 +211,7 @@ impl ProviderListing {
             }
         }
         let by_id = machines.into_iter().map(|m| (m.id.clone(), m)).collect();
-        ProviderListing { provider, taken_at, by_id, by_instance, suspect: false }
+        ProviderListing { provider, taken_at, by_id, by_instance, suspect: 0 }
     }
 
     /// The machine carrying a tgp attempt label.

@@ -173,8 +173,8 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     cleaning: HashSet<String>,
     /// The machine each live chain bills: what each provider's listing should hold.
     tracked: HashMap<InstanceId, TrackedMachine>,
-    /// Providers whose last listing was suspect (their next suspect one is not journaled again).
-    suspected: HashSet<ProviderName>,
+    /// Providers whose last listings were suspect, and how many in a row.
+    suspected: HashMap<ProviderName, u32>,
     /// Where suspect listings are journaled.
     events: Option<Arc<dyn ProviderEventSink>>,
     /// How much evidence a conclusion needs.
@@ -209,7 +209,7 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             poll_interval: config.poll_interval,
             cleaning: HashSet::new(),
             tracked: HashMap::new(),
-            suspected: HashSet::new(),
+            suspected: HashMap::new(),
             events: config.events,
             evidence: config.evidence,
         };
@@ -241,31 +241,42 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
         for provider in self.shared.market.providers().to_vec() {
-            let clock = self.shared.clock;
-            let fut = async move {
-                let taken_at = clock.now();
-                let name = provider.info().name;
-                provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
-            };
-            ctx.spawn(fut.into_actor(self).map(|answer, act, ctx| match answer {
-                Ok(mut listing) => {
-                    listing.suspect = act.suspect(&listing);
-                    let listing = Arc::new(listing);
-                    for addr in act.live.values() {
-                        addr.do_send(Observe(listing.clone()));
-                    }
-                    act.clean_up_after_finished_chains(&listing, ctx);
-                }
-                Err(e) => tracing::warn!(error = %e, "status poll failed"),
-            }));
+            self.poll_one(provider, ctx);
         }
+    }
+
+    /// Lists one provider's machines and fans the listing out; after a first suspect listing,
+    /// lists it again soon, before any chain asks about its machine by itself.
+    fn poll_one(&mut self, provider: Arc<dyn crate::provider::ProviderClient>, ctx: &mut Context<Self>) {
+        let clock = self.shared.clock;
+        let again = provider.clone();
+        let fut = async move {
+            let taken_at = clock.now();
+            let name = provider.info().name;
+            provider.list_instances().await.map(|machines| ProviderListing::new(name, taken_at, machines))
+        };
+        ctx.spawn(fut.into_actor(self).map(move |answer, act, ctx| match answer {
+            Ok(mut listing) => {
+                listing.suspect = act.suspect(&listing);
+                let listing = Arc::new(listing);
+                for addr in act.live.values() {
+                    addr.do_send(Observe(listing.clone()));
+                }
+                act.clean_up_after_finished_chains(&listing, ctx);
+                if listing.suspect == 1 {
+                    let soon = (act.poll_interval / 4).min(Duration::from_secs(2));
+                    ctx.run_later(soon, move |act, ctx| act.poll_one(again, ctx));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "status poll failed"),
+        }));
     }
 }
 
 impl<R: PersistedEventRepository + 'static> Supervisor<R> {
     /// Whether a listing leaves out too many of the machines the live chains bill at its
     /// provider to be believed; journals a `ListingSuspect` when a provider's listings turn so.
-    fn suspect(&mut self, listing: &ProviderListing) -> bool {
+    fn suspect(&mut self, listing: &ProviderListing) -> u32 {
         let expected: Vec<&TrackedMachine> = self
             .tracked
             .values()
@@ -276,16 +287,18 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
         let suspect = self.evidence.is_suspect(expected, omitted);
         if !suspect {
             self.suspected.remove(&listing.provider);
-            return false;
+            return 0;
         }
         let listed = listing.by_id.len() as u32;
-        tracing::warn!(provider = %listing.provider, expected, listed, omitted, "suspect listing: each machine is confirmed by itself");
-        if self.suspected.insert(listing.provider.clone())
+        tracing::warn!(provider = %listing.provider, expected, listed, omitted, "suspect listing: no machine is concluded lost from it");
+        let streak = self.suspected.entry(listing.provider.clone()).or_default();
+        *streak += 1;
+        if *streak == 1
             && let Some(events) = &self.events
         {
             events.record(&listing.provider, ProviderEvent::ListingSuspect { expected, listed, omitted });
         }
-        true
+        *streak
     }
 
     /// Machines labelled by tgp whose chain is over but that still exist (running, or stopped by
