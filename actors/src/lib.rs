@@ -29,4 +29,6 @@ pub mod supervisor;
 #[cfg(test)]
 mod aggregate_tests;
 #[cfg(test)]
+mod evidence_tests;
+#[cfg(test)]
 mod limit_tests;
