@@ -118,16 +118,7 @@ impl Rig {
     }
 
     async fn wait_for(&self, id: &str, state: InstanceState) -> InstanceSummary {
-        let mut last = None;
-        for _ in 0..400 {
-            let summary = self.summary(id).await;
-            if summary.state == state {
-                return summary;
-            }
-            last = Some(summary);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{:?}: {id} never reached {state:?}; last {last:?}", self.kind)
+        wait_for(&self.supervisor, id, state).await
     }
 
     fn calls(&self, operation: Operation) -> usize {
@@ -156,6 +147,20 @@ fn fast_actor() -> ProviderActorConfig {
         offers_ttl: Duration::from_millis(1),
         ..Default::default()
     }
+}
+
+/// Polls the supervisor until the chain reaches `state` (40 s at most).
+async fn wait_for(supervisor: &Addr<Supervisor<JetStreamJournal>>, id: &str, state: InstanceState) -> InstanceSummary {
+    let mut last = None;
+    for _ in 0..400 {
+        let summary = supervisor.send(Get(id.parse().unwrap())).await.unwrap().unwrap();
+        if summary.state == state {
+            return summary;
+        }
+        last = Some(summary);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{id} never reached {state:?}; last {last:?}")
 }
 
 fn fake_of(market: &FakeMarket, kind: ProviderKind) -> &dyn FakeProvider {
@@ -379,20 +384,8 @@ async fn a_chain_waits_for_capacity_and_fails_only_when_the_wait_runs_out() {
     for (id, wait) in [("patient", "10m"), ("hurried", "2s")] {
         supervisor.send(Launch { id: id.parse().unwrap(), request: spot_only(wait) }).await.unwrap().unwrap();
     }
-    let state = |id: &'static str| {
-        let supervisor = supervisor.clone();
-        async move { supervisor.send(Get(id.parse().unwrap())).await.unwrap().unwrap().state }
-    };
     // The hurried chain's two seconds run out while spot is withdrawn.
-    let mut hurried = InstanceState::Requested;
-    for _ in 0..100 {
-        hurried = state("hurried").await;
-        if hurried == InstanceState::Failed {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(hurried, InstanceState::Failed);
+    wait_for(&supervisor, "hurried", InstanceState::Failed).await;
     let failed = journaled(&js, "hurried").await;
     assert_eq!(count(&failed, "WaitingForCapacity"), 1, "{failed:?}");
     let reason = failed.iter().find_map(|e| match e {
@@ -401,17 +394,10 @@ async fn a_chain_waits_for_capacity_and_fails_only_when_the_wait_runs_out() {
     });
     assert!(reason.as_deref().is_some_and(|r| r.contains("wait_for_capacity 2s")), "{reason:?}");
     // Spot comes back: the patient chain, still waiting, runs.
-    assert_eq!(state("patient").await, InstanceState::Requested);
+    let patient = supervisor.send(Get("patient".parse().unwrap())).await.unwrap().unwrap();
+    assert_eq!(patient.state, InstanceState::Requested);
     simulated.cue(&MarketCue { spot: Some(true), ..Default::default() });
-    let mut patient = InstanceState::Requested;
-    for _ in 0..100 {
-        patient = state("patient").await;
-        if patient == InstanceState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(patient, InstanceState::Running);
+    wait_for(&supervisor, "patient", InstanceState::Running).await;
     let waited = journaled(&js, "patient").await;
     assert_eq!(count(&waited, "WaitingForCapacity"), 1, "journaled once: {waited:?}");
     assert_eq!(count(&waited, "LaunchFailed"), 0, "{waited:?}");
