@@ -370,3 +370,32 @@ async fn refused_commands_quote_little_and_every_one_is_kept_as_a_dead_letter() 
     let accepted = request(&client, "tgp.api.launch", with("ssh_public_key", json!(key))).await;
     assert!(accepted["error"].is_null(), "a one-line OpenSSH key is accepted: {accepted}");
 }
+
+/// The journal and the dead letters are created with delete and purge denied: a client that can
+/// reach the JetStream API still cannot erase history, and the journal is unchanged.
+#[tokio::test]
+async fn the_journal_and_dead_letters_refuse_purge_and_delete() {
+    let server = nats();
+    let _controller = ControllerProcess::start(server.url(), &server.dir());
+    let (client, js) = client(server.url()).await;
+    let mut body = launch_body("H100", "on-demand-only");
+    body["idempotency_key"] = json!("kept-1");
+    assert!(request(&client, "tgp.api.launch", body).await["error"].is_null());
+    wait_for_state(&client, "kept-1", "running").await;
+    let before = journaled(&js, "kept-1").await;
+
+    for name in [tgp_events::subjects::EVENTS_STREAM, DEAD_LETTERS_STREAM] {
+        let mut stream = js.get_stream(name).await.unwrap();
+        let config = stream.info().await.unwrap().config.clone();
+        assert!(config.deny_delete && config.deny_purge, "{name}: {config:?}");
+        let messages = stream.info().await.unwrap().state.messages;
+        assert!(stream.purge().await.is_err(), "{name}: purge refused");
+        assert!(stream.purge().filter("tgp.events.instance.kept-1").await.is_err(), "{name}: filtered purge refused");
+        if messages > 0 {
+            assert!(stream.delete_message(1).await.is_err(), "{name}: delete refused");
+        }
+        assert_eq!(stream.info().await.unwrap().state.messages, messages, "{name}: nothing erased");
+    }
+    assert_eq!(journaled(&js, "kept-1").await, before, "the journal is unchanged");
+    assert_eq!(wait_for_state(&client, "kept-1", "running").await["instance_id"], "kept-1");
+}

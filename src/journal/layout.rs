@@ -62,6 +62,7 @@ fn wanted() -> [Config; 3] {
             allow_direct: true,
             duplicate_window: Duration::from_secs(120),
             deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         },
         Config {
@@ -78,6 +79,8 @@ fn wanted() -> [Config; 3] {
             description: Some("commands tgp refused, with the reason in headers".into()),
             subjects: vec![DEAD_LETTERS_SUBJECTS.into()],
             storage: StorageType::File,
+            deny_delete: true,
+            deny_purge: true,
             ..Default::default()
         },
     ]
@@ -109,6 +112,18 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
         };
         if let Some(problem) = problem {
             return Err(LayoutError::Misconfigured { stream: name, problem });
+        }
+        // An older stream that lets anyone delete or purge its history is reported, never
+        // changed silently: the operator decides (`nats stream edit <name> --deny-delete
+        // --deny-purge`, which cannot be undone).
+        if (config.deny_delete && !found.deny_delete) || (config.deny_purge && !found.deny_purge) {
+            tracing::error!(
+                stream = %name,
+                deny_delete = found.deny_delete,
+                deny_purge = found.deny_purge,
+                "this stream allows deleting or purging its messages; tgp creates it with both denied: \
+                 run `nats stream edit {name} --deny-delete --deny-purge`"
+            );
         }
     }
     if js.get_key_value(SNAPSHOTS_BUCKET).await.is_err() {
