@@ -49,6 +49,8 @@ pub struct ControllerConfig {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Limits, breaker, caches and retries of every provider actor.
     pub provider_actor: ProviderActorConfig,
+    /// Start even when the journal is empty while the providers hold machines labelled by tgp.
+    pub allow_empty_journal: bool,
 }
 
 /// Why the controller could not start.
@@ -72,6 +74,9 @@ pub enum ControllerError {
     /// A projection could not resume.
     #[error(transparent)]
     Projection(#[from] crate::projections::runner::ProjectionError),
+    /// The journal is empty while tgp's machines run (or its emptiness could not be checked).
+    #[error(transparent)]
+    EmptyJournal(#[from] crate::empty_journal::EmptyJournalError),
     /// The metrics endpoint could not start.
     #[error("metrics endpoint: {0}")]
     Metrics(String),
@@ -128,6 +133,9 @@ impl Controller {
             .collect();
         let clients: Vec<Arc<dyn ProviderClient>> =
             handles.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect();
+        if !config.allow_empty_journal {
+            crate::empty_journal::check(&js, &clients).await?;
+        }
         let supervisor_config = SupervisorConfig { events: Some(sink.clone()), ..config.supervisor };
         let supervisor = Supervisor::start(journal.clone(), Market::new(clients), supervisor_config).await?;
         let views = crate::api::Views {

@@ -17,6 +17,7 @@
 //! - [`provider_events`]: provider events (circuit, limits, API changes) into the journal.
 //! - [`offers`]: offers across providers, cheapest first, with how each provider answered.
 //! - [`api`]: the `tgp.api.*` request/reply service.
+//! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
 //! - [`controller`]: everything above assembled into a running controller.
 //! - [`render`]: one-line descriptions of events for the CLI.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod chart;
 pub mod connect;
 pub mod consumers;
 pub mod controller;
+pub mod empty_journal;
 pub mod fakes;
 pub mod intake;
 pub mod journal;

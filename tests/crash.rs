@@ -116,3 +116,43 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     let dead = js.get_stream("TGP_DEAD_LETTERS").await.unwrap().info().await.unwrap().state.messages;
     assert_eq!(dead, 0);
 }
+
+/// A journal lost under running machines (a deleted stream, the wrong server): tgp refuses to
+/// start over it and names the machines it would leave unmanaged, unless told the empty journal is
+/// expected.
+#[tokio::test]
+async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
+    let first = nats();
+    let controller = ControllerProcess::start(first.url(), &first.dir());
+    let (client, _) = client(first.url()).await;
+    let mut body = launch_body("H100", "on-demand-only");
+    body["idempotency_key"] = json!("held-1");
+    assert!(request(&client, "tgp.api.launch", body).await["error"].is_null());
+    let machine =
+        wait_for_state(&client, "held-1", "running").await["provider_instance_id"].as_str().unwrap().to_string();
+    controller.kill();
+
+    // The same market, a server with no journal.
+    let empty = nats();
+    let state = first.dir().join("simulated-market.json");
+    let refused = tokio::task::spawn_blocking({
+        let (url, state) = (empty.url().to_string(), state.clone());
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_tgp"))
+                .args(["run", "--market", "simulated", "--nats-url", &url, "--sim-state"])
+                .arg(&state)
+                .env("RUST_LOG", "error")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "started over an empty journal: {stderr}");
+    assert!(stderr.contains("labelled by tgp") && stderr.contains(&machine), "{stderr}");
+    assert!(stderr.contains("--allow-empty-journal"), "the way out is named: {stderr}");
+
+    let allowed = ControllerProcess::start_with(empty.url(), &first.dir(), &["--allow-empty-journal"]);
+    assert!(allowed.market().machines.contains_key(&machine), "nothing was destroyed");
+}

@@ -486,6 +486,8 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         api_changes: Some(reporter),
         metrics_addr: None,
         provider_actor: unlimited,
+        // The bench launches on a fresh fake: nothing labelled exists yet.
+        allow_empty_journal: false,
     })
     .await
     .context("starting the controller")?;

@@ -37,6 +37,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464), path /metrics.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Start even if the journal holds no instance while the providers hold machines labelled by
+    /// tgp (a deleted journal, the wrong server): those machines are then left running, unmanaged.
+    /// Without it tgp refuses to start and names them.
+    #[arg(long)]
+    allow_empty_journal: bool,
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -251,6 +256,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             api_changes: market.api_changes,
             metrics_addr: args.metrics_addr,
             provider_actor: market.provider_actor,
+            allow_empty_journal: args.allow_empty_journal,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
@@ -294,6 +300,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             api_changes: market.api_changes,
             metrics_addr: None,
             provider_actor: market.provider_actor,
+            allow_empty_journal: false,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&nats, &controller).await
