@@ -251,7 +251,8 @@ fn seen_says(
 
 /// What the chain may conclude about its machine, absent from a listing, from the machine's own
 /// status call and the count of listings it was absent from (`absences` of the `needed`).
-/// `Ok(None)` with `alive` true means the machine was seen: the listing was wrong.
+/// `Seen` means the provider answered for the machine: the listing was wrong. `Confirmed` carries
+/// the fact to journal (gone, stopped, or up while booting); `Unconfirmed` concludes nothing yet.
 pub fn confirmation(
     instance: &Instance,
     status: &Result<ProviderInstance, ProviderError>,
