@@ -22,10 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
-use chrono::Utc;
-use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
-use tgp_events::events::SCHEMA_VERSION;
-use tgp_events::subjects::CONTROLLER_EVENTS;
+use tgp_events::controller_events::ControllerEvent;
 use tokio::task::JoinHandle;
 
 /// The first wait before rebinding a consumer that stopped, doubled up to [`REBIND_MAX_DELAY`].
@@ -112,21 +109,9 @@ pub async fn start<C: OwnConsumer>(js: Context, mut consumer: C) -> Result<JoinH
 async fn recovered(js: &Context, consumer: &str, reason: String, resumed_after: u64) {
     metrics::counter!(RECOVERIES, "consumer" => consumer.to_string()).increment(1);
     tracing::warn!(consumer, %reason, resumed_after, "consumer recreated and resumed");
-    let record = ControllerRecord {
-        at: Utc::now(),
-        version: SCHEMA_VERSION,
-        event: ControllerEvent::ConsumerRecovered { consumer: consumer.into(), reason, resumed_after },
-    };
-    let body = match serde_json::to_vec(&record) {
-        Ok(body) => body,
-        Err(e) => return tracing::error!(error = %e, "controller event not serializable"),
-    };
-    let stored = match js.publish(CONTROLLER_EVENTS, body.into()).await {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    // An observation, like a provider event: losing it to a second outage loses no money.
-    if let Err(e) = stored {
-        tracing::warn!(consumer, error = %e, "consumer recovery not journaled");
-    }
+    crate::controller_events::publish(
+        js,
+        ControllerEvent::ConsumerRecovered { consumer: consumer.into(), reason, resumed_after },
+    )
+    .await;
 }

@@ -1,6 +1,6 @@
 //! The controller, assembled: connect and check NATS, create or check the layout, open the
 //! journal, rebuild the instances, then serve the command stream, the `tgp.api` service and the
-//! simulated market's cue subject. `tgp run` and `tgp demo` are thin shells around this.
+//! simulated market's cue subject, and watch the streams for changes under it. `tgp run` and `tgp demo` are thin shells around this.
 
 use std::sync::Arc;
 
@@ -51,6 +51,8 @@ pub struct ControllerConfig {
     pub provider_actor: ProviderActorConfig,
     /// Start even when the journal is empty while the providers hold machines labelled by tgp.
     pub allow_empty_journal: bool,
+    /// How often the streams are looked at for changes under the running controller.
+    pub stream_check_interval: std::time::Duration,
 }
 
 /// Why the controller could not start.
@@ -83,6 +85,9 @@ pub enum ControllerError {
     /// A subscription failed.
     #[error("subscribing: {0}")]
     Subscribe(String),
+    /// The streams could not be looked at to be watched.
+    #[error(transparent)]
+    Guard(#[from] crate::journal::guard::GuardError),
 }
 
 /// A running controller. Its tasks stop when it is dropped.
@@ -152,6 +157,7 @@ impl Controller {
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
+        tasks.push(crate::journal::guard::watch(js.clone(), supervisor.clone(), config.stream_check_interval).await?);
         if let Some(reporter) = &config.api_changes {
             tasks.push(events.follow_api_changes(reporter));
         }

@@ -5,13 +5,15 @@
 //!
 //! ## Layout
 //! - [`journal`]: the JetStream journal (cqrs-es repository), its reader, the quarantine of
-//!   messages that do not decode, and the NATS layout.
+//!   messages that do not decode, the NATS layout, and the guard that notices a stream changed
+//!   under a running tgp.
 //! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp demo`, tests and benches.
 //! - [`connect`]: connecting to NATS with credentials and TLS, redacting URLs, checking the
 //!   server version.
 //! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
 //! - [`intake`]: the durable command stream and the dead letters.
 //! - [`consumers`]: how tgp's own NATS consumers heal after an outage or a deleted consumer.
+//! - [`controller_events`]: journaling what happens to tgp itself.
 //! - [`projections`]: folds of the journal: cost, prices paid, Prometheus metrics, and their runtime.
 //! - [`audit`]: `tgp audit`'s replay of a time range; [`chart`]: its SVG chart.
 //! - [`provider_events`]: provider events (circuit, limits, API changes) into the journal.
@@ -28,6 +30,7 @@ pub mod chart;
 pub mod connect;
 pub mod consumers;
 pub mod controller;
+pub mod controller_events;
 pub mod empty_journal;
 pub mod fakes;
 pub mod intake;

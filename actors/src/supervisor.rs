@@ -91,6 +91,9 @@ pub enum SupervisorError {
     /// The instance's actor stopped while asked.
     #[error("instance {0} is not available right now; retry")]
     Unavailable(InstanceId),
+    /// New launches are stopped: the journal changed under tgp (see [`StopLaunches`]).
+    #[error("tgp takes no new launches: {0}; an operator must restore the journal and restart tgp")]
+    LaunchesStopped(String),
 }
 
 impl From<CommitError> for SupervisorError {
@@ -116,6 +119,7 @@ impl SupervisorError {
             SupervisorError::NotFound(_) => "not_found",
             SupervisorError::Refused(_) | SupervisorError::Conflict(_) => "conflict",
             SupervisorError::Journal(_) | SupervisorError::Unavailable(_) => "unavailable",
+            SupervisorError::LaunchesStopped(_) => "launches_stopped",
         }
     }
 }
@@ -135,6 +139,13 @@ pub struct Launch {
     /// The validated command.
     pub request: LaunchCommand,
 }
+
+/// Take no new chains from now on, for this reason: the journal that would account for them
+/// cannot be trusted. A launch of a chain that exists still answers it; chains already running,
+/// relaunches and terminations go on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopLaunches(pub String);
 
 /// End a chain.
 #[derive(Message)]
@@ -179,6 +190,8 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     events: Option<Arc<dyn ProviderEventSink>>,
     /// How much evidence a conclusion needs.
     evidence: EvidenceConfig,
+    /// Why new launches are refused, once they are ([`StopLaunches`]).
+    launches_stopped: Option<String>,
 }
 
 impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
@@ -212,6 +225,7 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             suspected: HashMap::new(),
             events: config.events,
             evidence: config.evidence,
+            launches_stopped: None,
         };
         let mut rebuilt = 0usize;
         let all_count = all.len();
@@ -409,6 +423,9 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
         if let Some(addr) = self.live.get(&id).cloned() {
             return Box::pin(execute(addr, id, command).into_actor(self));
         }
+        if let Some(why) = &self.launches_stopped {
+            return Box::pin(actix::fut::ready(Err(SupervisorError::LaunchesStopped(why.clone()))));
+        }
         let shared = self.shared.clone();
         let lookup = {
             let id = id.clone();
@@ -434,6 +451,14 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
             };
             fut.into_actor(act)
         }))
+    }
+}
+
+impl<R: PersistedEventRepository + 'static> Handler<StopLaunches> for Supervisor<R> {
+    type Result = ();
+    fn handle(&mut self, StopLaunches(why): StopLaunches, _: &mut Context<Self>) {
+        tracing::error!(reason = %why, "new launches stopped");
+        self.launches_stopped.get_or_insert(why);
     }
 }
 

@@ -1,6 +1,7 @@
-//! What happens to tgp itself, as journaled on `tgp.events.controller`: today, one of its own NATS
+//! What happens to tgp itself, as journaled on `tgp.events.controller`: one of its own NATS
 //! consumers (command intake, projections, metrics) was lost (an outage, a deleted consumer) and
-//! recreated. An operator reading the journal sees when tgp healed, and from where it resumed.
+//! recreated, or one of its streams was changed under it. An operator reading the journal sees
+//! when tgp healed, from where it resumed, and when and why it stopped taking launches.
 //! One message per event: `{"type": ..., "version": 1, "at": ..., "data": {...}}`.
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,18 @@ pub enum ControllerEvent {
         /// The last stream sequence it had taken in before the new consumer (it resumes after it).
         resumed_after: u64,
     },
+    /// One of tgp's streams was deleted, recreated, reconfigured or stripped of messages while tgp
+    /// ran (two looks in a row showed it). tgp stopped taking new launches and recreated nothing.
+    /// When the journal itself was deleted this event cannot be stored: it is still published on
+    /// `tgp.events.controller` for whoever listens.
+    JournalStreamChanged {
+        /// The stream (`TGP_EVENTS`, `TGP_COMMANDS`, `TGP_DEAD_LETTERS`).
+        stream: String,
+        /// `deleted`, `recreated`, `reconfigured` or `history_removed`.
+        change: String,
+        /// What changed, field by field or count by count.
+        detail: String,
+    },
 }
 
 impl ControllerEvent {
@@ -27,6 +40,7 @@ impl ControllerEvent {
     pub fn type_name(&self) -> &'static str {
         match self {
             ControllerEvent::ConsumerRecovered { .. } => "ConsumerRecovered",
+            ControllerEvent::JournalStreamChanged { .. } => "JournalStreamChanged",
         }
     }
 }

@@ -488,6 +488,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         provider_actor: unlimited,
         // The bench launches on a fresh fake: nothing labelled exists yet.
         allow_empty_journal: false,
+        stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
     })
     .await
     .context("starting the controller")?;

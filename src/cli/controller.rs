@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// Without it tgp refuses to start and names them.
     #[arg(long)]
     allow_empty_journal: bool,
+    /// How often tgp looks at its streams while it runs. A stream deleted, recreated, reconfigured
+    /// or stripped of messages (seen on two looks in a row) stops new launches, loudly; tgp
+    /// recreates nothing.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    stream_check_interval: Duration,
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -257,6 +262,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics_addr: args.metrics_addr,
             provider_actor: market.provider_actor,
             allow_empty_journal: args.allow_empty_journal,
+            stream_check_interval: args.stream_check_interval,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
@@ -301,6 +307,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             metrics_addr: None,
             provider_actor: market.provider_actor,
             allow_empty_journal: false,
+            stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&nats, &controller).await

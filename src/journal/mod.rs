@@ -30,6 +30,7 @@
 //! - Snapshots live in the `tgp_snapshots` key-value bucket and are written here, by tgp, not by
 //!   cqrs-es's snapshot stores (which apply events twice in 0.5.0).
 
+pub mod guard;
 pub mod layout;
 pub mod quarantine;
 mod read;

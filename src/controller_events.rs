@@ -1,0 +1,37 @@
+//! Journaling what happens to tgp itself (see [`tgp_events::controller_events`]): one place that
+//! writes `tgp.events.controller`, for the consumers that heal and the stream guard.
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishErrorKind;
+use chrono::Utc;
+use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
+use tgp_events::events::SCHEMA_VERSION;
+use tgp_events::subjects::CONTROLLER_EVENTS;
+
+/// Journals a controller event; when no stream takes it (the journal was deleted), publishes it
+/// for whoever listens. A failure is logged. It is an
+/// observation, like a provider event: losing it loses no money, and what it says is also in
+/// the log and the metrics.
+pub async fn publish(js: &Context, event: ControllerEvent) {
+    let kind = event.type_name();
+    let record = ControllerRecord { at: Utc::now(), version: SCHEMA_VERSION, event };
+    let body = match serde_json::to_vec(&record) {
+        Ok(body) => bytes::Bytes::from(body),
+        Err(e) => return tracing::error!(event = kind, error = %e, "controller event not serializable"),
+    };
+    let stored = match js.publish(CONTROLLER_EVENTS, body.clone()).await {
+        Ok(ack) => ack.await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(()) => {}
+        // No stream takes the subject (the journal was deleted): say it to whoever listens.
+        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+            tracing::warn!(event = kind, "no stream takes controller events; publishing this one unstored");
+            if let Err(e) = js.client().publish(CONTROLLER_EVENTS, body).await {
+                tracing::warn!(event = kind, error = %e, "controller event not published either");
+            }
+        }
+        Err(e) => tracing::warn!(event = kind, error = %e, "controller event not journaled"),
+    }
+}
