@@ -53,7 +53,8 @@ pub async fn run(nats: &tgp::connect::NatsOptions, controller: &Controller) -> a
         ("train", r#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","spot_policy":"prefer-spot"}"#),
         ("infer", r#"{"gpu_type":"L40S","gpu_count":1,"max_hourly_price":"1.50","spot_policy":"on-demand-only"}"#),
         ("big", r#"{"gpu_type":"A100-80GB","gpu_count":8,"max_hourly_price":"2.00","spot_policy":"spot-only"}"#),
-        ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05"}"#),
+        // Nothing fits, and it asks not to wait for capacity (`0s`): it fails at once.
+        ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05","wait_for_capacity":"0s"}"#),
     ];
     println!(
         "== tgp demo (NATS at {})\n== launching {} instances through tgp.api.launch",
