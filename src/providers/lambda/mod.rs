@@ -13,7 +13,7 @@
 mod launch;
 mod ops;
 mod tables;
-mod wire;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
