@@ -132,6 +132,20 @@ async fn a_client_launches_follows_and_terminates_and_can_write_nothing_of_tgps(
     let write = client.js.publish("$KV.tgp_snapshots.perm-1", "{}".into()).await;
     assert!(write.is_err() || write.unwrap().await.is_err(), "a snapshot is not written");
     client.refused("write a snapshot", "$KV.tgp_snapshots.perm-1").await;
+    // Nor through a consumer of its own delivering the journal onto the bucket's subjects (the
+    // server delivers a push consumer's messages only where someone subscribed, and a client may
+    // not subscribe there).
+    let snapshots = admin.get_stream("KV_tgp_snapshots").await.unwrap().info().await.unwrap().state.messages;
+    let _relay = events_stream
+        .create_consumer(consumer::push::Config {
+            deliver_subject: "$KV.tgp_snapshots.perm-1".into(),
+            filter_subject: "tgp.events.instance.perm-1".into(),
+            ..Default::default()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relayed = admin.get_stream("KV_tgp_snapshots").await.unwrap().info().await.unwrap().state.messages;
+    assert_eq!(relayed, snapshots, "nothing relayed into the snapshots");
     let snapshot = admin.get_key_value(SNAPSHOTS_BUCKET).await.unwrap().entry("perm-1").await.unwrap();
     assert!(snapshot.is_none_or(|e| &e.value[..] != b"{}"), "the snapshot is tgp's");
 
