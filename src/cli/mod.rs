@@ -7,6 +7,7 @@ mod client;
 mod controller;
 mod demo;
 mod journal;
+mod nkeys;
 mod offers;
 mod sim;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Simulate many instances for hours on a misbehaving market, on a virtual clock, in seconds:
     /// seeded (the same seed gives the same events) and checked.
     Sim(sim::SimArgs),
+    /// Make a fresh nkey for each NATS role (tgp, client, auditor, admin): the seed files and the
+    /// `nkeys.conf` that `nats.conf` includes (`scripts/dev-creds` runs it).
+    Nkeys(nkeys::NkeysArgs),
 }
 
 /// Where the NATS server is and how to authenticate: the same options, and the nats CLI's
@@ -203,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => controller::demo(args),
         Command::Bench(args) => controller::bench(args),
         Command::Sim(args) => sim::sim(args),
+        Command::Nkeys(args) => nkeys::nkeys(args),
         Command::Offers(args) => client::block_on(offers::offers(args)),
         Command::Launch(args) => client::block_on(client::launch(args)),
         Command::Terminate(args) => client::block_on(client::terminate(args)),
