@@ -75,7 +75,7 @@ pub enum ServerError {
 }
 
 /// Where a private server keeps its roles' nkeys, in its directory.
-const CREDS_DIR: &str = "creds";
+const CREDS_DIR: &str = "nkeys";
 
 /// The line of `nats.conf` where its authorization (the roles' permissions and users) starts; it
 /// runs to the end of the file.
@@ -83,7 +83,7 @@ const AUTHORIZATION_STARTS: &str = "# Who may do what.";
 
 /// How a private server authenticates its clients.
 enum Users {
-    /// The roles of `nats.conf`, their public nkeys in `creds/nkeys.conf` beside the config
+    /// The roles of `nats.conf`, their public nkeys in `nkeys/nkeys.conf` beside the config
     /// (nats-server reads an include relative to the including file, even an absolute one).
     Roles,
     /// Another authorization (or TLS) in place of the roles, for tests of other ways to connect.

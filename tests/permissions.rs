@@ -205,3 +205,17 @@ async fn an_auditor_replays_the_journal_and_cannot_command() {
     let listed = request(&auditor.client, "tgp.api.list", json!({})).await;
     assert!(listed.to_string().contains("audited-1"), "an auditor reads what runs: {listed}");
 }
+
+/// The Kubernetes cluster's configuration grants exactly the permissions tested here.
+#[test]
+fn the_kubernetes_nats_config_has_the_roles_of_nats_conf() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let roles = |text: &str, end: &str| -> Vec<String> {
+        let start = text.find("# Who may do what.").expect("the roles' start");
+        let stop = start + text[start..].find(end).expect("the roles' end");
+        text[start..stop].lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    let conf = std::fs::read_to_string(root.join("nats.conf")).unwrap();
+    let kube = std::fs::read_to_string(root.join("deploy/kubernetes/nats-jetstream.yaml")).unwrap();
+    assert_eq!(roles(&kube, "# The roles' public nkeys"), roles(&conf, "# The users:"));
+}

@@ -10,7 +10,7 @@ use tgp::nats_server::{Role, write_role_nkeys};
 pub struct NkeysArgs {
     /// The folder to write into: `<role>.nk` (each role's seed, readable by its owner only) and
     /// `nkeys.conf` (the public keys, which `nats.conf` includes).
-    #[arg(long, default_value = "dev-creds")]
+    #[arg(long, default_value = "nkeys")]
     out: PathBuf,
     /// Replace the nkeys already in the folder (every holder of an old seed is locked out once the
     /// server reloads).
