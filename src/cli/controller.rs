@@ -217,9 +217,12 @@ pub fn nats_or_private(nats: &NatsArgs, role: Role) -> anyhow::Result<(NatsOptio
         None => {
             let server = NatsServer::start()?;
             eprintln!(
-                "no --nats-url or NATS_URL: started a private nats-server at {} (store in {}, deleted on exit)",
+                "no --nats-url or NATS_URL: started a private nats-server at {} (store in {}, deleted on exit); \
+                 connect as a client with NATS_NKEY={} (auditor: {})",
                 server.url(),
-                server.dir().display()
+                server.dir().display(),
+                server.seed_file(Role::Client).display(),
+                server.seed_file(Role::Auditor).display()
             );
             Ok((server.options(role), Some(server)))
         }
