@@ -33,7 +33,8 @@ enum Command {
     /// Run the controller: journal, instance actors, command intake and the tgp.api service.
     ///
     /// Without --nats-url or NATS_URL it starts a private nats-server (from PATH, with the
-    /// repository's nats.conf and a temporary store) and says where it listens.
+    /// repository's nats.conf, a temporary store and fresh nkeys for its roles), connects as
+    /// `tgp`, and says where it listens and where the client's and auditor's nkey seeds are.
     Run(controller::RunArgs),
     /// Start everything on the four fake providers and watch several instances live their lives.
     Demo(controller::DemoArgs),
