@@ -148,6 +148,25 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, Connec
 
 /// Connects with `options` as `name` and checks the server version.
 pub async fn connect_with(options: &NatsOptions, name: &str) -> Result<async_nats::Client, ConnectError> {
+    connect_inbox(options, name, None).await
+}
+
+/// The inbox prefix of the controller's connection. Replies to tgp (the commands its intake pulls
+/// from `TGP_COMMANDS`, which carry secrets, among them) go to subjects under it, and `nats.conf`
+/// lets only the `tgp` role subscribe there; clients' replies stay under `_INBOX`.
+pub const CONTROLLER_INBOX_PREFIX: &str = "_TGP_INBOX";
+
+/// Connects the controller (`tgp run`) with `options`: like [`connect_with`], with its replies
+/// under [`CONTROLLER_INBOX_PREFIX`].
+pub async fn connect_controller(options: &NatsOptions) -> Result<async_nats::Client, ConnectError> {
+    connect_inbox(options, "tgp-controller", Some(CONTROLLER_INBOX_PREFIX)).await
+}
+
+async fn connect_inbox(
+    options: &NatsOptions,
+    name: &str,
+    inbox: Option<&str>,
+) -> Result<async_nats::Client, ConnectError> {
     let url = options.redacted_url();
     let (servers, in_url) = parse_servers(&options.url)?;
     let auth = match (in_url, &options.auth) {
@@ -161,6 +180,9 @@ pub async fn connect_with(options: &NatsOptions, name: &str) -> Result<async_nat
     };
     let mut connect =
         async_nats::ConnectOptions::new().name(name).connection_timeout(Duration::from_secs(5)).max_reconnects(None);
+    if let Some(prefix) = inbox {
+        connect = connect.custom_inbox_prefix(prefix);
+    }
     connect = match auth {
         Auth::None => connect,
         Auth::CredsFile(path) => {

@@ -12,7 +12,7 @@ use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
 use tgp_events::api::ErrorReply;
 use tokio::task::JoinHandle;
 
-use crate::connect::{ConnectError, NatsOptions, connect_with, jetstream};
+use crate::connect::{ConnectError, NatsOptions, connect_controller, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
 use crate::projections::cost::CostLedger;
@@ -125,7 +125,7 @@ impl Controller {
                 .install()
                 .map_err(|e| ControllerError::Metrics(e.to_string()))?;
         }
-        let client = connect_with(&config.nats, "tgp-controller").await?;
+        let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
         let journal = JetStreamJournal::open(js.clone()).await?;

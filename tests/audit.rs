@@ -15,8 +15,9 @@ use support::*;
 use tgp::journal::{JetStreamJournal, layout};
 use tgp_events::GpuType;
 
-async fn journal(url: &str) -> JetStreamJournal {
-    let (_, js) = client(url).await;
+/// The journal as tgp writes it (these tests play the controller).
+async fn journal(server: &NatsServer) -> JetStreamJournal {
+    let (_, js) = connect_as(server, Role::Tgp).await;
     layout::ensure(&js).await.unwrap();
     JetStreamJournal::open(js).await.unwrap()
 }
@@ -25,10 +26,12 @@ fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn audit(url: &str, args: &[&str]) -> Value {
+/// `tgp audit` as the auditor role.
+fn audit(server: &NatsServer, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(["audit", "--nats-url", url, "--format", "json"])
+        .args(["audit", "--nats-url", server.url(), "--format", "json"])
         .args(args)
+        .envs(as_role(server, Role::Auditor))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -62,7 +65,7 @@ fn row<'a>(report: &'a Value, field: &str, value: &str) -> &'a Value {
 #[tokio::test]
 async fn a_hand_built_journal_audits_to_the_cent() {
     let server = nats();
-    let journal = journal(server.url()).await;
+    let journal = journal(&server).await;
     let mut a = Chain::request(&journal, "audit-a", t("2026-11-20T09:59:00Z")).await;
     a.launch(
         &Buy {
@@ -123,7 +126,7 @@ async fn a_hand_built_journal_audits_to_the_cent() {
     .await;
 
     let range = ["--from", "2026-11-20T09:00:00Z", "--to", "2026-11-20T14:00:00Z"];
-    let by_provider = audit(server.url(), &[&range[..], &["--group-by", "provider"]].concat());
+    let by_provider = audit(&server, &[&range[..], &["--group-by", "provider"]].concat());
     assert_eq!(by_provider["total"]["cost"], "6.69");
     assert_eq!(by_provider["total"]["on_demand_cost"], "9.58");
     assert_eq!(by_provider["total"]["savings"], "2.89");
@@ -131,7 +134,7 @@ async fn a_hand_built_journal_audits_to_the_cent() {
     assert_eq!(row(&by_provider, "provider", "lambda")["cost"], "3.98");
     assert_eq!(row(&by_provider, "provider", "runpod")["cost"], "0.90");
 
-    let by_instance = audit(server.url(), &[&range[..], &["--group-by", "instance,spot"]].concat());
+    let by_instance = audit(&server, &[&range[..], &["--group-by", "instance,spot"]].concat());
     let a_rows: Vec<_> =
         by_instance["rows"].as_array().unwrap().iter().filter(|r| r["instance"] == "audit-a").collect();
     assert_eq!(a_rows.len(), 2, "spot and on-demand parts of A: {by_instance}");
@@ -140,13 +143,14 @@ async fn a_hand_built_journal_audits_to_the_cent() {
 
     // A range cutting runs: 11:00 to 11:30 holds half an hour of A ($0.60) and B's billed hours
     // run 10:00-12:00, so half an hour of B ($0.895).
-    let cut = audit(server.url(), &["--from", "2026-11-20T11:00:00Z", "--to", "2026-11-20T11:30:00Z"]);
+    let cut = audit(&server, &["--from", "2026-11-20T11:00:00Z", "--to", "2026-11-20T11:30:00Z"]);
     assert_eq!(cut["total"]["cost_exact"], "1.495");
     assert_eq!(cut["total"]["cost"], "1.50");
 
     // CSV and the chart, as a user gets them. Hours: A 5,430 s + 600 s = 1.675 h, B 2 h, C 2 h.
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args(["audit", "--nats-url", server.url(), "--format", "csv", "--group-by", "gpu"])
+        .envs(as_role(&server, Role::Auditor))
         .args(range)
         .arg("--chart")
         .arg(server.dir().join("spend.svg"))
@@ -162,7 +166,7 @@ async fn a_hand_built_journal_audits_to_the_cent() {
 #[tokio::test]
 async fn a_range_starting_while_runs_bill_finds_them_without_reading_before_it() {
     let server = nats();
-    let journal = journal(server.url()).await;
+    let journal = journal(&server).await;
     let d_at = Utc::now();
     let mut d = Chain::request(&journal, "early", d_at).await;
     d.launch(
@@ -198,7 +202,7 @@ async fn a_range_starting_while_runs_bill_finds_them_without_reading_before_it()
     .await;
     let to = from + chrono::Duration::seconds(10);
     let report = audit(
-        server.url(),
+        &server,
         &["--from", &from.to_rfc3339(), "--to", &to.to_rfc3339(), "--lag", "0s", "--group-by", "instance"],
     );
     // D bills from the range start: 10 s at $3.60/h = $0.01; E from its launch: 9.8 s at $7.20/h.
@@ -209,7 +213,7 @@ async fn a_range_starting_while_runs_bill_finds_them_without_reading_before_it()
 #[tokio::test]
 async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
     let server = nats();
-    let journal = journal(server.url()).await;
+    let journal = journal(&server).await;
     let day = t("2026-11-25T00:00:00Z");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
     let offers = [
@@ -239,8 +243,8 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
     }
     // No status polls: the generated machines exist at no provider, and the live projection is
     // compared with the journal as generated.
-    let _controller = ControllerProcess::start_with(server.url(), &server.dir(), &["--poll-interval", "1h"]);
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start_with(&server, &server.dir(), &["--poll-interval", "1h"]);
+    let (client, js) = client(&server).await;
     let last = js.get_stream("TGP_EVENTS").await.unwrap().info().await.unwrap().state.last_sequence;
     let to = "2026-11-26T00:00:00Z";
     for group_by in [vec!["provider"], vec!["gpu", "spot"], vec!["instance", "day"], vec![]] {
@@ -261,7 +265,7 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
         } else {
             args.extend(["--group-by", ""]);
         }
-        let replayed = audit(server.url(), &args);
+        let replayed = audit(&server, &args);
         assert_eq!(live["rows"], replayed["rows"], "group by {group}");
         assert_eq!(live["total"], replayed["total"]);
         assert_ne!(live["total"]["cost"], "0", "the day cost something");
@@ -269,6 +273,7 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
     // A rebuild from zero gives the same state again.
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args(["projections", "rebuild", "cost", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Tgp))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -279,7 +284,7 @@ async fn the_live_cost_projection_equals_a_fresh_audit_on_a_generated_day() {
 #[tokio::test]
 async fn the_metrics_endpoint_reports_the_journal() {
     let server = nats();
-    let journal = journal(server.url()).await;
+    let journal = journal(&server).await;
     let now = Utc::now() - chrono::Duration::hours(1);
     let mut a = Chain::request(&journal, "m-a", now).await;
     a.launch(
@@ -327,7 +332,7 @@ async fn the_metrics_endpoint_reports_the_journal() {
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let _controller =
-        ControllerProcess::start_with(server.url(), &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        ControllerProcess::start_with(&server, &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let mut text = String::new();
     for _ in 0..50 {
         text = scrape(port).await;
@@ -368,8 +373,8 @@ async fn scrape(port: u16) -> String {
 #[tokio::test]
 async fn prices_show_the_market_and_what_was_paid() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, _) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, _) = client(&server).await;
     let id = request(&client, "tgp.api.launch", launch_body("H100", "on-demand-only")).await["instance_id"]
         .as_str()
         .unwrap()
@@ -397,6 +402,7 @@ async fn prices_show_the_market_and_what_was_paid() {
     // Rebuilt from zero, over instance and provider subjects alike.
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args(["projections", "rebuild", "pricing", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Tgp))
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);

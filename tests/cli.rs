@@ -16,16 +16,19 @@ fn tgp(args: &[&str]) -> (bool, String, String) {
 #[tokio::test]
 async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
+    let controller = ControllerProcess::start(&server, &server.dir());
     let url = server.url().to_string();
+    let nkey = server.seed_file(Role::Client).display().to_string();
 
     let (ok, out, err) = tokio::task::spawn_blocking({
-        let url = url.clone();
+        let (url, nkey) = (url.clone(), nkey.clone());
         move || {
             tgp(&[
                 "launch",
                 "--nats-url",
                 &url,
+                "--nats-nkey",
+                &nkey,
                 "--gpu",
                 "a100-80gb",
                 "--max-price",
@@ -42,8 +45,8 @@ async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
     assert!(out.contains("offer selected") && out.contains("ready. connect with: ssh root@203.0.113."), "{out}");
 
     let (ok, out, err) = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || tgp(&["terminate", "--nats-url", &url, "cli-1"])
+        let (url, nkey) = (url.clone(), nkey.clone());
+        move || tgp(&["terminate", "--nats-url", &url, "--nats-nkey", &nkey, "cli-1"])
     })
     .await
     .unwrap();
@@ -53,7 +56,7 @@ async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
 
     // `watch` follows forever; give it a moment, then read what it printed of the replay.
     let mut watch = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(["watch", "--nats-url", &url, "--from-seq", "1", "--instance", "cli-1"])
+        .args(["watch", "--nats-url", &url, "--nats-nkey", &nkey, "--from-seq", "1", "--instance", "cli-1"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -134,12 +137,14 @@ fn the_launch_bench_reports_percentiles_next_to_raw_nats_and_terminates_what_it_
 #[tokio::test]
 async fn the_launch_bench_refuses_a_server_where_a_controller_takes_commands() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
+    let _controller = ControllerProcess::start(&server, &server.dir());
     let url = server.url().to_string();
-    let (ok, _, err) =
-        tokio::task::spawn_blocking(move || tgp(&["bench", "launch", "--nats-url", &url, "--launches", "5"]))
-            .await
-            .unwrap();
+    let nkey = server.seed_file(Role::Admin).display().to_string();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        tgp(&["bench", "launch", "--nats-url", &url, "--nats-nkey", &nkey, "--launches", "5"])
+    })
+    .await
+    .unwrap();
     assert!(!ok);
     assert!(err.contains("a tgp controller serves this NATS server"), "{err}");
 }

@@ -12,14 +12,14 @@ use support::*;
 use tgp_events::events::InstanceEvent;
 
 /// Starts `tgp run` with a failpoint and waits for it to abort.
-fn crashing_controller(url: &str, dir: &std::path::Path, failpoint: &str) -> std::process::Child {
+fn crashing_controller(server: &NatsServer, dir: &std::path::Path, failpoint: &str) -> std::process::Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args([
             "run",
             "--market",
             "simulated",
             "--nats-url",
-            url,
+            server.url(),
             "--poll-interval",
             "200ms",
             "--sim-boot-time",
@@ -27,6 +27,7 @@ fn crashing_controller(url: &str, dir: &std::path::Path, failpoint: &str) -> std
         ])
         .arg("--sim-state")
         .arg(dir.join("simulated-market.json"))
+        .envs(as_role(server, Role::Tgp))
         .env("TGP_FAILPOINT", failpoint)
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
@@ -50,8 +51,8 @@ async fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus 
 #[tokio::test]
 async fn a_crash_after_the_launch_call_is_adopted_after_restart() {
     let server = nats();
-    let mut crashing = crashing_controller(server.url(), &server.dir(), "after-launch-call");
-    let (client, js) = client(server.url()).await;
+    let mut crashing = crashing_controller(&server, &server.dir(), "after-launch-call");
+    let (client, js) = client(&server).await;
     let accepted = request(&client, "tgp.api.launch", launch_body("H100", "spot-only")).await;
     let id = accepted["instance_id"].as_str().unwrap().to_string();
     let status = wait_exit(&mut crashing).await;
@@ -63,7 +64,7 @@ async fn a_crash_after_the_launch_call_is_adopted_after_restart() {
         "the launch answer was never journaled"
     );
 
-    let restarted = ControllerProcess::start(server.url(), &server.dir());
+    let restarted = ControllerProcess::start(&server, &server.dir());
     let running = wait_for_state(&client, &id, "running").await;
     let events = journaled(&js, &id).await;
     assert!(
@@ -80,8 +81,8 @@ async fn a_crash_after_the_launch_call_is_adopted_after_restart() {
 #[tokio::test]
 async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     let server = nats();
-    let first = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let first = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
     let id = request(&client, "tgp.api.launch", launch_body("L40S", "on-demand-only")).await["instance_id"]
         .as_str()
         .unwrap()
@@ -89,7 +90,7 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     wait_for_state(&client, &id, "running").await;
     first.kill();
 
-    let mut crashing = crashing_controller(server.url(), &server.dir(), "after-terminate-call");
+    let mut crashing = crashing_controller(&server, &server.dir(), "after-terminate-call");
     // On the durable stream: the crash may come before any reply could be sent.
     let terminate = json!({"instance_id": id}).to_string();
     js.send_publish(
@@ -104,7 +105,7 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     let before = journaled(&js, &id).await;
     assert_eq!(types(&before).last(), Some(&"TerminationRequested"), "{:?}", types(&before));
 
-    let restarted = ControllerProcess::start(server.url(), &server.dir());
+    let restarted = ControllerProcess::start(&server, &server.dir());
     wait_for_state(&client, &id, "terminated").await;
     let events = journaled(&js, &id).await;
     assert_eq!(types(&events).iter().filter(|t| **t == "Terminated").count(), 1);
@@ -113,7 +114,8 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
     assert!(market.machines.values().all(|m| m.status == "terminated"), "{:?}", market.machines);
     // The terminate command, redelivered after the crash, was not dead-lettered.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let dead = js.get_stream("TGP_DEAD_LETTERS").await.unwrap().info().await.unwrap().state.messages;
+    let (_, operator) = admin(&server).await;
+    let dead = operator.get_stream("TGP_DEAD_LETTERS").await.unwrap().info().await.unwrap().state.messages;
     assert_eq!(dead, 0);
 }
 
@@ -123,8 +125,8 @@ async fn a_crash_after_the_terminate_call_is_finished_after_restart() {
 #[tokio::test]
 async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
     let first = nats();
-    let controller = ControllerProcess::start(first.url(), &first.dir());
-    let (client, _) = client(first.url()).await;
+    let controller = ControllerProcess::start(&first, &first.dir());
+    let (client, _) = client(&first).await;
     let mut body = launch_body("H100", "on-demand-only");
     body["idempotency_key"] = json!("held-1");
     assert!(request(&client, "tgp.api.launch", body).await["error"].is_null());
@@ -136,11 +138,12 @@ async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
     let empty = nats();
     let state = first.dir().join("simulated-market.json");
     let refused = tokio::task::spawn_blocking({
-        let (url, state) = (empty.url().to_string(), state.clone());
+        let (url, state, role) = (empty.url().to_string(), state.clone(), as_role(&empty, Role::Tgp));
         move || {
             Command::new(env!("CARGO_BIN_EXE_tgp"))
                 .args(["run", "--market", "simulated", "--nats-url", &url, "--sim-state"])
                 .arg(&state)
+                .envs(role)
                 .env("RUST_LOG", "error")
                 .output()
                 .unwrap()
@@ -153,6 +156,6 @@ async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
     assert!(stderr.contains("labelled by tgp") && stderr.contains(&machine), "{stderr}");
     assert!(stderr.contains("--allow-empty-journal"), "the way out is named: {stderr}");
 
-    let allowed = ControllerProcess::start_with(empty.url(), &first.dir(), &["--allow-empty-journal"]);
+    let allowed = ControllerProcess::start_with(&empty, &first.dir(), &["--allow-empty-journal"]);
     assert!(allowed.market().machines.contains_key(&machine), "nothing was destroyed");
 }

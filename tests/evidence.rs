@@ -52,7 +52,8 @@ struct Rig {
 }
 
 async fn journal(server: &NatsServer) -> (async_nats::jetstream::Context, JetStreamJournal) {
-    let (_, js) = client(server.url()).await;
+    // These tests play the controller: they write the journal as tgp.
+    let (_, js) = connect_as(server, Role::Tgp).await;
     layout::ensure(&js).await.unwrap();
     let journal = JetStreamJournal::open(js.clone()).await.unwrap();
     (js, journal)

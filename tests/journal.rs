@@ -15,8 +15,9 @@ use tgp_events::InstanceId;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
 
-async fn journal(url: &str) -> (JetStreamJournal, async_nats::jetstream::Context) {
-    let (_, js) = client(url).await;
+/// The journal as the controller holds it (these tests play tgp).
+async fn journal(server: &NatsServer) -> (JetStreamJournal, async_nats::jetstream::Context) {
+    let (_, js) = connect_as(server, Role::Tgp).await;
     layout::ensure(&js).await.expect("layout");
     (JetStreamJournal::open(js.clone()).await.expect("journal"), js)
 }
@@ -45,8 +46,8 @@ async fn messages_on(js: &async_nats::jetstream::Context, id: &str) -> u64 {
 #[tokio::test]
 async fn two_writers_racing_on_one_aggregate_store_one_append() {
     let server = nats();
-    let (a, js) = journal(server.url()).await;
-    let (b, _) = journal(server.url()).await; // a second process: its own connection and caches
+    let (a, js) = journal(&server).await;
+    let (b, _) = journal(&server).await; // a second process: its own connection and caches
 
     a.persist::<Instance>(&[event("race", 1, "first")], None).await.unwrap();
     b.get_events::<Instance>("race").await.unwrap(); // both now know sequence 1
@@ -71,7 +72,7 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
 #[tokio::test]
 async fn the_events_of_one_command_are_one_message() {
     let server = nats();
-    let (journal, js) = journal(server.url()).await;
+    let (journal, js) = journal(&server).await;
     let batch = [event("batch", 1, "a"), event("batch", 2, "b"), event("batch", 3, "c")];
     journal.persist::<Instance>(&batch, None).await.unwrap();
     assert_eq!(messages_on(&js, "batch").await, 1);
@@ -83,7 +84,7 @@ async fn the_events_of_one_command_are_one_message() {
 #[tokio::test]
 async fn a_resent_append_is_stored_once() {
     let server = nats();
-    let (_, js) = journal(server.url()).await;
+    let (_, js) = journal(&server).await;
     // The same message id and expected sequence twice: what the journal does after a lost ack.
     for _ in 0..2 {
         let publish = PublishMessage::build()
@@ -104,7 +105,7 @@ async fn a_resent_append_is_stored_once() {
 #[tokio::test]
 async fn snapshots_are_written_every_n_events_and_loads_use_them() {
     let server = nats();
-    let (journal, _) = journal(server.url()).await;
+    let (journal, _) = journal(&server).await;
     let id: InstanceId = "snap".parse().unwrap();
     let now = chrono::Utc::now;
     let meta = serde_json::Value::Null;
@@ -159,7 +160,7 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
 #[tokio::test]
 async fn an_event_from_a_newer_schema_is_refused_clearly() {
     let server = nats();
-    let (journal, js) = journal(server.url()).await;
+    let (journal, js) = journal(&server).await;
     let body = serde_json::json!({
         "aggregate_type": "instance", "aggregate_id": "future",
         "events": [{"sequence": 1, "type": "LaunchRequested", "version": 99, "data": {}}]

@@ -14,8 +14,8 @@ use tgp_events::subjects::{DEAD_LETTERS_STREAM, HEADER_DEAD_CODE, HEADER_DEAD_RE
 #[tokio::test]
 async fn a_launch_runs_and_a_terminate_ends_it_at_the_provider() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let accepted = request(&client, "tgp.api.launch", launch_body("H100", "prefer-spot")).await;
     assert_eq!(accepted["state"], "requested", "{accepted}");
@@ -43,8 +43,8 @@ async fn a_launch_runs_and_a_terminate_ends_it_at_the_provider() {
 #[tokio::test]
 async fn one_idempotency_key_published_three_times_is_one_instance() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let body = launch_body("L40S", "on-demand-only").to_string();
     for _ in 0..3 {
@@ -70,8 +70,8 @@ async fn one_idempotency_key_published_three_times_is_one_instance() {
 #[tokio::test]
 async fn bad_commands_get_an_error_and_a_dead_letter_and_the_next_one_works() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let cases = [
         (
@@ -100,7 +100,9 @@ async fn bad_commands_get_an_error_and_a_dead_letter_and_the_next_one_works() {
     let good = request(&client, "tgp.api.launch", launch_body("H100", "spot-only")).await;
     wait_for_state(&client, good["instance_id"].as_str().unwrap(), "running").await;
 
-    let dead = js.get_stream(DEAD_LETTERS_STREAM).await.unwrap();
+    // Dead letters hold whole commands (secrets included): only the admin reads them.
+    let (_, operator) = admin(&server).await;
+    let dead = operator.get_stream(DEAD_LETTERS_STREAM).await.unwrap();
     let consumer = dead.create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default()).await.unwrap();
     let expected = cases.len() + 2;
     assert_eq!(consumer.cached_info().num_pending as usize, expected, "every refused command is kept");
@@ -117,8 +119,8 @@ async fn bad_commands_get_an_error_and_a_dead_letter_and_the_next_one_works() {
 #[tokio::test]
 async fn a_spot_interruption_is_journaled_and_relaunched() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let id = request(&client, "tgp.api.launch", launch_body("H100", "spot-only")).await["instance_id"]
         .as_str()
@@ -126,7 +128,9 @@ async fn a_spot_interruption_is_journaled_and_relaunched() {
         .to_string();
     let before = wait_for_state(&client, &id, "running").await;
     let machine = before["provider_instance_id"].as_str().unwrap().to_string();
-    let cue = request(&client, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
+    let cue = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
     assert!(cue["error"].is_null(), "{cue}");
 
     for _ in 0..100 {
@@ -152,8 +156,8 @@ async fn a_spot_interruption_is_journaled_and_relaunched() {
 #[tokio::test]
 async fn a_killed_controller_rebuilds_from_the_journal_and_carries_on() {
     let server = nats();
-    let first = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let first = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let mut ids = Vec::new();
     for gpu in ["H100", "A6000", "RTX4090"] {
@@ -177,7 +181,7 @@ async fn a_killed_controller_rebuilds_from_the_journal_and_carries_on() {
         .await
         .unwrap();
 
-    let second = ControllerProcess::start(server.url(), &server.dir());
+    let second = ControllerProcess::start(&server, &server.dir());
     wait_for_state(&client, &ids[0], "terminated").await;
     let list = request(&client, "tgp.api.list", json!({})).await;
     let listed: Vec<_> =

@@ -21,8 +21,8 @@ fn limit_of(events: &[InstanceEvent]) -> Option<Limit> {
 #[tokio::test]
 async fn max_lifetime_terminates_the_instance_at_the_provider() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let mut body = launch_body("H100", "on-demand-only");
     body["max_lifetime"] = json!("4s");
@@ -59,8 +59,8 @@ async fn max_lifetime_terminates_the_instance_at_the_provider() {
 #[tokio::test]
 async fn a_budget_too_small_for_any_run_launches_nothing_and_says_why() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     // One cent does not pay for the simulated market's minimum billed minute on any H100.
     let mut body = launch_body("H100", "on-demand-only");
@@ -78,15 +78,17 @@ async fn a_budget_too_small_for_any_run_launches_nothing_and_says_why() {
 #[tokio::test]
 async fn a_relaunch_waits_out_its_backoff() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
 
     let mut body = launch_body("H100", "spot-only");
     body["relaunch"] = json!({"max_attempts": 3, "backoff_seconds": 2});
     let id = request(&client, "tgp.api.launch", body).await["instance_id"].as_str().unwrap().to_string();
     let before = wait_for_state(&client, &id, "running").await;
     let machine = before["provider_instance_id"].as_str().unwrap().to_string();
-    let cue = request(&client, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
+    let cue = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
     assert!(cue["error"].is_null(), "{cue}");
     let mut events = journaled(&js, &id).await;
     for _ in 0..150 {

@@ -17,8 +17,8 @@ fn running_copy(of: &SimMachine, id: &str, label: &str) -> SimMachine {
 #[tokio::test]
 async fn orphans_are_terminated_and_journaled_and_foreign_machines_left_alone() {
     let server = nats();
-    let first = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let first = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
     let done = request(&client, "tgp.api.launch", launch_body("H100", "on-demand-only")).await["instance_id"]
         .as_str()
         .unwrap()
@@ -51,7 +51,7 @@ async fn orphans_are_terminated_and_journaled_and_foreign_machines_left_alone() 
     }
     std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
 
-    let second = ControllerProcess::start(server.url(), &server.dir());
+    let second = ControllerProcess::start(&server, &server.dir());
     let mut market = second.market();
     for _ in 0..50 {
         market = second.market();

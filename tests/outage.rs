@@ -19,9 +19,11 @@ use tgp::projections::runner;
 use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
 use tgp_events::subjects::{CONTROLLER_EVENTS, EVENTS_STREAM};
 
-fn audit(url: &str, to: &str) -> Value {
+/// `tgp audit` as the auditor role.
+fn audit(server: &NatsServer, to: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(["audit", "--nats-url", url, "--format", "json", "--group-by", "instance", "--to", to])
+        .args(["audit", "--nats-url", server.url(), "--format", "json", "--group-by", "instance", "--to", to])
+        .envs(as_role(server, Role::Auditor))
         .output()
         .expect("tgp audit runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -30,12 +32,12 @@ fn audit(url: &str, to: &str) -> Value {
 
 /// Waits until the live cost projection has folded what a fresh audit replays, then compares
 /// the two to the cent, per instance and in total. Returns the live answer.
-async fn cost_agrees_with_audit(client: &async_nats::Client, url: &str) -> Value {
+async fn cost_agrees_with_audit(client: &async_nats::Client, server: &NatsServer) -> Value {
     let to = (chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339();
     let body = json!({"to": to, "group_by": ["instance"]});
     let (mut live, mut replayed) = (Value::Null, Value::Null);
     for _ in 0..100 {
-        replayed = audit(url, &to);
+        replayed = audit(server, &to);
         live = request(client, "tgp.api.cost", body.clone()).await;
         if live["last_sequence"] == replayed["last_sequence"] {
             break;
@@ -147,14 +149,14 @@ async fn after_a_15_s_outage_the_projections_agree_with_the_audit() {
     let mut server = nats();
     let port = free_port();
     let _controller =
-        ControllerProcess::start_with(server.url(), &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
-    let (client, js) = client(server.url()).await;
+        ControllerProcess::start_with(&server, &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let (client, js) = client(&server).await;
 
     let before = [launch(&client, "H100").await, launch(&client, "A100-80GB").await];
     for id in &before {
         wait_for_state(&client, id, "running").await;
     }
-    let first = cost_agrees_with_audit(&client, server.url()).await;
+    let first = cost_agrees_with_audit(&client, &server).await;
     assert_ne!(first["total"]["cost"], "0", "two machines bill: {first}");
 
     // The outage: 15 s with no server while both machines keep billing at the provider.
@@ -172,7 +174,7 @@ async fn after_a_15_s_outage_the_projections_agree_with_the_audit() {
     for id in before.iter().map(String::as_str).chain(["after-outage", api.as_str()]) {
         terminate(&client, id).await;
     }
-    let last = cost_agrees_with_audit(&client, server.url()).await;
+    let last = cost_agrees_with_audit(&client, &server).await;
     let instances: BTreeSet<_> = last["rows"].as_array().unwrap().iter().map(|r| r["instance"].to_string()).collect();
     assert_eq!(instances.len(), 4, "all four instances are billed: {last}");
     prices_agree_with_a_rebuild(&client, &js).await;
@@ -190,19 +192,21 @@ async fn deleted_consumers_are_recreated_and_catch_up() {
     let server = nats();
     let port = free_port();
     let _controller =
-        ControllerProcess::start_with(server.url(), &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
-    let (client, js) = client(server.url()).await;
+        ControllerProcess::start_with(&server, &server.dir(), &["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let (client, js) = client(&server).await;
     let early = launch(&client, "H100").await;
     wait_for_state(&client, &early, "running").await;
-    cost_agrees_with_audit(&client, server.url()).await;
+    cost_agrees_with_audit(&client, &server).await;
     assert!(recovered(&js).await.is_empty(), "nothing to recover from yet");
     assert_eq!(metric(port, "tgp_consumer_recoveries_total{consumer=\"projection-cost\"}").await, 0.0);
 
-    let events = js.get_stream(EVENTS_STREAM).await.unwrap();
+    // An operator's mistake: only the admin may delete tgp's consumers.
+    let (_, operator) = admin(&server).await;
+    let events = operator.get_stream(EVENTS_STREAM).await.unwrap();
     for durable in ["projection-cost", "projection-pricing"] {
         events.delete_consumer(durable).await.unwrap_or_else(|e| panic!("{durable}: {e}"));
     }
-    js.get_stream("TGP_COMMANDS").await.unwrap().delete_consumer("tgp-intake").await.expect("intake deleted");
+    operator.get_stream("TGP_COMMANDS").await.unwrap().delete_consumer("tgp-intake").await.expect("intake deleted");
     wait_for_recoveries(&js, &["projection-cost", "projection-pricing", "tgp-intake"]).await;
 
     // A command after the deletion still arrives, and the projections fold what follows.
@@ -210,7 +214,7 @@ async fn deleted_consumers_are_recreated_and_catch_up() {
     wait_for_state(&client, "after-delete", "running").await;
     terminate(&client, &early).await;
     terminate(&client, "after-delete").await;
-    let last = cost_agrees_with_audit(&client, server.url()).await;
+    let last = cost_agrees_with_audit(&client, &server).await;
     assert_eq!(last["rows"].as_array().unwrap().len(), 2, "{last}");
     prices_agree_with_a_rebuild(&client, &js).await;
     assert!(metric(port, "tgp_consumer_recoveries_total{consumer=\"projection-cost\"}").await >= 1.0);
@@ -219,14 +223,17 @@ async fn deleted_consumers_are_recreated_and_catch_up() {
 #[tokio::test]
 async fn garbage_on_the_journal_does_not_stop_the_projections() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
     let early = launch(&client, "H100").await;
     wait_for_state(&client, &early, "running").await;
-    cost_agrees_with_audit(&client, server.url()).await;
+    cost_agrees_with_audit(&client, &server).await;
 
-    // Garbage on an instance subject, as any client with publish rights could write it.
-    js.send_publish("tgp.events.instance.x", PublishMessage::build().payload("not json at all".into()))
+    // Garbage on an instance subject, as a connection with publish rights there (the admin's, or
+    // a leaked tgp credential) could write it.
+    let (_, forger) = admin(&server).await;
+    forger
+        .send_publish("tgp.events.instance.x", PublishMessage::build().payload("not json at all".into()))
         .await
         .unwrap()
         .await
@@ -235,7 +242,7 @@ async fn garbage_on_the_journal_does_not_stop_the_projections() {
     let later = launch(&client, "A100-80GB").await;
     wait_for_state(&client, &later, "running").await;
     terminate(&client, &early).await;
-    let last = cost_agrees_with_audit(&client, server.url()).await;
+    let last = cost_agrees_with_audit(&client, &server).await;
     assert_eq!(last["rows"].as_array().unwrap().len(), 2, "{last}");
     prices_agree_with_a_rebuild(&client, &js).await;
 }

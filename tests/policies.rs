@@ -45,10 +45,12 @@ async fn journaled_until(js: &async_nats::jetstream::Context, id: &str, kind: &s
 #[tokio::test]
 async fn the_cheapest_offer_without_capacity_fails_over_and_the_next_launch_skips_it() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
 
-    cue(&client, json!({"refuse_launches": 1})).await;
+    cue(&market, json!({"refuse_launches": 1})).await;
     let first = launch(&client, launch_body("H100", "on-demand-only")).await;
     wait_for_state(&client, &first, "running").await;
     let events = journaled(&js, &first).await;
@@ -82,8 +84,10 @@ async fn the_cheapest_offer_without_capacity_fails_over_and_the_next_launch_skip
 #[tokio::test]
 async fn with_spot_gone_a_chain_falls_back_to_on_demand_when_allowed_and_fails_when_not() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
 
     let mut allowed = launch_body("H100", "prefer-spot");
     allowed["relaunch"] = json!({"max_attempts": 3, "on_demand_fallback": true, "backoff_seconds": 1});
@@ -97,9 +101,9 @@ async fn with_spot_gone_a_chain_falls_back_to_on_demand_when_allowed_and_fails_w
         wait_for_state(&client, &refused, "running").await["provider_instance_id"].clone(),
     ];
 
-    cue(&client, json!({"spot": false})).await;
+    cue(&market, json!({"spot": false})).await;
     for machine in machines {
-        let answer = request(&client, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+        let answer = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
         assert!(answer["error"].is_null(), "{answer}");
     }
 
@@ -135,10 +139,12 @@ async fn with_spot_gone_a_chain_falls_back_to_on_demand_when_allowed_and_fails_w
 async fn terminate_while_launching_settles_the_attempt_then_destroys_its_machine() {
     let server = nats();
     // Polls every 3 s: the attempt whose answer was lost stays open long enough to terminate.
-    let controller = ControllerProcess::start_with(server.url(), &server.dir(), &["--poll-interval", "3s"]);
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start_with(&server, &server.dir(), &["--poll-interval", "3s"]);
+    let (client, js) = client(&server).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
 
-    cue(&client, json!({"lose_launch_answers": 1})).await;
+    cue(&market, json!({"lose_launch_answers": 1})).await;
     let id = launch(&client, launch_body("H100", "on-demand-only")).await;
     journaled_until(&js, &id, "LaunchAttempted").await;
     assert_eq!(wait_for_state(&client, &id, "launching").await["state"], "launching");
@@ -160,14 +166,16 @@ async fn terminate_while_launching_settles_the_attempt_then_destroys_its_machine
 #[tokio::test]
 async fn terminate_while_waiting_to_relaunch_ends_the_chain_and_destroys_the_stopped_machine() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, js) = client(&server).await;
+    // The simulated market takes its cues from the admin (a dev tool, not a client).
+    let (market, _) = admin(&server).await;
 
     let mut body = launch_body("H100", "spot-only");
     body["relaunch"] = json!({"max_attempts": 3, "backoff_seconds": 60});
     let id = launch(&client, body).await;
     let machine = wait_for_state(&client, &id, "running").await["provider_instance_id"].as_str().unwrap().to_string();
-    request(&client, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
     wait_for_state(&client, &id, "interrupted").await;
     let answer = request(&client, "tgp.api.terminate", json!({"instance_id": id})).await;
     assert!(answer["error"].is_null(), "{answer}");

@@ -12,16 +12,24 @@ use serde_json::json;
 use support::*;
 use tgp::journal::Quarantine;
 
-fn tgp(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tgp")).args(args).env_remove("NATS_URL").output().expect("tgp runs");
+/// Runs the tgp binary with the nkey seed file of the role it plays.
+fn tgp(args: &[&str], nkey: std::path::PathBuf) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(args)
+        .env_remove("NATS_URL")
+        .env("NATS_NKEY", nkey)
+        .output()
+        .expect("tgp runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[tokio::test]
 async fn garbage_on_the_journal_is_quarantined_and_tgp_manages_the_rest() {
     let server = nats();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let controller = ControllerProcess::start(&server, &server.dir());
+    let (client, _) = client(&server).await;
+    // The forger writes raw messages, and the test reads the bucket: both need the admin.
+    let (_, js) = admin(&server).await;
     let mut body = launch_body("H100", "on-demand-only");
     body["idempotency_key"] = json!("keep-1");
     let accepted = request(&client, "tgp.api.launch", body).await;
@@ -42,13 +50,14 @@ async fn garbage_on_the_journal_is_quarantined_and_tgp_manages_the_rest() {
 
     // A restart reads the whole journal: it must start, and keep-1 must still be running.
     controller.kill();
-    let controller = ControllerProcess::start(server.url(), &server.dir());
+    let controller = ControllerProcess::start(&server, &server.dir());
     assert_eq!(wait_for_state(&client, "keep-1", "running").await["provider_instance_id"], machine.as_str());
 
     let url = server.url().to_string();
+    let auditor = server.seed_file(Role::Auditor);
     let (ok, out, err) = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || tgp(&["journal", "check", "--nats-url", &url])
+        let (url, auditor) = (url.clone(), auditor.clone());
+        move || tgp(&["journal", "check", "--nats-url", &url], auditor)
     })
     .await
     .unwrap();
@@ -62,7 +71,7 @@ async fn garbage_on_the_journal_is_quarantined_and_tgp_manages_the_rest() {
 
     let (ok, out, err) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || tgp(&["audit", "--nats-url", &url, "--group-by", "instance"])
+        move || tgp(&["audit", "--nats-url", &url, "--group-by", "instance"], auditor)
     })
     .await
     .unwrap();
@@ -88,7 +97,7 @@ async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudl
     // Acting on an instance's history without one of its commits could relaunch a chain that ended
     // or lose a machine it launched: such a commit is quarantined and the start refused, by name.
     let server = nats();
-    let (_, js) = client(server.url()).await;
+    let (_, js) = admin(&server).await;
     tgp::journal::layout::ensure(&js).await.unwrap();
     let future = json!({"aggregate_type": "instance", "aggregate_id": "z", "events": [
         {"sequence": 1, "type": "LaunchRequested", "version": 99, "data": {}}]});
@@ -101,15 +110,16 @@ async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudl
         .sequence;
     let url = server.url().to_string();
     let (ok, _, err) = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || tgp(&["run", "--market", "simulated", "--nats-url", &url])
+        let (url, nkey) = (url.clone(), server.seed_file(Role::Tgp));
+        move || tgp(&["run", "--market", "simulated", "--nats-url", &url], nkey)
     })
     .await
     .unwrap();
     assert!(!ok, "the start is refused");
     let expected = format!("instance z's commit at stream sequence {sequence} cannot be read by this tgp");
     assert!(err.contains(&expected) && err.contains("upgrade tgp"), "{err}");
+    let auditor = server.seed_file(Role::Auditor);
     let (ok, out, _) =
-        tokio::task::spawn_blocking(move || tgp(&["journal", "check", "--nats-url", &url])).await.unwrap();
+        tokio::task::spawn_blocking(move || tgp(&["journal", "check", "--nats-url", &url], auditor)).await.unwrap();
     assert!(!ok && out.contains("tgp.events.instance.z") && out.contains("schema version 99"), "{out}");
 }

@@ -330,8 +330,10 @@ async fn a_tls_server_that_verifies_clients_admits_tgp_with_its_certificate() {
 #[tokio::test]
 async fn refused_commands_quote_little_and_every_one_is_kept_as_a_dead_letter() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, _) = client(&server).await;
+    // Dead letters hold whole commands: only the admin reads them.
+    let (_, js) = admin(&server).await;
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtQUDn9yRvtM3eSZXF1TKbqBVD/23JqbW1ZSVSbEwnj alice@laptop";
     let base = || json!({"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "3.00"});
     let with = |field: &str, value: serde_json::Value| {
@@ -371,13 +373,15 @@ async fn refused_commands_quote_little_and_every_one_is_kept_as_a_dead_letter() 
     assert!(accepted["error"].is_null(), "a one-line OpenSSH key is accepted: {accepted}");
 }
 
-/// The journal and the dead letters are created with delete and purge denied: a client that can
-/// reach the JetStream API still cannot erase history, and the journal is unchanged.
+/// The journal and the dead letters are created with delete and purge denied: even the admin, who
+/// may use the whole JetStream API, still cannot erase history, and the journal is unchanged.
 #[tokio::test]
 async fn the_journal_and_dead_letters_refuse_purge_and_delete() {
     let server = nats();
-    let _controller = ControllerProcess::start(server.url(), &server.dir());
-    let (client, js) = client(server.url()).await;
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, _) = client(&server).await;
+    // Even the admin, whom permissions do not stop, cannot erase history.
+    let (_, js) = admin(&server).await;
     let mut body = launch_body("H100", "on-demand-only");
     body["idempotency_key"] = json!("kept-1");
     assert!(request(&client, "tgp.api.launch", body).await["error"].is_null());

@@ -72,7 +72,8 @@ impl ProviderEventSink for Ignore {
 #[actix::test]
 async fn a_thousand_instances_cost_one_list_call_per_interval() {
     let server = nats();
-    let (_, js) = client(server.url()).await;
+    // These tests play the controller: they write the journal as tgp.
+    let (_, js) = connect_as(&server, Role::Tgp).await;
     layout::ensure(&js).await.unwrap();
     let journal = JetStreamJournal::open(js).await.unwrap();
     let counting = Arc::new(Counting {

@@ -260,7 +260,7 @@ async fn raw_read(js: &async_nats::jetstream::Context) -> anyhow::Result<(usize,
 }
 
 pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
-    let (nats, _server) = nats_or_private(&args.nats)?;
+    let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);
@@ -320,7 +320,7 @@ pub struct AuditBenchArgs {
 
 /// `tgp bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
 pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
-    let (nats, _server) = nats_or_private(&args.nats)?;
+    let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);

@@ -459,7 +459,7 @@ async fn zero_latency_lambda() -> anyhow::Result<(LambdaFake, ProviderSettings)>
 pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.launches > 0 && args.concurrency > 0, "--launches and --concurrency must be at least 1");
     LaunchCommand::from_json(LAUNCH_BODY.as_bytes()).context("the bench's launch command")?;
-    let (nats, _server) = nats_or_private(&args.nats)?;
+    let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench-launch").await?;
     let server = match args.nats.nats_url {

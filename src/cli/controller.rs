@@ -11,7 +11,7 @@ use tgp::connect::NatsOptions;
 use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::fakes::FakeProvider;
 use tgp::fakes::market::FakeMarket;
-use tgp::nats_server::NatsServer;
+use tgp::nats_server::{NatsServer, Role};
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config;
 use tgp::simulated::SimulatedConfig;
@@ -214,18 +214,22 @@ fn actix_system() -> actix::SystemRunner {
     })
 }
 
-/// The given NATS server, or a private server started for this process (kept alive by the guard).
-pub fn nats_or_private(nats: &NatsArgs) -> anyhow::Result<(NatsOptions, Option<NatsServer>)> {
+/// The given NATS server, or a private server started for this process (kept alive by the guard),
+/// connected to as `role` (its fresh nkey for that role).
+pub fn nats_or_private(nats: &NatsArgs, role: Role) -> anyhow::Result<(NatsOptions, Option<NatsServer>)> {
     match nats.options()? {
         Some(options) => Ok((options, None)),
         None => {
             let server = NatsServer::start()?;
             eprintln!(
-                "no --nats-url or NATS_URL: started a private nats-server at {} (store in {}, deleted on exit)",
+                "no --nats-url or NATS_URL: started a private nats-server at {} (store in {}, deleted on exit); \
+                 connect as a client with NATS_NKEY={} (auditor: {})",
                 server.url(),
-                server.dir().display()
+                server.dir().display(),
+                server.seed_file(Role::Client).display(),
+                server.seed_file(Role::Auditor).display()
             );
-            Ok((NatsOptions::from_url(server.url()), Some(server)))
+            Ok((server.options(role), Some(server)))
         }
     }
 }
@@ -244,7 +248,7 @@ async fn shutdown_signal() {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (nats, _server) = nats_or_private(&args.nats)?;
+        let (nats, _server) = nats_or_private(&args.nats, Role::Tgp)?;
         let url = nats.redacted_url();
         let market = build_market(&args.market, &args.sim).await?;
         let config = ControllerConfig {
@@ -285,7 +289,9 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (nats, _server) = nats_or_private(&args.nats)?;
+        let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
+        // On a private server the demo's user connects as a client, as a real one would.
+        let user = server.as_ref().map_or_else(|| nats.clone(), |s| s.options(Role::Client));
         let sim = SimArgs {
             sim_seed: args.seed,
             sim_state: None,
@@ -310,7 +316,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
-        super::demo::run(&nats, &controller).await
+        super::demo::run(&user, &controller).await
     })
 }
 

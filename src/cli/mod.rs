@@ -7,6 +7,7 @@ mod client;
 mod controller;
 mod demo;
 mod journal;
+mod nkeys;
 mod offers;
 mod sim;
 
@@ -32,7 +33,8 @@ enum Command {
     /// Run the controller: journal, instance actors, command intake and the tgp.api service.
     ///
     /// Without --nats-url or NATS_URL it starts a private nats-server (from PATH, with the
-    /// repository's nats.conf and a temporary store) and says where it listens.
+    /// repository's nats.conf, a temporary store and fresh nkeys for its roles), connects as
+    /// `tgp`, and says where it listens and where the client's and auditor's nkey seeds are.
     Run(controller::RunArgs),
     /// Start everything on the four fake providers and watch several instances live their lives.
     Demo(controller::DemoArgs),
@@ -61,6 +63,9 @@ enum Command {
     /// Simulate many instances for hours on a misbehaving market, on a virtual clock, in seconds:
     /// seeded (the same seed gives the same events) and checked.
     Sim(sim::SimArgs),
+    /// Make a fresh nkey for each NATS role (tgp, client, auditor, admin): the seed files and the
+    /// `nkeys.conf` that `nats.conf` includes (`scripts/dev-creds` runs it).
+    Nkeys(nkeys::NkeysArgs),
 }
 
 /// Where the NATS server is and how to authenticate: the same options, and the nats CLI's
@@ -203,6 +208,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => controller::demo(args),
         Command::Bench(args) => controller::bench(args),
         Command::Sim(args) => sim::sim(args),
+        Command::Nkeys(args) => nkeys::nkeys(args),
         Command::Offers(args) => client::block_on(offers::offers(args)),
         Command::Launch(args) => client::block_on(client::launch(args)),
         Command::Terminate(args) => client::block_on(client::terminate(args)),

@@ -1,5 +1,6 @@
 """A program that is not tgp: launch an instance and follow its events with nats-py, using only
-docs/events.md. Run: python3 follow_launch.py nats://127.0.0.1:4222 (a `tgp run` must be up).
+docs/events.md. Run: python3 follow_launch.py nats://127.0.0.1:4222 client.nk (a `tgp run` must be
+up; client.nk is the seed file of the `client` role's nkey, see docs/security.md).
 Exits non-zero, saying why, if anything is not as the document says."""
 
 import asyncio
@@ -43,8 +44,8 @@ async def follow(js, instance_id, until):
     return seen
 
 
-async def main(url):
-    nc = await nats.connect(url)
+async def main(url, seed):
+    nc = await nats.connect(url, nkeys_seed=seed)
     js = nc.jetstream()
     key = f"py-{uuid.uuid4().hex[:12]}"
     launch = {"gpu_type": "A100-80GB", "gpu_count": 1, "max_hourly_price": "2.50",
@@ -71,4 +72,4 @@ async def main(url):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

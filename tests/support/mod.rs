@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tgp::journal::{JournalReader, StartAt};
-use tgp::nats_server::NatsServer;
+pub use tgp::nats_server::{NatsServer, Role};
 use tgp::simulated::{SimState, SimulatedProvider};
 use tgp_events::InstanceId;
 use tgp_events::events::InstanceEvent;
@@ -22,7 +22,8 @@ pub fn nats() -> NatsServer {
     NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A `tgp run` process against `url`, on the simulated market with a state file in `dir`.
+/// A `tgp run` process against `server`, connected as the `tgp` role, on the simulated market
+/// with a state file in `dir`.
 pub struct ControllerProcess {
     child: Child,
     pub url: String,
@@ -30,13 +31,14 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    pub fn start(url: &str, dir: &std::path::Path) -> Self {
-        Self::start_with(url, dir, &[])
+    pub fn start(server: &NatsServer, dir: &std::path::Path) -> Self {
+        Self::start_with(server, dir, &[])
     }
 
     /// Starts with extra `tgp run` arguments.
-    pub fn start_with(url: &str, dir: &std::path::Path, extra: &[&str]) -> Self {
+    pub fn start_with(server: &NatsServer, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
+        let url = server.url();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
             .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
             .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })
@@ -45,6 +47,7 @@ impl ControllerProcess {
             .arg("--sim-state")
             .arg(&sim_state)
             .env("RUST_LOG", "warn")
+            .envs(as_role(server, Role::Tgp))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -76,11 +79,28 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// A client connection and JetStream context.
-pub async fn client(url: &str) -> (async_nats::Client, async_nats::jetstream::Context) {
-    let client = tgp::connect::connect(url, "tgp-test").await.expect("connects");
+/// The environment that makes a `tgp` command connect to `server` as `role` (its nkey seed file),
+/// whatever the test's own environment holds.
+pub fn as_role(server: &NatsServer, role: Role) -> Vec<(&'static str, std::ffi::OsString)> {
+    vec![("NATS_NKEY", server.seed_file(role).into_os_string())]
+}
+
+/// A connection as `role`, and its JetStream context.
+pub async fn connect_as(server: &NatsServer, role: Role) -> (async_nats::Client, async_nats::jetstream::Context) {
+    let client = tgp::connect::connect_with(&server.options(role), "tgp-test").await.expect("connects");
     let js = tgp::connect::jetstream(client.clone());
     (client, js)
+}
+
+/// A connection as the `client` role (what a user of tgp has), and its JetStream context.
+pub async fn client(server: &NatsServer) -> (async_nats::Client, async_nats::jetstream::Context) {
+    connect_as(server, Role::Client).await
+}
+
+/// A connection as the `admin` role, for tests that write raw messages on purpose (forgeries,
+/// garbage) or read what no client may (dead letters).
+pub async fn admin(server: &NatsServer) -> (async_nats::Client, async_nats::jetstream::Context) {
+    connect_as(server, Role::Admin).await
 }
 
 /// A request with a JSON body; the JSON answer.
