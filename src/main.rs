@@ -13,10 +13,7 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::new(filter)
         .add_directive("async_nats=debug".parse().expect("a directive"))
         .add_directive("async_nats::connection=debug".parse().expect("a directive"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -39,11 +39,8 @@ impl ControllerProcess {
     pub fn start_with(url: &str, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
         let key = secrets_key(dir);
-        let key_args: Vec<&std::ffi::OsStr> = if extra.contains(&"--secrets-key") {
-            Vec::new()
-        } else {
-            vec!["--secrets-key".as_ref(), key.as_os_str()]
-        };
+        let key_args: Vec<&std::ffi::OsStr> =
+            if extra.contains(&"--secrets-key") { Vec::new() } else { vec!["--secrets-key".as_ref(), key.as_os_str()] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
             .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
             .args(key_args)
