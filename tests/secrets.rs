@@ -110,30 +110,30 @@ async fn env_reaches_runpod_only_and_a_relaunch_after_a_restart_still_carries_it
     let runpod = RunPodFake::start(RunPodFakeConfig { boot_delay: Duration::from_millis(300), ..Default::default() })
         .await
         .unwrap();
-    let (nc, js) = client(&server.url()).await;
+    let (nc, js) = client(server.url()).await;
     let mut everything = nc.subscribe(">").await.unwrap();
     nc.flush().await.unwrap();
 
-    let tgp = tgp_run(&server.url(), ProviderKind::RunPod, &runpod, Some(&key), &log);
+    let tgp = tgp_run(server.url(), ProviderKind::RunPod, &runpod, Some(&key), &log);
     publish_launch(&js, "sealed-1").await;
     let running = wait_long(&nc, "sealed-1").await;
     let wire = runpod_wire_forms();
-    assert_eq!(launches_with(&runpod, &wire), 1, "RunPod got the value in its env");
+    assert_eq!(launches_with(&runpod, wire.as_slice()), 1, "RunPod got the value in its env");
     let shown = request(&nc, "tgp.api.get", json!({"instance_id": "sealed-1"})).await;
     assert!(!shown.to_string().contains(VALUE), "{shown}");
 
     // A restart reads the key again; the interrupted machine is relaunched with the value.
     stop(tgp);
-    let tgp = tgp_run(&server.url(), ProviderKind::RunPod, &runpod, Some(&key), &log);
+    let tgp = tgp_run(server.url(), ProviderKind::RunPod, &runpod, Some(&key), &log);
     let machine = running["provider_instance_id"].as_str().expect("a machine").to_string();
     assert!(runpod.interrupt(&machine), "the fake interrupts {machine}");
     for _ in 0..600 {
-        if launches_with(&runpod, &wire) >= 2 {
+        if launches_with(&runpod, wire.as_slice()) >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(launches_with(&runpod, &wire), 2, "the relaunch after the restart carried the value");
+    assert_eq!(launches_with(&runpod, wire.as_slice()), 2, "the relaunch after the restart carried the value");
     let events = support::journaled(&js, "sealed-1").await;
     assert!(events.iter().any(|e| e.type_name() == "Interrupted"), "{:?}", support::types(&events));
     stop(tgp);
@@ -167,12 +167,12 @@ async fn env_reaches_vast_in_its_wire_form() {
     let vast = VastAiFake::start(VastAiFakeConfig { boot_delay: Duration::from_millis(300), ..Default::default() })
         .await
         .unwrap();
-    let (nc, js) = client(&server.url()).await;
-    let tgp = tgp_run(&server.url(), ProviderKind::VastAi, &vast, Some(&key), &log);
+    let (nc, js) = client(server.url()).await;
+    let tgp = tgp_run(server.url(), ProviderKind::VastAi, &vast, Some(&key), &log);
     publish_launch(&js, "sealed-2").await;
     wait_long(&nc, "sealed-2").await;
     let wire = [format!(r#""HF_TOKEN":"{VALUE}""#)];
-    assert_eq!(launches_with(&vast, &wire), 1, "Vast got the value in its env object");
+    assert_eq!(launches_with(&vast, wire.as_slice()), 1, "Vast got the value in its env object");
     stop(tgp);
     assert!(raw_stream(&js, EVENTS_STREAM).await.iter().all(|m| !m.contains(VALUE)));
     assert!(!std::fs::read_to_string(&log).unwrap().contains(VALUE));
@@ -184,8 +184,8 @@ async fn without_a_key_an_env_launch_is_refused_and_its_dead_letter_keeps_no_val
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tgp.log");
     let vast = VastAiFake::start(VastAiFakeConfig::default()).await.unwrap();
-    let (nc, js) = client(&server.url()).await;
-    let tgp = tgp_run(&server.url(), ProviderKind::VastAi, &vast, None, &log);
+    let (nc, js) = client(server.url()).await;
+    let tgp = tgp_run(server.url(), ProviderKind::VastAi, &vast, None, &log);
 
     let body = json!({"gpu_type": "H100", "gpu_count": 1, "max_hourly_price": "9.00", "env": {"HF_TOKEN": VALUE}});
     let reply = request(&nc, "tgp.api.launch", body).await;

@@ -41,6 +41,13 @@ impl Secret {
     }
 }
 
+/// Wraps a plain value (tests and programs that build a launch spec by hand).
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret(<{} bytes, not shown>)", self.0.len())

@@ -109,7 +109,7 @@ mod tests {
         let script = user_data("tgp-a-1", "nvcr.io/x:1", &env).unwrap();
         assert!(script.contains(r"-e 'MSG=it'\''s $HOME'"), "{script}");
         assert!(script.contains("'nvcr.io/x:1'"));
-        let bad = BTreeMap::from([("A-B".to_string(), "x".to_string())]);
+        let bad = BTreeMap::from([("A-B".to_string(), Secret::new("x".to_string()))]);
         assert!(user_data("t", "img", &bad).unwrap_err().contains("A-B"));
         assert!(user_data("t", "two words", &BTreeMap::new()).is_err());
     }
