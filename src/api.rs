@@ -8,6 +8,9 @@ use async_nats::service::ServiceExt;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
+use std::sync::Arc;
+
+use tgp_actors::keyring::Keyring;
 use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
 use tgp_events::api::{
     CostRequest, ErrorReply, GetRequest, ListReply, ListRequest, OffersRequest, PricesRequest, ProviderToggle,
@@ -19,7 +22,7 @@ use tgp_events::subjects::{
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
 
-use crate::intake::{SupervisorAddr, dead_letter};
+use crate::intake::{NO_SECRETS_KEY, SupervisorAddr, dead_letter};
 use crate::projections::cost::{CostLedger, parse_group_by};
 use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner::Live;
@@ -35,6 +38,8 @@ pub struct Views {
     pub prices: Live<RealizedPrices>,
     /// The provider actors.
     pub providers: Vec<ProviderHandle>,
+    /// Seals a launch's env values before anything is journaled.
+    pub keyring: Arc<Keyring>,
 }
 
 /// Requests handled at once per endpoint.
@@ -61,7 +66,7 @@ fn supervisor_reply<T: Serialize>(result: Result<Result<T, SupervisorError>, act
     }
 }
 
-async fn launch(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
+async fn launch(js: &Context, supervisor: &SupervisorAddr, keyring: &Keyring, body: &Bytes) -> Bytes {
     let request = match LaunchCommand::from_json(body) {
         Ok(r) => r,
         Err(e) => {
@@ -72,6 +77,13 @@ async fn launch(js: &Context, supervisor: &SupervisorAddr, body: &Bytes) -> Byte
     let id = match &request.idempotency_key {
         Some(key) => key.parse().expect("validated with the command"),
         None => InstanceId::generate(),
+    };
+    let request = match keyring.seal_launch(&id, request) {
+        Ok(sealed) => sealed,
+        Err(e) => {
+            dead_letter(js, API_LAUNCH, None, body.clone(), NO_SECRETS_KEY, &e.to_string()).await;
+            return error(NO_SECRETS_KEY, e.to_string());
+        }
     };
     supervisor_reply(supervisor.send(Launch { id, request }).await)
 }
@@ -216,7 +228,7 @@ pub async fn start(
             async move {
                 let body = &request.message.payload;
                 let reply = match name {
-                    "launch" => launch(&js, &supervisor, body).await,
+                    "launch" => launch(&js, &supervisor, &views.keyring, body).await,
                     "terminate" => terminate(&js, &supervisor, body).await,
                     "get" => get(&supervisor, body).await,
                     "cost" => cost(&views, body),

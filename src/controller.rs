@@ -141,12 +141,14 @@ impl Controller {
         if !config.allow_empty_journal {
             crate::empty_journal::check(&js, &clients).await?;
         }
+        let keyring = config.supervisor.keyring.clone();
         let supervisor_config = SupervisorConfig { events: Some(sink.clone()), ..config.supervisor };
         let supervisor = Supervisor::start(journal.clone(), Market::new(clients), supervisor_config).await?;
         let views = crate::api::Views {
             cost: runner::resume::<CostLedger>(&js).await?,
             prices: runner::resume::<RealizedPrices>(&js).await?,
             providers: handles,
+            keyring: keyring.clone(),
         };
         let mut tasks = vec![
             runner::follow(js.clone(), views.cost.clone()).await?,
@@ -156,7 +158,7 @@ impl Controller {
             tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
-        tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
+        tasks.push(crate::intake::start(js.clone(), supervisor.clone(), keyring).await?);
         tasks.push(crate::journal::guard::watch(js.clone(), supervisor.clone(), config.stream_check_interval).await?);
         if let Some(reporter) = &config.api_changes {
             tasks.push(events.follow_api_changes(reporter));

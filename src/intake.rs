@@ -14,7 +14,7 @@
 //!   it is bound again, and the work queue delivers every command not yet acknowledged.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::Addr;
@@ -25,6 +25,7 @@ use async_nats::jetstream::{AckKind, Context, Message};
 use bytes::Bytes;
 use futures::StreamExt;
 use tgp_actors::aggregate::InstanceError;
+use tgp_actors::keyring::Keyring;
 use tgp_actors::supervisor::{Launch, Supervisor, SupervisorError, Terminate};
 use tgp_events::commands::CommandError;
 use tgp_events::subjects::{
@@ -59,6 +60,8 @@ pub struct IntakeError(String);
 /// one line of at most [`tgp_events::limits::MAX_REFUSAL_BYTES`], so it always fits in a header.
 pub async fn dead_letter(js: &Context, subject: &str, msg_id: Option<&str>, body: Bytes, code: &str, reason: &str) {
     let reason = tgp_events::limits::bounded(reason.replace(['\r', '\n'], " "));
+    // A launch's env values may be secrets: the dead letter keeps their names only.
+    let body = if subject.ends_with(".launch") { crate::secrets::redact_launch_body(&body) } else { body };
     let mut publish = PublishMessage::build()
         .payload(body)
         .header(HEADER_DEAD_CODE, code)
@@ -77,6 +80,9 @@ pub async fn dead_letter(js: &Context, subject: &str, msg_id: Option<&str>, body
         }
     }
 }
+
+/// The error code of a launch with env values refused because tgp has no secrets key.
+pub const NO_SECRETS_KEY: &str = "no_secrets_key";
 
 /// What became of one command.
 enum Outcome {
@@ -104,7 +110,7 @@ fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
     headers?.get(name).map(|v| v.as_str().to_string())
 }
 
-async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
+async fn handle(message: &Message, supervisor: &SupervisorAddr, keyring: &Keyring) -> Outcome {
     let msg_id = header(message.headers.as_ref(), HEADER_MSG_ID);
     match message.subject.as_str() {
         LAUNCH_COMMAND => {
@@ -125,7 +131,10 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
                     format!("cmd-{sequence}").parse().expect("a valid id")
                 }
             };
-            from_supervisor(supervisor.send(Launch { id, request }).await)
+            match keyring.seal_launch(&id, request) {
+                Ok(request) => from_supervisor(supervisor.send(Launch { id, request }).await),
+                Err(e) => Outcome::Refused { code: NO_SECRETS_KEY.into(), reason: e.to_string() },
+            }
         }
         TERMINATE_COMMAND => match TerminateCommand::from_json(&message.payload) {
             Ok(cmd) => {
@@ -151,14 +160,20 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr) -> Outcome {
 /// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task, rebinding it
 /// whenever it stops delivering (see [`crate::consumers`]). Returns once the consumer is bound, so
 /// commands published from then on are seen.
-pub async fn start(js: Context, supervisor: SupervisorAddr) -> Result<JoinHandle<()>, IntakeError> {
-    consumers::start(js.clone(), Intake { js, supervisor, messages: None }).await.map_err(IntakeError)
+pub async fn start(
+    js: Context,
+    supervisor: SupervisorAddr,
+    keyring: Arc<Keyring>,
+) -> Result<JoinHandle<()>, IntakeError> {
+    consumers::start(js.clone(), Intake { js, supervisor, keyring, messages: None }).await.map_err(IntakeError)
 }
 
 /// The intake's durable consumer and where it hands commands.
 struct Intake {
     js: Context,
     supervisor: SupervisorAddr,
+    /// Seals a launch's env values before it reaches the supervisor (and the journal).
+    keyring: Arc<Keyring>,
     /// The bound consumer's messages.
     messages: Option<pull::Stream>,
 }
@@ -203,7 +218,7 @@ impl OwnConsumer for Intake {
             *why.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some("the connection to NATS was lost and regained".into());
         };
-        let (js, supervisor) = (&self.js, &self.supervisor);
+        let (js, supervisor, keyring) = (&self.js, &self.supervisor, &*self.keyring);
         messages
             .take_until(reconnected)
             .take_while(|message| {
@@ -213,7 +228,7 @@ impl OwnConsumer for Intake {
                 std::future::ready(message.is_ok())
             })
             .filter_map(|message| std::future::ready(message.ok()))
-            .for_each_concurrent(CONCURRENCY, |message| deliver(js, supervisor, message))
+            .for_each_concurrent(CONCURRENCY, |message| deliver(js, supervisor, keyring, message))
             .await;
         let why = why.into_inner().unwrap_or_else(PoisonError::into_inner);
         Stopped::Interrupted(why.unwrap_or_else(|| "its messages ended".into()))
@@ -221,9 +236,9 @@ impl OwnConsumer for Intake {
 }
 
 /// Handles one delivered command and acknowledges it as its outcome says.
-async fn deliver(js: &Context, supervisor: &SupervisorAddr, message: Message) {
+async fn deliver(js: &Context, supervisor: &SupervisorAddr, keyring: &Keyring, message: Message) {
     let delivered = message.info().map(|i| i.delivered).unwrap_or(1);
-    let outcome = match handle(&message, supervisor).await {
+    let outcome = match handle(&message, supervisor, keyring).await {
         Outcome::RetryLater(reason) if delivered >= MAX_DELIVERIES => {
             Outcome::Refused { code: "gave_up".into(), reason: format!("failed {delivered} times, last: {reason}") }
         }

@@ -10,6 +10,7 @@
 //! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp demo`, tests and benches.
 //! - [`connect`]: connecting to NATS with credentials and TLS, redacting URLs, checking the
 //!   server version.
+//! - [`secrets`]: the secrets key files, and env values kept out of dead letters.
 //! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
 //! - [`intake`]: the durable command stream and the dead letters.
 //! - [`consumers`]: how tgp's own NATS consumers heal after an outage or a deleted consumer.
@@ -41,5 +42,6 @@ pub mod projections;
 pub mod provider_events;
 pub mod providers;
 pub mod render;
+pub mod secrets;
 pub mod sim;
 pub mod simulated;

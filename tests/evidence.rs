@@ -108,7 +108,8 @@ impl Rig {
             br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"20","spot_policy":"on-demand-only",
                  "relaunch":{"max_attempts":5,"backoff_seconds":1}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .with_env(Default::default());
         self.supervisor.send(Launch { id: id.parse().unwrap(), request }).await.unwrap().unwrap();
         let summary = self.wait_for(id, InstanceState::Running).await;
         summary.provider_instance_id.expect("a running chain has its machine")
@@ -342,7 +343,8 @@ async fn a_permanent_error_fails_the_chain_at_once_with_the_fix() {
     let request = LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"20","relaunch":{"max_attempts":5}}"#,
     )
-    .unwrap();
+    .unwrap()
+    .with_env(Default::default());
     rig.supervisor.send(Launch { id: "no-key".parse().unwrap(), request }).await.unwrap().unwrap();
     rig.wait_for("no-key", InstanceState::Failed).await;
     let events = journaled(&rig.js, "no-key").await;
@@ -381,6 +383,7 @@ async fn a_chain_waits_for_capacity_and_fails_only_when_the_wait_runs_out() {
             .as_bytes(),
         )
         .unwrap()
+        .with_env(Default::default())
     };
     for (id, wait) in [("patient", "10m"), ("hurried", "2s")] {
         supervisor.send(Launch { id: id.parse().unwrap(), request: spot_only(wait) }).await.unwrap().unwrap();

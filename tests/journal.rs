@@ -112,7 +112,8 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
     let request = tgp_events::LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"2","relaunch":{"max_attempts":50}}"#,
     )
-    .unwrap();
+    .unwrap()
+    .with_env(Default::default());
     let offer = tgp_events::events::OfferSummary {
         provider: "simulated".parse().unwrap(),
         offer_id: "o".into(),

@@ -64,7 +64,7 @@ fn spec(n: u32, offer: &str) -> LaunchSpec {
         bid: None,
         gpu_count: 1,
         image: "nvcr.io/nvidia/pytorch:24.05-py3".into(),
-        env: BTreeMap::from([("HF_TOKEN".to_string(), "it's secret".to_string())]),
+        env: BTreeMap::from([("HF_TOKEN".to_string(), "it's secret".into())]),
         ssh_public_key: Some(PUBLIC_KEY.into()),
     }
 }

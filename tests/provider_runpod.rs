@@ -60,7 +60,7 @@ fn spec(offer_id: &str, count: u32, spot: bool, bid: Option<&str>) -> LaunchSpec
         bid: bid.map(|b| b.parse().unwrap()),
         gpu_count: count,
         image: "runpod/pytorch:2.4.0".into(),
-        env: BTreeMap::from([("MODEL".to_string(), "llama-3".to_string())]),
+        env: BTreeMap::from([("MODEL".to_string(), "llama-3".into())]),
         ssh_public_key: Some("ssh-ed25519 AAAAC3 user@host".into()),
     }
 }

@@ -61,7 +61,7 @@ fn spec(offer: &Offer, spot: bool, attempt: u32) -> LaunchSpec {
         bid: if spot { offer.spot_price } else { None },
         gpu_count: offer.gpu_count,
         image: "pytorch/pytorch:latest".into(),
-        env: BTreeMap::from([("HF_TOKEN".to_string(), "hf_x".to_string())]),
+        env: BTreeMap::from([("HF_TOKEN".to_string(), "hf_x".into())]),
         ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample me@laptop".into()),
     }
 }

@@ -92,7 +92,9 @@ async fn a_thousand_instances_cost_one_list_call_per_interval() {
     )
     .await
     .unwrap();
-    let request = LaunchCommand::from_json(br#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"2"}"#).unwrap();
+    let request = LaunchCommand::from_json(br#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"2"}"#)
+        .unwrap()
+        .with_env(Default::default());
     let launches = (0..1000)
         .map(|i| supervisor.send(Launch { id: format!("poll-{i}").parse().unwrap(), request: request.clone() }));
     for answer in futures::future::join_all(launches).await {

@@ -15,7 +15,7 @@ use tgp_events::events::{
     Candidate, Connection, FailureClass, INSTANCE_AGGREGATE, InstanceEvent, InterruptionReason, Limit, OfferSummary,
 };
 use tgp_events::span::Span;
-use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money, ProviderName};
+use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchRequest, Money, ProviderName};
 
 use crate::selection::offering_key;
 
@@ -31,7 +31,7 @@ pub enum InstanceCommand {
         /// The chain's id.
         id: InstanceId,
         /// The validated command.
-        request: LaunchCommand,
+        request: LaunchRequest,
         /// When it was accepted.
         at: DateTime<Utc>,
     },
@@ -256,7 +256,7 @@ pub struct Instance {
     /// Where it is; meaningless while `id` is `None`.
     pub state: Option<InstanceState>,
     /// The accepted command (policy and image), boxed to keep idle instances small.
-    pub request: Option<Box<LaunchCommand>>,
+    pub request: Option<Box<LaunchRequest>>,
     /// The offer chosen for the next or current attempt, with its bid.
     pub offer: Option<(OfferSummary, Option<Money>)>,
     /// Attempts started so far.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use tgp_events::events::{Connection, FailureClass, InstanceEvent, InterruptionReason, OfferSummary};
-use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, Money};
+use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand, LaunchRequest, Money};
 
 use crate::aggregate::{Instance, InstanceCommand as C, InstanceError};
 
@@ -16,7 +16,7 @@ fn id() -> InstanceId {
 fn money(s: &str) -> Money {
     s.parse().unwrap()
 }
-fn request(max_attempts: u32) -> LaunchCommand {
+fn request(max_attempts: u32) -> LaunchRequest {
     LaunchCommand::from_json(
         format!(
             r#"{{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3","relaunch":{{"max_attempts":{max_attempts}}}}}"#
@@ -24,6 +24,7 @@ fn request(max_attempts: u32) -> LaunchCommand {
         .as_bytes(),
     )
     .unwrap()
+    .with_env(Default::default())
 }
 fn offer() -> OfferSummary {
     OfferSummary {
@@ -290,7 +291,8 @@ fn no_fitting_offer_fails_at_once_when_waiting_cannot_help() {
     let fail_fast = LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3","wait_for_capacity":"0s"}"#,
     )
-    .unwrap();
+    .unwrap()
+    .with_env(Default::default());
     framework()
         .given(vec![InstanceEvent::LaunchRequested { instance_id: id(), request: fail_fast, at: at() }])
         .when(no_fit(at(), true))

@@ -25,7 +25,9 @@ fn attempt(n: u32) -> AttemptId {
 
 /// A chain whose attempts launch `machines` in turn; each but the last is declared lost.
 fn chain(machines: &[&str], lost: InterruptionReason) -> Vec<InstanceEvent> {
-    let request = LaunchCommand::from_json(br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3"}"#).unwrap();
+    let request = LaunchCommand::from_json(br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3"}"#)
+        .unwrap()
+        .with_env(Default::default());
     let offer = OfferSummary {
         provider: provider(),
         offer_id: "o-1".into(),

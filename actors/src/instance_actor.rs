@@ -23,6 +23,7 @@ use crate::evidence::{
     Absence, Confirmation, EvidenceConfig, LaunchAnswer, Observed, confirmation, observation, own_orphans,
 };
 use crate::journal::{CommitError, Loaded};
+use crate::keyring::Keyring;
 use crate::provider::{LaunchSpec, Market, ProviderError, ProviderInstance, ProviderListing};
 use crate::selection::{Selection, select};
 
@@ -53,6 +54,8 @@ pub struct Shared<R> {
     pub selection_wait: Duration,
     /// While a chain waits for capacity, how often it selects again (about the offers' refresh).
     pub capacity_recheck: Duration,
+    /// Opens the journaled env values at each launch and relaunch (read once, at start).
+    pub keyring: Arc<Keyring>,
 }
 
 /// Which machine a chain bills now, and at which provider, with when it was launched (a listing
@@ -522,6 +525,20 @@ async fn advance<R: PersistedEventRepository>(
                 loaded.commit(&shared.repo, id, command, &meta).await?;
                 return Ok(Next::Drive);
             };
+            // The plain values exist from here to the provider call, in memory only.
+            let env = match shared.keyring.unseal_env(id, &request.env) {
+                Ok(env) => env,
+                Err(e) => {
+                    let command = InstanceCommand::RecordLaunchFailed {
+                        attempt_id,
+                        class: FailureClass::InvalidRequest,
+                        message: e.to_string(),
+                        at: now(),
+                    };
+                    loaded.commit(&shared.repo, id, command, &meta).await?;
+                    return Ok(Next::Drive);
+                }
+            };
             let spec = LaunchSpec {
                 attempt_id: attempt_id.clone(),
                 offer_id: offer.offer_id.clone(),
@@ -529,7 +546,7 @@ async fn advance<R: PersistedEventRepository>(
                 bid,
                 gpu_count: offer.gpu_count,
                 image: request.image.clone(),
-                env: request.env.clone(),
+                env,
                 ssh_public_key: request.ssh_public_key.clone(),
             };
             let answer = provider.launch(&spec).await;

@@ -10,6 +10,7 @@
 //! - [`selection`]: choosing the cheapest fitting offer, with a verdict for every candidate.
 //! - [`evidence`]: what listings, status answers and unclear launch answers prove, and what they
 //!   do not.
+//! - [`keyring`]: sealing a launch's env values for the journal, and opening them to launch.
 //! - [`aggregate`]: the instance aggregate, the rules of one chain's life (cqrs-es `Aggregate`).
 //! - [`journal`]: committing an aggregate's decisions through any cqrs-es repository.
 //! - [`instance_actor`]: one actix actor per live instance: decides, journals, then acts.
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod evidence;
 pub mod instance_actor;
 pub mod journal;
+pub mod keyring;
 pub mod provider;
 pub mod provider_actor;
 pub mod selection;

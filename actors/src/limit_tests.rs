@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use tgp_events::events::{InstanceEvent, InterruptionReason, Limit, OfferSummary};
-use tgp_events::{AttemptId, BillingGranularity, BillingUnit, InstanceId, LaunchCommand, Money};
+use tgp_events::{AttemptId, BillingGranularity, BillingUnit, InstanceId, LaunchCommand, LaunchRequest, Money};
 
 use crate::aggregate::{BUDGET_MARGIN, Instance, InstanceCommand as C};
 use crate::instance_actor::{Step, next_step};
@@ -18,9 +18,9 @@ fn id() -> InstanceId {
 fn money(s: &str) -> Money {
     s.parse().unwrap()
 }
-fn request(extra: &str) -> LaunchCommand {
+fn request(extra: &str) -> LaunchRequest {
     let json = format!(r#"{{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3"{extra}}}"#);
-    LaunchCommand::from_json(json.as_bytes()).unwrap()
+    LaunchCommand::from_json(json.as_bytes()).unwrap().with_env(Default::default())
 }
 fn requested(extra: &str) -> InstanceEvent {
     InstanceEvent::LaunchRequested { instance_id: id(), request: request(extra), at: t0() }

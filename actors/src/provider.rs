@@ -97,7 +97,7 @@ impl OfferFilter {
     }
 
     /// The filter that finds candidates for a launch command.
-    pub fn for_launch(request: &LaunchCommand) -> Self {
+    pub fn for_launch<V>(request: &LaunchCommand<V>) -> Self {
         OfferFilter {
             gpu_type: Some(request.gpu_type),
             min_gpu_count: Some(request.gpu_count),
@@ -124,7 +124,7 @@ pub struct LaunchSpec {
     /// Image, environment and SSH key from the launch command.
     pub image: String,
     /// Environment variables.
-    pub env: std::collections::BTreeMap<String, String>,
+    pub env: std::collections::BTreeMap<String, tgp_events::sealed::Secret>,
     /// SSH public key.
     pub ssh_public_key: Option<String>,
 }

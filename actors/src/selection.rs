@@ -38,7 +38,7 @@ pub fn offering_key(offer: &OfferSummary) -> String {
 /// with `prefer-spot`, on-demand options are used only when no spot option fits and the relaunch
 /// policy allows on-demand fallback. Offerings in `avoid` are refused. Ties go to the more
 /// reliable offer, then to provider and offer id so the choice is deterministic.
-pub fn select(request: &LaunchCommand, offers: &[Offer], avoid: &[String]) -> Selection {
+pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String]) -> Selection {
     let max = request.max_machine_price();
     let mut fitting: Vec<(OfferSummary, Option<rust_decimal::Decimal>)> = Vec::new();
     let mut refused: Vec<Candidate> = Vec::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
 use tgp_events::api::{InstanceSummary, ListRequest};
-use tgp_events::{InstanceId, LaunchCommand};
+use tgp_events::{InstanceId, LaunchRequest};
 
 use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::clock::Clock;
@@ -18,6 +18,7 @@ use crate::instance_actor::{
     Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, Tracked, TrackedMachine,
 };
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
+use crate::keyring::Keyring;
 use crate::provider::{Market, ProviderListing};
 use crate::provider_actor::ProviderEventSink;
 use tgp_events::ProviderName;
@@ -43,6 +44,8 @@ pub struct SupervisorConfig {
     pub capacity_recheck: Duration,
     /// Where the supervisor's provider events go (suspect listings); none: logged only.
     pub events: Option<Arc<dyn ProviderEventSink>>,
+    /// The keys that open journaled env values, for launches and relaunches; the first seals.
+    pub keyring: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for SupervisorConfig {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for SupervisorConfig {
             .field("evidence", &self.evidence)
             .field("selection_wait", &self.selection_wait)
             .field("capacity_recheck", &self.capacity_recheck)
+            .field("keyring", &self.keyring)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +73,7 @@ impl Default for SupervisorConfig {
             selection_wait: Duration::from_secs(30),
             capacity_recheck: Duration::from_secs(30),
             events: None,
+            keyring: Arc::default(),
         }
     }
 }
@@ -137,7 +142,7 @@ pub struct Launch {
     /// The chain's id.
     pub id: InstanceId,
     /// The validated command.
-    pub request: LaunchCommand,
+    pub request: LaunchRequest,
 }
 
 /// Take no new chains from now on, for this reason: the journal that would account for them
@@ -215,6 +220,7 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             evidence: config.evidence.clone(),
             selection_wait: config.selection_wait,
             capacity_recheck: config.capacity_recheck,
+            keyring: config.keyring.clone(),
         });
         let mut supervisor = Supervisor {
             live: HashMap::new(),

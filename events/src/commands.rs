@@ -27,6 +27,7 @@ use crate::limits::{
 use crate::money::Money;
 use crate::policy::{RelaunchPolicy, SpotPolicy};
 use crate::region::Region;
+use crate::sealed::{EnvValue, SealedValue, Secret};
 use crate::span::Span;
 
 /// Most GPUs one instance may ask for; no provider offers more in one machine.
@@ -48,9 +49,14 @@ pub const MAX_WAIT_FOR_CAPACITY: Span = Span::from_secs(7 * 86_400);
 pub const DEFAULT_IMAGE: &str = "ubuntu:22.04";
 
 /// Ask for one GPU instance.
+///
+/// `V` is the form of the env values: [`Secret`] (the default) as tgp reads a command, `String`
+/// as a client program writes one, [`SealedValue`] as the journal keeps it ([`LaunchRequest`]).
+/// A `LaunchCommand<Secret>` cannot be serialized at all, so its plain values cannot reach an
+/// event, a reply or a log by mistake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LaunchCommand {
+pub struct LaunchCommand<V = Secret> {
     /// The standard GPU type, e.g. `H100` or `A100-80GB`.
     pub gpu_type: GpuType,
     /// GPUs in the one machine, 1 to [`MAX_GPU_COUNT`].
@@ -67,9 +73,10 @@ pub struct LaunchCommand {
     /// Container or machine image; default [`DEFAULT_IMAGE`].
     #[serde(default = "default_image")]
     pub image: String,
-    /// Environment variables for the image; default none.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    /// Environment variables for the image; default none. Values may be secrets: tgp journals
+    /// them sealed, and shows only their names.
+    #[serde(default = "BTreeMap::new", skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, V>,
     /// Public key allowed to log in over SSH; default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_public_key: Option<String>,
@@ -94,6 +101,9 @@ pub struct LaunchCommand {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
+
+/// A launch as accepted and journaled: its env values sealed (see [`crate::sealed`]).
+pub type LaunchRequest = LaunchCommand<SealedValue>;
 
 fn default_image() -> String {
     DEFAULT_IMAGE.to_string()
@@ -135,7 +145,7 @@ impl CommandError {
     }
 }
 
-impl LaunchCommand {
+impl LaunchCommand<Secret> {
     /// Decodes and validates a launch command from its JSON body.
     pub fn from_json(body: &[u8]) -> Result<Self, CommandError> {
         check_sizes(body, launch_string_limit)?;
@@ -143,7 +153,40 @@ impl LaunchCommand {
         cmd.validate()?;
         Ok(cmd)
     }
+}
 
+impl<V> LaunchCommand<V> {
+    /// The same launch with `env` in place of its env (sealing and unsealing go through here).
+    pub fn with_env<W>(self, env: BTreeMap<String, W>) -> LaunchCommand<W> {
+        LaunchCommand {
+            gpu_type: self.gpu_type,
+            gpu_count: self.gpu_count,
+            regions: self.regions,
+            max_hourly_price: self.max_hourly_price,
+            spot_policy: self.spot_policy,
+            image: self.image,
+            env,
+            ssh_public_key: self.ssh_public_key,
+            relaunch: self.relaunch,
+            max_lifetime: self.max_lifetime,
+            budget: self.budget,
+            wait_for_capacity: self.wait_for_capacity,
+            idempotency_key: self.idempotency_key,
+        }
+    }
+
+    /// How long to wait for capacity: the command's `wait_for_capacity`, or the default.
+    pub fn capacity_wait(&self) -> Span {
+        self.wait_for_capacity.unwrap_or(DEFAULT_WAIT_FOR_CAPACITY)
+    }
+
+    /// The most the whole machine may cost per hour: the per-GPU maximum times the GPU count.
+    pub fn max_machine_price(&self) -> Money {
+        self.max_hourly_price * self.gpu_count
+    }
+}
+
+impl<V: EnvValue> LaunchCommand<V> {
     /// Checks what the types alone cannot: counts, sizes, prices, the SSH key's form and the
     /// idempotency key.
     pub fn validate(&self) -> Result<(), CommandError> {
@@ -221,11 +264,6 @@ impl LaunchCommand {
         Ok(())
     }
 
-    /// How long to wait for capacity: the command's `wait_for_capacity`, or the default.
-    pub fn capacity_wait(&self) -> Span {
-        self.wait_for_capacity.unwrap_or(DEFAULT_WAIT_FOR_CAPACITY)
-    }
-
     /// The size limits of [`crate::limits`] on the decoded command (the same figures
     /// [`LaunchCommand::from_json`] checks on the JSON).
     fn validate_sizes(&self) -> Result<(), CommandError> {
@@ -248,24 +286,19 @@ impl LaunchCommand {
             if name.len() > MAX_ENV_NAME_BYTES {
                 return Err(too_long("env name", name, MAX_ENV_NAME_BYTES));
             }
-            if value.len() > MAX_ENV_VALUE_BYTES {
+            if value.byte_len() > MAX_ENV_VALUE_BYTES {
                 // The value itself is never quoted: it may be a secret.
                 return Err(CommandError::Invalid(format!(
                     "env {name}'s value is {} bytes, at most {MAX_ENV_VALUE_BYTES}",
-                    value.len()
+                    value.byte_len()
                 )));
             }
         }
-        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let env_bytes: usize = self.env.iter().map(|(k, v)| k.len() + v.byte_len()).sum();
         if env_bytes > MAX_ENV_BYTES {
             return Err(CommandError::Invalid(format!("env holds {env_bytes} bytes in all, at most {MAX_ENV_BYTES}")));
         }
         Ok(())
-    }
-
-    /// The most the whole machine may cost per hour: the per-GPU maximum times the GPU count.
-    pub fn max_machine_price(&self) -> Money {
-        self.max_hourly_price * self.gpu_count
     }
 }
 

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::LaunchCommand;
+use crate::commands::LaunchRequest;
 use crate::gpu::GpuType;
 use crate::ids::{AttemptId, InstanceId, ProviderName};
 use crate::money::Money;
@@ -133,8 +133,9 @@ pub enum InstanceEvent {
     LaunchRequested {
         /// The chain's id (also the last token of the subject).
         instance_id: InstanceId,
-        /// The command as accepted (validated), so policy can be applied later from the journal.
-        request: LaunchCommand,
+        /// The command as accepted (validated), so policy can be applied later from the journal;
+        /// its env values sealed, so the journal holds their names only in clear.
+        request: LaunchRequest,
         /// When tgp accepted it.
         at: DateTime<Utc>,
     },

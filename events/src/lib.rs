@@ -10,6 +10,7 @@
 //! - [`gpu`]: the standard GPU types and their parsing.
 //! - [`policy`]: spot policy, relaunch policy and billing granularity.
 //! - [`commands`]: the launch and terminate commands, and their validation.
+//! - [`sealed`]: env values as plain secrets (memory only) and sealed (the journal).
 //! - [`limits`]: the largest value each command field may hold, and how refusals quote.
 //! - [`ssh_key`]: the one form of SSH public key a launch accepts.
 //! - [`events`]: the instance lifecycle events and their versioned wire form.
@@ -30,11 +31,12 @@ pub mod money;
 pub mod policy;
 pub mod provider_events;
 pub mod region;
+pub mod sealed;
 pub mod span;
 pub mod ssh_key;
 pub mod subjects;
 
-pub use commands::{LaunchCommand, TerminateCommand};
+pub use commands::{LaunchCommand, LaunchRequest, TerminateCommand};
 pub use events::InstanceEvent;
 pub use gpu::GpuType;
 pub use ids::{AttemptId, InstanceId, ProviderName};

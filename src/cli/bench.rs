@@ -62,7 +62,8 @@ fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
     let request = LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","image":"ubuntu:22.04"}"#,
     )
-    .expect("valid command");
+    .expect("valid command")
+    .with_env(Default::default());
     let offer = OfferSummary {
         provider: "simulated".parse().expect("name"),
         offer_id: "h100-us-east-1x".into(),

@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// recreates nothing.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     stream_check_interval: Duration,
+    /// Key file(s) that seal launches' env values in the journal (`tgp secrets keygen FILE`
+    /// makes one; mode 0600). Repeat it, or separate with commas, to rotate: the first seals,
+    /// every one opens. Without one, a launch that carries env is refused.
+    #[arg(long, env = "TGP_SECRETS_KEY", value_delimiter = ',')]
+    secrets_key: Vec<std::path::PathBuf>,
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -250,10 +255,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
         let (nats, _server) = nats_or_private(&args.nats, Role::Tgp)?;
         let url = nats.redacted_url();
+        let keyring = Arc::new(tgp::secrets::keyring(&args.secrets_key)?);
         let market = build_market(&args.market, &args.sim).await?;
         let config = ControllerConfig {
             nats: nats.clone(),
             supervisor: SupervisorConfig {
+                keyring,
                 poll_interval: args.poll_interval,
                 failpoint: args.failpoint,
                 evidence: args.evidence.config(),
@@ -300,9 +307,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         };
         let market = build_market(&MarketArgs { market: MarketKind::Fakes, config: None }, &sim).await?;
         println!("== the market: {}", market.description);
+        // The demo's own key, for its run only: its env values are sealed like a real deployment's.
+        let key = tgp_actors::keyring::SecretKey::from_bytes(&tgp_actors::keyring::SecretKey::generate());
         let config = ControllerConfig {
             nats: nats.clone(),
             supervisor: SupervisorConfig {
+                keyring: Arc::new(tgp_actors::keyring::Keyring::new(vec![key])),
                 poll_interval: Duration::from_millis(500),
                 retry_delay: Duration::from_secs(1),
                 ..SupervisorConfig::default()

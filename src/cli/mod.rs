@@ -66,6 +66,25 @@ enum Command {
     /// Make a fresh nkey for each NATS role (tgp, client, auditor, admin): the seed files and the
     /// `nkeys.conf` that `nats.conf` includes (`scripts/dev-creds` runs it).
     Nkeys(nkeys::NkeysArgs),
+    /// Keys that seal launches' env values in the journal.
+    Secrets(SecretsArgs),
+}
+
+/// `tgp secrets`.
+#[derive(Args)]
+struct SecretsArgs {
+    #[command(subcommand)]
+    command: SecretsCommand,
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Write a new random key to FILE (mode 0600; never overwrites), and print its id. Give it to
+    /// `tgp run --secrets-key FILE`; keep it as long as the journal holds values it sealed.
+    Keygen {
+        /// Where to write the key.
+        file: PathBuf,
+    },
 }
 
 /// Where the NATS server is and how to authenticate: the same options, and the nats CLI's
@@ -205,6 +224,11 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => controller::run(args),
+        Command::Secrets(SecretsArgs { command: SecretsCommand::Keygen { file } }) => {
+            let id = tgp::secrets::keygen(&file)?;
+            println!("wrote secrets key {id} to {}", file.display());
+            Ok(())
+        }
         Command::Demo(args) => controller::demo(args),
         Command::Bench(args) => controller::bench(args),
         Command::Sim(args) => sim::sim(args),

@@ -287,7 +287,8 @@ mod tests {
         let request = tgp_events::LaunchCommand::from_json(
             br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"2","budget":"1.00","max_lifetime":"1h"}"#,
         )
-        .unwrap();
+        .unwrap()
+        .with_env(Default::default());
         let events = vec![
             InstanceEvent::LaunchRequested { instance_id: id(), request, at: t0 },
             InstanceEvent::Launched {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand::seq::IndexedRandom;
-use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, RelaunchPolicy, Span, SpotPolicy};
+use tgp_events::{GpuType, InstanceId, LaunchCommand, LaunchRequest, Money, RelaunchPolicy, Span, SpotPolicy};
 
 use super::misfortune::rng_for;
 
@@ -18,7 +18,7 @@ pub struct Arrival {
     /// The instance id it is launched under.
     pub id: InstanceId,
     /// What is asked for.
-    pub command: LaunchCommand,
+    pub command: LaunchRequest,
     /// When the user terminates it by hand, from the start of the run, if they do.
     pub terminate_after: Option<Duration>,
 }

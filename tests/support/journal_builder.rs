@@ -42,7 +42,8 @@ impl<'a> Chain<'a> {
         let request = LaunchCommand::from_json(
             br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"9","relaunch":{"max_attempts":9}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .with_env(Default::default());
         let mut chain = Chain { journal, id: id.parse().unwrap(), loaded: Loaded::default(), machine: 0 };
         let id = chain.id.clone();
         chain.exec(C::RequestLaunch { id, request, at }).await;

@@ -35,12 +35,17 @@ impl ControllerProcess {
         Self::start_with(server, dir, &[])
     }
 
-    /// Starts with extra `tgp run` arguments.
+    /// Starts with extra `tgp run` arguments, and a secrets key kept in `dir` (made on first use),
+    /// unless `extra` names one.
     pub fn start_with(server: &NatsServer, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
         let url = server.url();
+        let key = secrets_key(dir);
+        let key_args: Vec<&std::ffi::OsStr> =
+            if extra.contains(&"--secrets-key") { Vec::new() } else { vec!["--secrets-key".as_ref(), key.as_os_str()] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
             .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
+            .args(key_args)
             .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })
             .args(if extra.contains(&"--settle-window") { &[][..] } else { &["--settle-window", "1s"][..] })
             .args(extra)
@@ -77,6 +82,15 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The secrets key file of a test's `dir`, made (mode 0600) the first time.
+pub fn secrets_key(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("secrets.key");
+    if !path.exists() {
+        tgp::secrets::keygen(&path).expect("a secrets key is written");
+    }
+    path
 }
 
 /// The environment that makes a `tgp` command connect to `server` as `role` (its nkey seed file),

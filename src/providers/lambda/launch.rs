@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use tgp_events::sealed::Secret;
+
 use sha2::{Digest, Sha256};
 
 /// Longest instance name Lambda takes.
@@ -49,7 +51,7 @@ fn shell_quote(s: &str) -> String {
 
 /// The cloud-init user data that runs `image` with `env` under Docker on the Lambda Stack VM
 /// (which ships Docker with the NVIDIA runtime). Errors say what cannot be passed.
-pub fn user_data(attempt: &str, image: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn user_data(attempt: &str, image: &str, env: &BTreeMap<String, Secret>) -> Result<String, String> {
     let image = image.trim();
     if image.is_empty() || image.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("image {image:?} is not a container image reference"));
@@ -64,6 +66,7 @@ pub fn user_data(attempt: &str, image: &str, env: &BTreeMap<String, String>) -> 
         if !valid {
             return Err(format!("environment variable name {key:?} is not valid (letters, digits, _)"));
         }
+        let value = value.expose();
         if value.contains('\0') {
             return Err(format!("environment variable {key} contains a NUL byte"));
         }
@@ -102,11 +105,11 @@ mod tests {
 
     #[test]
     fn user_data_quotes_and_refuses() {
-        let env = BTreeMap::from([("MSG".to_string(), "it's $HOME".to_string())]);
+        let env = BTreeMap::from([("MSG".to_string(), Secret::new("it's $HOME".to_string()))]);
         let script = user_data("tgp-a-1", "nvcr.io/x:1", &env).unwrap();
         assert!(script.contains(r"-e 'MSG=it'\''s $HOME'"), "{script}");
         assert!(script.contains("'nvcr.io/x:1'"));
-        let bad = BTreeMap::from([("A-B".to_string(), "x".to_string())]);
+        let bad = BTreeMap::from([("A-B".to_string(), Secret::new("x".to_string()))]);
         assert!(user_data("t", "img", &bad).unwrap_err().contains("A-B"));
         assert!(user_data("t", "two words", &BTreeMap::new()).is_err());
     }

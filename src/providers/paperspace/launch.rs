@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+use tgp_events::sealed::Secret;
+
 use tgp_actors::provider::LaunchSpec;
 
 /// The login user of Paperspace's Linux templates.
@@ -80,18 +82,18 @@ pub fn startup_script(spec: &LaunchSpec) -> Result<Option<String>, String> {
     if !spec.env.is_empty() {
         script.push_str("cat > /etc/profile.d/tgp-env.sh <<'TGP_ENV_EOF'\n");
         for (k, v) in &spec.env {
-            script.push_str(&format!("export {k}={}\n", shell_quote(v)));
+            script.push_str(&format!("export {k}={}\n", shell_quote(v.expose())));
         }
         script.push_str("TGP_ENV_EOF\n");
         for (k, v) in &spec.env {
-            script.push_str(&format!("echo {} >> /etc/environment\n", shell_quote(&format!("{k}=\"{v}\""))));
+            script.push_str(&format!("echo {} >> /etc/environment\n", shell_quote(&format!("{k}=\"{}\"", v.expose()))));
         }
     }
     Ok(Some(script))
 }
 
 /// Names must be shell identifiers; values one line without `"` (what `/etc/environment` holds).
-fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
+fn check_env(env: &BTreeMap<String, Secret>) -> Result<(), String> {
     for (k, v) in env {
         let mut chars = k.chars();
         let ident = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
@@ -99,7 +101,7 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<(), String> {
         if !ident {
             return Err(format!("environment variable name {k:?} is not a shell identifier"));
         }
-        if v.contains(['\n', '\r', '"', '\0']) {
+        if v.expose().contains(['\n', '\r', '"', '\0']) {
             return Err(format!(
                 "environment variable {k}: a value may not hold newlines or double quotes on Paperspace"
             ));

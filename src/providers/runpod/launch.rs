@@ -32,12 +32,12 @@ impl RunPodClient {
             if k.is_empty() || k.contains('=') || k == SPOT_MARKER {
                 return Err(invalid(format!("RunPod cannot take the environment variable {k:?}")));
             }
-            env.insert(k.clone(), json!(v));
+            env.insert(k.clone(), json!(v.expose()));
         }
         if let Some(ssh) = &spec.ssh_public_key {
             // RunPod's images install PUBLIC_KEY into root's authorized_keys.
             match spec.env.get("PUBLIC_KEY") {
-                Some(other) if other != ssh => {
+                Some(other) if other.expose() != ssh => {
                     return Err(invalid("PUBLIC_KEY in the environment differs from the SSH key".into()));
                 }
                 _ => env.insert("PUBLIC_KEY".into(), json!(ssh)),

@@ -95,7 +95,7 @@ pub fn create_body(spec: &LaunchSpec, disk_gb: u32) -> Result<Value, String> {
     Ok(json!({
         "client_id": "me",
         "image": image,
-        "env": spec.env,
+        "env": spec.env.iter().map(|(k, v)| (k.clone(), Value::from(v.expose()))).collect::<serde_json::Map<_, _>>(),
         "price": price,
         "disk": disk_gb,
         "label": label,
