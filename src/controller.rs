@@ -51,6 +51,8 @@ pub struct ControllerConfig {
     pub provider_actor: ProviderActorConfig,
     /// Start even when the journal is empty while the providers hold machines labelled by tgp.
     pub allow_empty_journal: bool,
+    /// The key every journal message tgp writes is signed with (`docs/security.md`).
+    pub journal_key: crate::journal::JournalKey,
 }
 
 /// Why the controller could not start.
@@ -123,8 +125,10 @@ impl Controller {
         let client = connect_with(&config.nats, "tgp-controller").await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
-        let journal = JetStreamJournal::open(js.clone()).await?;
-        let events = JournaledProviderEvents::new(js.clone());
+        let key = config.journal_key.clone();
+        let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
+        tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
+        let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let sink: Arc<dyn ProviderEventSink> = Arc::new(events.clone());
         let handles: Vec<ProviderHandle> = config
             .providers
@@ -144,14 +148,16 @@ impl Controller {
             providers: handles,
         };
         let mut tasks = vec![
-            runner::follow(js.clone(), views.cost.clone()).await?,
-            runner::follow(js.clone(), views.prices.clone()).await?,
+            runner::follow(js.clone(), key.clone(), views.cost.clone()).await?,
+            runner::follow(js.clone(), key.clone(), views.prices.clone()).await?,
         ];
         if config.metrics_addr.is_some() {
-            tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
+            tasks.push(
+                crate::projections::metrics::follow(js.clone(), key.clone()).await.map_err(ControllerError::Metrics)?,
+            );
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
-        tasks.push(crate::intake::start(js.clone(), supervisor.clone()).await?);
+        tasks.push(crate::intake::start(js.clone(), key.clone(), supervisor.clone()).await?);
         if let Some(reporter) = &config.api_changes {
             tasks.push(events.follow_api_changes(reporter));
         }

@@ -28,6 +28,7 @@ fn crashing_controller(url: &str, dir: &std::path::Path, failpoint: &str) -> std
         .arg("--sim-state")
         .arg(dir.join("simulated-market.json"))
         .env("TGP_FAILPOINT", failpoint)
+        .env("TGP_JOURNAL_KEY", journal_key(dir))
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -136,11 +137,12 @@ async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
     let empty = nats();
     let state = first.dir().join("simulated-market.json");
     let refused = tokio::task::spawn_blocking({
-        let (url, state) = (empty.url().to_string(), state.clone());
+        let (url, state, key) = (empty.url().to_string(), state.clone(), journal_key(&first.dir()));
         move || {
             Command::new(env!("CARGO_BIN_EXE_tgp"))
                 .args(["run", "--market", "simulated", "--nats-url", &url, "--sim-state"])
                 .arg(&state)
+                .env("TGP_JOURNAL_KEY", &key)
                 .env("RUST_LOG", "error")
                 .output()
                 .unwrap()

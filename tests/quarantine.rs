@@ -100,9 +100,10 @@ async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudl
         .unwrap()
         .sequence;
     let url = server.url().to_string();
+    let key = journal_key(&server.dir()).display().to_string();
     let (ok, _, err) = tokio::task::spawn_blocking({
         let url = url.clone();
-        move || tgp(&["run", "--market", "simulated", "--nats-url", &url])
+        move || tgp(&["run", "--market", "simulated", "--nats-url", &url, "--journal-key", &key])
     })
     .await
     .unwrap();

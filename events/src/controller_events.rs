@@ -20,6 +20,16 @@ pub enum ControllerEvent {
         /// The last stream sequence it had taken in before the new consumer (it resumes after it).
         resumed_after: u64,
     },
+    /// A journal message was quarantined: it does not decode, or is not signed by tgp's key. It
+    /// is skipped by every read and never acted on; `tgp journal check` lists it.
+    JournalMessageQuarantined {
+        /// Its stream sequence in `TGP_EVENTS`.
+        sequence: u64,
+        /// The subject it was stored on.
+        subject: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 impl ControllerEvent {
@@ -27,6 +37,7 @@ impl ControllerEvent {
     pub fn type_name(&self) -> &'static str {
         match self {
             ControllerEvent::ConsumerRecovered { .. } => "ConsumerRecovered",
+            ControllerEvent::JournalMessageQuarantined { .. } => "JournalMessageQuarantined",
         }
     }
 }

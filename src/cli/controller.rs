@@ -11,6 +11,7 @@ use tgp::connect::NatsOptions;
 use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::fakes::FakeProvider;
 use tgp::fakes::market::FakeMarket;
+use tgp::journal::JournalKey;
 use tgp::nats_server::NatsServer;
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config;
@@ -42,6 +43,11 @@ pub struct RunArgs {
     /// Without it tgp refuses to start and names them.
     #[arg(long)]
     allow_empty_journal: bool,
+    /// The file holding the key tgp signs every journal message with (0600; make one with
+    /// `tgp journal keygen FILE`). Needed, except with a private nats-server (no --nats-url),
+    /// where a key is made beside its store and deleted with it.
+    #[arg(long, env = "TGP_JOURNAL_KEY")]
+    journal_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -209,6 +215,31 @@ fn actix_system() -> actix::SystemRunner {
     })
 }
 
+/// The journal key: the file given, or, where tgp may make its own (a private nats-server's
+/// directory, or a temporary directory for `tgp demo` and benches), a new one there. The guard
+/// keeps a temporary directory alive.
+pub fn journal_key(
+    given: Option<&std::path::Path>,
+    scratch: Option<&std::path::Path>,
+    may_make: bool,
+) -> anyhow::Result<(JournalKey, Option<tempfile::TempDir>)> {
+    if let Some(path) = given {
+        return Ok((JournalKey::load(path)?, None));
+    }
+    if let Some(dir) = scratch {
+        return Ok((JournalKey::create(&dir.join("journal.key"))?, None));
+    }
+    anyhow::ensure!(
+        may_make,
+        "tgp run needs the key it signs its journal with: --journal-key FILE (or TGP_JOURNAL_KEY). \
+         Make one with `tgp journal keygen /etc/tgp/journal.key` (readable by tgp only), and keep it: \
+         docs/security.md says how to rotate it"
+    );
+    let dir = tempfile::Builder::new().prefix("tgp-journal-key-").tempdir()?;
+    let key = JournalKey::create(&dir.path().join("journal.key"))?;
+    Ok((key, Some(dir)))
+}
+
 /// The given NATS server, or a private server started for this process (kept alive by the guard).
 pub fn nats_or_private(nats: &NatsArgs) -> anyhow::Result<(NatsOptions, Option<NatsServer>)> {
     match nats.options()? {
@@ -239,7 +270,9 @@ async fn shutdown_signal() {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (nats, _server) = nats_or_private(&args.nats)?;
+        let (nats, server) = nats_or_private(&args.nats)?;
+        let scratch = server.as_ref().map(NatsServer::dir);
+        let (journal_key, _key_dir) = journal_key(args.journal_key.as_deref(), scratch.as_deref(), false)?;
         let url = nats.redacted_url();
         let market = build_market(&args.market, &args.sim).await?;
         let config = ControllerConfig {
@@ -257,6 +290,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics_addr: args.metrics_addr,
             provider_actor: market.provider_actor,
             allow_empty_journal: args.allow_empty_journal,
+            journal_key,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
@@ -279,7 +313,9 @@ pub struct DemoArgs {
 
 pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (nats, _server) = nats_or_private(&args.nats)?;
+        let (nats, server) = nats_or_private(&args.nats)?;
+        let scratch = server.as_ref().map(NatsServer::dir);
+        let (journal_key, _key_dir) = journal_key(None, scratch.as_deref(), true)?;
         let sim = SimArgs {
             sim_seed: args.seed,
             sim_state: None,
@@ -301,6 +337,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             metrics_addr: None,
             provider_actor: market.provider_actor,
             allow_empty_journal: false,
+            journal_key,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&nats, &controller).await
