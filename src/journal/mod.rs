@@ -20,9 +20,15 @@
 //!   then checked against the subject's last message, which is ours if the first send landed.
 //!
 //! # Reads
-//! Every read goes through [`JournalReader`], which quarantines a message that does not decode
-//! ([`quarantine`]): a bad message on the bus is skipped and recorded, never acted on, and never
-//! stops a start-up.
+//! Every read goes through [`JournalReader`], which quarantines a message that does not verify
+//! ([`signing`]) or decode ([`quarantine`]): a bad message on the bus is skipped and recorded,
+//! never acted on, and never stops a start-up.
+//!
+//! # Signing
+//! [`JetStreamJournal::open_signed`] (what the controller uses) signs each commit over its
+//! subject, its expected last-subject sequence and its body, and records its public key in the
+//! stream's metadata; [`JetStreamJournal::open`] writes unsigned commits, as a journal from before
+//! signing holds them.
 //!
 //! # Caveats
 //! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a

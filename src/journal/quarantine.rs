@@ -24,9 +24,13 @@
 //!   machine it launched) is how money and machines are lost.
 //!
 //! # Caveats
-//! - A message that decodes is not proof that tgp wrote it: commits are not signed yet
-//!   (`docs/security.md`). Quarantine stops garbage, not well-formed forgeries; a well-formed
-//!   commit with an unknown event can still stop a start-up until commits are signed.
+//! - The shape checks here come after the signature check ([`super::signing::Verifier`]): a
+//!   message that is unsigned (from the journal's `signed_from` on), signed by an unknown key or
+//!   whose signature does not verify is [`Refusal::Foreign`] whatever it holds, so only a commit
+//!   tgp signed can be [`Refusal::Unreadable`] and stop a start-up. Messages stored before signing
+//!   was switched on are checked for shape only.
+//! - The controller's quarantine announces each message it records first in a
+//!   `JournalMessageQuarantined` event on `tgp.events.controller` ([`Quarantine::announcing`]).
 //! - A reader without write access to the bucket (a read-only credential) still skips and logs;
 //!   its records stay in memory ([`Quarantine::found`]).
 

@@ -1,8 +1,8 @@
 //! Reading the journal: one instance's commits, or every commit from a point, in stream order.
 //! Ordered consumers do the reading (one round trip per batch, not per message); a finite read
 //! stops at the message count pending when it started, so it never waits on an idle subject.
-//! Every read checks every message and quarantines one that does not decode
-//! ([`super::quarantine`]): garbage is skipped, never handed over, never an error; a commit of an
+//! Every read checks every message's signature ([`super::signing`]) and shape, and quarantines one
+//! that does not verify or decode ([`super::quarantine`]): forgeries and garbage are skipped, never handed over, never an error; a commit of an
 //! instance that this tgp cannot read fails the read, as an incomplete history must.
 
 use async_nats::jetstream::consumer::DeliverPolicy;
