@@ -74,8 +74,9 @@ async fn recovered(js: &async_nats::jetstream::Context) -> BTreeSet<String> {
     let mut consumers = BTreeSet::new();
     while let Some(message) = read.next_raw().await {
         let record: ControllerRecord = serde_json::from_slice(&message.expect("read").payload).expect("decodes");
-        let ControllerEvent::ConsumerRecovered { consumer, .. } = record.event;
-        consumers.insert(consumer);
+        if let ControllerEvent::ConsumerRecovered { consumer, .. } = record.event {
+            consumers.insert(consumer);
+        }
     }
     consumers
 }

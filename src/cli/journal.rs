@@ -19,9 +19,9 @@ pub struct JournalArgs {
 
 #[derive(Subcommand)]
 enum JournalCommand {
-    /// Read every journal message, quarantine the ones that do not decode, and list every
-    /// quarantined message (exit status 1 when there is one).
-    Check(CheckArgs),
+    /// Read every journal message, quarantine the ones that do not decode or verify, and list
+    /// every quarantined message (exit status 1 when there is one).
+    Check(Box<CheckArgs>),
     /// Write a new journal signing key to FILE (readable by its owner only), for
     /// `tgp run --journal-key FILE`. Refuses to overwrite a file.
     Keygen {
@@ -60,7 +60,7 @@ impl PinArgs {
 
 pub async fn journal(args: JournalArgs) -> anyhow::Result<()> {
     match args.which {
-        JournalCommand::Check(args) => check(args).await,
+        JournalCommand::Check(args) => check(*args).await,
         JournalCommand::Keygen { file } => {
             let key = JournalKey::create(&file)?;
             println!("wrote journal key {} to {} (mode 0600)", key.id(), file.display());
