@@ -68,7 +68,12 @@ async fn reconnected(client: async_nats::Client, connects: u64) {
 
 /// Binds `consumer` (an error here is the caller's: tgp cannot start without it), then consumes it
 /// on a spawned task that rebinds it whenever it stops, for as long as the task lives.
-pub async fn start<C: OwnConsumer>(js: Context, mut consumer: C) -> Result<JoinHandle<()>, String> {
+/// `key` signs the `ConsumerRecovered` events it journals.
+pub async fn start<C: OwnConsumer>(
+    js: Context,
+    key: crate::journal::JournalKey,
+    mut consumer: C,
+) -> Result<JoinHandle<()>, String> {
     let client = js.client();
     let mut connects = client.statistics().connects.load(Ordering::Relaxed);
     consumer.bind().await.map_err(|e| format!("{}: {e}", consumer.name()))?;
@@ -100,17 +105,18 @@ pub async fn start<C: OwnConsumer>(js: Context, mut consumer: C) -> Result<JoinH
                     }
                 }
             };
-            recovered(&js, consumer.name(), reason, resumed_after).await;
+            recovered(&js, &key, consumer.name(), reason, resumed_after).await;
         }
     }))
 }
 
 /// Says that `consumer` recovered: the counter, the log, and the journal.
-async fn recovered(js: &Context, consumer: &str, reason: String, resumed_after: u64) {
+async fn recovered(js: &Context, key: &crate::journal::JournalKey, consumer: &str, reason: String, resumed_after: u64) {
     metrics::counter!(RECOVERIES, "consumer" => consumer.to_string()).increment(1);
     tracing::warn!(consumer, %reason, resumed_after, "consumer recreated and resumed");
     crate::controller_events::publish(
         js,
+        key,
         ControllerEvent::ConsumerRecovered { consumer: consumer.into(), reason, resumed_after },
     )
     .await;

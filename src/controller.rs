@@ -53,6 +53,8 @@ pub struct ControllerConfig {
     pub allow_empty_journal: bool,
     /// How often the streams are looked at for changes under the running controller.
     pub stream_check_interval: std::time::Duration,
+    /// The key every journal message tgp writes is signed with (`docs/security.md`).
+    pub journal_key: crate::journal::JournalKey,
 }
 
 /// Why the controller could not start.
@@ -128,8 +130,10 @@ impl Controller {
         let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
         layout::ensure(&js).await?;
-        let journal = JetStreamJournal::open(js.clone()).await?;
-        let events = JournaledProviderEvents::new(js.clone());
+        let key = config.journal_key.clone();
+        let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
+        tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
+        let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let sink: Arc<dyn ProviderEventSink> = Arc::new(events.clone());
         let handles: Vec<ProviderHandle> = config
             .providers
@@ -151,15 +155,20 @@ impl Controller {
             keyring: keyring.clone(),
         };
         let mut tasks = vec![
-            runner::follow(js.clone(), views.cost.clone()).await?,
-            runner::follow(js.clone(), views.prices.clone()).await?,
+            runner::follow(js.clone(), key.clone(), views.cost.clone()).await?,
+            runner::follow(js.clone(), key.clone(), views.prices.clone()).await?,
         ];
         if config.metrics_addr.is_some() {
-            tasks.push(crate::projections::metrics::follow(js.clone()).await.map_err(ControllerError::Metrics)?);
+            tasks.push(
+                crate::projections::metrics::follow(js.clone(), key.clone()).await.map_err(ControllerError::Metrics)?,
+            );
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
-        tasks.push(crate::intake::start(js.clone(), supervisor.clone(), keyring).await?);
-        tasks.push(crate::journal::guard::watch(js.clone(), supervisor.clone(), config.stream_check_interval).await?);
+        tasks.push(crate::intake::start(js.clone(), key.clone(), supervisor.clone(), keyring).await?);
+        tasks.push(
+            crate::journal::guard::watch(js.clone(), key.clone(), supervisor.clone(), config.stream_check_interval)
+                .await?,
+        );
         if let Some(reporter) = &config.api_changes {
             tasks.push(events.follow_api_changes(reporter));
         }

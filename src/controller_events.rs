@@ -8,18 +8,21 @@ use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
 use tgp_events::events::SCHEMA_VERSION;
 use tgp_events::subjects::CONTROLLER_EVENTS;
 
-/// Journals a controller event; when no stream takes it (the journal was deleted), publishes it
+use crate::journal::JournalKey;
+
+/// Journals a controller event, signed with `key` like every message tgp writes; when no stream takes it (the journal was deleted), publishes it
 /// for whoever listens. A failure is logged. It is an
 /// observation, like a provider event: losing it loses no money, and what it says is also in
 /// the log and the metrics.
-pub async fn publish(js: &Context, event: ControllerEvent) {
+pub async fn publish(js: &Context, key: &JournalKey, event: ControllerEvent) {
     let kind = event.type_name();
     let record = ControllerRecord { at: Utc::now(), version: SCHEMA_VERSION, event };
     let body = match serde_json::to_vec(&record) {
         Ok(body) => bytes::Bytes::from(body),
         Err(e) => return tracing::error!(event = kind, error = %e, "controller event not serializable"),
     };
-    let stored = match js.publish(CONTROLLER_EVENTS, body.clone()).await {
+    let headers = key.headers(CONTROLLER_EVENTS, None, &body);
+    let stored = match js.publish_with_headers(CONTROLLER_EVENTS, headers.clone(), body.clone()).await {
         Ok(ack) => ack.await.map(|_| ()),
         Err(e) => Err(e),
     };
@@ -28,7 +31,7 @@ pub async fn publish(js: &Context, event: ControllerEvent) {
         // No stream takes the subject (the journal was deleted): say it to whoever listens.
         Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
             tracing::warn!(event = kind, "no stream takes controller events; publishing this one unstored");
-            if let Err(e) = js.client().publish(CONTROLLER_EVENTS, body).await {
+            if let Err(e) = js.client().publish_with_headers(CONTROLLER_EVENTS, headers, body).await {
                 tracing::warn!(event = kind, error = %e, "controller event not published either");
             }
         }

@@ -160,12 +160,14 @@ async fn handle(message: &Message, supervisor: &SupervisorAddr, keyring: &Keyrin
 /// Binds the durable consumer on `TGP_COMMANDS`, then consumes it on a spawned task, rebinding it
 /// whenever it stops delivering (see [`crate::consumers`]). Returns once the consumer is bound, so
 /// commands published from then on are seen.
+/// `key` signs the controller event journaled when the intake consumer recovers.
 pub async fn start(
     js: Context,
+    key: crate::journal::JournalKey,
     supervisor: SupervisorAddr,
     keyring: Arc<Keyring>,
 ) -> Result<JoinHandle<()>, IntakeError> {
-    consumers::start(js.clone(), Intake { js, supervisor, keyring, messages: None }).await.map_err(IntakeError)
+    consumers::start(js.clone(), key, Intake { js, supervisor, keyring, messages: None }).await.map_err(IntakeError)
 }
 
 /// The intake's durable consumer and where it hands commands.

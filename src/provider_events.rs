@@ -17,12 +17,14 @@ use crate::providers::api_change::{ApiChange, ApiChangeKind, ApiChangeReporter};
 #[derive(Clone)]
 pub struct JournaledProviderEvents {
     js: Context,
+    /// Every provider event is signed: the journal's readers quarantine what is not.
+    key: crate::journal::JournalKey,
 }
 
 impl JournaledProviderEvents {
-    /// A sink publishing through `js`.
-    pub fn new(js: Context) -> Self {
-        JournaledProviderEvents { js }
+    /// A sink publishing through `js`, signing with `key`.
+    pub fn new(js: Context, key: crate::journal::JournalKey) -> Self {
+        JournaledProviderEvents { js, key }
     }
 
     /// Journals the clients' API-change reports as `ApiChanged` events, until the reporter closes.
@@ -70,17 +72,13 @@ impl ProviderEventSink for JournaledProviderEvents {
     fn record(&self, provider: &ProviderName, event: ProviderEvent) {
         tracing::info!(%provider, event = event.type_name(), "provider event");
         let record = ProviderRecord { provider: provider.clone(), at: Utc::now(), version: SCHEMA_VERSION, event };
-        let (js, subject) = (self.js.clone(), provider_events(provider));
+        let (js, key, subject) = (self.js.clone(), self.key.clone(), provider_events(provider));
         let body = match serde_json::to_vec(&record) {
             Ok(b) => b,
             Err(e) => return tracing::error!(error = %e, "provider event not serializable"),
         };
         tokio::spawn(async move {
-            let stored = match js.publish(subject, body.into()).await {
-                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = stored {
+            if let Err(e) = crate::journal::signing::publish(&js, &key, subject, body).await {
                 tracing::warn!(error = %e, "provider event not journaled");
             }
         });

@@ -29,6 +29,7 @@ fn crashing_controller(server: &NatsServer, dir: &std::path::Path, failpoint: &s
         .arg(dir.join("simulated-market.json"))
         .envs(as_role(server, Role::Tgp))
         .env("TGP_FAILPOINT", failpoint)
+        .env("TGP_JOURNAL_KEY", journal_key(dir))
         .env("RUST_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -138,12 +139,14 @@ async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
     let empty = nats();
     let state = first.dir().join("simulated-market.json");
     let refused = tokio::task::spawn_blocking({
-        let (url, state, role) = (empty.url().to_string(), state.clone(), as_role(&empty, Role::Tgp));
+        let (url, state, role, key) =
+            (empty.url().to_string(), state.clone(), as_role(&empty, Role::Tgp), journal_key(&first.dir()));
         move || {
             Command::new(env!("CARGO_BIN_EXE_tgp"))
                 .args(["run", "--market", "simulated", "--nats-url", &url, "--sim-state"])
                 .arg(&state)
                 .envs(role)
+                .env("TGP_JOURNAL_KEY", &key)
                 .env("RUST_LOG", "error")
                 .output()
                 .unwrap()

@@ -109,9 +109,10 @@ async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudl
         .unwrap()
         .sequence;
     let url = server.url().to_string();
+    let key = journal_key(&server.dir()).display().to_string();
     let (ok, _, err) = tokio::task::spawn_blocking({
         let (url, nkey) = (url.clone(), server.seed_file(Role::Tgp));
-        move || tgp(&["run", "--market", "simulated", "--nats-url", &url], nkey)
+        move || tgp(&["run", "--market", "simulated", "--nats-url", &url, "--journal-key", &key], nkey)
     })
     .await
     .unwrap();

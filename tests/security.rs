@@ -68,6 +68,7 @@ impl LoggedController {
         command
             .args(["run", "--market", "simulated", "--sim-boot-time", "300ms", "--poll-interval", "200ms"])
             .args(args)
+            .env("TGP_JOURNAL_KEY", support::journal_key(dir))
             .env("RUST_LOG", "debug")
             .envs(env.iter().copied())
             .stdout(std::fs::File::create(&out).unwrap())

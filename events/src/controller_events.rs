@@ -33,6 +33,16 @@ pub enum ControllerEvent {
         /// What changed, field by field or count by count.
         detail: String,
     },
+    /// A journal message was quarantined: it does not decode, or is not signed by tgp's key. It
+    /// is skipped by every read and never acted on; `tgp journal check` lists it.
+    JournalMessageQuarantined {
+        /// Its stream sequence in `TGP_EVENTS`.
+        sequence: u64,
+        /// The subject it was stored on.
+        subject: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 impl ControllerEvent {
@@ -41,6 +51,7 @@ impl ControllerEvent {
         match self {
             ControllerEvent::ConsumerRecovered { .. } => "ConsumerRecovered",
             ControllerEvent::JournalStreamChanged { .. } => "JournalStreamChanged",
+            ControllerEvent::JournalMessageQuarantined { .. } => "JournalMessageQuarantined",
         }
     }
 }

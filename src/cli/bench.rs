@@ -3,10 +3,14 @@
 //!
 //! 1. Appends: (a) raw publish-with-ack, pipelined across aggregates, on per-aggregate subjects
 //!    with `Nats-Expected-Last-Subject-Sequence`; (b) the same number of commits through tgp's
-//!    cqrs-es repository (`JetStreamJournal::persist`), the same aggregates concurrently.
+//!    cqrs-es repository (`JetStreamJournal::persist`), the same aggregates concurrently, unsigned;
+//!    (c) the same again with signing on (each commit signed with Ed25519 over its subject,
+//!    expected sequence and body), on fresh aggregates.
 //! 2. Start-up rebuild: a journal of N instances (five events each, in two commits as the
 //!    lifecycle writes them) read (a) raw with an ordered consumer, (b) by `Supervisor::start`,
-//!    which folds every event and starts an actor per unfinished instance.
+//!    which folds every event and starts an actor per unfinished instance. The journal is
+//!    populated before signing is switched on (its commits are trusted as a pre-signing journal's
+//!    are); the signed appends of 1(c) come after and are verified by the rebuild.
 //! 3. Resident memory per idle instance actor: RSS after the rebuild minus before, over N.
 
 use std::time::{Duration, Instant};
@@ -173,14 +177,20 @@ async fn raw_appends(
     Ok(started.elapsed())
 }
 
-/// tgp appends: one task per aggregate, each committing in order through the repository.
-async fn tgp_appends(journal: &JetStreamJournal, appends: usize, aggregates: usize) -> anyhow::Result<Duration> {
+/// tgp appends: one task per aggregate (`<prefix>-<n>`), each committing in order through the
+/// repository.
+async fn tgp_appends(
+    journal: &JetStreamJournal,
+    prefix: &str,
+    appends: usize,
+    aggregates: usize,
+) -> anyhow::Result<Duration> {
     let per = appends.div_ceil(aggregates);
     let started = Instant::now();
     let tasks = (0..aggregates).map(|a| {
         let journal = journal.clone();
         async move {
-            let id: InstanceId = format!("bench-{a}").parse().expect("id");
+            let id: InstanceId = format!("{prefix}-{a}").parse().expect("id");
             let event = lifecycle(&id).pop().expect("events");
             for seq in 1..=per {
                 journal.persist::<Instance>(&[serialized(&id, &event, seq)], None).await?;
@@ -266,20 +276,28 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
-    let journal = JetStreamJournal::open(js.clone()).await?;
+    let unsigned = JetStreamJournal::open(js.clone()).await?;
     println!("tgp bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)");
 
     let raw = raw_appends(&js, args.appends, args.aggregates).await.context("raw appends")?;
-    let ours = tgp_appends(&journal, args.appends, args.aggregates).await.context("tgp appends")?;
-    let (raw_rate, our_rate) = (rate(args.appends, raw), rate(args.appends, ours));
-    println!("appends ({} commits over {} aggregates):", args.appends, args.aggregates);
-    println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
-    println!("  tgp JetStreamJournal::persist (cqrs-es repository): {our_rate:>10.0} commits/s");
-    println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
-
+    let ours = tgp_appends(&unsigned, "bench", args.appends, args.aggregates).await.context("tgp appends")?;
     eprintln!("populating {} instances for the rebuild benchmark...", args.instances);
     let events = populate(&js, args.instances).await.context("populating")?;
     let (messages, raw_read_time) = raw_read(&js).await?;
+    // Signing on from here: the journal above is trusted as a pre-signing journal is.
+    let (key, _key_dir) = super::controller::journal_key(None, None, true)?;
+    let journal = JetStreamJournal::open_signed(js.clone(), key).await?;
+    let signed =
+        tgp_appends(&journal, "bench-signed", args.appends, args.aggregates).await.context("signed appends")?;
+    let (raw_rate, our_rate, signed_rate) =
+        (rate(args.appends, raw), rate(args.appends, ours), rate(args.appends, signed));
+    println!("appends ({} commits over {} aggregates):", args.appends, args.aggregates);
+    println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
+    println!("  tgp JetStreamJournal::persist (cqrs-es repository): {our_rate:>10.0} commits/s");
+    println!("  tgp persist, signed (Ed25519, signing on):          {signed_rate:>10.0} commits/s");
+    println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
+    println!("  ratio signed/raw: {:.0}% (target >= 50%)", 100.0 * signed_rate / raw_rate);
+
     let rss_before = rss_bytes();
     let started = Instant::now();
     let supervisor = Supervisor::start(journal, Market::default(), SupervisorConfig::default()).await?;

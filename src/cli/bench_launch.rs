@@ -460,6 +460,8 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.launches > 0 && args.concurrency > 0, "--launches and --concurrency must be at least 1");
     LaunchCommand::from_json(LAUNCH_BODY.as_bytes()).context("the bench's launch command")?;
     let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
+    // The bench's own key, made in a temporary directory: its commits are signed as tgp run's are.
+    let (journal_key, _key_dir) = super::controller::journal_key(None, None, true)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench-launch").await?;
     let server = match args.nats.nats_url {
@@ -489,6 +491,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         // The bench launches on a fresh fake: nothing labelled exists yet.
         allow_empty_journal: false,
         stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
+        journal_key,
     })
     .await
     .context("starting the controller")?;

@@ -219,6 +219,8 @@ pub async fn terminate(args: TerminateArgs) -> anyhow::Result<()> {
 pub struct WatchArgs {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    pins: super::journal::PinArgs,
     /// Only this instance.
     #[arg(long)]
     instance: Option<InstanceId>,
@@ -250,7 +252,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
         (None, None) => StartAt::New,
     };
     let filter = args.instance.as_ref().map_or_else(|| INSTANCE_EVENTS_ALL.to_string(), instance_events);
-    let mut commits = JournalReader::open(&js).await?.follow(&filter, start).await?;
+    let mut commits = args.pins.apply(JournalReader::open(&js).await?)?.follow(&filter, start).await?;
     while let Some(next) = commits.next().await {
         let (seq, at, commit) = match next {
             Ok(read) => read,

@@ -11,6 +11,7 @@ use tgp::connect::NatsOptions;
 use tgp::controller::{Controller, ControllerConfig, MarketCues};
 use tgp::fakes::FakeProvider;
 use tgp::fakes::market::FakeMarket;
+use tgp::journal::JournalKey;
 use tgp::nats_server::{NatsServer, Role};
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config;
@@ -52,6 +53,11 @@ pub struct RunArgs {
     /// every one opens. Without one, a launch that carries env is refused.
     #[arg(long, env = "TGP_SECRETS_KEY", value_delimiter = ',')]
     secrets_key: Vec<std::path::PathBuf>,
+    /// The file holding the key tgp signs every journal message with (0600; make one with
+    /// `tgp journal keygen FILE`). Needed, except with a private nats-server (no --nats-url),
+    /// where a key is made beside its store and deleted with it.
+    #[arg(long, env = "TGP_JOURNAL_KEY")]
+    journal_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -219,6 +225,31 @@ fn actix_system() -> actix::SystemRunner {
     })
 }
 
+/// The journal key: the file given, or, where tgp may make its own (a private nats-server's
+/// directory, or a temporary directory for `tgp demo` and benches), a new one there. The guard
+/// keeps a temporary directory alive.
+pub fn journal_key(
+    given: Option<&std::path::Path>,
+    scratch: Option<&std::path::Path>,
+    may_make: bool,
+) -> anyhow::Result<(JournalKey, Option<tempfile::TempDir>)> {
+    if let Some(path) = given {
+        return Ok((JournalKey::load(path)?, None));
+    }
+    if let Some(dir) = scratch {
+        return Ok((JournalKey::create(&dir.join("journal.key"))?, None));
+    }
+    anyhow::ensure!(
+        may_make,
+        "tgp run needs the key it signs its journal with: --journal-key FILE (or TGP_JOURNAL_KEY). \
+         Make one with `tgp journal keygen /etc/tgp/journal.key` (readable by tgp only), and keep it: \
+         docs/security.md says how to rotate it"
+    );
+    let dir = tempfile::Builder::new().prefix("tgp-journal-key-").tempdir()?;
+    let key = JournalKey::create(&dir.path().join("journal.key"))?;
+    Ok((key, Some(dir)))
+}
+
 /// The given NATS server, or a private server started for this process (kept alive by the guard),
 /// connected to as `role` (its fresh nkey for that role).
 pub fn nats_or_private(nats: &NatsArgs, role: Role) -> anyhow::Result<(NatsOptions, Option<NatsServer>)> {
@@ -253,7 +284,9 @@ async fn shutdown_signal() {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let (nats, _server) = nats_or_private(&args.nats, Role::Tgp)?;
+        let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
+        let scratch = server.as_ref().map(NatsServer::dir);
+        let (journal_key, _key_dir) = journal_key(args.journal_key.as_deref(), scratch.as_deref(), false)?;
         let url = nats.redacted_url();
         let keyring = Arc::new(tgp::secrets::keyring(&args.secrets_key)?);
         let market = build_market(&args.market, &args.sim).await?;
@@ -274,6 +307,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             provider_actor: market.provider_actor,
             allow_empty_journal: args.allow_empty_journal,
             stream_check_interval: args.stream_check_interval,
+            journal_key,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         println!("tgp controller running on {}; NATS at {url}", market.description);
@@ -299,6 +333,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
         // On a private server the demo's user connects as a client, as a real one would.
         let user = server.as_ref().map_or_else(|| nats.clone(), |s| s.options(Role::Client));
+        let scratch = server.as_ref().map(NatsServer::dir);
+        let (journal_key, _key_dir) = journal_key(None, scratch.as_deref(), true)?;
         let sim = SimArgs {
             sim_seed: args.seed,
             sim_state: None,
@@ -324,6 +360,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             provider_actor: market.provider_actor,
             allow_empty_journal: false,
             stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
+            journal_key,
         };
         let controller = Controller::start(config).await.context("starting the controller")?;
         super::demo::run(&user, &controller).await

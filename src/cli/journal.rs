@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
 use cqrs_es::persist::PersistenceError;
-use tgp::journal::{JournalReader, Quarantined, StartAt};
+use tgp::journal::{JournalKey, JournalReader, Quarantined, StartAt, signing};
 use tgp_events::subjects::{EVENTS_SUBJECTS, QUARANTINE_BUCKET};
 
 use super::NatsArgs;
@@ -19,27 +19,64 @@ pub struct JournalArgs {
 
 #[derive(Subcommand)]
 enum JournalCommand {
-    /// Read every journal message, quarantine the ones that do not decode, and list every
-    /// quarantined message (exit status 1 when there is one).
-    Check(CheckArgs),
+    /// Read every journal message, quarantine the ones that do not decode or verify, and list
+    /// every quarantined message (exit status 1 when there is one).
+    Check(Box<CheckArgs>),
+    /// Write a new journal signing key to FILE (readable by its owner only), for
+    /// `tgp run --journal-key FILE`. Refuses to overwrite a file.
+    Keygen {
+        /// Where the key goes.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Args)]
 struct CheckArgs {
     #[command(flatten)]
     nats: NatsArgs,
+    #[command(flatten)]
+    pins: PinArgs,
+}
+
+/// Keys an auditor trusts instead of the ones recorded in the stream's metadata.
+#[derive(Args)]
+pub struct PinArgs {
+    /// Verify signatures against this public key (base64, as `tgp journal keygen` prints it)
+    /// instead of the keys in TGP_EVENTS's metadata; repeat for old keys after a rotation.
+    #[arg(long = "journal-public-key", env = "TGP_JOURNAL_PUBLIC_KEY", value_delimiter = ',')]
+    keys: Vec<String>,
+}
+
+impl PinArgs {
+    /// `reader`, pinned to the keys given (unchanged when none are).
+    pub fn apply(&self, reader: JournalReader) -> anyhow::Result<JournalReader> {
+        if self.keys.is_empty() {
+            return Ok(reader);
+        }
+        let keys = self.keys.iter().map(|k| signing::parse_public_key(k)).collect::<Result<Vec<_>, _>>()?;
+        Ok(reader.pinned(&keys))
+    }
 }
 
 pub async fn journal(args: JournalArgs) -> anyhow::Result<()> {
     match args.which {
-        JournalCommand::Check(args) => check(args).await,
+        JournalCommand::Check(args) => check(*args).await,
+        JournalCommand::Keygen { file } => {
+            let key = JournalKey::create(&file)?;
+            println!("wrote journal key {} to {} (mode 0600)", key.id(), file.display());
+            println!(
+                "public key (recorded in TGP_EVENTS's metadata when tgp run starts with it): {}",
+                key.public_base64()
+            );
+            Ok(())
+        }
     }
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<()> {
     let client = args.nats.connect("tgp-journal-check").await?;
     let js = tgp::connect::jetstream(client);
-    let reader = JournalReader::open(&js).await?;
+    let reader = args.pins.apply(JournalReader::open(&js).await?)?;
     let mut read = reader.commits(EVENTS_SUBJECTS, StartAt::Beginning).await?;
     let total = read.remaining();
     let mut readable = 0u64;

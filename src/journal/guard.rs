@@ -206,10 +206,12 @@ pub struct GuardError {
 
 /// Takes each stream's baseline now (after the layout was ensured), then watches them on a
 /// spawned task. A confirmed change is logged at error level, counted, journaled as a
-/// `JournalStreamChanged` controller event where the journal still takes it (and published on
-/// `tgp.events.controller` either way), and stops new launches at the supervisor.
+/// `JournalStreamChanged` controller event signed with `key` where the journal still takes it
+/// (and published on `tgp.events.controller` either way), and stops new launches at the
+/// supervisor.
 pub async fn watch<R>(
     js: Context,
+    key: super::JournalKey,
     supervisor: Addr<Supervisor<R>>,
     every: Duration,
 ) -> Result<JoinHandle<()>, GuardError>
@@ -237,7 +239,7 @@ where
                 let seen = look(&js, stream).await;
                 match (baseline.change(&seen), &seen) {
                     (Some(change), _) if pending.get(stream).is_some_and(|first| first.kind() == change.kind()) => {
-                        confirmed(&js, &supervisor, stream, &change).await;
+                        confirmed(&js, &key, &supervisor, stream, &change).await;
                         said.push(stream);
                     }
                     (Some(change), _) => {
@@ -262,8 +264,13 @@ where
 }
 
 /// Says a confirmed change every way tgp can, and stops new launches.
-async fn confirmed<R>(js: &Context, supervisor: &Addr<Supervisor<R>>, stream: &str, change: &Change)
-where
+async fn confirmed<R>(
+    js: &Context,
+    key: &super::JournalKey,
+    supervisor: &Addr<Supervisor<R>>,
+    stream: &str,
+    change: &Change,
+) where
     R: PersistedEventRepository + ReplayAll + 'static,
 {
     let what = change.describe(stream);
@@ -279,7 +286,7 @@ where
     supervisor.do_send(StopLaunches(what.clone()));
     let event =
         ControllerEvent::JournalStreamChanged { stream: stream.into(), change: change.kind().into(), detail: what };
-    crate::controller_events::publish(js, event).await;
+    crate::controller_events::publish(js, key, event).await;
 }
 
 #[cfg(test)]

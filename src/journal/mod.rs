@@ -20,9 +20,15 @@
 //!   then checked against the subject's last message, which is ours if the first send landed.
 //!
 //! # Reads
-//! Every read goes through [`JournalReader`], which quarantines a message that does not decode
-//! ([`quarantine`]): a bad message on the bus is skipped and recorded, never acted on, and never
-//! stops a start-up.
+//! Every read goes through [`JournalReader`], which quarantines a message that does not verify
+//! ([`signing`]) or decode ([`quarantine`]): a bad message on the bus is skipped and recorded,
+//! never acted on, and never stops a start-up.
+//!
+//! # Signing
+//! [`JetStreamJournal::open_signed`] (what the controller uses) signs each commit over its
+//! subject, its expected last-subject sequence and its body, and records its public key in the
+//! stream's metadata; [`JetStreamJournal::open`] writes unsigned commits, as a journal from before
+//! signing holds them.
 //!
 //! # Caveats
 //! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a
@@ -34,6 +40,7 @@ pub mod guard;
 pub mod layout;
 pub mod quarantine;
 mod read;
+pub mod signing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +64,7 @@ use tgp_events::{InstanceEvent, InstanceId};
 
 pub use quarantine::{Quarantine, Quarantined};
 pub use read::{CommitStream, JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
+pub use signing::{JournalKey, SigningError, Verifier};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
 /// as unknown.
@@ -82,8 +90,13 @@ pub struct JetStreamJournal {
     /// Last known head of each subject this process wrote or read, saving a round trip per
     /// append. A stale entry is harmless: the server refuses the append and the head is re-read.
     heads: Arc<Mutex<HashMap<String, SubjectHead>>>,
-    /// Where this process's reads put messages that do not decode.
+    /// Where this process's reads put messages that do not decode or verify.
     quarantine: Quarantine,
+    /// What reads check signatures against (from the stream's metadata at open).
+    verifier: Verifier,
+    /// The key appends are signed with; `None` writes unsigned commits (a journal from before
+    /// signing, as tests build one), which a signed journal quarantines.
+    key: Option<JournalKey>,
 }
 
 /// A snapshot as stored in the bucket.
@@ -108,13 +121,23 @@ impl JetStreamJournal {
         let stream = js.get_stream(tgp_events::subjects::EVENTS_STREAM).await.map_err(connection_error)?;
         let snapshots = js.get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET).await.map_err(connection_error)?;
         let quarantine = Quarantine::open(&js).await;
-        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default(), quarantine })
+        let verifier = Verifier::from_metadata(&stream.cached_info().config.metadata).map_err(connection_error)?;
+        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default(), quarantine, verifier, key: None })
+    }
+
+    /// Opens the journal for tgp itself: `key` is recorded in the stream's metadata
+    /// ([`signing::enable`]), every append is signed with it, and reads verify.
+    pub async fn open_signed(js: Context, key: JournalKey) -> Result<Self, PersistenceError> {
+        signing::enable(&js, &key).await.map_err(connection_error)?;
+        let quarantine = Quarantine::open(&js).await.announcing(js.clone(), key.clone());
+        let journal = Self::open(js).await?;
+        Ok(JetStreamJournal { key: Some(key), quarantine, ..journal })
     }
 
     /// A reader of the whole journal, for replays and `tgp watch`; it shares this journal's
-    /// quarantine.
+    /// quarantine and verifier.
     pub fn reader(&self) -> JournalReader {
-        JournalReader::new(self.stream.clone(), self.quarantine.clone())
+        JournalReader::new(self.stream.clone(), self.quarantine.clone(), self.verifier.clone())
     }
 
     fn subject(aggregate_id: &str) -> String {
@@ -126,11 +149,19 @@ impl JetStreamJournal {
     async fn read_head(&self, subject: &str) -> Result<Option<(SubjectHead, String)>, PersistenceError> {
         match self.stream.direct_get_last_for_subject(subject).await {
             Ok(msg) => {
-                let last_event = msg
-                    .headers
-                    .get(HEADER_LAST_SEQUENCE)
-                    .and_then(|v| v.as_str().parse().ok())
-                    .ok_or_else(|| unknown(format!("{subject}: last commit lacks {HEADER_LAST_SEQUENCE}")))?;
+                // The server's last message decides the expected sequence of the next append, but
+                // only a message that verifies says where the history stands: after a forged or
+                // unsigned message, the last commit that verifies does.
+                let last_event = if self.verifier.check(msg.sequence, subject, Some(&msg.headers), &msg.payload).is_ok()
+                {
+                    msg.headers
+                        .get(HEADER_LAST_SEQUENCE)
+                        .and_then(|v| v.as_str().parse().ok())
+                        .ok_or_else(|| unknown(format!("{subject}: last commit lacks {HEADER_LAST_SEQUENCE}")))?
+                } else {
+                    let commits = self.reader().subject_commits(subject).await?;
+                    commits.last().and_then(|(_, c)| c.events.last()).map_or(0, |e| e.sequence)
+                };
                 let msg_id = msg.headers.get(HEADER_MSG_ID).map(|v| v.as_str().to_string()).unwrap_or_default();
                 Ok(Some((SubjectHead { stream_sequence: msg.sequence, last_event }, msg_id)))
             }
@@ -179,8 +210,13 @@ impl JetStreamJournal {
         let body = Bytes::from(serde_json::to_vec(&commit)?);
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let msg_id = uuid::Uuid::new_v4().simple().to_string();
+        let signature = self
+            .key
+            .as_ref()
+            .map_or_else(async_nats::HeaderMap::new, |key| key.headers(&subject, Some(head.stream_sequence), &body));
         let message = || {
             PublishMessage::build()
+                .headers(signature.clone())
                 .payload(body.clone())
                 .message_id(&msg_id)
                 .expected_last_subject_sequence(head.stream_sequence)

@@ -24,9 +24,13 @@
 //!   machine it launched) is how money and machines are lost.
 //!
 //! # Caveats
-//! - A message that decodes is not proof that tgp wrote it: commits are not signed yet
-//!   (`docs/security.md`). Quarantine stops garbage, not well-formed forgeries; a well-formed
-//!   commit with an unknown event can still stop a start-up until commits are signed.
+//! - The shape checks here come after the signature check ([`super::signing::Verifier`]): a
+//!   message that is unsigned (from the journal's `signed_from` on), signed by an unknown key or
+//!   whose signature does not verify is [`Refusal::Foreign`] whatever it holds, so only a commit
+//!   tgp signed can be [`Refusal::Unreadable`] and stop a start-up. Messages stored before signing
+//!   was switched on are checked for shape only.
+//! - The controller's quarantine announces each message it records first in a
+//!   `JournalMessageQuarantined` event on `tgp.events.controller` ([`Quarantine::announcing`]).
 //! - A reader without write access to the bucket (a read-only credential) still skips and logs;
 //!   its records stay in memory ([`Quarantine::found`]).
 
@@ -37,7 +41,7 @@ use async_nats::jetstream::kv::{self, Store};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tgp_events::controller_events::ControllerRecord;
+use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
 use tgp_events::events::{Commit, SCHEMA_VERSION};
 use tgp_events::limits::{QUOTE_BYTES, bounded, quote};
 use tgp_events::provider_events::ProviderRecord;
@@ -74,13 +78,34 @@ pub struct Quarantine {
     bucket: Option<Store>,
     /// What this reader refused, in the order found.
     found: Arc<Mutex<Vec<Quarantined>>>,
+    /// The controller's quarantine announces each message it records first in a signed health
+    /// event on `tgp.events.controller`; readers (audit, watch) do not.
+    announce: Option<(Context, super::JournalKey)>,
 }
 
 impl Quarantine {
     /// The quarantine of this server: its bucket when the controller has created it, else
     /// records in memory only.
     pub async fn open(js: &Context) -> Self {
-        Quarantine { bucket: js.get_key_value(QUARANTINE_BUCKET).await.ok(), found: Arc::default() }
+        Quarantine { bucket: js.get_key_value(QUARANTINE_BUCKET).await.ok(), found: Arc::default(), announce: None }
+    }
+
+    /// This quarantine, announcing each message it records first in a `JournalMessageQuarantined`
+    /// event on `tgp.events.controller`, signed with `key`.
+    pub fn announcing(self, js: Context, key: super::JournalKey) -> Self {
+        Quarantine { announce: Some((js, key)), ..self }
+    }
+
+    async fn announce(&self, entry: &Quarantined) {
+        let Some((js, key)) = &self.announce else {
+            return;
+        };
+        let event = ControllerEvent::JournalMessageQuarantined {
+            sequence: entry.sequence,
+            subject: entry.subject.clone(),
+            reason: entry.reason.clone(),
+        };
+        crate::controller_events::publish(js, key, event).await;
     }
 
     /// Quarantines a message loudly: logs it, counts it, and records it in the bucket.
@@ -111,7 +136,7 @@ impl Quarantine {
         if let Some(bucket) = &self.bucket {
             let body = serde_json::to_vec(&entry).expect("a quarantine record serializes");
             match bucket.create(sequence.to_string(), body.into()).await {
-                Ok(_) => {}
+                Ok(_) => self.announce(&entry).await,
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => {
                     tracing::error!(sequence, error = %e, "quarantined message NOT recorded in {QUARANTINE_BUCKET}")

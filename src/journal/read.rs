@@ -1,8 +1,8 @@
 //! Reading the journal: one instance's commits, or every commit from a point, in stream order.
 //! Ordered consumers do the reading (one round trip per batch, not per message); a finite read
 //! stops at the message count pending when it started, so it never waits on an idle subject.
-//! Every read checks every message and quarantines one that does not decode
-//! ([`super::quarantine`]): garbage is skipped, never handed over, never an error; a commit of an
+//! Every read checks every message's signature ([`super::signing`]) and shape, and quarantines one
+//! that does not verify or decode ([`super::quarantine`]): forgeries and garbage are skipped, never handed over, never an error; a commit of an
 //! instance that this tgp cannot read fails the read, as an incomplete history must.
 
 use async_nats::jetstream::consumer::DeliverPolicy;
@@ -17,6 +17,7 @@ use tgp_events::InstanceId;
 use tgp_events::events::{Commit, InstanceEvent, SCHEMA_VERSION};
 
 use super::quarantine::{self, Quarantine, Refusal};
+use super::signing::Verifier;
 
 /// Where a read of the journal starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +52,10 @@ impl StartAt {
 #[derive(Clone)]
 pub struct JournalReader {
     stream: Stream,
-    /// Where messages that do not decode go.
+    /// Where messages that do not decode or verify go.
     quarantine: Quarantine,
+    /// What signatures are checked against: the stream metadata's keys, or pinned ones.
+    verifier: Verifier,
 }
 
 /// One commit as read: stream sequence, time stored, body.
@@ -64,8 +67,10 @@ pub struct CommitStream {
     messages: Option<Ordered>,
     /// Messages still to read in a finite read; `None` follows forever.
     remaining: Option<u64>,
-    /// Where messages that do not decode go.
+    /// Where messages that do not decode or verify go.
     quarantine: Quarantine,
+    /// What signatures are checked against.
+    verifier: Verifier,
 }
 
 fn decode_error(what: String) -> PersistenceError {
@@ -78,32 +83,35 @@ impl CommitStream {
         self.remaining.unwrap_or(0)
     }
 
-    /// The next commit that decodes (others are quarantined), or `None` at the end of a finite
-    /// read.
+    /// The next commit that verifies and decodes (others are quarantined), or `None` at the end
+    /// of a finite read.
     pub async fn next(&mut self) -> Option<Result<ReadCommit, PersistenceError>> {
-        loop {
-            let message = match self.next_message().await? {
-                Ok(m) => m,
-                Err(e) => return Some(Err(e)),
-            };
-            let (sequence, at) = match message_info(&message) {
-                Ok(info) => info,
-                Err(e) => return Some(Err(e)),
-            };
-            match quarantine::check_commit(&message.subject, &message.payload) {
-                Ok(commit) => return Some(Ok((sequence, at, commit))),
-                Err(refusal) => {
-                    if let Err(e) = refuse(&self.quarantine, sequence, &message, at, refusal).await {
-                        return Some(Err(e));
-                    }
-                }
-            }
-        }
+        self.next_checked(|message, sequence, at| {
+            quarantine::check_commit(&message.subject, &message.payload).map(|commit| (sequence, at, commit))
+        })
+        .await
     }
 
-    /// The next message that decodes (others are quarantined), undecoded, for readers of more
-    /// than instance commits (provider events): an instance commit or a provider event record.
+    /// The next message that verifies and decodes (others are quarantined), undecoded, for
+    /// readers of more than instance commits: an instance commit, a provider or controller event.
     pub async fn next_raw(&mut self) -> Option<Result<RawMessage, PersistenceError>> {
+        self.next_checked(|message, sequence, at| {
+            quarantine::check_message(&message.subject, &message.payload).map(|()| RawMessage {
+                sequence,
+                at,
+                subject: message.subject.to_string(),
+                payload: message.payload.clone(),
+            })
+        })
+        .await
+    }
+
+    /// The next message that verifies and passes `check`, as `check` makes it; every other one is
+    /// quarantined and skipped (or ends the read, when it is a commit this tgp cannot read).
+    async fn next_checked<T>(
+        &mut self,
+        check: impl Fn(&async_nats::jetstream::Message, u64, DateTime<Utc>) -> Result<T, Refusal>,
+    ) -> Option<Result<T, PersistenceError>> {
         loop {
             let message = match self.next_message().await? {
                 Ok(m) => m,
@@ -113,15 +121,9 @@ impl CommitStream {
                 Ok(info) => info,
                 Err(e) => return Some(Err(e)),
             };
-            match quarantine::check_message(&message.subject, &message.payload) {
-                Ok(()) => {
-                    return Some(Ok(RawMessage {
-                        sequence,
-                        at,
-                        subject: message.subject.to_string(),
-                        payload: message.payload.clone(),
-                    }));
-                }
+            let checked = verified(&self.verifier, sequence, &message).and_then(|()| check(&message, sequence, at));
+            match checked {
+                Ok(item) => return Some(Ok(item)),
                 Err(refusal) => {
                     if let Err(e) = refuse(&self.quarantine, sequence, &message, at, refusal).await {
                         return Some(Err(e));
@@ -181,6 +183,12 @@ async fn refuse(
     }
 }
 
+/// `Ok` when the message need not be signed or its signature verifies; else a refusal that
+/// skips it (whoever wrote it, it is not tgp's).
+fn verified(verifier: &Verifier, sequence: u64, message: &async_nats::jetstream::Message) -> Result<(), Refusal> {
+    verifier.check(sequence, &message.subject, message.headers.as_ref(), &message.payload).map_err(Refusal::Foreign)
+}
+
 /// A message's stream sequence and the time it was stored.
 fn message_info(message: &async_nats::jetstream::Message) -> Result<(u64, DateTime<Utc>), PersistenceError> {
     let info = message.info().map_err(|e| decode_error(format!("message without JetStream info: {e}")))?;
@@ -188,8 +196,8 @@ fn message_info(message: &async_nats::jetstream::Message) -> Result<(u64, DateTi
 }
 
 impl JournalReader {
-    pub(crate) fn new(stream: Stream, quarantine: Quarantine) -> Self {
-        JournalReader { stream, quarantine }
+    pub(crate) fn new(stream: Stream, quarantine: Quarantine, verifier: Verifier) -> Self {
+        JournalReader { stream, quarantine, verifier }
     }
 
     /// A reader for a program that only reads (`tgp watch`, audits): needs only `TGP_EVENTS`
@@ -199,7 +207,15 @@ impl JournalReader {
             .get_stream(tgp_events::subjects::EVENTS_STREAM)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(JournalReader { stream, quarantine: Quarantine::open(js).await })
+        let verifier = Verifier::from_metadata(&stream.cached_info().config.metadata)
+            .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
+        Ok(JournalReader { stream, quarantine: Quarantine::open(js).await, verifier })
+    }
+
+    /// This reader, verifying against `keys` instead of the keys in the stream's metadata (an
+    /// auditor who does not trust whoever can edit the stream).
+    pub fn pinned(self, keys: &[ed25519_dalek::VerifyingKey]) -> Self {
+        JournalReader { verifier: self.verifier.pinned(keys), ..self }
     }
 
     /// What this reader (and its clones) have quarantined so far.
@@ -218,12 +234,12 @@ impl JournalReader {
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         let pending = consumer.cached_info().num_pending;
-        let quarantine = self.quarantine.clone();
+        let (quarantine, verifier) = (self.quarantine.clone(), self.verifier.clone());
         if !follow && pending == 0 {
-            return Ok(CommitStream { messages: None, remaining: Some(0), quarantine });
+            return Ok(CommitStream { messages: None, remaining: Some(0), quarantine, verifier });
         }
         let messages = consumer.messages().await.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending), quarantine })
+        Ok(CommitStream { messages: Some(messages), remaining: (!follow).then_some(pending), quarantine, verifier })
     }
 
     /// Every commit on subjects matching `filter` from `start` up to the moment the read began.
@@ -308,7 +324,9 @@ impl JournalReader {
             }
             let (sequence, at) = message_info(&message)?;
             done += 1;
-            match decode_replayed(&message.subject, &message.payload, &mut text) {
+            let decoded = verified(&self.verifier, sequence, &message)
+                .and_then(|()| decode_replayed(&message.subject, &message.payload, &mut text));
+            match decoded {
                 Ok((instance, events)) => {
                     each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
                 }

@@ -135,7 +135,11 @@ const CONSUMER: &str = "metrics";
 /// Folds the whole journal into the metrics, then keeps following it on a spawned task (an
 /// ordered consumer, recreated after the last commit folded whenever it stops delivering: see
 /// [`crate::consumers`]); publishes after each batch and at least every half second.
-pub async fn follow(js: async_nats::jetstream::Context) -> Result<tokio::task::JoinHandle<()>, String> {
+/// `key` signs the controller event journaled when the consumer recovers.
+pub async fn follow(
+    js: async_nats::jetstream::Context,
+    key: crate::journal::JournalKey,
+) -> Result<tokio::task::JoinHandle<()>, String> {
     let follower = Follower {
         js: js.clone(),
         state: MetricsState::default(),
@@ -144,7 +148,7 @@ pub async fn follow(js: async_nats::jetstream::Context) -> Result<tokio::task::J
         dirty: true,
         published: std::time::Instant::now(),
     };
-    crate::consumers::start(js, follower).await
+    crate::consumers::start(js, key, follower).await
 }
 
 /// The metrics fold and the journal read feeding it.

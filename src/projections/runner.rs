@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use super::Projection;
 use crate::consumers::{self, OwnConsumer, Stopped};
+use crate::journal::{JournalKey, Verifier};
 use crate::journal::{JournalReader, StartAt};
 
 /// Key-value bucket of projection checkpoints (name -> last stream sequence).
@@ -201,11 +202,22 @@ pub async fn resume<P: Projection>(js: &Context) -> Result<Live<P>, ProjectionEr
 /// Keeps `live` current from its durable consumer on a spawned task, recreating the consumer
 /// from the checkpoint whenever it stops delivering (see [`crate::consumers`]). Returns once the
 /// consumer is bound.
-pub async fn follow<P: Projection>(js: Context, live: Live<P>) -> Result<JoinHandle<()>, ProjectionError> {
-    let quarantine = crate::journal::Quarantine::open(&js).await;
-    let consumer =
-        Follower::<P> { js: js.clone(), live, durable: format!("projection-{}", P::NAME), messages: None, quarantine };
-    consumers::start(js, consumer).await.map_err(err::<P>)
+/// `key` signs the controller events this consumer journals (its recoveries, what it quarantines).
+pub async fn follow<P: Projection>(
+    js: Context,
+    key: JournalKey,
+    live: Live<P>,
+) -> Result<JoinHandle<()>, ProjectionError> {
+    let quarantine = crate::journal::Quarantine::open(&js).await.announcing(js.clone(), key.clone());
+    let consumer = Follower::<P> {
+        js: js.clone(),
+        live,
+        durable: format!("projection-{}", P::NAME),
+        messages: None,
+        quarantine,
+        verifier: Verifier::default(),
+    };
+    consumers::start(js, key, consumer).await.map_err(err::<P>)
 }
 
 /// A projection's durable consumer and the live state it folds into.
@@ -218,6 +230,8 @@ struct Follower<P: Projection> {
     messages: Option<pull::Stream>,
     /// Where a message that is not tgp's is recorded before it is skipped.
     quarantine: crate::journal::Quarantine,
+    /// What signatures are checked against (the stream's metadata, read at each binding).
+    verifier: Verifier,
 }
 
 impl<P: Projection> OwnConsumer for Follower<P> {
@@ -231,6 +245,7 @@ impl<P: Projection> OwnConsumer for Follower<P> {
         self.messages = None;
         let last = self.live.read().expect("projection lock").last_sequence;
         let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| e.to_string())?;
+        self.verifier = Verifier::from_metadata(&stream.cached_info().config.metadata).map_err(|e| e.to_string())?;
         let _ = stream.delete_consumer(&self.durable).await;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -272,9 +287,15 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                         subject: message.subject.to_string(),
                         payload: message.payload.clone(),
                     };
-                    // A message that is not tgp's is quarantined and skipped: one garbage message
-                    // must not freeze the projection. One this tgp cannot read stops it, loudly.
-                    match crate::journal::quarantine::check_message(&raw.subject, &raw.payload) {
+                    // A message that is not tgp's (unsigned, forged, garbage) is quarantined and
+                    // skipped: it must not freeze the projection nor move it. A signed one this
+                    // tgp cannot read stops it, loudly.
+                    let checked = self
+                        .verifier
+                        .check(raw.sequence, &raw.subject, message.headers.as_ref(), &raw.payload)
+                        .map_err(crate::journal::quarantine::Refusal::Foreign)
+                        .and_then(|()| crate::journal::quarantine::check_message(&raw.subject, &raw.payload));
+                    match checked {
                         Err(refusal @ crate::journal::quarantine::Refusal::Foreign(_)) => {
                             self.quarantine.record(raw.sequence, &raw.subject, raw.at, &raw.payload, &refusal).await;
                             self.live.write().expect("projection lock").skip(raw.sequence);

@@ -22,6 +22,16 @@ pub fn nats() -> NatsServer {
     NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The journal key of the tgp processes of one test: `dir/journal.key`, made on first use (so a
+/// restarted controller signs with the same key).
+pub fn journal_key(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("journal.key");
+    if !path.exists() {
+        tgp::journal::JournalKey::create(&path).expect("a journal key");
+    }
+    path
+}
+
 /// A `tgp run` process against `server`, connected as the `tgp` role, on the simulated market
 /// with a state file in `dir`.
 pub struct ControllerProcess {
@@ -51,6 +61,8 @@ impl ControllerProcess {
             .args(extra)
             .arg("--sim-state")
             .arg(&sim_state)
+            .arg("--journal-key")
+            .arg(journal_key(dir))
             .env("RUST_LOG", "warn")
             .envs(as_role(server, Role::Tgp))
             .stdout(Stdio::piped())
