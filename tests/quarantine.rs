@@ -67,7 +67,8 @@ async fn garbage_on_the_journal_is_quarantined_and_tgp_manages_the_rest() {
     {
         assert!(out.contains(&line), "no {line:?} in:\n{out}");
     }
-    assert!(out.contains("not a commit") && out.contains("names instance \"keep-1\""), "{out}");
+    // Neither is signed by tgp: the signature check refuses them before the shape is read.
+    assert_eq!(out.matches("not signed").count(), 2, "{out}");
 
     let (ok, out, err) = tokio::task::spawn_blocking({
         let url = url.clone();
