@@ -29,6 +29,8 @@ fn tgp_run(server: &NatsServer, kind: ProviderKind, fake: &dyn FakeProvider, key
     // Vast's real limit (60/min) holds on its fake too: a poll a second leaves tokens for offers.
     command.args(["run", "--market", "providers", "--nats-url", url, "--poll-interval", "1s"]);
     command.args(["--settle-window", "1s"]);
+    // The journal key lives beside the log, so a restarted tgp signs with the same key.
+    command.arg("--journal-key").arg(support::journal_key(log.parent().expect("the test's dir")));
     if let Some(key) = key {
         command.arg("--secrets-key").arg(key);
     }

@@ -24,11 +24,13 @@ fn tgp(args: &[&str], env: Vec<(&'static str, std::ffi::OsString)>) -> (bool, St
 }
 
 fn audit_total(server: &NatsServer, to: &str) -> Value {
-    let (ok, out) =
-        tgp(&["audit", "--nats-url", server.url(), "--format", "json", "--to", to], as_role(server, Role::Auditor));
-    assert!(ok, "{out}");
-    let start = out.find('{').expect("JSON audit");
-    let audit: Value = serde_json::from_str(&out[start..out.rfind('}').unwrap() + 1]).expect("JSON audit");
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["audit", "--nats-url", server.url(), "--format", "json", "--to", to])
+        .envs(as_role(server, Role::Auditor))
+        .output()
+        .expect("tgp runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit: Value = serde_json::from_slice(&out.stdout).expect("a JSON audit on stdout");
     audit["total"].clone()
 }
 
