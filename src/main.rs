@@ -9,11 +9,15 @@ fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.default_log_filter().to_string());
     // async-nats logs whole messages at trace, launch commands (with their env values) among
-    // them: it is capped at debug whatever RUST_LOG says, so no level prints a secret.
-    let filter = tracing_subscriber::EnvFilter::new(filter)
-        .add_directive("async_nats=debug".parse().expect("a directive"))
-        .add_directive("async_nats::connection=debug".parse().expect("a directive"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // them: its trace events are dropped whatever RUST_LOG says, so no level prints a secret.
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let no_nats_trace = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("async_nats") && *meta.level() == tracing::Level::TRACE)
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(no_nats_trace);
+    tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new(filter)).with(fmt).init();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
