@@ -18,20 +18,16 @@ pub async fn publish(js: &Context, key: &JournalKey, event: ControllerEvent) {
     let kind = event.type_name();
     let record = ControllerRecord { at: Utc::now(), version: SCHEMA_VERSION, event };
     let body = match serde_json::to_vec(&record) {
-        Ok(body) => bytes::Bytes::from(body),
+        Ok(body) => body,
         Err(e) => return tracing::error!(event = kind, error = %e, "controller event not serializable"),
     };
-    let headers = key.headers(CONTROLLER_EVENTS, None, &body);
-    let stored = match js.publish_with_headers(CONTROLLER_EVENTS, headers.clone(), body.clone()).await {
-        Ok(ack) => ack.await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    match stored {
+    match crate::journal::signing::publish(js, key, CONTROLLER_EVENTS.into(), body.clone()).await {
         Ok(()) => {}
         // No stream takes the subject (the journal was deleted): say it to whoever listens.
         Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
             tracing::warn!(event = kind, "no stream takes controller events; publishing this one unstored");
-            if let Err(e) = js.client().publish_with_headers(CONTROLLER_EVENTS, headers, body).await {
+            let headers = key.headers(CONTROLLER_EVENTS, None, &body);
+            if let Err(e) = js.client().publish_with_headers(CONTROLLER_EVENTS, headers, body.into()).await {
                 tracing::warn!(event = kind, error = %e, "controller event not published either");
             }
         }

@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use support::*;
 use tgp_events::subjects::{CONTROLLER_EVENTS, EVENTS_STREAM};
 
-/// A controller that looks at its streams every 200 ms, with one instance running.
+/// A controller that looks at its streams every 200 ms, with one instance running, and a
+/// subscription to `tgp.events.controller`.
 async fn running_one(
     server: &tgp::nats_server::NatsServer,
-) -> (ControllerProcess, async_nats::Client, async_nats::jetstream::Context) {
+) -> (ControllerProcess, async_nats::Client, async_nats::jetstream::Context, async_nats::Subscriber) {
     let controller = ControllerProcess::start_with(server, &server.dir(), &["--stream-check-interval", "200ms"]);
     let (client, _) = client(server).await;
     // Deleting and reconfiguring the journal takes more than tgp's own rights: an operator's.
@@ -23,7 +24,9 @@ async fn running_one(
     body["idempotency_key"] = json!("kept-1");
     assert!(request(&client, "tgp.api.launch", body).await["error"].is_null());
     wait_for_state(&client, "kept-1", "running").await;
-    (controller, client, js)
+    let events = client.subscribe(CONTROLLER_EVENTS).await.unwrap();
+    client.flush().await.unwrap();
+    (controller, client, js, events)
 }
 
 /// The next `JournalStreamChanged` on a subscription to `tgp.events.controller` (10 s at most).
@@ -54,9 +57,7 @@ async fn launch_refused(client: &async_nats::Client, id: &str, why: &str) {
 #[tokio::test]
 async fn a_deleted_journal_stops_launches_and_is_not_recreated() {
     let server = nats();
-    let (controller, client, js) = running_one(&server).await;
-    let mut events = client.subscribe(CONTROLLER_EVENTS).await.unwrap();
-    client.flush().await.unwrap();
+    let (controller, client, js, mut events) = running_one(&server).await;
 
     js.delete_stream(EVENTS_STREAM).await.expect("an admin may delete it");
     let event = stream_changed(&mut events).await;
@@ -75,9 +76,7 @@ async fn a_deleted_journal_stops_launches_and_is_not_recreated() {
 #[tokio::test]
 async fn a_journal_reconfigured_to_forget_stops_launches_and_terminations_go_on() {
     let server = nats();
-    let (controller, client, js) = running_one(&server).await;
-    let mut events = client.subscribe(CONTROLLER_EVENTS).await.unwrap();
-    client.flush().await.unwrap();
+    let (controller, client, js, mut events) = running_one(&server).await;
 
     let mut config = js.get_stream(EVENTS_STREAM).await.unwrap().cached_info().config.clone();
     config.max_age = Duration::from_secs(3600);

@@ -133,14 +133,14 @@ impl Quarantine {
             reason = %entry.reason,
             "journal message quarantined: not acted on (`tgp journal check` lists it)"
         );
-        if let Some(bucket) = &self.bucket {
+        // Recorded before (by tgp, or an earlier read): nothing to write. A read-only reader
+        // (client, auditor) would otherwise wait out a refused write for each message.
+        let unrecorded = match &self.bucket {
+            Some(bucket) => !matches!(bucket.entry(sequence.to_string()).await, Ok(Some(_))),
+            None => false,
+        };
+        if let (Some(bucket), true) = (&self.bucket, unrecorded) {
             let body = serde_json::to_vec(&entry).expect("a quarantine record serializes");
-            // Recorded before (by tgp, or an earlier read): nothing to write. A read-only reader
-            // (client, auditor) would otherwise wait out a refused write for each message.
-            if matches!(bucket.entry(sequence.to_string()).await, Ok(Some(_))) {
-                self.found.lock().expect("quarantine list").push(entry);
-                return;
-            }
             match bucket.create(sequence.to_string(), body.into()).await {
                 Ok(_) => self.announce(&entry).await,
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}

@@ -283,12 +283,9 @@ pub async fn publish(
     key: &JournalKey,
     subject: String,
     body: Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), async_nats::jetstream::context::PublishError> {
     let headers = key.headers(&subject, None, &body);
-    match js.publish_with_headers(subject, headers, body.into()).await {
-        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    js.publish_with_headers(subject, headers, body.into()).await?.await.map(|_| ())
 }
 
 /// Checks the signatures of journal messages against known public keys.
