@@ -1,15 +1,13 @@
 //! The controller, assembled: connect and check NATS, create or check the layout, open the
-//! journal, rebuild the instances, then serve the command stream, the `tgp.api` service and the
-//! simulated market's cue subject, and watch the streams for changes under it. `tgp run` and `tgp demo` are thin shells around this.
+//! journal, rebuild the instances, then serve the command stream and the `tgp.api` service, and
+//! watch the streams for changes under it. `tgp run` is a thin shell around this; `tgp-dev`
+//! (the testkit) starts the same controller on its fake and simulated markets.
 
 use std::sync::Arc;
 
 use async_nats::jetstream::Context;
-use futures::StreamExt;
-use serde::Deserialize;
 use tgp_actors::provider::Market;
 use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
-use tgp_events::api::ErrorReply;
 use tokio::task::JoinHandle;
 
 use crate::connect::{ConnectError, NatsOptions, connect_controller, jetstream};
@@ -20,17 +18,8 @@ use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
-use crate::simulated::{MarketCue, SimulatedProvider};
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-
-/// Request subject that interrupts a machine on cue (`{"provider_instance_id": "sim-3"}`). Served
-/// only by a controller whose market has cues (the simulated market, the fakes).
-pub const SIM_INTERRUPT: &str = "tgp.sim.interrupt";
-
-/// Change how the market behaves (a [`MarketCue`] as JSON): refuse launches, lose launch
-/// answers, withdraw spot capacity. Served only by a controller on the simulated market.
-pub const SIM_CUE: &str = "tgp.sim.cue";
 
 /// Everything a controller needs to start.
 #[derive(Clone)]
@@ -39,10 +28,8 @@ pub struct ControllerConfig {
     pub nats: NatsOptions,
     /// Poll interval and retry delay.
     pub supervisor: SupervisorConfig,
-    /// The providers to use (real clients, the fakes' clients, or the simulated market).
+    /// The providers to use (real clients, or the testkit's fakes and simulated market).
     pub providers: Vec<Arc<dyn ProviderClient>>,
-    /// How to take machines away on cue, when the market allows it (simulated market, fakes).
-    pub cues: Option<Arc<dyn MarketCues>>,
     /// The clients' API-change reports, journaled as provider events.
     pub api_changes: Option<ApiChangeReporter>,
     /// Serve Prometheus metrics here, when given.
@@ -96,19 +83,12 @@ pub enum ControllerError {
 pub struct Controller {
     /// Routes commands to instance actors.
     pub supervisor: SupervisorAddr,
-    /// The market's cues, when it has them (the demo uses them).
-    pub cues: Option<Arc<dyn MarketCues>>,
     /// The JetStream context, for readers in the same process.
     pub js: Context,
     /// The journal, for readers in the same process.
     pub journal: JetStreamJournal,
-    /// Intake, API and cue tasks.
+    /// Intake, API, projection and guard tasks.
     tasks: Vec<JoinHandle<()>>,
-}
-
-#[derive(Deserialize)]
-struct InterruptRequest {
-    provider_instance_id: String,
 }
 
 impl Controller {
@@ -172,18 +152,11 @@ impl Controller {
         if let Some(reporter) = &config.api_changes {
             tasks.push(events.follow_api_changes(reporter));
         }
-        if let Some(market) = config.cues.clone() {
-            let interrupts =
-                client.subscribe(SIM_INTERRUPT).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
-            let cues = client.subscribe(SIM_CUE).await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
-            let requests = futures::stream::select(interrupts, cues);
-            tasks.push(tokio::spawn(serve_cues(client.clone(), requests, market)));
-        }
         // Subscriptions are sent, not yet known to be registered: one round trip to the server makes
         // sure every subject answers before the controller says it runs.
         client.flush().await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
         tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
-        Ok(Controller { supervisor, cues: config.cues, js, journal, tasks })
+        Ok(Controller { supervisor, js, journal, tasks })
     }
 }
 
@@ -191,69 +164,6 @@ impl Drop for Controller {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
-        }
-    }
-}
-
-/// A market that can take a machine away on cue, as a provider reclaiming spot capacity would:
-/// the simulated market and the fake providers. Real providers cannot be told to.
-pub trait MarketCues: Send + Sync {
-    /// Interrupts a running machine; false when there is no such running machine.
-    fn interrupt(&self, machine_id: &str) -> bool;
-    /// Ids of machines that exist and are not terminated.
-    fn live_machines(&self) -> Vec<String>;
-    /// Changes how the market behaves; an error says why a market cannot.
-    fn cue(&self, cue: &MarketCue) -> Result<(), String>;
-}
-
-impl MarketCues for SimulatedProvider {
-    fn interrupt(&self, machine_id: &str) -> bool {
-        SimulatedProvider::interrupt(self, machine_id).is_ok()
-    }
-    fn live_machines(&self) -> Vec<String> {
-        self.machines().into_iter().filter(|m| m.status != "terminated").map(|m| m.id).collect()
-    }
-    fn cue(&self, cue: &MarketCue) -> Result<(), String> {
-        SimulatedProvider::cue(self, cue);
-        Ok(())
-    }
-}
-
-async fn serve_cues(
-    client: async_nats::Client,
-    mut requests: impl futures::Stream<Item = async_nats::Message> + Unpin,
-    market: Arc<dyn MarketCues>,
-) {
-    let malformed = |e: serde_json::Error| {
-        serde_json::to_string(&ErrorReply::new("malformed_request", e.to_string())).expect("serializes")
-    };
-    while let Some(request) = requests.next().await {
-        if request.subject.as_str() == SIM_CUE {
-            let reply = match serde_json::from_slice::<MarketCue>(&request.payload) {
-                Ok(cue) => match market.cue(&cue) {
-                    Ok(()) => serde_json::json!({"cued": cue}).to_string(),
-                    Err(why) => serde_json::to_string(&ErrorReply::new("unsupported", why)).expect("serializes"),
-                },
-                Err(e) => malformed(e),
-            };
-            if let Some(to) = request.reply {
-                let _ = client.publish(to, reply.into()).await;
-            }
-            continue;
-        }
-        let reply = match serde_json::from_slice::<InterruptRequest>(&request.payload) {
-            Ok(req) => {
-                if market.interrupt(&req.provider_instance_id) {
-                    serde_json::json!({"interrupted": req.provider_instance_id}).to_string()
-                } else {
-                    let message = format!("no running machine {}", req.provider_instance_id);
-                    serde_json::to_string(&ErrorReply::new("not_found", message)).expect("serializes")
-                }
-            }
-            Err(e) => malformed(e),
-        };
-        if let Some(to) = request.reply {
-            let _ = client.publish(to, reply.into()).await;
         }
     }
 }

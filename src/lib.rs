@@ -1,7 +1,8 @@
 //! # tgp: the concrete parts
 //!
 //! Where every wire, disk and network detail lives; the domain is in `tgp-actors`, the contract in
-//! `tgp-events`.
+//! `tgp-events`. Only what runs in production is here: the fake providers, the simulated markets,
+//! the simulation and the benchmarks are in the `tgp-testkit` crate (`testkit/`).
 //!
 //! ## Layout
 //! - [`journal`]: the JetStream journal (cqrs-es repository), its reader, the quarantine of
@@ -11,7 +12,6 @@
 //! - [`connect`]: connecting to NATS with credentials and TLS, redacting URLs, checking the
 //!   server version.
 //! - [`secrets`]: the secrets key files, and env values kept out of dead letters.
-//! - [`simulated`]: the simulated market behind the `ProviderClient` trait (the demo's market).
 //! - [`intake`]: the durable command stream and the dead letters.
 //! - [`consumers`]: how tgp's own NATS consumers heal after an outage or a deleted consumer.
 //! - [`controller_events`]: journaling what happens to tgp itself.
@@ -22,18 +22,21 @@
 //! - [`api`]: the `tgp.api.*` request/reply service.
 //! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
 //! - [`controller`]: everything above assembled into a running controller.
+//! - [`providers`]: the four providers' HTTP clients, their configuration and how their answers
+//!   are checked.
 //! - [`render`]: one-line descriptions of events for the CLI.
+//! - [`cli`]: the `tgp` command line (`src/main.rs` is its edge).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
 pub mod chart;
+pub mod cli;
 pub mod connect;
 pub mod consumers;
 pub mod controller;
 pub mod controller_events;
 pub mod empty_journal;
-pub mod fakes;
 pub mod intake;
 pub mod journal;
 pub mod nats_server;
@@ -43,5 +46,3 @@ pub mod provider_events;
 pub mod providers;
 pub mod render;
 pub mod secrets;
-pub mod sim;
-pub mod simulated;

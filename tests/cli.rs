@@ -13,6 +13,12 @@ fn tgp(args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// The same with the testkit's `tgp-dev` (offers from the fakes, benchmarks).
+fn tgp_dev(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(support::tgp_dev()).args(args).env_remove("NATS_URL").output().expect("tgp-dev runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
 #[tokio::test]
 async fn launch_follows_until_running_and_terminate_waits_for_the_provider() {
     let server = nats();
@@ -84,7 +90,7 @@ fn a_bad_launch_is_refused_before_anything_is_sent() {
 
 #[test]
 fn offers_span_the_four_fake_providers_cheapest_first() {
-    let (ok, out, err) = tgp(&["offers", "--market", "fakes", "--gpu", "H100", "--json"]);
+    let (ok, out, err) = tgp_dev(&["offers", "--market", "fakes", "--gpu", "H100", "--json"]);
     assert!(ok, "{err}");
     let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
     let providers = reply["providers"].as_array().unwrap();
@@ -124,7 +130,7 @@ fn offers_without_keys_say_which_key_is_missing() {
 
 #[test]
 fn the_launch_bench_reports_percentiles_next_to_raw_nats_and_terminates_what_it_launched() {
-    let (ok, out, err) = tgp(&["bench", "launch", "--launches", "5", "--warmup", "1"]);
+    let (ok, out, err) = tgp_dev(&["bench", "launch", "--launches", "5", "--warmup", "1"]);
     assert!(ok, "{out}\n{err}");
     for line in ["launch command -> Launched journaled (5 launches", "raw JetStream publish+ack", "ratio launch/raw"] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");
@@ -141,7 +147,7 @@ async fn the_launch_bench_refuses_a_server_where_a_controller_takes_commands() {
     let url = server.url().to_string();
     let nkey = server.seed_file(Role::Admin).display().to_string();
     let (ok, _, err) = tokio::task::spawn_blocking(move || {
-        tgp(&["bench", "launch", "--nats-url", &url, "--nats-nkey", &nkey, "--launches", "5"])
+        tgp_dev(&["bench", "launch", "--nats-url", &url, "--nats-nkey", &nkey, "--launches", "5"])
     })
     .await
     .unwrap();

@@ -13,7 +13,7 @@ use tgp_events::events::InstanceEvent;
 
 /// Starts `tgp run` with a failpoint and waits for it to abort.
 fn crashing_controller(server: &NatsServer, dir: &std::path::Path, failpoint: &str) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tgp"))
+    let child = Command::new(tgp_dev())
         .args([
             "run",
             "--market",
@@ -142,7 +142,7 @@ async fn an_empty_journal_while_labelled_machines_run_refuses_the_start() {
         let (url, state, role, key) =
             (empty.url().to_string(), state.clone(), as_role(&empty, Role::Tgp), journal_key(&first.dir()));
         move || {
-            Command::new(env!("CARGO_BIN_EXE_tgp"))
+            Command::new(tgp_dev())
                 .args(["run", "--market", "simulated", "--nats-url", &url, "--sim-state"])
                 .arg(&state)
                 .envs(role)

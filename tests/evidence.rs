@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use actix::Addr;
 use support::*;
-use tgp::fakes::market::{FakeMarket, client_settings};
-use tgp::fakes::{FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tgp::journal::{JetStreamJournal, layout};
 use tgp::nats_server::NatsServer;
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config::ProviderKind;
-use tgp::simulated::{MarketCue, SimulatedConfig, SimulatedProvider};
 use tgp_actors::evidence::EvidenceConfig;
 use tgp_actors::provider::{Market, ProviderClient};
 use tgp_actors::provider_actor::limiter::Budget;
@@ -26,6 +23,9 @@ use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InstanceEvent, InterruptionReason};
 use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{LaunchCommand, ProviderName};
+use tgp_testkit::fakes::market::{FakeMarket, client_settings};
+use tgp_testkit::fakes::{FakeProvider, ListGlitch, Misbehaviour, Operation};
+use tgp_testkit::simulated::{MarketCue, SimulatedConfig, SimulatedProvider};
 
 const KINDS: [ProviderKind; 4] =
     [ProviderKind::VastAi, ProviderKind::Lambda, ProviderKind::RunPod, ProviderKind::Paperspace];

@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::StreamExt;
 use serde_json::json;
 use support::*;
-use tgp_events::subjects::{DEAD_LETTERS_STREAM, HEADER_DEAD_CODE, HEADER_DEAD_REASON};
+use tgp_events::subjects::{DEAD_LETTERS_STREAM, HEADER_DEAD_CODE, HEADER_DEAD_REASON, SIM_INTERRUPT};
 
 #[tokio::test]
 async fn a_launch_runs_and_a_terminate_ends_it_at_the_provider() {
@@ -130,7 +130,7 @@ async fn a_spot_interruption_is_journaled_and_relaunched() {
     let machine = before["provider_instance_id"].as_str().unwrap().to_string();
     // The simulated market takes its cues from the admin (a dev tool, not a client).
     let (market, _) = admin(&server).await;
-    let cue = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    let cue = request(&market, SIM_INTERRUPT, json!({"provider_instance_id": machine})).await;
     assert!(cue["error"].is_null(), "{cue}");
 
     for _ in 0..100 {

@@ -10,6 +10,7 @@ use serde_json::json;
 use support::*;
 use tgp_events::InstanceEvent;
 use tgp_events::events::Limit;
+use tgp_events::subjects::SIM_INTERRUPT;
 
 fn limit_of(events: &[InstanceEvent]) -> Option<Limit> {
     events.iter().find_map(|e| match e {
@@ -88,7 +89,7 @@ async fn a_relaunch_waits_out_its_backoff() {
     let machine = before["provider_instance_id"].as_str().unwrap().to_string();
     // The simulated market takes its cues from the admin (a dev tool, not a client).
     let (market, _) = admin(&server).await;
-    let cue = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    let cue = request(&market, SIM_INTERRUPT, json!({"provider_instance_id": machine})).await;
     assert!(cue["error"].is_null(), "{cue}");
     let mut events = journaled(&js, &id).await;
     for _ in 0..150 {

@@ -7,8 +7,8 @@ mod support;
 
 use serde_json::json;
 use support::*;
-use tgp::simulated::{SimMachine, SimulatedProvider};
 use tgp_events::events::InstanceEvent;
+use tgp_testkit::simulated::{SimMachine, SimulatedProvider};
 
 fn running_copy(of: &SimMachine, id: &str, label: &str) -> SimMachine {
     SimMachine { id: id.into(), label: label.into(), status: "running".into(), ..of.clone() }

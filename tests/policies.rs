@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use support::*;
 use tgp_events::InstanceEvent;
 use tgp_events::events::{FailureClass, OfferSummary};
+use tgp_events::subjects::{SIM_CUE, SIM_INTERRUPT};
 
 async fn launch(client: &async_nats::Client, body: Value) -> String {
     let answer = request(client, "tgp.api.launch", body).await;
@@ -16,7 +17,7 @@ async fn launch(client: &async_nats::Client, body: Value) -> String {
 }
 
 async fn cue(client: &async_nats::Client, body: Value) {
-    let answer = request(client, "tgp.sim.cue", body).await;
+    let answer = request(client, SIM_CUE, body).await;
     assert!(answer["error"].is_null(), "{answer}");
 }
 
@@ -103,7 +104,7 @@ async fn with_spot_gone_a_chain_falls_back_to_on_demand_when_allowed_and_fails_w
 
     cue(&market, json!({"spot": false})).await;
     for machine in machines {
-        let answer = request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+        let answer = request(&market, SIM_INTERRUPT, json!({"provider_instance_id": machine})).await;
         assert!(answer["error"].is_null(), "{answer}");
     }
 
@@ -175,7 +176,7 @@ async fn terminate_while_waiting_to_relaunch_ends_the_chain_and_destroys_the_sto
     body["relaunch"] = json!({"max_attempts": 3, "backoff_seconds": 60});
     let id = launch(&client, body).await;
     let machine = wait_for_state(&client, &id, "running").await["provider_instance_id"].as_str().unwrap().to_string();
-    request(&market, "tgp.sim.interrupt", json!({"provider_instance_id": machine})).await;
+    request(&market, SIM_INTERRUPT, json!({"provider_instance_id": machine})).await;
     wait_for_state(&client, &id, "interrupted").await;
     let answer = request(&client, "tgp.api.terminate", json!({"instance_id": id})).await;
     assert!(answer["error"].is_null(), "{answer}");

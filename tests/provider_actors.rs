@@ -10,9 +10,6 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-use tgp::fakes::market::client_settings;
-use tgp::fakes::{Cue, FakeProvider, Misbehaviour};
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config::ProviderKind;
 use tgp_actors::provider::{OfferFilter, ProviderClient};
@@ -22,6 +19,9 @@ use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, Provide
 use tgp_events::events::FailureClass;
 use tgp_events::provider_events::{CircuitState, ProviderEvent};
 use tgp_events::{Money, ProviderName};
+use tgp_testkit::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+use tgp_testkit::fakes::market::client_settings;
+use tgp_testkit::fakes::{Cue, FakeProvider, Misbehaviour};
 
 /// Keeps the provider events for assertions.
 #[derive(Default)]

@@ -8,14 +8,14 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::Value;
-use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::lambda::{LambdaClient, ssh_key_name};
 use tgp_actors::provider::{LaunchSpec, MachineStatus, OfferFilter, ProviderClient};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, BillingUnit, GpuType, InstanceId, Money, Region, SpotPolicy};
+use tgp_testkit::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+use tgp_testkit::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0v3ExampleKeyForTests tgp@test";
 const H100: &str = "gpu_1x_h100_pcie";

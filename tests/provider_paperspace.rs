@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tgp::fakes::paperspace::{PaperspaceFake, PaperspaceFakeConfig, state::NY2};
-use tgp::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::paperspace::{PaperspaceClient, wire};
 use tgp_actors::provider::{LaunchSpec, MachineStatus, OfferFilter, ProviderClient, ProviderError, ProviderInstance};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, BillingUnit, GpuType, InstanceId, Money, Region, SpotPolicy};
+use tgp_testkit::fakes::paperspace::{PaperspaceFake, PaperspaceFakeConfig, state::NY2};
+use tgp_testkit::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 
 const AMS1: &str = "Europe (AMS1)";
 

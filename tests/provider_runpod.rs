@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tgp::fakes::runpod::{RunPodFake, RunPodFakeConfig, SpotSchema};
-use tgp::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChange, ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::runpod::{RunPodClient, wire};
 use tgp_actors::provider::{LaunchSpec, MachineStatus, OfferFilter, ProviderClient, ProviderInstance};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, GpuType, InstanceId, Money, Region, SpotPolicy};
+use tgp_testkit::fakes::runpod::{RunPodFake, RunPodFakeConfig, SpotSchema};
+use tgp_testkit::fakes::{Cue, FakeProvider, ListGlitch, Misbehaviour, Operation};
 use tokio::sync::broadcast::Receiver;
 
 const A6000: &str = "NVIDIA RTX A6000";

@@ -8,14 +8,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
-use tgp::fakes::vastai::{BootOutcome, VastAiFake, VastAiFakeConfig};
-use tgp::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 use tgp::providers::api_change::{ApiChangeKind, ApiChangeReporter};
 use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 use tgp::providers::vastai::VastAiClient;
 use tgp_actors::provider::{LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, BillingGranularity, GpuType, InstanceId, Money, Region, SpotPolicy};
+use tgp_testkit::fakes::vastai::{BootOutcome, VastAiFake, VastAiFakeConfig};
+use tgp_testkit::fakes::{Cue, FakeControl, FakeProvider, FakeServer, ListGlitch, Misbehaviour, Operation};
 
 fn settings(url: &str, key: &str) -> ProviderSettings {
     ProviderSettings {

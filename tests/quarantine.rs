@@ -14,12 +14,12 @@ use tgp::journal::Quarantine;
 
 /// Runs the tgp binary with the nkey seed file of the role it plays.
 fn tgp(args: &[&str], nkey: std::path::PathBuf) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
-        .args(args)
-        .env_remove("NATS_URL")
-        .env("NATS_NKEY", nkey)
-        .output()
-        .expect("tgp runs");
+    run_binary(env!("CARGO_BIN_EXE_tgp").into(), args, nkey)
+}
+
+/// Runs `binary` (tgp, or the testkit's tgp-dev) with the nkey seed file of the role it plays.
+fn run_binary(binary: std::path::PathBuf, args: &[&str], nkey: std::path::PathBuf) -> (bool, String, String) {
+    let out = Command::new(binary).args(args).env_remove("NATS_URL").env("NATS_NKEY", nkey).output().expect("tgp runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -113,7 +113,9 @@ async fn a_commit_of_an_instance_that_this_tgp_cannot_read_stops_the_start_loudl
     let key = journal_key(&server.dir()).display().to_string();
     let (ok, _, err) = tokio::task::spawn_blocking({
         let (url, nkey) = (url.clone(), server.seed_file(Role::Tgp));
-        move || tgp(&["run", "--market", "simulated", "--nats-url", &url, "--journal-key", &key], nkey)
+        move || {
+            run_binary(tgp_dev(), &["run", "--market", "simulated", "--nats-url", &url, "--journal-key", &key], nkey)
+        }
     })
     .await
     .unwrap();

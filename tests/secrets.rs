@@ -12,12 +12,12 @@ use async_nats::jetstream::message::PublishMessage;
 use futures::StreamExt;
 use serde_json::json;
 use support::{NatsServer, Role, admin, as_role, client, nats, request, secrets_key, wait_for_state};
-use tgp::fakes::market::FAKE_KEY;
-use tgp::fakes::runpod::{RunPodFake, RunPodFakeConfig};
-use tgp::fakes::vastai::{VastAiFake, VastAiFakeConfig};
-use tgp::fakes::{FakeProvider, Operation};
 use tgp::providers::config::ProviderKind;
 use tgp_events::subjects::{DEAD_LETTERS_STREAM, EVENTS_STREAM, HEADER_DEAD_CODE, HEADER_MSG_ID, LAUNCH_COMMAND};
+use tgp_testkit::fakes::market::FAKE_KEY;
+use tgp_testkit::fakes::runpod::{RunPodFake, RunPodFakeConfig};
+use tgp_testkit::fakes::vastai::{VastAiFake, VastAiFakeConfig};
+use tgp_testkit::fakes::{FakeProvider, Operation};
 
 /// The value no one but the provider may see.
 const VALUE: &str = "hf_SEALED_q7Zx93kLmW";
@@ -27,7 +27,7 @@ fn tgp_run(server: &NatsServer, kind: ProviderKind, fake: &dyn FakeProvider, key
     let url = server.url();
     let mut command = Command::new(env!("CARGO_BIN_EXE_tgp"));
     // Vast's real limit (60/min) holds on its fake too: a poll a second leaves tokens for offers.
-    command.args(["run", "--market", "providers", "--nats-url", url, "--poll-interval", "1s"]);
+    command.args(["run", "--nats-url", url, "--poll-interval", "1s"]);
     command.args(["--settle-window", "1s"]);
     // The journal key lives beside the log, so a restarted tgp signs with the same key.
     command.arg("--journal-key").arg(support::journal_key(log.parent().expect("the test's dir")));

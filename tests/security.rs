@@ -64,7 +64,7 @@ struct LoggedController {
 impl LoggedController {
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let (out, err) = (dir.join("controller.out"), dir.join("controller.err"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tgp"));
+        let mut command = Command::new(support::tgp_dev());
         command
             .args(["run", "--market", "simulated", "--sim-boot-time", "300ms", "--poll-interval", "200ms"])
             .args(args)

@@ -185,7 +185,7 @@ async fn a_journal_written_before_signing_is_still_read_after() {
 #[tokio::test]
 async fn tgp_run_without_a_journal_key_refuses_with_how_to_make_one() {
     let server = nats();
-    let (ok, out) = tgp(&["run", "--market", "simulated", "--nats-url", server.url()], as_role(&server, Role::Tgp));
+    let (ok, out) = tgp(&["run", "--nats-url", server.url()], as_role(&server, Role::Tgp));
     assert!(!ok && out.contains("--journal-key") && out.contains("tgp journal keygen"), "{out}");
     let path = server.dir().join("k");
     let (ok, out) = tgp(&["journal", "keygen", path.to_str().unwrap()], vec![]);

@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use tgp::sim::{SimConfig, SimReport, run};
+use tgp_testkit::sim::{SimConfig, SimReport, run};
 
 fn count(report: &SimReport, kind: &str) -> usize {
     report.events.get(kind).copied().unwrap_or(0)
@@ -25,10 +25,15 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
     let config = SimConfig { seed: 7, instances: 100, ..SimConfig::default() };
     let first = run(config.clone(), |_| {}).expect("the simulation runs");
     // The lifecycle's own checks; the two against the market's truth have their own test below.
-    for check in [tgp::sim::LAWFUL, tgp::sim::LIMITS, tgp::sim::ACCOUNTED, tgp::sim::NOTHING_STOPPED] {
+    for check in [
+        tgp_testkit::sim::LAWFUL,
+        tgp_testkit::sim::LIMITS,
+        tgp_testkit::sim::ACCOUNTED,
+        tgp_testkit::sim::NOTHING_STOPPED,
+    ] {
         assert_eq!(first.violations_by_check[check], Vec::<String>::new(), "{check}");
     }
-    assert_eq!(first.violations_by_check[tgp::sim::LAUNCHED_ONCE], Vec::<String>::new());
+    assert_eq!(first.violations_by_check[tgp_testkit::sim::LAUNCHED_ONCE], Vec::<String>::new());
     assert_eq!(first.chains.len(), 100);
 
     // The market misbehaved in every way it can, and tgp went through each path.
@@ -64,7 +69,7 @@ fn a_seeded_hour_of_100_instances_is_lawful_and_the_same_seed_gives_the_same_eve
 
     let other = run(SimConfig { seed: 8, ..config }, |_| {}).expect("the simulation runs");
     assert_ne!(other.digest, first.digest, "another seed, another history");
-    assert_eq!(other.violations_by_check[tgp::sim::LAWFUL], Vec::<String>::new());
+    assert_eq!(other.violations_by_check[tgp_testkit::sim::LAWFUL], Vec::<String>::new());
 }
 
 #[test]
@@ -83,7 +88,7 @@ fn without_issue_10s_misfortunes_every_check_passes() {
 fn no_wanted_machine_is_destroyed_and_no_chain_gives_up_on_a_transient_fault() {
     for seed in [7, 8] {
         let report = run(SimConfig { seed, ..SimConfig::default() }, |_| {}).expect("the simulation runs");
-        for check in [tgp::sim::WANTED_KEPT, tgp::sim::NO_TRANSIENT_GIVE_UP] {
+        for check in [tgp_testkit::sim::WANTED_KEPT, tgp_testkit::sim::NO_TRANSIENT_GIVE_UP] {
             let found = &report.violations_by_check[check];
             assert!(
                 found.is_empty(),
@@ -101,7 +106,7 @@ fn no_wanted_machine_is_destroyed_and_no_chain_gives_up_on_a_transient_fault() {
 #[test]
 fn tgp_sim_prints_a_summary_and_passes_its_checks() {
     let calm = ["--cut-off", "0", "--listing-glitch", "0", "--outage-burst", "0", "--vanish", "0", "--reappear", "0"];
-    let output = Command::new(env!("CARGO_BIN_EXE_tgp"))
+    let output = Command::new(std::path::Path::new(env!("CARGO_BIN_EXE_tgp")).with_file_name("tgp-dev"))
         .args(["sim", "--seed", "3", "--instances", "30", "--duration", "30m", "--events", "sim-0001"])
         .args(calm)
         .output()

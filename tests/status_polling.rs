@@ -10,7 +10,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use support::*;
 use tgp::journal::{JetStreamJournal, layout};
-use tgp::simulated::{SimulatedConfig, SimulatedProvider};
 use tgp_actors::provider::*;
 use tgp_actors::provider_actor::limiter::Budget;
 use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
@@ -18,6 +17,7 @@ use tgp_actors::supervisor::{Launch, List, Supervisor, SupervisorConfig};
 use tgp_events::api::{InstanceState, ListRequest};
 use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{GpuType, LaunchCommand, Money, ProviderName, Region};
+use tgp_testkit::simulated::{SimulatedConfig, SimulatedProvider};
 
 /// The simulated market, counting the list calls that reach it.
 struct Counting {

@@ -44,6 +44,14 @@ pub const DEAD_LETTERS_SUBJECTS: &str = "tgp.dead.>";
 /// Prefix of a dead letter's subject: `tgp.dead.<original subject>`.
 pub const DEAD_LETTERS_PREFIX: &str = "tgp.dead";
 
+/// Interrupt a machine on cue (`{"provider_instance_id": "sim-3"}`), as a provider reclaiming spot
+/// capacity would. Served only by `tgp-dev run` (the testkit's fake and simulated markets); the
+/// product has no market that can be cued.
+pub const SIM_INTERRUPT: &str = "tgp.sim.interrupt";
+/// Change how the simulated market behaves (the testkit's `MarketCue` as JSON): refuse launches,
+/// lose launch answers, withdraw spot capacity. Served only by `tgp-dev run --market simulated`.
+pub const SIM_CUE: &str = "tgp.sim.cue";
+
 /// Key-value bucket of instance snapshots.
 pub const SNAPSHOTS_BUCKET: &str = "tgp_snapshots";
 

@@ -3,12 +3,12 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use crate::projections::cost::{CostLedger, parse_group_by};
+use crate::projections::pricing::{MarketRow, PriceRow, RealizedPrices};
+use crate::projections::runner;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use tgp::projections::cost::{CostLedger, parse_group_by};
-use tgp::projections::pricing::{MarketRow, PriceRow, RealizedPrices};
-use tgp::projections::runner;
 use tgp_events::api::{CostReport, CostRow, ErrorReply};
 use tgp_events::subjects::API_PRICES;
 
@@ -55,7 +55,7 @@ fn parse_time(text: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
 
 async fn js(nats: &NatsArgs) -> anyhow::Result<(async_nats::Client, async_nats::jetstream::Context)> {
     let client = nats.connect("tgp-audit").await?;
-    Ok((client.clone(), tgp::connect::jetstream(client)))
+    Ok((client.clone(), crate::connect::jetstream(client)))
 }
 
 fn progress(done: u64, total: u64) {
@@ -75,7 +75,7 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     anyhow::ensure!(from.is_none_or(|f| f < to), "--from must be before --to");
     let (_, js) = js(&args.nats).await?;
     let lag = chrono::Duration::from_std(args.lag)?;
-    let tgp::audit::Replayed { ledger, quarantined } = tgp::audit::replay(&js, from, lag, progress).await?;
+    let crate::audit::Replayed { ledger, quarantined } = crate::audit::replay(&js, from, lag, progress).await?;
     let report = ledger.state.report(from, to, &group_by, ledger.last_sequence);
     print_report(&report, args.format)?;
     if matches!(args.format, Format::Table) {
@@ -87,8 +87,8 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.chart {
         let start = from.or_else(|| ledger.state.runs().map(|r| r.start).min()).unwrap_or(to);
-        let series = ledger.state.spend_series(start, to, tgp::chart::bucket_for(start, to));
-        std::fs::write(path, tgp::chart::spend_svg(&series, start, to))
+        let series = ledger.state.spend_series(start, to, crate::chart::bucket_for(start, to));
+        std::fs::write(path, crate::chart::spend_svg(&series, start, to))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("chart written to {}", path.display());
     }

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::journal::{JournalReader, StartAt};
+use crate::render::describe;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use tgp::journal::{JournalReader, StartAt};
-use tgp::render::describe;
 use tgp_events::api::{ErrorReply, InstanceSummary, ListReply};
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events};
@@ -168,7 +168,7 @@ async fn follow(
     timeout: Duration,
     stop: impl Fn(&InstanceEvent) -> bool,
 ) -> anyhow::Result<InstanceEvent> {
-    let js = tgp::connect::jetstream(client.clone());
+    let js = crate::connect::jetstream(client.clone());
     let reader = JournalReader::open(&js).await?;
     let mut commits = reader.follow(&instance_events(id), StartAt::Beginning).await?;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -245,7 +245,7 @@ fn parse_since(text: &str) -> anyhow::Result<DateTime<Utc>> {
 
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let client = args.nats.connect("tgp-cli").await?;
-    let js = tgp::connect::jetstream(client);
+    let js = crate::connect::jetstream(client);
     let start = match (&args.from_seq, &args.since) {
         (Some(seq), _) => StartAt::Sequence(*seq),
         (None, Some(since)) => StartAt::Time(parse_since(since)?),

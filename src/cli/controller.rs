@@ -1,30 +1,28 @@
-//! `tgp run`, `tgp demo` and `tgp bench`: the commands that host a controller (or measure one).
+//! `tgp run`: the command that hosts a controller. Its pieces ([`start`], [`BuiltMarket`],
+//! [`nats_or_private`], [`journal_key`]) are public because `tgp-dev` (the testkit) hosts the same
+//! controller on its fake and simulated markets through them.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::Args;
 use std::sync::Arc;
 
-use tgp::connect::NatsOptions;
-use tgp::controller::{Controller, ControllerConfig, MarketCues};
-use tgp::fakes::FakeProvider;
-use tgp::fakes::market::FakeMarket;
-use tgp::journal::JournalKey;
-use tgp::nats_server::{NatsServer, Role};
-use tgp::providers::api_change::ApiChangeReporter;
-use tgp::providers::config;
-use tgp::simulated::SimulatedConfig;
-use tgp::simulated::SimulatedProvider;
+use crate::connect::NatsOptions;
+use crate::controller::{Controller, ControllerConfig};
+use crate::journal::JournalKey;
+use crate::nats_server::{NatsServer, Role};
+use crate::providers::api_change::ApiChangeReporter;
+use crate::providers::config;
 use tgp_actors::evidence::EvidenceConfig;
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::ProviderActorConfig;
-use tgp_actors::provider_actor::limiter::Budget;
 use tgp_actors::supervisor::SupervisorConfig;
 
 use super::{NatsArgs, parse_duration};
 
+/// `tgp run`'s options (`tgp-dev run` takes the same ones, and a market).
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -60,10 +58,9 @@ pub struct RunArgs {
     journal_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     evidence: EvidenceArgs,
-    #[command(flatten)]
-    market: MarketArgs,
-    #[command(flatten)]
-    sim: SimArgs,
+    /// Provider configuration file (TOML; see docs/providers.md). Environment variables override it.
+    #[arg(long, env = "TGP_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// How much evidence tgp wants before it concludes (docs/architecture.md, "What tgp concludes").
@@ -96,130 +93,44 @@ impl EvidenceArgs {
     }
 }
 
-/// Which providers the controller uses.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MarketKind {
-    /// The real providers whose keys are configured (VAST_API_KEY, LAMBDA_API_KEY, RUNPOD_API_KEY,
-    /// PAPERSPACE_API_KEY, or the config file).
-    Providers,
-    /// The four fake providers on loopback, driven by the real clients: everything works without
-    /// accounts.
-    Fakes,
-    /// The in-memory simulated market (one provider, `simulated`; its machines can be kept in a file).
-    Simulated,
-}
-
-/// Where providers come from.
-#[derive(Args, Clone)]
-pub struct MarketArgs {
-    /// providers (real accounts), fakes (local fake providers) or simulated (in-memory market).
-    #[arg(long, value_enum, default_value = "providers")]
-    market: MarketKind,
-    /// Provider configuration file (TOML; see docs/providers.md). Environment variables override it.
-    #[arg(long, env = "TGP_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-/// A market ready for a controller; the fakes (when used) live as long as it does.
+/// A market ready for a controller: its clients, and the settings its provider actors need.
+/// Whatever serves the market (the testkit's fake servers) must live as long as the controller.
 pub struct BuiltMarket {
+    /// One client per enabled provider.
     pub providers: Vec<Arc<dyn ProviderClient>>,
-    pub cues: Option<Arc<dyn MarketCues>>,
+    /// The clients' API-change reports, journaled as provider events.
     pub api_changes: Option<ApiChangeReporter>,
+    /// What `tgp run` says it runs on.
     pub description: String,
     /// Provider actor settings: real limits for real providers; generous ones for local fakes.
     pub provider_actor: ProviderActorConfig,
 }
 
-/// Builds the chosen market.
-pub async fn build_market(args: &MarketArgs, sim: &SimArgs) -> anyhow::Result<BuiltMarket> {
+/// The real providers whose keys are configured (the environment over the config file). Refuses
+/// to start with none, and says how to enable one.
+pub fn real_providers(config_file: Option<&std::path::Path>) -> anyhow::Result<BuiltMarket> {
     let reporter = ApiChangeReporter::default();
-    match args.market {
-        MarketKind::Simulated => {
-            let market =
-                Arc::new(SimulatedProvider::new(sim.config()).context("reading the simulated market's state")?);
-            Ok(BuiltMarket {
-                providers: vec![market.clone() as Arc<dyn ProviderClient>],
-                cues: Some(market as Arc<dyn MarketCues>),
-                api_changes: None,
-                description: "the simulated market".into(),
-                provider_actor: ProviderActorConfig::default(),
-            })
-        }
-        MarketKind::Fakes => {
-            let fakes = Arc::new(FakeMarket::start(sim.sim_seed, sim.sim_boot_time).await?);
-            let (providers, skipped) = tgp::providers::build(&fakes.settings(), &reporter);
-            anyhow::ensure!(skipped.is_empty(), "fake providers refused: {skipped:?}");
-            let description = format!(
-                "the fake market (vastai {}, lambda {}, runpod {}, paperspace {})",
-                fakes.vastai.url(),
-                fakes.lambda.url(),
-                fakes.runpod.url(),
-                fakes.paperspace.url()
-            );
-            // Local fakes have no real limits; the providers' own budgets would only slow the demo.
-            let provider_actor =
-                ProviderActorConfig { budget: Some(Budget { per_minute: 6000, burst: 50 }), ..Default::default() };
-            Ok(BuiltMarket {
-                providers,
-                cues: Some(fakes as Arc<dyn MarketCues>),
-                api_changes: Some(reporter),
-                description,
-                provider_actor,
-            })
-        }
-        MarketKind::Providers => {
-            let settings = config::resolve(args.config.as_deref(), |v| std::env::var(v).ok())?;
-            let (providers, skipped) = tgp::providers::build(&settings, &reporter);
-            for s in &skipped {
-                eprintln!("provider {}: {} ({})", s.provider, s.status, s.message);
-            }
-            anyhow::ensure!(
-                !providers.is_empty(),
-                "no provider is enabled: set VAST_API_KEY, LAMBDA_API_KEY, RUNPOD_API_KEY or PAPERSPACE_API_KEY \
-                 (see docs/providers.md), or try tgp without accounts: --market fakes"
-            );
-            let names: Vec<String> = providers.iter().map(|p| p.info().name.to_string()).collect();
-            Ok(BuiltMarket {
-                providers,
-                cues: None,
-                api_changes: Some(reporter),
-                description: format!("providers {}", names.join(", ")),
-                provider_actor: ProviderActorConfig::default(),
-            })
-        }
+    let settings = config::resolve(config_file, |v| std::env::var(v).ok())?;
+    let (providers, skipped) = crate::providers::build(&settings, &reporter);
+    for s in &skipped {
+        eprintln!("provider {}: {} ({})", s.provider, s.status, s.message);
     }
+    anyhow::ensure!(
+        !providers.is_empty(),
+        "no provider is enabled: set VAST_API_KEY, LAMBDA_API_KEY, RUNPOD_API_KEY or PAPERSPACE_API_KEY \
+         (see docs/providers.md), or try tgp without accounts on the local fakes: tgp-dev run --market fakes"
+    );
+    let names: Vec<String> = providers.iter().map(|p| p.info().name.to_string()).collect();
+    Ok(BuiltMarket {
+        providers,
+        api_changes: Some(reporter),
+        description: format!("providers {}", names.join(", ")),
+        provider_actor: ProviderActorConfig::default(),
+    })
 }
 
-/// The simulated market's settings (with `--market simulated`); the seed and boot time also
-/// apply to the fakes.
-#[derive(Args, Clone)]
-pub struct SimArgs {
-    /// Seed of the simulated market's offers, prices and random interruptions.
-    #[arg(long, default_value_t = 1)]
-    sim_seed: u64,
-    /// Keep the simulated market's machines in this file, so they survive a restart.
-    #[arg(long)]
-    sim_state: Option<PathBuf>,
-    /// Time from launch to running on the simulated market.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    sim_boot_time: Duration,
-    /// Chance that a running simulated spot machine is preempted at each poll (0 to 1).
-    #[arg(long, default_value_t = 0.0)]
-    sim_spot_interruptions: f64,
-}
-
-impl SimArgs {
-    fn config(&self) -> SimulatedConfig {
-        SimulatedConfig {
-            seed: self.sim_seed,
-            boot_time: self.sim_boot_time,
-            spot_interruption_per_poll: self.sim_spot_interruptions,
-            state_file: self.sim_state.clone(),
-        }
-    }
-}
-
-fn actix_system() -> actix::SystemRunner {
+/// One actix system on a multi-threaded tokio runtime: what every command hosting actors runs on.
+pub fn actix_system() -> actix::SystemRunner {
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
     })
@@ -282,117 +193,68 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    actix_system().block_on(async move {
-        let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
-        let scratch = server.as_ref().map(NatsServer::dir);
-        let (journal_key, _key_dir) = journal_key(args.journal_key.as_deref(), scratch.as_deref(), false)?;
-        let url = nats.redacted_url();
-        let keyring = Arc::new(tgp::secrets::keyring(&args.secrets_key)?);
-        let market = build_market(&args.market, &args.sim).await?;
-        let config = ControllerConfig {
-            nats: nats.clone(),
-            supervisor: SupervisorConfig {
-                keyring,
-                poll_interval: args.poll_interval,
-                failpoint: args.failpoint,
-                evidence: args.evidence.config(),
-                selection_wait: args.evidence.selection_wait,
-                ..Default::default()
-            },
-            providers: market.providers,
-            cues: market.cues,
-            api_changes: market.api_changes,
-            metrics_addr: args.metrics_addr,
-            provider_actor: market.provider_actor,
-            allow_empty_journal: args.allow_empty_journal,
-            stream_check_interval: args.stream_check_interval,
-            journal_key,
-        };
-        let _controller = Controller::start(config).await.context("starting the controller")?;
-        println!("tgp controller running on {}; NATS at {url}", market.description);
-        let credentials = if url == nats.url { "" } else { " (with the credentials shown as ***)" };
+/// A controller started by [`start`], with what it needs to keep alive (a private nats-server,
+/// a temporary key directory).
+pub struct Running {
+    /// The controller itself.
+    pub controller: Controller,
+    /// How to reach its NATS server (as the `tgp` role).
+    pub nats: NatsOptions,
+    description: String,
+    _server: Option<NatsServer>,
+    _key_dir: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    /// Says where the controller runs and how to use it, then serves until SIGINT or SIGTERM.
+    pub async fn serve_until_signal(self) -> anyhow::Result<()> {
+        let url = self.nats.redacted_url();
+        println!("tgp controller running on {}; NATS at {url}", self.description);
+        let credentials = if url == self.nats.url { "" } else { " (with the credentials shown as ***)" };
         println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00{credentials}");
         shutdown_signal().await;
         eprintln!("shutting down");
         Ok(())
-    })
-}
-
-#[derive(Args)]
-pub struct DemoArgs {
-    #[command(flatten)]
-    nats: NatsArgs,
-    /// Seed of the fake providers (offers, prices, capacity).
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-}
-
-pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
-    actix_system().block_on(async move {
-        let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
-        // On a private server the demo's user connects as a client, as a real one would.
-        let user = server.as_ref().map_or_else(|| nats.clone(), |s| s.options(Role::Client));
-        let scratch = server.as_ref().map(NatsServer::dir);
-        let (journal_key, _key_dir) = journal_key(None, scratch.as_deref(), true)?;
-        let sim = SimArgs {
-            sim_seed: args.seed,
-            sim_state: None,
-            sim_boot_time: Duration::from_secs(1),
-            sim_spot_interruptions: 0.0,
-        };
-        let market = build_market(&MarketArgs { market: MarketKind::Fakes, config: None }, &sim).await?;
-        println!("== the market: {}", market.description);
-        // The demo's own key, for its run only: its env values are sealed like a real deployment's.
-        let key = tgp_actors::keyring::SecretKey::from_bytes(&tgp_actors::keyring::SecretKey::generate());
-        let config = ControllerConfig {
-            nats: nats.clone(),
-            supervisor: SupervisorConfig {
-                keyring: Arc::new(tgp_actors::keyring::Keyring::new(vec![key])),
-                poll_interval: Duration::from_millis(500),
-                retry_delay: Duration::from_secs(1),
-                ..SupervisorConfig::default()
-            },
-            providers: market.providers,
-            cues: market.cues,
-            api_changes: market.api_changes,
-            metrics_addr: None,
-            provider_actor: market.provider_actor,
-            allow_empty_journal: false,
-            stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
-            journal_key,
-        };
-        let controller = Controller::start(config).await.context("starting the controller")?;
-        super::demo::run(&user, &controller).await
-    })
-}
-
-#[derive(Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    which: BenchKind,
-}
-
-#[derive(Subcommand)]
-enum BenchKind {
-    /// Journal appends vs raw JetStream publishes, start-up rebuild vs a raw read, and memory per
-    /// idle instance actor. Starts its own nats-server with nats.conf unless --nats-url is given.
-    Journal(super::bench::JournalBenchArgs),
-    /// A full `tgp audit` replay vs a raw read of the same journal (1,000,000 events by default).
-    Audit(super::bench::AuditBenchArgs),
-    /// The provider actor's overhead over direct client calls, and the limiter's achieved rate.
-    Providers(super::bench::ProvidersBenchArgs),
-    /// Launch command to `Launched` journaled against a zero-latency fake provider: p50, p90, p99
-    /// and max over 1,000 launches, next to raw publish-with-ack on the same server, step by step.
-    #[command(after_long_help = super::bench_launch::AFTER_HELP)]
-    Launch(super::bench_launch::LaunchBenchArgs),
-}
-
-pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    match args.which {
-        BenchKind::Journal(a) => actix_system().block_on(super::bench::journal(a)),
-        BenchKind::Audit(a) => actix_system().block_on(super::bench::audit(a)),
-        BenchKind::Providers(a) => actix_system().block_on(super::bench::providers(a)),
-        BenchKind::Launch(a) => actix_system().block_on(super::bench_launch::launch(a)),
     }
+}
+
+/// Starts a controller with `tgp run`'s options on the market `market` builds, once NATS and the
+/// journal key are settled (so a missing key is told first). Must run inside an actix system.
+pub async fn start(
+    args: &RunArgs,
+    market: impl Future<Output = anyhow::Result<BuiltMarket>>,
+) -> anyhow::Result<Running> {
+    let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
+    let scratch = server.as_ref().map(NatsServer::dir);
+    let (journal_key, key_dir) = journal_key(args.journal_key.as_deref(), scratch.as_deref(), false)?;
+    let keyring = Arc::new(crate::secrets::keyring(&args.secrets_key)?);
+    let market = market.await?;
+    let config = ControllerConfig {
+        nats: nats.clone(),
+        supervisor: SupervisorConfig {
+            keyring,
+            poll_interval: args.poll_interval,
+            failpoint: args.failpoint,
+            evidence: args.evidence.config(),
+            selection_wait: args.evidence.selection_wait,
+            ..Default::default()
+        },
+        providers: market.providers,
+        api_changes: market.api_changes,
+        metrics_addr: args.metrics_addr,
+        provider_actor: market.provider_actor,
+        allow_empty_journal: args.allow_empty_journal,
+        stream_check_interval: args.stream_check_interval,
+        journal_key,
+    };
+    let controller = Controller::start(config).await.context("starting the controller")?;
+    Ok(Running { controller, nats, description: market.description, _server: server, _key_dir: key_dir })
+}
+
+/// `tgp run`: the controller on the real providers.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    actix_system().block_on(async move {
+        let market = async { real_providers(args.config.as_deref()) };
+        start(&args, market).await?.serve_until_signal().await
+    })
 }

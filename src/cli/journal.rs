@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::journal::{JournalKey, JournalReader, Quarantined, StartAt, signing};
 use clap::{Args, Subcommand};
 use cqrs_es::persist::PersistenceError;
-use tgp::journal::{JournalKey, JournalReader, Quarantined, StartAt, signing};
 use tgp_events::subjects::{EVENTS_SUBJECTS, QUARANTINE_BUCKET};
 
 use super::NatsArgs;
@@ -75,7 +75,7 @@ pub async fn journal(args: JournalArgs) -> anyhow::Result<()> {
 
 async fn check(args: CheckArgs) -> anyhow::Result<()> {
     let client = args.nats.connect("tgp-journal-check").await?;
-    let js = tgp::connect::jetstream(client);
+    let js = crate::connect::jetstream(client);
     let reader = args.pins.apply(JournalReader::open(&js).await?)?;
     let mut read = reader.commits(EVENTS_SUBJECTS, StartAt::Beginning).await?;
     let total = read.remaining();

@@ -1,26 +1,27 @@
-//! Argument parsing and dispatch. Each command family lives in its own file.
+//! `tgp`'s command line: argument parsing and dispatch, one file per command family. A library
+//! module because `tgp-dev` (the testkit's development binary) reuses `run`'s and `offers`'
+//! options and hosting on its fake and simulated markets.
 
 mod audit;
-mod bench;
-mod bench_launch;
 mod client;
-mod controller;
-mod demo;
+pub mod controller;
 mod journal;
 mod nkeys;
-mod offers;
-mod sim;
+pub mod offers;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::connect::{Auth, NatsOptions, Secret, Tls};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use tgp::connect::{Auth, NatsOptions, Secret, Tls};
 
 /// tgp: rent GPUs across cloud marketplaces at the cheapest fitting price, keep them alive through
 /// spot interruptions, and account for every cent. Programs talk to tgp over NATS (see
 /// docs/events.md); these commands are the same calls for people.
+///
+/// Without provider accounts, `tgp-dev` (cargo build -p tgp-testkit) runs the same controller on
+/// local fake providers, and hosts the demo, the simulation and the benchmarks.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
@@ -36,8 +37,6 @@ enum Command {
     /// repository's nats.conf, a temporary store and fresh nkeys for its roles), connects as
     /// `tgp`, and says where it listens and where the client's and auditor's nkey seeds are.
     Run(controller::RunArgs),
-    /// Start everything on the four fake providers and watch several instances live their lives.
-    Demo(controller::DemoArgs),
     /// Offers across every enabled provider, cheapest first, with a line per provider.
     Offers(offers::OffersArgs),
     /// Launch an instance and follow it until it runs; prints how to connect.
@@ -58,11 +57,6 @@ enum Command {
     Projections(audit::ProjectionsArgs),
     /// Check the journal: list the messages that do not decode and were quarantined.
     Journal(journal::JournalArgs),
-    /// Benchmarks measured against raw NATS in the same run.
-    Bench(controller::BenchArgs),
-    /// Simulate many instances for hours on a misbehaving market, on a virtual clock, in seconds:
-    /// seeded (the same seed gives the same events) and checked.
-    Sim(sim::SimArgs),
     /// Make a fresh nkey for each NATS role (tgp, client, auditor, admin): the seed files and the
     /// `nkeys.conf` that `nats.conf` includes (`scripts/dev-creds` runs it).
     Nkeys(nkeys::NkeysArgs),
@@ -187,7 +181,7 @@ impl NatsArgs {
 
     /// Connects a client command as `name`.
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
-        Ok(tgp::connect::connect_with(&self.required()?, name).await?)
+        Ok(crate::connect::connect_with(&self.required()?, name).await?)
     }
 }
 
@@ -213,11 +207,24 @@ impl Cli {
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
             Command::Run(_) => "info",
-            // A simulation's misfortunes are the point, not news: its summary reports them.
-            Command::Sim(_) => "error",
             _ => "warn",
         }
     }
+}
+
+/// Logs to stderr, filtered by RUST_LOG or else `default`. async-nats logs whole messages at
+/// trace, launch commands (with their env values) among them: its trace events are dropped
+/// whatever RUST_LOG says, so no level prints a secret. `tgp` and `tgp-dev` both log this way.
+pub fn init_logging(default: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
+    let no_nats_trace = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("async_nats") && *meta.level() == tracing::Level::TRACE)
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(no_nats_trace);
+    tracing_subscriber::registry().with(tracing_subscriber::EnvFilter::new(filter)).with(fmt).init();
 }
 
 /// Runs the chosen command.
@@ -225,13 +232,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => controller::run(args),
         Command::Secrets(SecretsArgs { command: SecretsCommand::Keygen { file } }) => {
-            let id = tgp::secrets::keygen(&file)?;
+            let id = crate::secrets::keygen(&file)?;
             println!("wrote secrets key {id} to {}", file.display());
             Ok(())
         }
-        Command::Demo(args) => controller::demo(args),
-        Command::Bench(args) => controller::bench(args),
-        Command::Sim(args) => sim::sim(args),
         Command::Nkeys(args) => nkeys::nkeys(args),
         Command::Offers(args) => client::block_on(offers::offers(args)),
         Command::Launch(args) => client::block_on(client::launch(args)),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::nats_server::{Role, write_role_nkeys};
 use clap::Args;
-use tgp::nats_server::{Role, write_role_nkeys};
 
 #[derive(Args)]
 pub struct NkeysArgs {

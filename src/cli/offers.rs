@@ -2,17 +2,17 @@
 //! With a controller reachable over NATS it asks `tgp.api.offers` (sharing the provider actors'
 //! limits and caches); otherwise it builds the clients itself from the configuration.
 
+use crate::providers::api_change::ApiChangeReporter;
+use crate::providers::config::{self, ProviderSettings};
 use anyhow::Context as _;
 use clap::Args;
-use tgp::providers::api_change::ApiChangeReporter;
-use tgp::providers::config;
 use tgp_events::api::{ErrorReply, OffersReply, OffersRequest};
 use tgp_events::subjects::API_OFFERS;
 use tgp_events::{GpuType, Money, Region, SpotPolicy};
 
 use super::NatsArgs;
-use super::controller::MarketKind;
 
+/// `tgp offers`' options (`tgp-dev offers` takes the same ones, and a market).
 #[derive(Args)]
 pub struct OffersArgs {
     #[command(flatten)]
@@ -38,16 +38,13 @@ pub struct OffersArgs {
     /// Print JSON (the `tgp.api.offers` answer).
     #[arg(long)]
     json: bool,
-    /// Without a controller: ask the real providers (default) or the local fakes.
-    #[arg(long, value_enum, default_value = "providers")]
-    market: MarketKind,
     /// Provider configuration file (TOML); environment variables override it.
     #[arg(long, env = "TGP_CONFIG")]
     config: Option<std::path::PathBuf>,
 }
 
-async fn from_controller(nats: &tgp::connect::NatsOptions, request: &OffersRequest) -> anyhow::Result<OffersReply> {
-    let client = tgp::connect::connect_with(nats, "tgp-offers").await?;
+async fn from_controller(nats: &crate::connect::NatsOptions, request: &OffersRequest) -> anyhow::Result<OffersReply> {
+    let client = crate::connect::connect_with(nats, "tgp-offers").await?;
     let reply = client
         .request(API_OFFERS, serde_json::to_vec(request)?.into())
         .await
@@ -58,21 +55,24 @@ async fn from_controller(nats: &tgp::connect::NatsOptions, request: &OffersReque
     Ok(serde_json::from_slice(&reply.payload)?)
 }
 
-async fn direct(args: &OffersArgs, request: &OffersRequest) -> anyhow::Result<OffersReply> {
+async fn direct(settings: &[ProviderSettings], request: &OffersRequest) -> anyhow::Result<OffersReply> {
     let reporter = ApiChangeReporter::default();
-    let (_fakes, settings) = match args.market {
-        MarketKind::Fakes => {
-            let fakes = tgp::fakes::market::FakeMarket::start(1, std::time::Duration::from_secs(1)).await?;
-            let settings = fakes.settings();
-            (Some(fakes), settings)
-        }
-        _ => (None, config::resolve(args.config.as_deref(), |v| std::env::var(v).ok())?),
-    };
-    let (clients, skipped) = tgp::providers::build(&settings, &reporter);
-    Ok(tgp::offers::gather(&clients, skipped, request).await)
+    let (clients, skipped) = crate::providers::build(settings, &reporter);
+    Ok(crate::offers::gather(&clients, skipped, request).await)
 }
 
+/// `tgp offers`: from the controller when NATS is given, else from the configured providers.
 pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
+    let config_file = args.config.clone();
+    show(args, || config::resolve(config_file.as_deref(), |v| std::env::var(v).ok()).map_err(Into::into)).await
+}
+
+/// Prints the offers: from the controller when NATS is given, else straight from the providers
+/// `settings` gives (the configured ones for `tgp offers`, the local fakes for `tgp-dev offers`).
+pub async fn show(
+    args: OffersArgs,
+    settings: impl FnOnce() -> anyhow::Result<Vec<ProviderSettings>>,
+) -> anyhow::Result<()> {
     let request = OffersRequest {
         gpu_type: args.gpu,
         gpu_count: args.count,
@@ -88,7 +88,7 @@ pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
     };
     let reply = match args.nats.options()? {
         Some(nats) => from_controller(&nats, &request).await?,
-        None => direct(&args, &request).await?,
+        None => direct(&settings()?, &request).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
@@ -129,7 +129,7 @@ pub async fn offers(args: OffersArgs) -> anyhow::Result<()> {
         println!("  {:<11} {:<8} {}", p.provider, p.status, p.message);
     }
     if reply.providers.iter().all(|p| p.status == "no_key") {
-        println!("no provider has a key: see docs/providers.md, or try the local fakes: tgp offers --market fakes");
+        println!("no provider has a key: see docs/providers.md, or try the local fakes: tgp-dev offers --market fakes");
     }
     Ok(())
 }

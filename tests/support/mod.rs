@@ -12,12 +12,24 @@ use std::time::Duration;
 use serde_json::Value;
 use tgp::journal::{JournalReader, StartAt};
 pub use tgp::nats_server::{NatsServer, Role};
-use tgp::simulated::{SimState, SimulatedProvider};
 use tgp_events::InstanceId;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::instance_events;
+use tgp_testkit::simulated::{SimState, SimulatedProvider};
 
 /// A nats-server for one test; a clear failure when it is not installed.
+/// The testkit's `tgp-dev` binary, beside `tgp` (`cargo test --workspace` builds it; a single
+/// test run needs `cargo build -p tgp-testkit` first).
+pub fn tgp_dev() -> PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_tgp")).with_file_name("tgp-dev");
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p tgp-testkit` (or cargo test --workspace)",
+        path.display()
+    );
+    path
+}
+
 pub fn nats() -> NatsServer {
     NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -53,7 +65,7 @@ impl ControllerProcess {
         let key = secrets_key(dir);
         let key_args: Vec<&std::ffi::OsStr> =
             if extra.contains(&"--secrets-key") { Vec::new() } else { vec!["--secrets-key".as_ref(), key.as_os_str()] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        let mut child = Command::new(tgp_dev())
             .args(["run", "--market", "simulated", "--nats-url", url, "--sim-boot-time", "300ms"])
             .args(key_args)
             .args(if extra.contains(&"--poll-interval") { &[][..] } else { &["--poll-interval", "200ms"][..] })

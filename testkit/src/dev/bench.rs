@@ -1,4 +1,4 @@
-//! `tgp bench journal`: tgp's journal measured against raw JetStream on the same server, in the
+//! `tgp-dev bench journal`: tgp's journal measured against raw JetStream on the same server, in the
 //! same run, so the ratio means something on any machine.
 //!
 //! 1. Appends: (a) raw publish-with-ack, pipelined across aggregates, on per-aggregate subjects
@@ -32,8 +32,8 @@ use tgp_events::events::{Commit, Connection, InstanceEvent, OfferSummary};
 use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand};
 
-use super::NatsArgs;
-use super::controller::nats_or_private;
+use tgp::cli::NatsArgs;
+use tgp::cli::controller::{journal_key, nats_or_private};
 
 #[derive(Args)]
 pub struct JournalBenchArgs {
@@ -277,7 +277,7 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
     let unsigned = JetStreamJournal::open(js.clone()).await?;
-    println!("tgp bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)");
+    println!("tgp-dev bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)");
 
     let raw = raw_appends(&js, args.appends, args.aggregates).await.context("raw appends")?;
     let ours = tgp_appends(&unsigned, "bench", args.appends, args.aggregates).await.context("tgp appends")?;
@@ -285,7 +285,7 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     let events = populate(&js, args.instances).await.context("populating")?;
     let (messages, raw_read_time) = raw_read(&js).await?;
     // Signing on from here: the journal above is trusted as a pre-signing journal is.
-    let (key, _key_dir) = super::controller::journal_key(None, None, true)?;
+    let (key, _key_dir) = journal_key(None, None, true)?;
     let journal = JetStreamJournal::open_signed(js.clone(), key).await?;
     let signed =
         tgp_appends(&journal, "bench-signed", args.appends, args.aggregates).await.context("signed appends")?;
@@ -337,14 +337,14 @@ pub struct AuditBenchArgs {
     events: usize,
 }
 
-/// `tgp bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
+/// `tgp-dev bench audit`: a full audit replay against a raw ordered-consumer read of the same journal.
 pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
     let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench").await?;
     let js = tgp::connect::jetstream(client);
     tgp::journal::layout::ensure(&js).await?;
-    println!("tgp bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)");
+    println!("tgp-dev bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)");
     eprintln!("populating {} events...", args.events);
     let events = populate_with(&js, args.events.div_ceil(5), true).await.context("populating")?;
     let (messages, raw) = raw_read(&js).await?;
@@ -379,7 +379,7 @@ pub struct ProvidersBenchArgs {
     demand: u32,
 }
 
-/// `tgp bench providers`: the provider actor's cost over calling the client directly, against a
+/// `tgp-dev bench providers`: the provider actor's cost over calling the client directly, against a
 /// zero-latency fake (the direct call is the baseline here; no NATS is involved), with callers on
 /// the runtime's worker threads and on the actix system thread, and the rate the limiter achieves
 /// at the fake under excess demand. The fast path (docs/decisions/0006) keeps an admitted call off
@@ -388,8 +388,8 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     const ROUNDS: usize = 9;
 
-    use tgp::fakes::FakeProvider;
-    use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+    use crate::fakes::FakeProvider;
+    use crate::fakes::lambda::{LambdaFake, LambdaFakeConfig};
     use tgp::providers::config::ProviderKind;
     use tgp_actors::provider::{OfferFilter, ProviderClient};
     use tgp_actors::provider_actor::limiter::Budget;
@@ -400,7 +400,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
         fn record(&self, _: &tgp_events::ProviderName, _: tgp_events::provider_events::ProviderEvent) {}
     }
     let fake = LambdaFake::start(LambdaFakeConfig { boot_delay: Duration::ZERO, ..Default::default() }).await?;
-    let settings = tgp::fakes::market::client_settings(&fake, ProviderKind::Lambda);
+    let settings = crate::fakes::market::client_settings(&fake, ProviderKind::Lambda);
     let reporter = tgp::providers::api_change::ApiChangeReporter::default();
     let client: Arc<dyn ProviderClient> =
         Arc::new(tgp::providers::lambda::LambdaClient::from_settings(&settings, reporter)?);
@@ -437,7 +437,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
     run(client.clone(), true).await?; // warm up connections
     run(handle.clone(), true).await?;
     println!(
-        "tgp bench providers: Lambda fake on loopback, {} list calls, {} in flight, medians of {ROUNDS} rounds",
+        "tgp-dev bench providers: Lambda fake on loopback, {} list calls, {} in flight, medians of {ROUNDS} rounds",
         args.calls, args.concurrency
     );
     for (on_workers, callers) in [(true, "worker threads"), (false, "the actix thread")] {

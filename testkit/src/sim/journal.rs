@@ -11,7 +11,7 @@ use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use tgp_actors::journal::ReplayAll;
 
-use crate::journal::replay_stream_of;
+use tgp::journal::replay_stream_of;
 use tgp_events::{InstanceEvent, InstanceId};
 
 #[derive(Default)]

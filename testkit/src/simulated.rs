@@ -1,7 +1,7 @@
 //! The simulated market: a provider behind the same `ProviderClient` trait as the real ones, with
 //! seeded offers and prices, machines that boot after a delay, and spot interruptions on cue or
-//! at a seeded random rate. It is what `tgp demo` runs on, so a new user sees the whole system
-//! work without any provider account; it is documented as simulated everywhere it appears
+//! at a seeded random rate. It is what `tgp-dev run --market simulated` and many tests run on: the whole system
+//! works without any provider account. It is documented as simulated everywhere it appears
 //! (provider name `simulated`, addresses from the TEST-NET-3 documentation range).
 //!
 //! With a state file, its machines survive a restart of tgp, which is what lets tests kill the
@@ -118,7 +118,7 @@ pub struct SimulatedProvider {
 }
 
 /// What every simulated provider sells and how it answers about it: the simulated market here and
-/// `tgp sim`'s providers (each with its own seed) share it, so they quote and translate alike.
+/// `tgp-dev sim`'s providers (each with its own seed) share it, so they quote and translate alike.
 pub struct Catalog {
     provider: ProviderName,
     offers: Vec<Offer>,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use tgp_events::events::Limit;
 use tgp_events::{AttemptId, InstanceEvent, InstanceId, SpotPolicy};
 
-use crate::projections::cost::CostLedger;
+use tgp::projections::cost::CostLedger;
 
 /// Checks one chain's events; the first rule broken, with where.
 pub fn validate_chain(id: &InstanceId, events: &[InstanceEvent]) -> Result<(), String> {

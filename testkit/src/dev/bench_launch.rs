@@ -1,4 +1,4 @@
-//! `tgp bench launch`: the latency of one launch, from the program's publish on
+//! `tgp-dev bench launch`: the latency of one launch, from the program's publish on
 //! `tgp.commands.launch` to its `Launched` commit being journaled, against a zero-latency provider,
 //! measured next to the raw JetStream publish-with-ack on the same server in the same run.
 //!
@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::fakes::FakeProvider;
+use crate::fakes::lambda::{LambdaFake, LambdaFakeConfig};
+use crate::fakes::market::client_settings;
 use anyhow::{Context as _, bail};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
@@ -26,9 +29,6 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use futures::StreamExt;
 use tgp::controller::{Controller, ControllerConfig};
-use tgp::fakes::FakeProvider;
-use tgp::fakes::lambda::{LambdaFake, LambdaFakeConfig};
-use tgp::fakes::market::client_settings;
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config::{ProviderKind, ProviderSettings};
 use tgp_actors::provider::{
@@ -45,10 +45,10 @@ use tgp_events::subjects::{
 use tgp_events::{AttemptId, GpuType, InstanceId, LaunchCommand, Region};
 use tokio::sync::oneshot;
 
-use super::controller::nats_or_private;
-use super::{NatsArgs, parse_duration};
+use tgp::cli::controller::{journal_key, nats_or_private};
+use tgp::cli::{NatsArgs, parse_duration};
 
-/// What `tgp bench launch --help` says after the options: what is measured and how to read it.
+/// What `tgp-dev bench launch --help` says after the options: what is measured and how to read it.
 pub const AFTER_HELP: &str = "\
 What it measures: for each launch, the time from publishing the launch command on
 tgp.commands.launch (JetStream, with a Nats-Msg-Id that becomes the instance id) to its Launched
@@ -72,11 +72,11 @@ is left running. A server given with --nats-url must have no tgp controller on i
 the bench's commands); the bench checks, and refuses.
 
 Examples:
-  tgp bench launch                          # 1,000 launches, one at a time, private nats-server
-  tgp bench launch --concurrency 8          # 8 launches in flight
-  tgp bench launch --poll-interval 1h       # without status polls journaling Running meanwhile";
+  tgp-dev bench launch                          # 1,000 launches, one at a time, private nats-server
+  tgp-dev bench launch --concurrency 8          # 8 launches in flight
+  tgp-dev bench launch --poll-interval 1h       # without status polls journaling Running meanwhile";
 
-/// What `tgp bench launch` takes: how many launches, how many at once, and the controller's poll
+/// What `tgp-dev bench launch` takes: how many launches, how many at once, and the controller's poll
 /// interval (the launch body and the provider are fixed, so runs compare).
 #[derive(Args)]
 pub struct LaunchBenchArgs {
@@ -455,13 +455,13 @@ async fn zero_latency_lambda() -> anyhow::Result<(LambdaFake, ProviderSettings)>
     Ok((fake, settings))
 }
 
-/// `tgp bench launch`; see [`AFTER_HELP`].
+/// `tgp-dev bench launch`; see [`AFTER_HELP`].
 pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.launches > 0 && args.concurrency > 0, "--launches and --concurrency must be at least 1");
     LaunchCommand::from_json(LAUNCH_BODY.as_bytes()).context("the bench's launch command")?;
     let (nats, _server) = nats_or_private(&args.nats, tgp::nats_server::Role::Admin)?;
     // The bench's own key, made in a temporary directory: its commits are signed as tgp run's are.
-    let (journal_key, _key_dir) = super::controller::journal_key(None, None, true)?;
+    let (journal_key, _key_dir) = journal_key(None, None, true)?;
     let url = nats.redacted_url();
     let client = tgp::connect::connect_with(&nats, "tgp-bench-launch").await?;
     let server = match args.nats.nats_url {
@@ -484,7 +484,6 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         nats: nats.clone(),
         supervisor: SupervisorConfig { poll_interval: args.poll_interval, ..Default::default() },
         providers: vec![launch_calls.clone() as Arc<dyn ProviderClient>],
-        cues: None,
         api_changes: Some(reporter),
         metrics_addr: None,
         provider_actor: unlimited,
@@ -498,7 +497,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
     let tracks: Tracks = Arc::default();
     let watcher = watch(js.clone(), tracks.clone()).await.context("following the journal")?;
     println!(
-        "tgp bench launch: {server}; controller in-process, status polls every {:?}; Lambda fake at {} \
+        "tgp-dev bench launch: {server}; controller in-process, status polls every {:?}; Lambda fake at {} \
          (zero latency) through the real client and its provider actor",
         args.poll_interval,
         fake.url()
@@ -651,7 +650,7 @@ impl Bench<'_> {
         let started = Instant::now();
         let terminations = ids.iter().map(|id| async move {
             let wait = expect(self.tracks, id, "Terminated");
-            let body = serde_json::json!({"instance_id": id, "reason": "tgp bench launch is over"}).to_string();
+            let body = serde_json::json!({"instance_id": id, "reason": "tgp-dev bench launch is over"}).to_string();
             self.js.send_publish(TERMINATE_COMMAND, PublishMessage::build().payload(body.into())).await?.await?;
             match tokio::time::timeout(Duration::from_secs(60), wait).await {
                 Ok(Ok(Ok(()))) => anyhow::Ok(()),

@@ -1,16 +1,76 @@
-//! `tgp demo`: the whole system on the fake market (the four providers' fake servers on loopback,
+//! `tgp-dev demo`: the whole system on the fake market (the four providers' fake servers on loopback,
 //! driven by the real clients), talking to it over NATS like any program would. Four launches (one that cannot fit, to show why), a spot interruption and its relaunch,
 //! then termination of everything, with every lifecycle event printed as the journal records it.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, bail};
-use tgp::controller::Controller;
+use clap::Args;
+use tgp::cli::NatsArgs;
+use tgp::cli::controller::{actix_system, journal_key, nats_or_private};
+use tgp::controller::{Controller, ControllerConfig};
 use tgp::journal::{JournalReader, StartAt};
+use tgp::nats_server::{NatsServer, Role};
 use tgp::render::describe;
+use tgp_actors::supervisor::SupervisorConfig;
 use tgp_events::InstanceId;
 use tgp_events::api::{ErrorReply, InstanceState, InstanceSummary};
 use tgp_events::subjects::{API_GET, API_LAUNCH, API_TERMINATE, INSTANCE_EVENTS_ALL};
+
+use super::market::{DevMarket, MarketKind, SimArgs};
+use crate::cues::MarketCues;
+
+/// `tgp-dev demo`'s options.
+#[derive(Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Seed of the fake providers (offers, prices, capacity).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+/// Starts a controller on the fakes (and a private nats-server, without --nats-url), then runs
+/// the demo against it as a client.
+pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    actix_system().block_on(async move {
+        let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
+        // On a private server the demo's user connects as a client, as a real one would.
+        let user = server.as_ref().map_or_else(|| nats.clone(), |s| s.options(Role::Client));
+        let scratch = server.as_ref().map(NatsServer::dir);
+        let (journal_key, _key_dir) = journal_key(None, scratch.as_deref(), true)?;
+        let sim = SimArgs {
+            sim_seed: args.seed,
+            sim_state: None,
+            sim_boot_time: Duration::from_secs(1),
+            sim_spot_interruptions: 0.0,
+        };
+        let market = DevMarket::build(MarketKind::Fakes, &sim).await?;
+        println!("== the market: {}", market.built.description);
+        // The demo's own key, for its run only: its env values are sealed like a real deployment's.
+        let key = tgp_actors::keyring::SecretKey::from_bytes(&tgp_actors::keyring::SecretKey::generate());
+        let config = ControllerConfig {
+            nats: nats.clone(),
+            supervisor: SupervisorConfig {
+                keyring: Arc::new(tgp_actors::keyring::Keyring::new(vec![key])),
+                poll_interval: Duration::from_millis(500),
+                retry_delay: Duration::from_secs(1),
+                ..SupervisorConfig::default()
+            },
+            providers: market.built.providers,
+            api_changes: market.built.api_changes,
+            metrics_addr: None,
+            provider_actor: market.built.provider_actor,
+            allow_empty_journal: false,
+            stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
+            journal_key,
+        };
+        let _controller = Controller::start(config).await.context("starting the controller")?;
+        run(&user, market.cues.as_ref()).await
+    })
+}
 
 async fn call(client: &async_nats::Client, subject: &str, body: serde_json::Value) -> anyhow::Result<InstanceSummary> {
     let reply = client.request(subject.to_string(), body.to_string().into()).await?;
@@ -35,7 +95,7 @@ async fn wait_for(
     bail!("instance {id} did not get there within 30 s")
 }
 
-pub async fn run(nats: &tgp::connect::NatsOptions, controller: &Controller) -> anyhow::Result<()> {
+async fn run(nats: &tgp::connect::NatsOptions, cues: &dyn MarketCues) -> anyhow::Result<()> {
     let client = tgp::connect::connect_with(nats, "tgp-demo").await?;
     let js = tgp::connect::jetstream(client.clone());
     let mut events = JournalReader::open(&js).await?.follow(INSTANCE_EVENTS_ALL, StartAt::New).await?;
@@ -57,7 +117,7 @@ pub async fn run(nats: &tgp::connect::NatsOptions, controller: &Controller) -> a
         ("too-cheap", r#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"0.05","wait_for_capacity":"0s"}"#),
     ];
     println!(
-        "== tgp demo (NATS at {})\n== launching {} instances through tgp.api.launch",
+        "== tgp-dev demo (NATS at {})\n== launching {} instances through tgp.api.launch",
         nats.redacted_url(),
         launches.len()
     );
@@ -75,7 +135,6 @@ pub async fn run(nats: &tgp::connect::NatsOptions, controller: &Controller) -> a
     let before = wait_for(&client, &train, |s| s.state == InstanceState::Running).await?;
     let machine = before.provider_instance_id.clone().context("a running instance has a machine")?;
     println!("== the provider takes {machine} away (instance {train}); tgp notices at its next poll");
-    let cues = controller.cues.as_ref().context("the demo's market takes cues")?;
     anyhow::ensure!(cues.interrupt(&machine), "the market has no running machine {machine}");
     wait_for(&client, &train, |s| {
         s.state == InstanceState::Running && s.provider_instance_id.as_deref() != Some(&machine)

@@ -16,7 +16,7 @@ use super::journal::MemoryJournal;
 use super::market::{SimProvider, Truth};
 use super::truth::MarketTruth;
 use super::{SimConfig, SimError, check, epoch, gave_up, wanted};
-use crate::projections::cost::CostLedger;
+use tgp::projections::cost::CostLedger;
 
 /// The checks a run makes, by the names the report counts violations under.
 pub const CHECKS: [&str; 7] =

@@ -1,20 +1,20 @@
-//! `tgp sim`: a seeded, virtual-clock run of many instances on a misbehaving simulated market,
+//! `tgp-dev sim`: a seeded, virtual-clock run of many instances on a misbehaving simulated market,
 //! with a summary and the checks the run must pass.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::sim::{SimConfig, SimReport, run};
 use clap::Args;
-use tgp::sim::{SimConfig, SimReport, run};
 
-use super::parse_duration;
+use tgp::cli::parse_duration;
 
 /// What to simulate: the seed, the length, the workload and how badly the market behaves.
 #[derive(Args)]
 #[command(after_help = "Examples:
-  tgp sim --seed 7 --duration 1h --instances 100
-  tgp sim --seed 7 --no-capacity 0.5 --providers 1      # a scarce market
-  tgp sim --seed 7 --events sim-0042                   # one chain's events
+  tgp-dev sim --seed 7 --duration 1h --instances 100
+  tgp-dev sim --seed 7 --no-capacity 0.5 --providers 1      # a scarce market
+  tgp-dev sim --seed 7 --events sim-0042                   # one chain's events
 
 The same seed gives the same events (the digest line shows it). The run exits non-zero when a
 check fails: a chain breaking the lifecycle, a machine the journal does not account for, an
@@ -95,7 +95,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         "simulating {} instances for {} (+{} to settle), seed {}",
         config.instances,
         minutes(config.duration),
-        minutes(tgp::sim::SETTLE),
+        minutes(crate::sim::SETTLE),
         config.seed
     );
     let moved = watch_for_a_stall(args.stall_timeout);
@@ -178,7 +178,7 @@ fn print(report: &SimReport) {
     );
     println!("digest of the events (timestamps aside): {}", report.digest);
     if report.violations.is_empty() {
-        println!("checks: {}", tgp::sim::CHECKS.join("; "));
+        println!("checks: {}", crate::sim::CHECKS.join("; "));
     } else {
         println!("checks FAILED:");
         for (check, found) in &report.violations_by_check {

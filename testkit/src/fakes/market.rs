@@ -1,5 +1,5 @@
 //! The fake market: the four providers' fakes on loopback, with the real clients pointed at them.
-//! It is what `tgp demo` runs on, and what `tgp run --market fakes` gives a user who wants to try
+//! It is what `tgp-dev demo` runs on, and what `tgp-dev run --market fakes` gives a user who wants to try
 //! tgp end to end without accounts: the same clients that would talk to Vast.ai, Lambda, RunPod and
 //! Paperspace, speaking the same wire formats, to servers on this machine.
 
@@ -11,8 +11,8 @@ use super::lambda::{LambdaFake, LambdaFakeConfig};
 use super::paperspace::{PaperspaceFake, PaperspaceFakeConfig};
 use super::runpod::{RunPodFake, RunPodFakeConfig};
 use super::vastai::{VastAiFake, VastAiFakeConfig};
-use crate::controller::MarketCues;
-use crate::providers::config::{ApiKey, ProviderKind, ProviderSettings};
+use crate::cues::MarketCues;
+use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 
 /// The key every fake accepts.
 pub const FAKE_KEY: &str = "test-key";
@@ -80,7 +80,7 @@ impl MarketCues for FakeMarket {
     }
 
     fn cue(&self, _: &crate::simulated::MarketCue) -> Result<(), String> {
-        Err("the fake providers take their cues per provider, in their own wire format (src/fakes); \
+        Err("the fake providers take their cues per provider, in their own wire format (testkit/src/fakes); \
              market cues are the simulated market's"
             .into())
     }

@@ -1,6 +1,6 @@
 //! Fake provider servers: each speaks one provider's real wire format over HTTP, with seeded
-//! offers, machines that change state with realistic delays, and misbehaviour on cue. They are
-//! part of the product because the demo's market runs on them; tests use the same fakes.
+//! offers, machines that change state with realistic delays, and misbehaviour on cue. The demo's
+//! market runs on them (`tgp-dev demo`), and so do the tests.
 //!
 //! What every fake shares lives here: the server itself ([`FakeServer`]), a log of the requests
 //! it got (tests assert on what reached the provider), and cues ([`Cue`]) that make the next

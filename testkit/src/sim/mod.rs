@@ -1,4 +1,4 @@
-//! `tgp sim`: the lifecycle of many instances over simulated hours, deterministic and fast.
+//! `tgp-dev sim`: the lifecycle of many instances over simulated hours, deterministic and fast.
 //!
 //! The real supervisor and instance actors run on a tokio runtime whose clock is paused: it
 //! moves only when every task waits on a timer, and then jumps straight to the next one, so an
