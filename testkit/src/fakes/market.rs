@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::FakeProvider;
+pub use super::lambda::DEMO_SSH_KEY_NAME;
 use super::lambda::{LambdaFake, LambdaFakeConfig};
 use super::paperspace::{PaperspaceFake, PaperspaceFakeConfig};
 use super::runpod::{RunPodFake, RunPodFakeConfig};
@@ -16,8 +17,6 @@ use tgp::providers::config::{ApiKey, ProviderKind, ProviderSettings};
 
 /// The key every fake accepts.
 pub const FAKE_KEY: &str = "test-key";
-/// The SSH key name registered at the Lambda fake, so launches without a key of their own work.
-pub const DEMO_SSH_KEY_NAME: &str = "tgp-demo";
 
 /// The four fakes.
 pub struct FakeMarket {

@@ -22,6 +22,10 @@ use super::{FakeControl, FakeProvider, FakeServer, Operation, id_after, ids_in_b
 use routes::Account;
 use state::State;
 
+/// The SSH key name the fake market's settings name, registered at the Lambda fake so launches
+/// without a key of their own work.
+pub const DEMO_SSH_KEY_NAME: &str = "tgp-demo";
+
 /// How the fake behaves.
 #[derive(Clone, Debug)]
 pub struct LambdaFakeConfig {
@@ -139,11 +143,11 @@ impl LambdaFake {
         })
     }
 
-    /// Registers the key the fake market's settings name ([`super::market::DEMO_SSH_KEY_NAME`]), so
+    /// Registers the key the fake market's settings name ([`DEMO_SSH_KEY_NAME`]), so
     /// launches that bring no key of their own work.
     pub fn add_demo_ssh_key(&self) {
         self.add_ssh_key(
-            super::market::DEMO_SSH_KEY_NAME,
+            DEMO_SSH_KEY_NAME,
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRncC1kZW1vLWtleS1mb3ItdGhlLWZha2U tgp-demo",
         );
     }

@@ -10,6 +10,7 @@
 //! optional undocumented rate limit (429 without `Retry-After`); an interruption is the machine
 //! turned off outside tgp (`stopping`, then `off`).
 
+mod respond;
 mod routes;
 pub mod state;
 mod templates;

@@ -1,6 +1,5 @@
 //! The fake's HTTP routes, in Paperspace's own shapes and error envelope.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,16 +8,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, patch};
 use chrono::Utc;
 use serde_json::{Value, json};
 
+use super::respond::{Q, S, bad, error, not_found, ok, page};
 use super::state::{self, CATALOG, FakeEvent, FakeMachine, Phase, World};
 use super::{Shared, templates};
-
-pub(super) type S = State<Arc<Shared>>;
-pub(super) type Q = Query<HashMap<String, String>>;
 
 /// Every route under `/v1`, behind the key check and the rate limit.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -35,22 +32,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared);
     Router::new().nest("/v1", api)
-}
-
-pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message}))).into_response()
-}
-
-pub(super) fn bad(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
-}
-
-pub(super) fn not_found(what: &str) -> Response {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("{what} not found"))
-}
-
-pub(super) fn ok(value: Value) -> Response {
-    axum::Json(value).into_response()
 }
 
 /// Bearer key check, then the (optional) per-minute limit.
@@ -70,28 +51,6 @@ async fn gate(State(shared): S, request: Request, next: Next) -> Response {
         world.recent.push(now);
     }
     next.run(request).await
-}
-
-/// One page of `items` (already in order, each with its cursor), honouring `after` and `limit`.
-pub(super) fn page(items: Vec<(String, Value)>, query: &HashMap<String, String>, cap: usize) -> Response {
-    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
-        None => cap,
-        Some(Ok(l)) if (1..=120).contains(&l) => l.min(cap),
-        Some(_) => return bad("limit must be between 1 and 120"),
-    };
-    let start = match query.get("after") {
-        None => 0,
-        Some(cursor) => match items.iter().position(|(c, _)| c == cursor) {
-            Some(i) => i + 1,
-            None => return bad("Invalid cursor"),
-        },
-    };
-    let rest: Vec<_> = items.into_iter().skip(start).collect();
-    let has_more = rest.len() > limit;
-    let chunk: Vec<_> = rest.into_iter().take(limit).collect();
-    let next = if has_more { chunk.last().map(|(c, _)| c.clone()) } else { None };
-    let values: Vec<Value> = chunk.into_iter().map(|(_, v)| v).collect();
-    ok(json!({"items": values, "hasMore": has_more, "nextPage": next}))
 }
 
 async fn availability(State(shared): S, Query(q): Q) -> Response {

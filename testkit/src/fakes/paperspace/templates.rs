@@ -7,7 +7,7 @@ use axum::response::Response;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::routes::{Q, S, bad, error, not_found, ok, page};
+use super::respond::{Q, S, bad, error, not_found, ok, page};
 use super::state::{self, CATALOG, FakeScript, TEMPLATES};
 
 pub(super) async fn list_templates(State(shared): S, Query(q): Q) -> Response {

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::catalog::test;
-use super::routes::{Q, S, admit, fail, reply};
+use super::respond::{Q, S, admit, fail, reply};
 
 pub async fn list_v0(State(s): S, headers: HeaderMap, Query(q): Q) -> Response {
     if let Err(r) = admit(&s, "GET /instances", &headers, &q, false, StatusCode::UNAUTHORIZED) {

@@ -21,6 +21,7 @@
 mod catalog;
 mod instances;
 mod listing;
+mod respond;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};
