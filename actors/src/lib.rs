@@ -1,20 +1,22 @@
 //! # tgp-actors: who decides
 //!
+//! ## Layout
+//! - [`provider`] (`provider.rs`): the `ProviderClient` trait, and the normalized offer, machine and error shapes.
+//! - [`provider_actor`] (`provider_actor/`): one actor per provider; its files are listed in its own doc.
+//! - [`selection`] (`selection.rs`): choosing the cheapest fitting offer, with a verdict for every candidate.
+//! - [`evidence`] (`evidence.rs`): what listings, status answers and unclear launch answers prove, and not.
+//! - [`keyring`] (`keyring.rs`): sealing a launch's env values for the journal, and opening them to launch.
+//! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp sim`).
+//! - [`aggregate`] (`aggregate.rs`): the instance aggregate, the rules of one chain's life (cqrs-es).
+//! - [`journal`] (`journal.rs`): committing an aggregate's decisions through any cqrs-es repository.
+//! - [`instance_actor`] (`instance_actor.rs`): one actix actor per live instance: decides, journals, acts.
+//! - [`supervisor`] (`supervisor.rs`): routes commands by instance id, rebuilds from the journal, polls.
+//! - `aggregate_tests.rs`: given/when/then tests of every transition and refusal of the aggregate.
+//! - `evidence_tests.rs`: the evidence rules, one by one, on hand-built chains and listings.
+//! - `limit_tests.rs`: tests of the launch limits (lifetime, budget) and of the relaunch backoff.
+//!
 //! The domain of tgp and its actors. Knows no concrete provider and no NATS: providers come in
 //! through [`provider::ProviderClient`], the journal through cqrs-es's `PersistedEventRepository`.
-//!
-//! ## Layout
-//! - [`provider`]: the `ProviderClient` trait every provider implements, and the normalized offer,
-//!   machine and error shapes.
-//! - [`provider_actor`]: one actor per provider: rate limiter, circuit breaker, retries, caches.
-//! - [`selection`]: choosing the cheapest fitting offer, with a verdict for every candidate.
-//! - [`evidence`]: what listings, status answers and unclear launch answers prove, and what they
-//!   do not.
-//! - [`keyring`]: sealing a launch's env values for the journal, and opening them to launch.
-//! - [`aggregate`]: the instance aggregate, the rules of one chain's life (cqrs-es `Aggregate`).
-//! - [`journal`]: committing an aggregate's decisions through any cqrs-es repository.
-//! - [`instance_actor`]: one actix actor per live instance: decides, journals, then acts.
-//! - [`supervisor`]: routes commands by instance id, rebuilds from the journal, polls status.
 #![forbid(unsafe_code)]
 
 pub mod aggregate;

@@ -136,32 +136,21 @@ pub struct ProviderSettings {
     pub disabled: Option<String>,
 }
 
-impl ProviderSettings {
-    /// The time one HTTP call to the provider may take: option `request_timeout_ms`, else
-    /// [`DEFAULT_REQUEST_TIMEOUT`]. An operator behind a slow proxy lengthens it; tests of
-    /// stalled answers shorten it so they need not wait 30 s. Err says what is wrong with the value.
-    pub fn request_timeout(&self) -> Result<Duration, String> {
-        match self.options.get("request_timeout_ms") {
-            None => Ok(DEFAULT_REQUEST_TIMEOUT),
-            Some(v) => v.trim().parse::<u64>().ok().filter(|ms| *ms >= 1).map(Duration::from_millis).ok_or_else(|| {
-                format!("option request_timeout_ms = {v:?}: expected a whole number of milliseconds, at least 1")
-            }),
-        }
-    }
-}
-
 /// How long one provider call may take unless `request_timeout_ms` says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why the configuration cannot be used.
+/// Why the configuration cannot be used: which file, which provider or which option, and why. It
+/// is its own type, not a `ProviderError`, because nothing was asked of a provider yet; a client
+/// that refuses its settings says so with [`crate::providers::options::ClientOptions::refusal`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    /// The configuration file cannot be read.
+    #[error("cannot read the configuration file {path}")]
     Read {
         /// Which file.
         path: PathBuf,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
     /// The file is not valid TOML of the expected shape.
@@ -171,6 +160,48 @@ pub enum ConfigError {
         path: PathBuf,
         /// What is wrong, with its position.
         message: String,
+    },
+    /// A provider's `api_key_file` cannot be read.
+    #[error("{provider}: cannot read api_key_file {path}")]
+    KeyFile {
+        /// Which provider's section.
+        provider: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A client was built for a provider that has no key.
+    #[error("{provider}: no API key (set {variable} or api_key_file)")]
+    NoKey {
+        /// Which provider.
+        provider: &'static str,
+        /// The variable that would hold it.
+        variable: &'static str,
+    },
+    /// An option's value is not one the client can use.
+    #[error("{provider} option {key} = {value:?}: expected {expected}")]
+    BadOption {
+        /// Which provider.
+        provider: &'static str,
+        /// Which option.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What the option takes.
+        expected: String,
+    },
+    /// A file an option names cannot be used (Paperspace's `price_table`).
+    #[error("{provider} option {key}: the file it names cannot be used")]
+    OptionFile {
+        /// Which provider.
+        provider: &'static str,
+        /// Which option.
+        key: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -210,9 +241,13 @@ pub fn resolve(
         let url = env(kind.url_variable()).or(section.url.clone()).unwrap_or_else(|| kind.default_url().to_string());
         let key = match (env(kind.key_variable()), &section.api_key_file) {
             (Some(k), _) if !k.trim().is_empty() => Some(ApiKey::new(k)),
-            (_, Some(path)) => Some(ApiKey::new(
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?,
-            )),
+            (_, Some(path)) => {
+                Some(ApiKey::new(std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+                    provider: kind.name(),
+                    path: path.clone(),
+                    source,
+                })?))
+            }
             _ => None,
         };
         let disabled = if section.enabled == Some(false) {

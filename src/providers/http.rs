@@ -49,7 +49,7 @@ pub struct Answer {
 
 impl ProviderHttp {
     /// A connection to `base` (the host root) with `key`; each call may take `timeout`
-    /// ([`super::config::ProviderSettings::request_timeout`]).
+    /// ([`super::options::ClientOptions::request_timeout`]).
     pub fn new(
         provider: ProviderName,
         base: &str,

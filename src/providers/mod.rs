@@ -9,6 +9,7 @@ pub mod api_change;
 pub mod config;
 pub mod http;
 pub mod lambda;
+pub mod options;
 pub mod paperspace;
 pub mod runpod;
 pub mod vastai;

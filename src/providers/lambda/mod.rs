@@ -32,8 +32,9 @@ use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, Pro
 use tokio::time::Instant;
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
-use super::config::ProviderSettings;
+use super::config::{ConfigError, ProviderKind, ProviderSettings};
 use super::http::ProviderHttp;
+use super::options::ClientOptions;
 pub use launch::{ATTEMPT_TAG, offer_id, parse_offer_id, ssh_key_name};
 use wire::{Envelope, Instance, InstanceTypeEntry, LaunchAnswer, LaunchBody, SshKey, Tag};
 
@@ -61,30 +62,19 @@ impl LambdaClient {
     /// A client for the account in `settings` (`url` is the host root, e.g.
     /// `https://cloud.lambda.ai`). Fails without a key or with an option it cannot read.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
-        let name: ProviderName = "lambda".parse().expect("a valid provider name");
-        let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(&name, FailureClass::Auth, "no API key (set LAMBDA_API_KEY or api_key_file)")
-        })?;
-        let launch_interval = match settings.options.get("launch_interval_ms") {
-            None => DEFAULT_LAUNCH_INTERVAL,
-            Some(v) => Duration::from_millis(v.trim().parse().map_err(|_| {
-                ProviderError::new(
-                    &name,
-                    FailureClass::InvalidRequest,
-                    format!("option launch_interval_ms = {v:?} is not a number of milliseconds"),
-                )
-            })?),
+        let options = ClientOptions::new(ProviderKind::Lambda, settings);
+        let read = || -> Result<Self, ConfigError> {
+            let launch_interval = options.millis("launch_interval_ms", DEFAULT_LAUNCH_INTERVAL, 0)?;
+            let ssh_key_name = options.text("ssh_key_name").filter(|s| !s.is_empty()).map(str::to_string);
+            Ok(LambdaClient {
+                http: options.http(options.url(), reporter, wire::parse_error)?,
+                name: options.name(),
+                ssh_key_name,
+                launch_interval,
+                next_launch: Mutex::new(None),
+            })
         };
-        let ssh_key_name = settings.options.get("ssh_key_name").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        let timeout =
-            settings.request_timeout().map_err(|m| ProviderError::new(&name, FailureClass::InvalidRequest, m))?;
-        Ok(LambdaClient {
-            http: ProviderHttp::new(name.clone(), &settings.url, key, timeout, reporter, wire::parse_error),
-            name,
-            ssh_key_name,
-            launch_interval,
-            next_launch: Mutex::new(None),
-        })
+        read().map_err(|e| options.refusal(e))
     }
 
     fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {

@@ -16,8 +16,9 @@ use super::launch;
 use super::prices::PriceTable;
 use super::wire::{self, Availability, Machine, Page};
 use crate::providers::api_change::{ApiChangeKind, ApiChangeReporter};
-use crate::providers::config::ProviderSettings;
+use crate::providers::config::{ConfigError, ProviderKind, ProviderSettings};
 use crate::providers::http::{self, ProviderHttp};
+use crate::providers::options::ClientOptions;
 
 /// Items asked per list page (the API's maximum).
 pub const PAGE_LIMIT: u32 = 120;
@@ -53,30 +54,22 @@ impl PaperspaceClient {
     /// `price_table`, `disk_size`, `request_timeout_ms`); refuses a missing key or a bad price
     /// table or option.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
-        // A constant, not a provider answer: it always parses.
-        let name: ProviderName = "paperspace".parse().expect("a valid provider name");
-        let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
-        let key = settings
-            .key
-            .clone()
-            .ok_or_else(|| ProviderError::new(&name, FailureClass::Auth, "no API key (set PAPERSPACE_API_KEY)"))?;
-        let prices =
-            PriceTable::load(settings.options.get("price_table").map(Path::new)).map_err(|e| invalid(e.to_string()))?;
-        let disk_size = match settings.options.get("disk_size") {
-            None => 100,
-            Some(text) => text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|gb| (50..=2000).contains(gb))
-                .ok_or_else(|| invalid(format!("option disk_size {text:?}: GB from 50 to 2000")))?,
+        let options = ClientOptions::new(ProviderKind::Paperspace, settings);
+        let read = || -> Result<Self, ConfigError> {
+            let prices =
+                PriceTable::load(options.text("price_table").map(Path::new)).map_err(|e| ConfigError::OptionFile {
+                    provider: ProviderKind::Paperspace.name(),
+                    key: "price_table",
+                    source: e.into(),
+                })?;
+            let disk_size = options.number("disk_size", 100, 50..=2000)?;
+            let template_id = options.text("template_id").filter(|t| !t.is_empty()).map(str::to_string);
+            tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
+            let base = format!("{}/v1", options.url().trim_end_matches('/'));
+            let http = options.http(&base, reporter, wire::parse_error_body)?;
+            Ok(PaperspaceClient { http, name: options.name(), prices, template_id, disk_size })
         };
-        let template_id = settings.options.get("template_id").map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
-        tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
-        let timeout = settings.request_timeout().map_err(invalid)?;
-        let base = format!("{}/v1", settings.url.trim_end_matches('/'));
-        let http = ProviderHttp::new(name.clone(), &base, key, timeout, reporter, wire::parse_error_body);
-        Ok(PaperspaceClient { http, name, prices, template_id, disk_size })
+        read().map_err(|e| options.refusal(e))
     }
 
     /// The price table in use (its `as_of` date is what offers state).

@@ -29,8 +29,9 @@ use tgp_events::{GpuType, Money, ProviderName, Region, SpotPolicy};
 use self::offers::Cloud;
 use self::wire::{Pod, PodList, pod_instance};
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
-use super::config::ProviderSettings;
+use super::config::{ConfigError, ProviderKind, ProviderSettings};
 use super::http::ProviderHttp;
+use super::options::ClientOptions;
 
 /// The RunPod client: why it exists is to speak RunPod's two APIs behind the one trait.
 pub struct RunPodClient {
@@ -45,39 +46,35 @@ pub struct RunPodClient {
 impl RunPodClient {
     /// A client for the account in `settings` (host root in `settings.url`).
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
-        let name: ProviderName = "runpod".parse().expect("a valid provider name");
-        let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
-        let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(&name, FailureClass::Auth, "no API key (set RUNPOD_API_KEY or api_key_file)")
-        })?;
-        let option = |k: &str| settings.options.get(k).map(|v| v.trim().to_ascii_lowercase());
-        let clouds = match option("cloud").as_deref() {
-            None | Some("all") => vec![Cloud::Secure, Cloud::Community],
-            Some("secure") => vec![Cloud::Secure],
-            Some("community") => vec![Cloud::Community],
-            Some(other) => {
-                return Err(invalid(format!("runpod option cloud = {other:?}: use all, secure or community")));
-            }
+        let options = ClientOptions::new(ProviderKind::RunPod, settings);
+        let read = || -> Result<Self, ConfigError> {
+            let choice = |k: &str| options.text(k).map(str::to_ascii_lowercase);
+            let clouds = match choice("cloud").as_deref() {
+                None | Some("all") => vec![Cloud::Secure, Cloud::Community],
+                Some("secure") => vec![Cloud::Secure],
+                Some("community") => vec![Cloud::Community],
+                Some(other) => {
+                    return Err(ConfigError::BadOption {
+                        provider: ProviderKind::RunPod.name(),
+                        key: "cloud",
+                        value: other.to_string(),
+                        expected: "all, secure or community".into(),
+                    });
+                }
+            };
+            let container_disk_gb = options.number("container_disk_gb", 50, 1..=u32::MAX)?;
+            let graphql_root = options.text("graphql_url").unwrap_or(options.url());
+            let parse = wire::parse_error;
+            Ok(RunPodClient {
+                rest: options.http(options.url(), reporter.clone(), parse)?,
+                graphql: options.http(graphql_root, reporter, parse)?,
+                spot: AtomicBool::new(choice("spot").as_deref() != Some("off")),
+                name: options.name(),
+                clouds,
+                container_disk_gb,
+            })
         };
-        let container_disk_gb = match option("container_disk_gb") {
-            None => 50,
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid(format!("runpod option container_disk_gb = {v:?} is not a size in GB")))?,
-        };
-        let graphql_root = settings.options.get("graphql_url").cloned().unwrap_or_else(|| settings.url.clone());
-        let timeout = settings.request_timeout().map_err(invalid)?;
-        let parse = wire::parse_error;
-        Ok(RunPodClient {
-            rest: ProviderHttp::new(name.clone(), &settings.url, key.clone(), timeout, reporter.clone(), parse),
-            graphql: ProviderHttp::new(name.clone(), &graphql_root, key, timeout, reporter, parse),
-            spot: AtomicBool::new(option("spot").as_deref() != Some("off")),
-            name,
-            clouds,
-            container_disk_gb,
-        })
+        read().map_err(|e| options.refusal(e))
     }
 
     /// Whether spot is still offered: false once RunPod retired it (reported once).

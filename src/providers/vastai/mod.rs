@@ -26,8 +26,9 @@ use tgp_events::events::{Connection, FailureClass};
 use tgp_events::{BillingGranularity, GpuType, Money, ProviderName, Region, SpotPolicy};
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
-use super::config::ProviderSettings;
+use super::config::{ConfigError, ProviderKind, ProviderSettings};
 use super::http::{self, ProviderHttp};
+use super::options::ClientOptions;
 use wire::{InstancePage, WireInstance};
 
 /// tgp's name for Vast.ai.
@@ -76,26 +77,14 @@ impl VastAiClient {
     /// (sent as a Bearer token), and the options `disk_gb`, `search_limit` and
     /// `request_timeout_ms`.
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
-        // A constant known to be a valid name: no provider answer can break this.
-        let name: ProviderName = PROVIDER.parse().expect("\"vastai\" is a valid provider name");
-        let invalid = |m: String| ProviderError::new(&name, FailureClass::InvalidRequest, m);
-        let key = settings.key.clone().ok_or_else(|| {
-            ProviderError::new(&name, FailureClass::Auth, "no API key (set VAST_API_KEY or api_key_file)")
-        })?;
-        let option =
-            |key: &str, default: u32, min: u32| -> Result<u32, ProviderError> {
-                match settings.options.get(key) {
-                    None => Ok(default),
-                    Some(v) => v.trim().parse::<u32>().ok().filter(|n| *n >= min).ok_or_else(|| {
-                        invalid(format!("option {key} = {v:?}: expected a whole number of at least {min}"))
-                    }),
-                }
-            };
-        let disk_gb = option("disk_gb", DEFAULT_DISK_GB, 8)?;
-        let search_limit = option("search_limit", DEFAULT_SEARCH_LIMIT, 1)?;
-        let timeout = settings.request_timeout().map_err(invalid)?;
-        let http = ProviderHttp::new(name.clone(), &settings.url, key, timeout, reporter, wire::parse_error);
-        Ok(VastAiClient { http, name, disk_gb, search_limit })
+        let options = ClientOptions::new(ProviderKind::VastAi, settings);
+        let read = || -> Result<Self, ConfigError> {
+            let disk_gb = options.number("disk_gb", DEFAULT_DISK_GB, 8..=u32::MAX)?;
+            let search_limit = options.number("search_limit", DEFAULT_SEARCH_LIMIT, 1..=u32::MAX)?;
+            let http = options.http(options.url(), reporter, wire::parse_error)?;
+            Ok(VastAiClient { http, name: options.name(), disk_gb, search_limit })
+        };
+        read().map_err(|e| options.refusal(e))
     }
 
     fn error(&self, class: FailureClass, message: impl Into<String>) -> ProviderError {
