@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::books::{Books, Shared};
 use super::breaker::{Admission, BreakerConfig};
 use super::flight::{Operation, Output, fly};
-use super::limiter::{self, Budget};
+use super::limiter::{self, Budget, Jitter};
 use crate::provider::{Offer, ProviderClient, ProviderError};
 
 /// Where provider events go (the journal, in the controller).
@@ -39,6 +39,9 @@ pub struct ProviderActorConfig {
     pub retries: usize,
     /// First retry delay (doubling, with jitter, capped at 30 s).
     pub retry_delay: Duration,
+    /// Seeds the jitter of retries and of 429 backoffs; `None` (production) takes it from the
+    /// clock. The simulation seeds it, so the same seed gives the same waits on its paused clock.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for ProviderActorConfig {
@@ -50,6 +53,7 @@ impl Default for ProviderActorConfig {
             unavailable_ttl: Duration::from_secs(600),
             retries: 4,
             retry_delay: Duration::from_millis(250),
+            jitter_seed: None,
         }
     }
 }
@@ -106,7 +110,7 @@ impl ProviderActor {
     pub fn new(client: Arc<dyn ProviderClient>, config: ProviderActorConfig, sink: Arc<dyn ProviderEventSink>) -> Self {
         let limits = client.rate_limits();
         let budget = config.budget.unwrap_or(Budget { per_minute: limits.requests_per_minute, burst: limits.burst });
-        let books = Mutex::new(Books::new(budget, config.breaker));
+        let books = Mutex::new(Books::new(budget, config.breaker, Jitter::from_seed(config.jitter_seed)));
         let name = client.info().name;
         let label = Arc::from(name.as_str());
         ProviderActor { shared: Arc::new(Shared { name, label, client, config, books }), sink }

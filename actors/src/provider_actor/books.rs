@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::actor::{Attempted, Dispatch, ProviderActor, ProviderActorConfig};
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::flight::{Output, Priority};
-use super::limiter::{AdaptiveLimiter, Budget};
+use super::limiter::{AdaptiveLimiter, Budget, Jitter};
 use crate::provider::{Offer, ProviderClient, ProviderError};
 
 /// What the actor and its handles share: the client and the books, behind one lock that is never
@@ -100,9 +100,9 @@ impl Shared {
 }
 
 impl Books {
-    pub(super) fn new(budget: Budget, breaker: BreakerConfig) -> Self {
+    pub(super) fn new(budget: Budget, breaker: BreakerConfig, jitter: Jitter) -> Self {
         Books {
-            limiter: AdaptiveLimiter::new(budget),
+            limiter: AdaptiveLimiter::with_jitter(budget, jitter),
             waiting: Default::default(),
             dispatch_armed: false,
             breaker: CircuitBreaker::new(breaker),

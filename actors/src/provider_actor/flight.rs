@@ -145,14 +145,17 @@ pub(super) async fn fly(
         result
     };
     let result = if idempotent {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(shared.config.retry_delay)
+            .with_max_delay(Duration::from_secs(30))
+            .with_max_times(shared.config.retries)
+            .with_jitter();
+        let backoff = match shared.config.jitter_seed {
+            Some(seed) => backoff.with_jitter_seed(seed),
+            None => backoff,
+        };
         attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(shared.config.retry_delay)
-                    .with_max_delay(Duration::from_secs(30))
-                    .with_max_times(shared.config.retries)
-                    .with_jitter(),
-            )
+            .retry(backoff)
             .when(ProviderError::is_retryable)
             .adjust(|e, backoff| backoff.map(|d| e.retry_after_seconds.map_or(d, Duration::from_secs)))
             .await

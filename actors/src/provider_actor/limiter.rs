@@ -86,11 +86,50 @@ pub struct AdaptiveLimiter {
     paused_until: Option<Instant>,
     /// 429s since the last success: the exponent of the backoff when there is no `Retry-After`.
     consecutive_429: u32,
+    /// Where the backoff's jitter comes from.
+    jitter: Jitter,
+}
+
+/// Where jitter comes from: the clock's low bits in production, or a seeded sequence, so a
+/// simulation on a paused clock gives the same waits, and so the same events, for the same seed.
+#[derive(Clone, Debug)]
+pub enum Jitter {
+    /// The low bits of the wall clock (no random-number dependency).
+    Clock,
+    /// A splitmix64 sequence from this state.
+    Seeded(u64),
+}
+
+impl Jitter {
+    /// The source a seed asks for: seeded when given, the clock otherwise.
+    pub fn from_seed(seed: Option<u64>) -> Self {
+        seed.map_or(Jitter::Clock, Jitter::Seeded)
+    }
+
+    fn next(&mut self) -> u32 {
+        match self {
+            Jitter::Clock => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+            }
+            Jitter::Seeded(state) => {
+                *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = *state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                ((z ^ (z >> 31)) >> 32) as u32
+            }
+        }
+    }
 }
 
 impl AdaptiveLimiter {
-    /// A limiter at the configured budget.
+    /// A limiter at the configured budget, its jitter from the clock.
     pub fn new(budget: Budget) -> Self {
+        Self::with_jitter(budget, Jitter::Clock)
+    }
+
+    /// A limiter at the configured budget, its jitter from `jitter`.
+    pub fn with_jitter(budget: Budget, jitter: Jitter) -> Self {
         AdaptiveLimiter {
             nominal: budget,
             envelope: Gcra { due: None },
@@ -98,6 +137,7 @@ impl AdaptiveLimiter {
             reduced: None,
             paused_until: None,
             consecutive_429: 0,
+            jitter,
         }
     }
 
@@ -154,7 +194,7 @@ impl AdaptiveLimiter {
         self.consecutive_429 += 1;
         let backoff = retry_after.unwrap_or_else(|| {
             let base = Duration::from_millis(500 * 2u64.pow(self.consecutive_429.min(6)));
-            let jitter = Duration::from_millis(u64::from(rand_jitter()) % (base.as_millis() as u64 / 2 + 1));
+            let jitter = Duration::from_millis(u64::from(self.jitter.next()) % (base.as_millis() as u64 / 2 + 1));
             (base + jitter).min(Duration::from_secs(60))
         });
         let until = now.checked_add(backoff).unwrap_or(now + Duration::from_secs(86_400));
@@ -177,11 +217,6 @@ impl AdaptiveLimiter {
     }
 }
 
-/// Jitter without a random-number dependency: the low bits of the clock.
-fn rand_jitter() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +237,21 @@ mod tests {
             }
         }
         grants
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_jitter_gives_the_same_backoffs_and_another_seed_others() {
+        let backoffs = |seed: u64| {
+            let mut l = AdaptiveLimiter::with_jitter(Budget { per_minute: 600, burst: 1 }, Jitter::Seeded(seed));
+            (0..4)
+                .map(|_| {
+                    l.on_rate_limited(None);
+                    l.try_acquire().unwrap_err()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(backoffs(7), backoffs(7));
+        assert_ne!(backoffs(7), backoffs(8));
     }
 
     #[tokio::test(start_paused = true)]

@@ -169,6 +169,13 @@ fn print(report: &SimReport) {
     for (operation, rate) in &report.calls_per_instance_hour {
         println!("  {rate:>9.2}  {operation}");
     }
+    println!("provider actor events (limiter and breaker in front of the providers):");
+    if report.provider_events.is_empty() {
+        println!("  none");
+    }
+    for (kind, n) in &report.provider_events {
+        println!("  {n:>5}  {kind}");
+    }
     println!("adopted after a lost answer: {}", report.adopted);
     println!("running at the providers at the end: {}", report.running_at_end);
     println!(

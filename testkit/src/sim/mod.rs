@@ -20,6 +20,7 @@ pub mod gave_up;
 pub mod journal;
 pub mod market;
 pub mod misfortune;
+pub mod provider_events;
 mod report;
 pub mod truth;
 pub mod wanted;
@@ -32,10 +33,12 @@ use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistenceError;
 use tgp_actors::clock::Clock;
 use tgp_actors::provider::{Market, ProviderClient};
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderHandle};
 use tgp_actors::supervisor::{Launch, Supervisor, SupervisorConfig, Terminate};
 
 use journal::MemoryJournal;
 use market::{Chaos, SimProvider};
+use provider_events::ProviderEventLog;
 pub use report::{
     ACCOUNTED, CHECKS, LAUNCHED_ONCE, LAWFUL, LIMITS, NO_TRANSIENT_GIVE_UP, NOTHING_STOPPED, SimReport, WANTED_KEPT,
 };
@@ -181,7 +184,18 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
             Arc::new(SimProvider::new(name.parse().expect("a valid name"), catalog_seed, clock, chaos.clone()))
         })
         .collect();
-    let market = Market::new(providers.iter().map(|p| p.clone() as Arc<dyn ProviderClient>).collect());
+    // Each provider behind its provider actor, as in `tgp run`: the limiter, the breaker, the
+    // caches and the retries run on the paused clock too, their jitter seeded.
+    let provider_events = Arc::new(ProviderEventLog::default());
+    let actor_config = ProviderActorConfig { jitter_seed: Some(config.seed), ..ProviderActorConfig::default() };
+    let handles: Vec<Arc<dyn ProviderClient>> = providers
+        .iter()
+        .map(|p| {
+            let handle = ProviderHandle::start(p.clone(), actor_config.clone(), provider_events.clone());
+            Arc::new(handle) as Arc<dyn ProviderClient>
+        })
+        .collect();
+    let market = Market::new(handles);
     let journal = MemoryJournal::default();
     let supervisor_config = SupervisorConfig {
         poll_interval: config.poll_interval,
@@ -217,5 +231,5 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
         progress(elapsed);
     }
     let end = clock.now();
-    report::report(config, &journal, &providers, simulated, end)
+    report::report(config, &journal, &providers, &provider_events, simulated, end)
 }

@@ -14,6 +14,7 @@ use tgp_events::{InstanceEvent, InstanceId, Money};
 
 use super::journal::MemoryJournal;
 use super::market::{SimProvider, Truth};
+use super::provider_events::ProviderEventLog;
 use super::truth::MarketTruth;
 use super::{SimConfig, SimError, check, epoch, gave_up, wanted};
 use tgp::projections::cost::CostLedger;
@@ -59,6 +60,9 @@ pub struct SimReport {
     /// Provider calls per instance-hour, by operation (`list`, `status`, `launch`, `terminate`,
     /// `offers`), whatever their outcome.
     pub calls_per_instance_hour: BTreeMap<&'static str, f64>,
+    /// What the provider actors journaled in front of the providers, by kind (`circuit open`,
+    /// `rate limited (rate cut)`).
+    pub provider_events: BTreeMap<String, usize>,
     /// Launches found by reconciliation after their answer was lost.
     pub adopted: usize,
     /// Machines running at the providers at the end.
@@ -84,6 +88,7 @@ pub(super) fn report(
     config: SimConfig,
     journal: &MemoryJournal,
     providers: &[Arc<SimProvider>],
+    provider_events: &ProviderEventLog,
     simulated: Duration,
     end: DateTime<Utc>,
 ) -> Result<SimReport, SimError> {
@@ -178,6 +183,7 @@ pub(super) fn report(
         provider_calls,
         instance_hours,
         calls_per_instance_hour,
+        provider_events: provider_events.counts(),
         adopted,
         running_at_end: at_providers.len(),
         cost: totals.cost(),
