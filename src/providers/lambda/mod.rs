@@ -12,14 +12,13 @@
 
 mod launch;
 mod names;
+mod offers;
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tgp_actors::provider::{
@@ -35,7 +34,7 @@ use super::config::{ConfigError, ProviderKind, ProviderSettings};
 use super::http::ProviderHttp;
 use super::options::ClientOptions;
 pub use launch::{ATTEMPT_TAG, offer_id, parse_offer_id, ssh_key_name};
-use wire::{Envelope, Instance, InstanceTypeEntry, LaunchAnswer, LaunchBody, SshKey, Tag};
+use wire::{Envelope, Instance, LaunchAnswer, LaunchBody, SshKey, Tag};
 
 /// Lambda's path prefix under the host root.
 const API: &str = "/api/v1";
@@ -110,46 +109,6 @@ impl LambdaClient {
         let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         ok.then_some(id)
             .ok_or_else(|| self.error(FailureClass::InvalidRequest, format!("{id:?} is not a Lambda instance id")))
-    }
-
-    async fn instance_types(&self) -> Result<BTreeMap<String, InstanceTypeEntry>, ProviderError> {
-        self.call(Method::GET, "/instance-types", None).await
-    }
-
-    /// Offers from an `/instance-types` answer: one per (GPU type, region with capacity). CPU
-    /// types are not GPU offers and are left out; sold-out types have no region to offer.
-    fn offers(&self, types: &BTreeMap<String, InstanceTypeEntry>) -> Vec<Offer> {
-        let now = Utc::now();
-        let mut out = Vec::new();
-        for entry in types.values() {
-            let t = &entry.instance_type;
-            if t.specs.gpus == 0 {
-                continue;
-            }
-            for region in &entry.regions_with_capacity_available {
-                out.push(Offer {
-                    id: offer_id(&t.name, &region.name),
-                    provider: self.name.clone(),
-                    gpu_type: names::gpu_type(&t.name, &t.gpu_description),
-                    provider_gpu_name: if t.gpu_description.is_empty() {
-                        t.name.clone()
-                    } else {
-                        t.gpu_description.clone()
-                    },
-                    gpu_count: t.specs.gpus,
-                    region: names::region(&region.name),
-                    provider_region: region.name.clone(),
-                    on_demand_price: Some(Money::from_cents(t.price_cents_per_hour)),
-                    spot_price: None,
-                    reliability: None,
-                    // Lambda gives no quantity: listed means at least one can launch now.
-                    available: 1,
-                    billing: BILLING,
-                    observed_at: now,
-                });
-            }
-        }
-        out
     }
 
     /// Maps one instance; an unknown status is reported and treated as Starting (see
