@@ -264,7 +264,7 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{ApiKey, ProviderKind, resolve};
 
     #[test]
     fn keys_never_print() {

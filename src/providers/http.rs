@@ -249,7 +249,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::retry_after;
+    use reqwest::header::HeaderMap;
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

@@ -1,9 +1,16 @@
 //! The real provider clients, each behind `tgp_actors::provider::ProviderClient`, and what they
 //! share: HTTP plumbing with one error taxonomy ([`http`]), API-change reporting
-//! ([`api_change`]), and configuration with redacted keys ([`config`]).
+//! ([`api_change`]), configuration with redacted keys ([`config`]), and the one way a client reads
+//! its key, options and timeout ([`options`]).
 //!
-//! One file per provider, each with its translation tables (GPU and region names, both ways) in
-//! one place: [`vastai`], [`lambda`], [`runpod`], [`paperspace`].
+//! One folder per provider ([`vastai`], [`lambda`], [`runpod`], [`paperspace`]), all laid out the
+//! same way: `mod.rs` holds the module doc (the API and the options), the client type, its
+//! `from_settings` and its `ProviderClient` impl; `wire.rs` the provider's JSON shapes and its
+//! error-body parser; `names.rs` the translation tables, GPU and region names both ways, where
+//! they are more than a few lines (Paperspace's few are in `wire.rs`); and one file per further
+//! concern, named for it: `offers.rs`, `launch.rs`, RunPod's `graphql.rs`, Paperspace's
+//! `prices.rs` (its dated price table) and `machines.rs` (the calls that launch and terminate).
+//! Files import what they use by name, never `use super::*`.
 
 pub mod api_change;
 pub mod config;

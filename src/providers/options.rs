@@ -124,7 +124,9 @@ impl<'a> ClientOptions<'a> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::*;
+    use super::{ClientOptions, ProviderKind, ProviderSettings};
+    use std::time::Duration;
+    use tgp_events::events::FailureClass;
 
     fn settings(options: &[(&str, &str)]) -> ProviderSettings {
         ProviderSettings {

@@ -160,7 +160,11 @@ impl CircuitBreaker {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use tgp_events::provider_events::CircuitState;
+
+    use super::{Admission, BreakerConfig, CircuitBreaker};
 
     #[tokio::test(start_paused = true)]
     async fn opens_fails_fast_half_opens_and_closes() {

@@ -219,7 +219,11 @@ impl AdaptiveLimiter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{AdaptiveLimiter, Budget, RECOVERY};
 
     /// Takes every token as soon as it is allowed until `until`, on paused time; returns the
     /// instants of the grants (at most 100,000: a limiter that never says wait ends the test).

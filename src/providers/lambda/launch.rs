@@ -84,7 +84,9 @@ pub fn user_data(attempt: &str, image: &str, env: &BTreeMap<String, Secret>) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{offer_id, parse_offer_id, ssh_key_name, user_data};
+    use std::collections::BTreeMap;
+    use tgp_events::sealed::Secret;
 
     #[test]
     fn offer_ids_round_trip() {

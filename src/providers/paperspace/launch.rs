@@ -117,7 +117,7 @@ fn shell_quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{OsChoice, os_choice, shell_quote};
 
     #[test]
     fn images_choose_the_os_or_are_refused() {

@@ -5,12 +5,12 @@ use tgp_actors::provider::{LaunchReceipt, LaunchSpec, ProviderError};
 use tgp_events::AttemptId;
 use tgp_events::events::FailureClass;
 
-use super::client::{
+use super::launch::{self, OsChoice};
+use super::wire::{self, Machine, MachineMutation, OsTemplate, Page, StartupScript};
+use super::{
     BILLING, EP_AVAILABILITY, EP_CREATE, EP_DELETE, EP_LIST, EP_SCRIPT_CREATE, EP_SCRIPT_DELETE, EP_SCRIPTS,
     EP_TEMPLATES, PAGE_LIMIT, PaperspaceClient,
 };
-use super::launch::{self, OsChoice};
-use super::wire::{self, Machine, MachineMutation, OsTemplate, Page, StartupScript};
 
 impl PaperspaceClient {
     /// In this order: every refusal that needs no call (spot, offer id, image, env, SSH key);

@@ -99,7 +99,7 @@ impl PriceTable {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::PriceTable;
 
     #[test]
     fn the_shipped_table_parses_and_is_dated() {

@@ -264,7 +264,11 @@ pub fn parse_error_body(body: &[u8]) -> Option<(Option<String>, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        GPU_TABLE, REGION_TABLE, api_from_region, api_from_short, gpu_from_label, label_from_gpu, parse_error_body,
+        region_from_api, short_from_api, split_label,
+    };
+    use tgp_events::{GpuType, Region};
 
     #[test]
     fn labels_split_into_base_and_count() {

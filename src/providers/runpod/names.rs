@@ -138,7 +138,8 @@ pub fn is_data_center(location: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{GPUS, REPRESENTATIVE, runpod_gpu, runpod_region, standard_gpu, standard_region};
+    use tgp_events::Region;
 
     #[test]
     fn names_translate_both_ways() {

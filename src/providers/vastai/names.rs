@@ -261,7 +261,8 @@ pub fn region(geolocation: &str) -> Option<Region> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{gpu_ram_bounds, gpu_type, region, region_countries, vast_gpu_names};
+    use tgp_events::{GpuType, Region};
 
     #[test]
     fn gpu_names_translate_both_ways() {

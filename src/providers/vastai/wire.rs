@@ -259,7 +259,8 @@ fn id<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{OneInstance, decimal_of, host_port, parse_error};
+    use serde_json::Value;
     use serde_json::json;
 
     #[test]

@@ -95,7 +95,8 @@ pub fn status(raw: &str) -> Option<MachineStatus> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{REGIONS, gpu_name, gpu_type, region, region_code};
+    use tgp_events::{GpuType, Region};
 
     #[test]
     fn gpu_names_both_ways() {

@@ -1,0 +1,56 @@
+//! Offers on Lambda: the `/instance-types` answer, one offer per GPU instance type and region
+//! with capacity, at the type's one on-demand price.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use reqwest::Method;
+use tgp_actors::provider::{Offer, ProviderError};
+use tgp_events::Money;
+
+use super::wire::InstanceTypeEntry;
+use super::{BILLING, LambdaClient, names, offer_id};
+
+impl LambdaClient {
+    /// Every instance type with its price and the regions that have capacity now; offers and
+    /// launches both read it.
+    pub(super) async fn instance_types(&self) -> Result<BTreeMap<String, InstanceTypeEntry>, ProviderError> {
+        self.call(Method::GET, "/instance-types", None).await
+    }
+
+    /// Offers from an `/instance-types` answer: one per (GPU type, region with capacity). CPU
+    /// types are not GPU offers and are left out; sold-out types have no region to offer.
+    pub(super) fn offers(&self, types: &BTreeMap<String, InstanceTypeEntry>) -> Vec<Offer> {
+        let now = Utc::now();
+        let mut out = Vec::new();
+        for entry in types.values() {
+            let t = &entry.instance_type;
+            if t.specs.gpus == 0 {
+                continue;
+            }
+            for region in &entry.regions_with_capacity_available {
+                out.push(Offer {
+                    id: offer_id(&t.name, &region.name),
+                    provider: self.name.clone(),
+                    gpu_type: names::gpu_type(&t.name, &t.gpu_description),
+                    provider_gpu_name: if t.gpu_description.is_empty() {
+                        t.name.clone()
+                    } else {
+                        t.gpu_description.clone()
+                    },
+                    gpu_count: t.specs.gpus,
+                    region: names::region(&region.name),
+                    provider_region: region.name.clone(),
+                    on_demand_price: Some(Money::from_cents(t.price_cents_per_hour)),
+                    spot_price: None,
+                    reliability: None,
+                    // Lambda gives no quantity: listed means at least one can launch now.
+                    available: 1,
+                    billing: BILLING,
+                    observed_at: now,
+                });
+            }
+        }
+        out
+    }
+}
