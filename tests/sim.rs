@@ -131,8 +131,7 @@ fn tgp_sim_prints_a_summary_and_passes_its_checks() {
 fn the_simulated_providers_sit_behind_provider_actors_whose_limiters_and_breakers_act() {
     // A market that answers 429 often and has many 5xx bursts: the limiter must cut its rate and
     // the breaker must open, on the paused clock, and the run must stay lawful and repeatable.
-    let config =
-        SimConfig { seed: 11, instances: 30, rate_limited: 0.15, outage_burst: 0.05, ..SimConfig::default() };
+    let config = SimConfig { seed: 11, instances: 30, rate_limited: 0.15, outage_burst: 0.05, ..SimConfig::default() };
     let first = run(config.clone(), |_| {}).expect("the simulation runs");
     let events = |kind: &str| first.provider_events.get(kind).copied().unwrap_or(0);
     assert!(events("rate limited (rate cut)") > 0, "{:?}", first.provider_events);
