@@ -98,9 +98,12 @@ fn refused(e: &CommandError) -> Outcome {
 fn from_supervisor(result: Result<Result<impl Sized, SupervisorError>, actix::MailboxError>) -> Outcome {
     match result {
         Ok(Ok(_)) => Outcome::Done,
-        Ok(Err(e @ (SupervisorError::Journal(_) | SupervisorError::Unavailable(_) | SupervisorError::Conflict(_)))) => {
-            Outcome::RetryLater(e.to_string())
-        }
+        Ok(Err(
+            e @ (SupervisorError::Journal(_)
+            | SupervisorError::Provider { .. }
+            | SupervisorError::Unavailable(_)
+            | SupervisorError::Conflict(_)),
+        )) => Outcome::RetryLater(e.to_string()),
         Ok(Err(e)) => Outcome::Refused { code: e.code().into(), reason: e.to_string() },
         Err(e) => Outcome::RetryLater(e.to_string()),
     }

@@ -577,7 +577,10 @@ async fn advance<R: PersistedEventRepository>(
             let machine = loaded.instance.machine.clone().expect("terminating a machine");
             let provider = machine.provider.as_ref().and_then(|p| shared.market.get(p));
             if let Some(provider) = provider {
-                provider.terminate(&machine.id).await.map_err(|e| CommitError::Journal(format!("terminate: {e}")))?;
+                provider
+                    .terminate(&machine.id)
+                    .await
+                    .map_err(|source| CommitError::Provider { operation: "terminate", source })?;
                 crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;

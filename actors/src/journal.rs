@@ -12,6 +12,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use tgp_events::{InstanceEvent, InstanceId};
 
 use crate::aggregate::{Instance, InstanceCommand, InstanceError};
+use crate::provider::ProviderError;
 
 /// A snapshot is written every this many events, so loading one chain stays cheap however long
 /// it lives.
@@ -28,13 +29,18 @@ pub enum CommitError {
     Conflict(InstanceId),
     /// The journal could not be reached or answered strangely; the outcome may be unknown.
     #[error("journal: {0}")]
-    Journal(String),
-}
-
-impl From<PersistenceError> for CommitError {
-    fn from(e: PersistenceError) -> Self {
-        CommitError::Journal(e.to_string())
-    }
+    Journal(#[from] PersistenceError),
+    /// A provider call the step needed before it could journal failed; the error keeps its
+    /// [`FailureClass`](tgp_events::events::FailureClass), so it is not mistaken for a journal
+    /// failure.
+    #[error("provider {operation} failed: {source}")]
+    Provider {
+        /// The call (`terminate`).
+        operation: &'static str,
+        /// The provider's error, with its class.
+        #[source]
+        source: ProviderError,
+    },
 }
 
 /// One chain as held in memory: its state and the sequence of its last journaled event.

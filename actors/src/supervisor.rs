@@ -19,7 +19,7 @@ use crate::instance_actor::{
 };
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::keyring::Keyring;
-use crate::provider::{Market, ProviderListing};
+use crate::provider::{Market, ProviderError, ProviderListing};
 use crate::provider_actor::ProviderEventSink;
 use tgp_events::ProviderName;
 use tgp_events::provider_events::ProviderEvent;
@@ -92,7 +92,16 @@ pub enum SupervisorError {
     Conflict(InstanceId),
     /// The journal failed.
     #[error("journal: {0}")]
-    Journal(String),
+    Journal(#[source] PersistenceError),
+    /// A provider call failed (it keeps its class: a 429 or an outage is not a journal failure).
+    #[error("provider {operation} failed: {source}")]
+    Provider {
+        /// The call (`terminate`).
+        operation: &'static str,
+        /// The provider's error, with its class.
+        #[source]
+        source: ProviderError,
+    },
     /// The instance's actor stopped while asked.
     #[error("instance {0} is not available right now; retry")]
     Unavailable(InstanceId),
@@ -107,13 +116,14 @@ impl From<CommitError> for SupervisorError {
             CommitError::Refused(r) => SupervisorError::Refused(r),
             CommitError::Conflict(id) => SupervisorError::Conflict(id),
             CommitError::Journal(j) => SupervisorError::Journal(j),
+            CommitError::Provider { operation, source } => SupervisorError::Provider { operation, source },
         }
     }
 }
 
 impl From<PersistenceError> for SupervisorError {
     fn from(e: PersistenceError) -> Self {
-        SupervisorError::Journal(e.to_string())
+        SupervisorError::Journal(e)
     }
 }
 
@@ -123,7 +133,9 @@ impl SupervisorError {
         match self {
             SupervisorError::NotFound(_) => "not_found",
             SupervisorError::Refused(_) | SupervisorError::Conflict(_) => "conflict",
-            SupervisorError::Journal(_) | SupervisorError::Unavailable(_) => "unavailable",
+            SupervisorError::Journal(_) | SupervisorError::Provider { .. } | SupervisorError::Unavailable(_) => {
+                "unavailable"
+            }
             SupervisorError::LaunchesStopped(_) => "launches_stopped",
         }
     }
@@ -345,7 +357,10 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                         return Ok::<_, SupervisorError>(());
                     }
                     let Some(client) = shared.market.get(&provider) else { return Ok(()) };
-                    client.terminate(&machine.id).await.map_err(|e| SupervisorError::Journal(e.to_string()))?;
+                    client
+                        .terminate(&machine.id)
+                        .await
+                        .map_err(|source| SupervisorError::Provider { operation: "terminate", source })?;
                     tracing::warn!(instance = %id, machine = %machine.id, "orphan terminated");
                     let command = InstanceCommand::RecordOrphanCleanup {
                         provider,
@@ -532,5 +547,26 @@ impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
             found.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
             found
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use tgp_events::events::FailureClass;
+
+    use super::{CommitError, ProviderError, SupervisorError};
+
+    #[test]
+    fn a_failed_provider_call_stays_a_provider_failure_with_its_class() {
+        let provider = "vastai".parse().expect("a provider name");
+        let cause = ProviderError::new(&provider, FailureClass::RateLimited, "slow down");
+        let error = SupervisorError::from(CommitError::Provider { operation: "terminate", source: cause });
+        assert!(!matches!(error, SupervisorError::Journal(_)), "{error}");
+        assert!(error.to_string().starts_with("provider terminate failed"), "{error}");
+        let source = error.source().and_then(|s| s.downcast_ref::<ProviderError>()).expect("the provider's error");
+        assert_eq!(source.class, FailureClass::RateLimited);
+        assert_eq!(error.code(), "unavailable");
     }
 }

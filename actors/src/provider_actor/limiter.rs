@@ -223,7 +223,7 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{AdaptiveLimiter, Budget, RECOVERY};
+    use super::{AdaptiveLimiter, Budget, Jitter, RECOVERY};
 
     /// Takes every token as soon as it is allowed until `until`, on paused time; returns the
     /// instants of the grants (at most 100,000: a limiter that never says wait ends the test).
