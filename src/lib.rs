@@ -8,7 +8,7 @@
 //! - [`journal`]: the JetStream journal (cqrs-es repository), its reader, the quarantine of
 //!   messages that do not decode, the NATS layout, and the guard that notices a stream changed
 //!   under a running tgp.
-//! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp demo`, tests and benches.
+//! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp-dev demo`, tests and benches.
 //! - [`connect`]: connecting to NATS with credentials and TLS, redacting URLs, checking the
 //!   server version.
 //! - [`secrets`]: the secrets key files, and env values kept out of dead letters.

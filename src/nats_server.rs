@@ -1,4 +1,4 @@
-//! A private `nats-server`: `tgp run` and `tgp demo` start one when no NATS URL is given, and
+//! A private `nats-server`: `tgp run` and `tgp-dev demo` start one when no NATS URL is given, and
 //! tests and benchmarks start one each (its own port, its own temporary store, killed on drop).
 //! It runs with the configuration in `nats.conf` (shipped inside the binary), so what is tested is
 //! what is deployed: JetStream on, `sync_interval: always`, and the roles with their subject

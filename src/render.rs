@@ -1,4 +1,4 @@
-//! One-line descriptions of lifecycle events, for `tgp launch`, `tgp watch` and `tgp demo`.
+//! One-line descriptions of lifecycle events, for `tgp launch`, `tgp watch` and `tgp-dev demo`.
 
 use tgp_events::events::InstanceEvent as E;
 

@@ -1,4 +1,4 @@
-//! Where the lifecycle's time comes from. In production it is the wall clock; in `tgp sim` it is
+//! Where the lifecycle's time comes from. In production it is the wall clock; in `tgp-dev sim` it is
 //! tokio's clock, paused and advanced by the runtime from timer to timer, so an hour of
 //! interruptions, backoffs and limits runs in seconds and the same seed gives the same events.
 

@@ -39,7 +39,7 @@ pub struct Shared<R> {
     pub retry_delay: Duration,
     /// Crash on purpose at this point (crash-safety tests only).
     pub failpoint: Option<Failpoint>,
-    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
+    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp-dev sim`.
     pub clock: Clock,
     /// Told which machine each chain bills, so a listing that leaves out many can be suspected.
     pub tracked: Recipient<Tracked>,

@@ -6,7 +6,7 @@
 //! - [`selection`] (`selection.rs`): choosing the cheapest fitting offer, with a verdict for every candidate.
 //! - [`evidence`] (`evidence.rs`): what listings, status answers and unclear launch answers prove, and not.
 //! - [`keyring`] (`keyring.rs`): sealing a launch's env values for the journal, and opening them to launch.
-//! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp sim`).
+//! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp-dev sim`).
 //! - [`aggregate`] (`aggregate.rs`): the instance aggregate, the rules of one chain's life (cqrs-es).
 //! - [`journal`] (`journal.rs`): committing an aggregate's decisions through any cqrs-es repository.
 //! - [`instance_actor`] (`instance_actor.rs`): one actix actor per live instance: decides, journals, acts.

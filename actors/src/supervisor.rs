@@ -33,7 +33,7 @@ pub struct SupervisorConfig {
     pub retry_delay: Duration,
     /// Crash on purpose at this point (crash-safety tests only).
     pub failpoint: Option<Failpoint>,
-    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp sim`.
+    /// Timestamps and deadlines: the wall clock, or a virtual one in `tgp-dev sim`.
     pub clock: Clock,
     /// How much evidence a conclusion needs.
     pub evidence: EvidenceConfig,

@@ -137,7 +137,7 @@ pub fn actix_system() -> actix::SystemRunner {
 }
 
 /// The journal key: the file given, or, where tgp may make its own (a private nats-server's
-/// directory, or a temporary directory for `tgp demo` and benches), a new one there. The guard
+/// directory, or a temporary directory for `tgp-dev demo` and benches), a new one there. The guard
 /// keeps a temporary directory alive.
 pub fn journal_key(
     given: Option<&std::path::Path>,
