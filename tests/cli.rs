@@ -8,15 +8,19 @@ use std::process::Command;
 
 use support::*;
 
-fn tgp(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tgp")).args(args).env_remove("NATS_URL").output().expect("tgp runs");
+/// Runs `binary` without NATS_URL: success, stdout, stderr.
+fn run(binary: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(binary).args(args).env_remove("NATS_URL").output().expect("the binary runs");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-/// The same with the testkit's `tgp-dev` (offers from the fakes, benchmarks).
+fn tgp(args: &[&str]) -> (bool, String, String) {
+    run(env!("CARGO_BIN_EXE_tgp"), args)
+}
+
+/// The testkit's `tgp-dev` (offers from the fakes, benchmarks).
 fn tgp_dev(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(support::tgp_dev()).args(args).env_remove("NATS_URL").output().expect("tgp-dev runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    run(support::tgp_dev(), args)
 }
 
 #[tokio::test]
