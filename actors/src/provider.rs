@@ -3,7 +3,7 @@
 //! The instance actors and selection only ever see these types; each concrete client (in the `tgp`
 //! crate) translates its provider's wire format into them. Nothing here does I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -190,8 +190,10 @@ pub struct ProviderListing {
     /// The machines by provider id.
     pub by_id: HashMap<String, ProviderInstance>,
     /// The ids of machines carrying a tgp attempt label, by the chain the label names: each of
-    /// thousands of instance actors finds its own machines without scanning the listing.
-    pub by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>>,
+    /// thousands of instance actors finds its own machines without scanning the listing. Ordered,
+    /// so that the orphan sweep calls the provider in the same order every run (the simulation's
+    /// digests depend on it once the provider actor's limiter queues those calls).
+    pub by_instance: BTreeMap<InstanceId, Vec<(AttemptId, String)>>,
     /// How many listings in a row, this one included, left out more of the machines tgp expects
     /// there than a glitch would explain (0: none, it is believable). No absence from a suspect
     /// listing counts toward a conclusion; after the first, the provider is listed again at once
@@ -202,7 +204,7 @@ pub struct ProviderListing {
 impl ProviderListing {
     /// Indexes a provider's answer.
     pub fn new(provider: ProviderName, taken_at: DateTime<Utc>, machines: Vec<ProviderInstance>) -> Self {
-        let mut by_instance: HashMap<InstanceId, Vec<(AttemptId, String)>> = HashMap::new();
+        let mut by_instance: BTreeMap<InstanceId, Vec<(AttemptId, String)>> = BTreeMap::new();
         for m in &machines {
             if let Some(attempt) = m.label.as_deref().and_then(AttemptId::from_label)
                 && let Some(instance) = attempt.instance()

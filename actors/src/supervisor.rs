@@ -2,7 +2,7 @@
 //! the journal at start-up (one pass), polls each provider's machines in one list call per
 //! interval and fans the listing out, and forgets chains once they are over.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,8 +191,10 @@ pub struct LiveCount;
 
 /// Routes, rebuilds, polls.
 pub struct Supervisor<R: PersistedEventRepository + 'static> {
-    /// The actors of unfinished chains.
-    live: HashMap<InstanceId, Addr<InstanceActor<R>>>,
+    /// The actors of unfinished chains, in id order: each listing reaches them in the same order
+    /// every run, so their provider calls queue at the limiter the same way (a seed's simulation
+    /// repeats itself).
+    live: BTreeMap<InstanceId, Addr<InstanceActor<R>>>,
     /// Handed to every actor.
     shared: Arc<Shared<R>>,
     /// Status poll interval.
@@ -235,7 +237,7 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
             keyring: config.keyring.clone(),
         });
         let mut supervisor = Supervisor {
-            live: HashMap::new(),
+            live: BTreeMap::new(),
             shared,
             poll_interval: config.poll_interval,
             cleaning: HashSet::new(),
