@@ -26,15 +26,10 @@ pub enum CommitError {
     /// Another writer appended first; the state was reloaded and the command may be retried.
     #[error("another writer changed instance {0} first")]
     Conflict(InstanceId),
-    /// The journal could not be reached or answered strangely; the outcome may be unknown.
+    /// The journal could not be reached or answered strangely; the outcome may be unknown. The
+    /// cause is kept whole so a caller can tell a connection error from a refused record.
     #[error("journal: {0}")]
-    Journal(String),
-}
-
-impl From<PersistenceError> for CommitError {
-    fn from(e: PersistenceError) -> Self {
-        CommitError::Journal(e.to_string())
-    }
+    Journal(#[from] PersistenceError),
 }
 
 /// One chain as held in memory: its state and the sequence of its last journaled event.

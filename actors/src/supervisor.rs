@@ -15,7 +15,7 @@ use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::clock::Clock;
 use crate::evidence::EvidenceConfig;
 use crate::instance_actor::{
-    Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, Tracked, TrackedMachine,
+    Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, StepError, Tracked, TrackedMachine,
 };
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::keyring::Keyring;
@@ -90,9 +90,10 @@ pub enum SupervisorError {
     /// Another writer changed the chain first.
     #[error("instance {0} was changed concurrently; retry")]
     Conflict(InstanceId),
-    /// The journal failed.
+    /// The journal failed; the outcome may be unknown, so a retry is safe (it lands on the same
+    /// chain).
     #[error("journal: {0}")]
-    Journal(String),
+    Journal(#[from] PersistenceError),
     /// The instance's actor stopped while asked.
     #[error("instance {0} is not available right now; retry")]
     Unavailable(InstanceId),
@@ -108,12 +109,6 @@ impl From<CommitError> for SupervisorError {
             CommitError::Conflict(id) => SupervisorError::Conflict(id),
             CommitError::Journal(j) => SupervisorError::Journal(j),
         }
-    }
-}
-
-impl From<PersistenceError> for SupervisorError {
-    fn from(e: PersistenceError) -> Self {
-        SupervisorError::Journal(e.to_string())
     }
 }
 
@@ -342,10 +337,13 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 let check = async move {
                     let mut loaded = load(&shared.repo, &id).await?;
                     if !loaded.instance.current_state().is_some_and(|s| s.is_final()) {
-                        return Ok::<_, SupervisorError>(());
+                        return Ok::<_, StepError>(());
                     }
                     let Some(client) = shared.market.get(&provider) else { return Ok(()) };
-                    client.terminate(&machine.id).await.map_err(|e| SupervisorError::Journal(e.to_string()))?;
+                    client
+                        .terminate(&machine.id)
+                        .await
+                        .map_err(|source| StepError::Terminate { machine: machine.id.clone(), source })?;
                     tracing::warn!(instance = %id, machine = %machine.id, "orphan terminated");
                     let command = InstanceCommand::RecordOrphanCleanup {
                         provider,
@@ -360,7 +358,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 ctx.spawn(check.into_actor(self).map(move |outcome, act, _| {
                     act.cleaning.remove(&machine_id);
                     if let Err(e) = outcome {
-                        tracing::warn!(error = %e, "orphan check failed; retried at the next poll");
+                        tracing::warn!(error = %e, class = ?e.class(), "orphan check failed; retried at the next poll");
                     }
                 }));
             }
