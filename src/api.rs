@@ -45,10 +45,22 @@ pub struct Views {
 /// Requests handled at once per endpoint.
 const CONCURRENCY: usize = 64;
 
-/// Why the service could not start.
+/// Why the `tgp.api` service could not start: registering it, or subscribing one endpoint. Both
+/// stop tgp at start, and the NATS error is kept as the cause (permissions, a lost connection).
 #[derive(Debug, thiserror::Error)]
-#[error("tgp.api service: {0}")]
-pub struct ApiError(String);
+pub enum ApiError {
+    /// The service could not be registered with NATS.
+    #[error("tgp.api service: {0}")]
+    Register(#[source] async_nats::Error),
+    /// One endpoint could not be subscribed.
+    #[error("tgp.api service: {subject}: {source}")]
+    Endpoint {
+        /// The endpoint's subject.
+        subject: &'static str,
+        /// What NATS said.
+        source: async_nats::Error,
+    },
+}
 
 fn json<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("replies serialize"))
@@ -205,7 +217,7 @@ pub async fn start(
         .description("tgp: GPU instances across cloud marketplaces")
         .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
-        .map_err(|e| ApiError(e.to_string()))?;
+        .map_err(ApiError::Register)?;
     let group = service.group(API_PREFIX);
     let mut tasks = Vec::new();
     for (name, subject) in [
@@ -220,8 +232,12 @@ pub async fn start(
         ("provider-enable", API_PROVIDER_ENABLE),
     ] {
         let suffix = subject.trim_start_matches(API_PREFIX).trim_start_matches('.');
-        let endpoint =
-            group.endpoint_builder().name(name).add(suffix).await.map_err(|e| ApiError(format!("{subject}: {e}")))?;
+        let endpoint = group
+            .endpoint_builder()
+            .name(name)
+            .add(suffix)
+            .await
+            .map_err(|source| ApiError::Endpoint { subject, source })?;
         let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());
         tasks.push(tokio::spawn(endpoint.for_each_concurrent(CONCURRENCY, move |request| {
             let (js, supervisor, views) = (js.clone(), supervisor.clone(), views.clone());

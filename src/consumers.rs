@@ -46,12 +46,16 @@ pub enum Stopped {
 /// A consumer tgp owns: bound (created or recreated where it left off), then consumed until it
 /// stops.
 pub trait OwnConsumer: Send + 'static {
+    /// Why binding failed: the owner's own error, so the caller that starts it gets the cause
+    /// (which NATS call, and its error) and not a sentence.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Its name, in the metric's label, the health event and the log (the durable's name).
     fn name(&self) -> &str;
 
     /// Creates the consumer, or recreates it where this one left off. Returns the last stream
     /// sequence already taken in (it resumes after it).
-    fn bind(&mut self) -> impl Future<Output = Result<u64, String>> + Send;
+    fn bind(&mut self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Takes in messages from the bound consumer until it stops, or until `reconnected`
     /// resolves (the connection was lost and regained: rebind). Says why it stopped.
@@ -73,10 +77,10 @@ pub async fn start<C: OwnConsumer>(
     js: Context,
     key: crate::journal::JournalKey,
     mut consumer: C,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, C::Error> {
     let client = js.client();
     let mut connects = client.statistics().connects.load(Ordering::Relaxed);
-    consumer.bind().await.map_err(|e| format!("{}: {e}", consumer.name()))?;
+    consumer.bind().await?;
     // The series exists from the start, at 0, so a dashboard's rate() sees the first recovery.
     metrics::counter!(RECOVERIES, "consumer" => consumer.name().to_string()).increment(0);
     Ok(tokio::spawn(async move {

@@ -50,10 +50,21 @@ const CONCURRENCY: usize = 64;
 /// The supervisor's address as the front doors use it.
 pub type SupervisorAddr = Addr<Supervisor<JetStreamJournal>>;
 
-/// Why the intake stopped.
+/// Why the intake could not bind its durable consumer on `TGP_COMMANDS`: each variant names the
+/// NATS call that failed, so an operator knows whether the stream, the consumer or its pull
+/// request is at fault. At start this stops tgp; later, the consumer is bound again.
 #[derive(Debug, thiserror::Error)]
-#[error("command intake: {0}")]
-pub struct IntakeError(String);
+pub enum IntakeError {
+    /// The commands stream could not be looked up (missing, or NATS unreachable).
+    #[error("command intake: stream {COMMANDS_STREAM}: {0}")]
+    Stream(#[source] async_nats::jetstream::context::GetStreamError),
+    /// The durable consumer could not be found or created.
+    #[error("command intake: consumer {INTAKE_CONSUMER}: {0}")]
+    Consumer(#[source] async_nats::jetstream::stream::ConsumerError),
+    /// The consumer's messages could not be pulled.
+    #[error("command intake: consumer {INTAKE_CONSUMER}'s messages: {0}")]
+    Messages(#[source] async_nats::jetstream::consumer::StreamError),
+}
 
 /// Keeps a refused command in `TGP_DEAD_LETTERS` with why. Failing to do so is logged loudly:
 /// the command is then still in its original stream or with its requester. The reason is kept to
@@ -98,12 +109,9 @@ fn refused(e: &CommandError) -> Outcome {
 fn from_supervisor(result: Result<Result<impl Sized, SupervisorError>, actix::MailboxError>) -> Outcome {
     match result {
         Ok(Ok(_)) => Outcome::Done,
-        Ok(Err(
-            e @ (SupervisorError::Journal(_)
-            | SupervisorError::Provider { .. }
-            | SupervisorError::Unavailable(_)
-            | SupervisorError::Conflict(_)),
-        )) => Outcome::RetryLater(e.to_string()),
+        Ok(Err(e @ (SupervisorError::Journal(_) | SupervisorError::Unavailable(_) | SupervisorError::Conflict(_)))) => {
+            Outcome::RetryLater(e.to_string())
+        }
         Ok(Err(e)) => Outcome::Refused { code: e.code().into(), reason: e.to_string() },
         Err(e) => Outcome::RetryLater(e.to_string()),
     }
@@ -170,7 +178,7 @@ pub async fn start(
     supervisor: SupervisorAddr,
     keyring: Arc<Keyring>,
 ) -> Result<JoinHandle<()>, IntakeError> {
-    consumers::start(js.clone(), key, Intake { js, supervisor, keyring, messages: None }).await.map_err(IntakeError)
+    consumers::start(js.clone(), key, Intake { js, supervisor, keyring, messages: None }).await
 }
 
 /// The intake's durable consumer and where it hands commands.
@@ -184,15 +192,17 @@ struct Intake {
 }
 
 impl OwnConsumer for Intake {
+    type Error = IntakeError;
+
     fn name(&self) -> &str {
         INTAKE_CONSUMER
     }
 
     /// The durable is found, or created again if it is gone: the work queue keeps every command
     /// not yet acknowledged, and the new consumer delivers those.
-    async fn bind(&mut self) -> Result<u64, String> {
+    async fn bind(&mut self) -> Result<u64, IntakeError> {
         self.messages = None;
-        let stream = self.js.get_stream(COMMANDS_STREAM).await.map_err(|e| e.to_string())?;
+        let stream = self.js.get_stream(COMMANDS_STREAM).await.map_err(IntakeError::Stream)?;
         let consumer = stream
             .get_or_create_consumer(
                 INTAKE_CONSUMER,
@@ -205,9 +215,9 @@ impl OwnConsumer for Intake {
                 },
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(IntakeError::Consumer)?;
         let acked = consumer.cached_info().ack_floor.stream_sequence;
-        self.messages = Some(consumer.messages().await.map_err(|e| e.to_string())?);
+        self.messages = Some(consumer.messages().await.map_err(IntakeError::Messages)?);
         Ok(acked)
     }
 

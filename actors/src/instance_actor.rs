@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, InstanceId, ProviderName};
@@ -302,6 +302,38 @@ pub struct Held {
     absence: Absence,
 }
 
+/// Why a step on a chain failed. Each is passing as far as the chain knows, so the step is tried
+/// again after the retry delay; the variants keep a provider's failure apart from the journal's,
+/// so the log says which one to look at and the provider's [`FailureClass`] survives.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    /// The chain could not be loaded from the journal.
+    #[error("loading the chain: {0}")]
+    Load(#[from] PersistenceError),
+    /// The outcome could not be journaled.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    /// The provider did not terminate the machine: the chain stays terminating and bills on.
+    #[error("terminate {machine}: {source}")]
+    Terminate {
+        /// The provider's id for the machine.
+        machine: String,
+        /// The provider's answer, with its class.
+        #[source]
+        source: ProviderError,
+    },
+}
+
+impl StepError {
+    /// The provider's class when a provider call failed (none for the journal's failures).
+    pub(crate) fn class(&self) -> Option<FailureClass> {
+        match self {
+            StepError::Terminate { source, .. } => Some(source.class),
+            StepError::Load(_) | StepError::Commit(_) => None,
+        }
+    }
+}
+
 /// What to do after a step.
 enum Next {
     /// Go on at once.
@@ -348,7 +380,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> 
             let next = match advance(&mut held.loaded, &shared, &id).await {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(instance = %id, error = %e, "step failed; retrying");
+                    tracing::warn!(instance = %id, error = %e, class = ?e.class(), "step failed; retrying");
                     Next::RetryLater
                 }
             };
@@ -446,7 +478,7 @@ async fn advance<R: PersistedEventRepository>(
     loaded: &mut Loaded,
     shared: &Shared<R>,
     id: &InstanceId,
-) -> Result<Next, CommitError> {
+) -> Result<Next, StepError> {
     let meta = serde_json::Value::Null;
     let now = || shared.clock.now();
     let step = next_step(&loaded.instance, now());
@@ -580,7 +612,7 @@ async fn advance<R: PersistedEventRepository>(
                 provider
                     .terminate(&machine.id)
                     .await
-                    .map_err(|source| CommitError::Provider { operation: "terminate", source })?;
+                    .map_err(|source| StepError::Terminate { machine: machine.id.clone(), source })?;
                 crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
             loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;

@@ -12,7 +12,6 @@ use cqrs_es::{Aggregate, DomainEvent};
 use tgp_events::{InstanceEvent, InstanceId};
 
 use crate::aggregate::{Instance, InstanceCommand, InstanceError};
-use crate::provider::ProviderError;
 
 /// A snapshot is written every this many events, so loading one chain stays cheap however long
 /// it lives.
@@ -27,20 +26,10 @@ pub enum CommitError {
     /// Another writer appended first; the state was reloaded and the command may be retried.
     #[error("another writer changed instance {0} first")]
     Conflict(InstanceId),
-    /// The journal could not be reached or answered strangely; the outcome may be unknown.
+    /// The journal could not be reached or answered strangely; the outcome may be unknown. The
+    /// cause is kept whole so a caller can tell a connection error from a refused record.
     #[error("journal: {0}")]
     Journal(#[from] PersistenceError),
-    /// A provider call the step needed before it could journal failed; the error keeps its
-    /// [`FailureClass`](tgp_events::events::FailureClass), so it is not mistaken for a journal
-    /// failure.
-    #[error("provider {operation} failed: {source}")]
-    Provider {
-        /// The call (`terminate`).
-        operation: &'static str,
-        /// The provider's error, with its class.
-        #[source]
-        source: ProviderError,
-    },
 }
 
 /// One chain as held in memory: its state and the sequence of its last journaled event.

@@ -15,11 +15,11 @@ use crate::aggregate::{InstanceCommand, InstanceError};
 use crate::clock::Clock;
 use crate::evidence::EvidenceConfig;
 use crate::instance_actor::{
-    Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, Tracked, TrackedMachine,
+    Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, StepError, Tracked, TrackedMachine,
 };
 use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
 use crate::keyring::Keyring;
-use crate::provider::{Market, ProviderError, ProviderListing};
+use crate::provider::{Market, ProviderListing};
 use crate::provider_actor::ProviderEventSink;
 use tgp_events::ProviderName;
 use tgp_events::provider_events::ProviderEvent;
@@ -90,18 +90,10 @@ pub enum SupervisorError {
     /// Another writer changed the chain first.
     #[error("instance {0} was changed concurrently; retry")]
     Conflict(InstanceId),
-    /// The journal failed.
+    /// The journal failed; the outcome may be unknown, so a retry is safe (it lands on the same
+    /// chain).
     #[error("journal: {0}")]
-    Journal(#[source] PersistenceError),
-    /// A provider call failed (it keeps its class: a 429 or an outage is not a journal failure).
-    #[error("provider {operation} failed: {source}")]
-    Provider {
-        /// The call (`terminate`).
-        operation: &'static str,
-        /// The provider's error, with its class.
-        #[source]
-        source: ProviderError,
-    },
+    Journal(#[from] PersistenceError),
     /// The instance's actor stopped while asked.
     #[error("instance {0} is not available right now; retry")]
     Unavailable(InstanceId),
@@ -116,14 +108,7 @@ impl From<CommitError> for SupervisorError {
             CommitError::Refused(r) => SupervisorError::Refused(r),
             CommitError::Conflict(id) => SupervisorError::Conflict(id),
             CommitError::Journal(j) => SupervisorError::Journal(j),
-            CommitError::Provider { operation, source } => SupervisorError::Provider { operation, source },
         }
-    }
-}
-
-impl From<PersistenceError> for SupervisorError {
-    fn from(e: PersistenceError) -> Self {
-        SupervisorError::Journal(e)
     }
 }
 
@@ -133,9 +118,7 @@ impl SupervisorError {
         match self {
             SupervisorError::NotFound(_) => "not_found",
             SupervisorError::Refused(_) | SupervisorError::Conflict(_) => "conflict",
-            SupervisorError::Journal(_) | SupervisorError::Provider { .. } | SupervisorError::Unavailable(_) => {
-                "unavailable"
-            }
+            SupervisorError::Journal(_) | SupervisorError::Unavailable(_) => "unavailable",
             SupervisorError::LaunchesStopped(_) => "launches_stopped",
         }
     }
@@ -356,13 +339,13 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 let check = async move {
                     let mut loaded = load(&shared.repo, &id).await?;
                     if !loaded.instance.current_state().is_some_and(|s| s.is_final()) {
-                        return Ok::<_, SupervisorError>(());
+                        return Ok::<_, StepError>(());
                     }
                     let Some(client) = shared.market.get(&provider) else { return Ok(()) };
                     client
                         .terminate(&machine.id)
                         .await
-                        .map_err(|source| SupervisorError::Provider { operation: "terminate", source })?;
+                        .map_err(|source| StepError::Terminate { machine: machine.id.clone(), source })?;
                     tracing::warn!(instance = %id, machine = %machine.id, "orphan terminated");
                     let command = InstanceCommand::RecordOrphanCleanup {
                         provider,
@@ -377,7 +360,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 ctx.spawn(check.into_actor(self).map(move |outcome, act, _| {
                     act.cleaning.remove(&machine_id);
                     if let Err(e) = outcome {
-                        tracing::warn!(error = %e, "orphan check failed; retried at the next poll");
+                        tracing::warn!(error = %e, class = ?e.class(), "orphan check failed; retried at the next poll");
                     }
                 }));
             }
@@ -549,26 +532,5 @@ impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
             found.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
             found
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::error::Error as _;
-
-    use tgp_events::events::FailureClass;
-
-    use super::{CommitError, ProviderError, SupervisorError};
-
-    #[test]
-    fn a_failed_provider_call_stays_a_provider_failure_with_its_class() {
-        let provider = "vastai".parse().expect("a provider name");
-        let cause = ProviderError::new(&provider, FailureClass::RateLimited, "slow down");
-        let error = SupervisorError::from(CommitError::Provider { operation: "terminate", source: cause });
-        assert!(!matches!(error, SupervisorError::Journal(_)), "{error}");
-        assert!(error.to_string().starts_with("provider terminate failed"), "{error}");
-        let source = error.source().and_then(|s| s.downcast_ref::<ProviderError>()).expect("the provider's error");
-        assert_eq!(source.class, FailureClass::RateLimited);
-        assert_eq!(error.code(), "unavailable");
     }
 }

@@ -15,6 +15,7 @@ use tgp_events::api::InstanceState;
 use tgp_events::{InstanceEvent, InstanceId};
 
 use super::cost::CostLedger;
+use super::runner::ProjectionError;
 use crate::consumers::{OwnConsumer, Stopped};
 use crate::journal::{CommitStream, JournalReader, StartAt};
 use std::future::Future;
@@ -148,7 +149,8 @@ pub async fn follow(
         dirty: true,
         published: std::time::Instant::now(),
     };
-    crate::consumers::start(js, key, follower).await
+    // The controller reports this one as its metrics endpoint's failure, in words.
+    crate::consumers::start(js, key, follower).await.map_err(|e| e.to_string())
 }
 
 /// The metrics fold and the journal read feeding it.
@@ -165,18 +167,21 @@ struct Follower {
 }
 
 impl OwnConsumer for Follower {
+    type Error = ProjectionError;
+
     fn name(&self) -> &str {
         CONSUMER
     }
 
-    async fn bind(&mut self) -> Result<u64, String> {
+    async fn bind(&mut self) -> Result<u64, ProjectionError> {
         self.commits = None;
-        let reader = JournalReader::open(&self.js).await.map_err(|e| e.to_string())?;
+        let journal = |source| ProjectionError::Journal { projection: CONSUMER, source };
+        let reader = JournalReader::open(&self.js).await.map_err(journal)?;
         let start = match self.last_sequence {
             0 => StartAt::Beginning,
             last => StartAt::Sequence(last + 1),
         };
-        let commits = reader.follow(INSTANCE_EVENTS_ALL, start).await.map_err(|e| e.to_string())?;
+        let commits = reader.follow(INSTANCE_EVENTS_ALL, start).await.map_err(journal)?;
         self.commits = Some(commits);
         Ok(self.last_sequence)
     }

@@ -42,14 +42,161 @@ pub const CHECKPOINT_EVERY: u64 = 1000;
 /// ...or this often, whichever comes first.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Why a projection cannot run.
+/// Why a projection cannot run: its checkpoint could not be loaded or saved, the journal could
+/// not be read, or its consumer could not be bound. Each variant names the projection and keeps
+/// the NATS or decoding error that caused it, so the checkpoint can be told apart from the journal.
 #[derive(Debug, thiserror::Error)]
-#[error("projection {name}: {message}")]
-pub struct ProjectionError {
-    /// Which projection.
-    pub name: &'static str,
-    /// What failed.
-    pub message: String,
+pub enum ProjectionError {
+    /// The checkpoint bucket could not be created.
+    #[error("projection {projection}: bucket {CHECKPOINT_BUCKET}: {source}")]
+    CheckpointBucket {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: async_nats::jetstream::context::CreateKeyValueError,
+    },
+    /// The state store could not be created.
+    #[error("projection {projection}: object store {STATE_STORE}: {source}")]
+    StateStore {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: async_nats::jetstream::context::CreateObjectStoreError,
+    },
+    /// The checkpoint's sequence could not be read from the bucket.
+    #[error("projection {projection}: reading its checkpoint: {source}")]
+    ReadCheckpoint {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: kv::EntryError,
+    },
+    /// The checkpoint holds something other than a stream sequence.
+    #[error("projection {projection}: its checkpoint is no sequence: {source}")]
+    BadCheckpoint {
+        /// Which projection.
+        projection: &'static str,
+        /// Why it does not parse.
+        source: std::num::ParseIntError,
+    },
+    /// The saved state could not be read from the object store.
+    #[error("projection {projection}: reading its state: {source}")]
+    ReadState {
+        /// Which projection.
+        projection: &'static str,
+        /// What the read said.
+        source: std::io::Error,
+    },
+    /// The saved state does not decode (written by another version, or damaged).
+    #[error("projection {projection}: its saved state does not decode: {source}")]
+    BadState {
+        /// Which projection.
+        projection: &'static str,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// The state could not be encoded to be saved.
+    #[error("projection {projection}: encoding its state: {source}")]
+    EncodeState {
+        /// Which projection.
+        projection: &'static str,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// The state could not be written to the object store.
+    #[error("projection {projection}: saving its state: {source}")]
+    SaveState {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: object_store::PutError,
+    },
+    /// The checkpoint's sequence could not be written to the bucket.
+    #[error("projection {projection}: saving its checkpoint: {source}")]
+    SaveCheckpoint {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: kv::PutError,
+    },
+    /// The journal could not be opened or read.
+    #[error("projection {projection}: journal: {source}")]
+    Journal {
+        /// Which projection.
+        projection: &'static str,
+        /// What the journal reader said.
+        source: cqrs_es::persist::PersistenceError,
+    },
+    /// A journal message could not be folded (it does not decode).
+    #[error("projection {projection}: {source}")]
+    Fold {
+        /// Which projection.
+        projection: &'static str,
+        /// Which message, and why.
+        source: FoldError,
+    },
+    /// The events stream could not be looked up to bind the consumer.
+    #[error("projection {projection}: stream {EVENTS_STREAM}: {source}")]
+    Stream {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: async_nats::jetstream::context::GetStreamError,
+    },
+    /// The stream's signing metadata is unreadable, so signatures cannot be checked.
+    #[error("projection {projection}: signing metadata of {EVENTS_STREAM}: {source}")]
+    Verifier {
+        /// Which projection.
+        projection: &'static str,
+        /// What is wrong with it.
+        source: crate::journal::SigningError,
+    },
+    /// The durable consumer could not be created.
+    #[error("projection {projection}: its consumer: {source}")]
+    Consumer {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    /// The consumer's messages could not be pulled.
+    #[error("projection {projection}: its consumer's messages: {source}")]
+    Messages {
+        /// Which projection.
+        projection: &'static str,
+        /// What NATS said.
+        source: async_nats::jetstream::consumer::StreamError,
+    },
+}
+
+/// Why a journal message could not be folded: the message is tgp's (signed, or checked) but
+/// this tgp cannot read it, so the projection stops rather than skip what it should count.
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    /// An instance event in a commit does not decode.
+    #[error("stream sequence {sequence}: {source}")]
+    Event {
+        /// The commit's stream sequence.
+        sequence: u64,
+        /// Why the event does not decode.
+        source: tgp_events::events::EventDecodeError,
+    },
+    /// A provider event does not decode.
+    #[error("provider event at stream sequence {sequence}: {source}")]
+    ProviderEvent {
+        /// Its stream sequence.
+        sequence: u64,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+    /// An instance message is not a commit.
+    #[error("journal message {sequence}: {source}")]
+    Commit {
+        /// Its stream sequence.
+        sequence: u64,
+        /// What serde said.
+        source: serde_json::Error,
+    },
 }
 
 /// A projection's state with the last stream sequence it has folded.
@@ -63,12 +210,12 @@ pub struct Checkpointed<P> {
 
 impl<P: Projection> Checkpointed<P> {
     /// Folds one commit unless it was folded already.
-    pub fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) -> Result<(), String> {
+    pub fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) -> Result<(), FoldError> {
         if sequence <= self.last_sequence {
             return Ok(());
         }
         for record in &commit.events {
-            let event = record.decode().map_err(|e| format!("stream sequence {sequence}: {e}"))?;
+            let event = record.decode().map_err(|source| FoldError::Event { sequence, source })?;
             self.state.apply(at, &commit.aggregate_id, &event);
         }
         self.last_sequence = sequence;
@@ -82,13 +229,13 @@ impl<P: Projection> Checkpointed<P> {
 
     /// Folds one journal message of any kind (instance commit or provider event), unless it was
     /// folded already.
-    pub fn fold_message(&mut self, message: &crate::journal::RawMessage) -> Result<(), String> {
+    pub fn fold_message(&mut self, message: &crate::journal::RawMessage) -> Result<(), FoldError> {
         if message.sequence <= self.last_sequence {
             return Ok(());
         }
         if message.subject.starts_with(tgp_events::subjects::PROVIDER_EVENTS_PREFIX) {
             let record: ProviderRecord = serde_json::from_slice(&message.payload)
-                .map_err(|e| format!("provider event at stream sequence {}: {e}", message.sequence))?;
+                .map_err(|source| FoldError::ProviderEvent { sequence: message.sequence, source })?;
             self.state.apply_provider(message.at, &record.provider, &record.event);
             self.last_sequence = message.sequence;
             return Ok(());
@@ -99,7 +246,7 @@ impl<P: Projection> Checkpointed<P> {
             return Ok(());
         }
         let commit: Commit = serde_json::from_slice(&message.payload)
-            .map_err(|e| format!("journal message {}: {e}", message.sequence))?;
+            .map_err(|source| FoldError::Commit { sequence: message.sequence, source })?;
         self.fold(message.sequence, message.at, &commit)
     }
 
@@ -140,42 +287,45 @@ impl<P: Projection> Checkpointed<P> {
 /// A live projection, shared with whoever answers questions from it.
 pub type Live<P> = Arc<RwLock<Checkpointed<P>>>;
 
-fn err<P: Projection>(message: impl std::fmt::Display) -> ProjectionError {
-    ProjectionError { name: P::NAME, message: message.to_string() }
-}
-
-async fn stores(js: &Context) -> Result<(kv::Store, object_store::ObjectStore), String> {
+async fn stores<P: Projection>(js: &Context) -> Result<(kv::Store, object_store::ObjectStore), ProjectionError> {
+    let projection = P::NAME;
     let kv = match js.get_key_value(CHECKPOINT_BUCKET).await {
         Ok(kv) => kv,
         Err(_) => js
             .create_key_value(kv::Config { bucket: CHECKPOINT_BUCKET.into(), history: 1, ..Default::default() })
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|source| ProjectionError::CheckpointBucket { projection, source })?,
     };
     let objects = match js.get_object_store(STATE_STORE).await {
         Ok(o) => o,
         Err(_) => js
             .create_object_store(object_store::Config { bucket: STATE_STORE.into(), ..Default::default() })
             .await
-            .map_err(|e| e.to_string())?,
+            .map_err(|source| ProjectionError::StateStore { projection, source })?,
     };
     Ok((kv, objects))
 }
 
 /// The saved checkpoint, when the bucket and the store agree on it.
 async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, ProjectionError> {
-    let (kv, objects) = stores(js).await.map_err(err::<P>)?;
-    let Some(sequence) = kv.get(P::NAME).await.map_err(err::<P>)? else {
+    let projection = P::NAME;
+    let (kv, objects) = stores::<P>(js).await?;
+    let Some(sequence) =
+        kv.get(P::NAME).await.map_err(|source| ProjectionError::ReadCheckpoint { projection, source })?
+    else {
         return Ok(Checkpointed::default());
     };
-    let sequence: u64 = String::from_utf8_lossy(&sequence).parse().map_err(err::<P>)?;
+    let sequence: u64 = String::from_utf8_lossy(&sequence)
+        .parse()
+        .map_err(|source| ProjectionError::BadCheckpoint { projection, source })?;
     let mut object = match objects.get(P::NAME).await {
         Ok(o) => o,
         Err(_) => return Ok(Checkpointed::default()),
     };
     let mut bytes = Vec::new();
-    object.read_to_end(&mut bytes).await.map_err(err::<P>)?;
-    let saved: Checkpointed<P> = serde_json::from_slice(&bytes).map_err(err::<P>)?;
+    object.read_to_end(&mut bytes).await.map_err(|source| ProjectionError::ReadState { projection, source })?;
+    let saved: Checkpointed<P> =
+        serde_json::from_slice(&bytes).map_err(|source| ProjectionError::BadState { projection, source })?;
     if saved.last_sequence != sequence {
         tracing::warn!(projection = P::NAME, "checkpoint and state disagree; rebuilding from the start");
         return Ok(Checkpointed::default());
@@ -184,13 +334,21 @@ async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, Projection
 }
 
 async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, ProjectionError> {
+    let projection = P::NAME;
     let (bytes, sequence) = {
         let guard = live.read().expect("projection lock");
-        (serde_json::to_vec(&*guard).map_err(err::<P>)?, guard.last_sequence)
+        let bytes =
+            serde_json::to_vec(&*guard).map_err(|source| ProjectionError::EncodeState { projection, source })?;
+        (bytes, guard.last_sequence)
     };
-    let (kv, objects) = stores(js).await.map_err(err::<P>)?;
-    objects.put(P::NAME, &mut bytes.as_slice()).await.map_err(err::<P>)?;
-    kv.put(P::NAME, sequence.to_string().into()).await.map_err(err::<P>)?;
+    let (kv, objects) = stores::<P>(js).await?;
+    objects
+        .put(P::NAME, &mut bytes.as_slice())
+        .await
+        .map_err(|source| ProjectionError::SaveState { projection, source })?;
+    kv.put(P::NAME, sequence.to_string().into())
+        .await
+        .map_err(|source| ProjectionError::SaveCheckpoint { projection, source })?;
     Ok(sequence)
 }
 
@@ -217,7 +375,7 @@ pub async fn follow<P: Projection>(
         quarantine,
         verifier: Verifier::default(),
     };
-    consumers::start(js, key, consumer).await.map_err(err::<P>)
+    consumers::start(js, key, consumer).await
 }
 
 /// A projection's durable consumer and the live state it folds into.
@@ -235,17 +393,22 @@ struct Follower<P: Projection> {
 }
 
 impl<P: Projection> OwnConsumer for Follower<P> {
+    type Error = ProjectionError;
+
     fn name(&self) -> &str {
         &self.durable
     }
 
     /// The consumer restarts after the live checkpoint: a durable consumer cannot move back, so
     /// the old one is deleted and a new one created from there.
-    async fn bind(&mut self) -> Result<u64, String> {
+    async fn bind(&mut self) -> Result<u64, ProjectionError> {
+        let projection = P::NAME;
         self.messages = None;
         let last = self.live.read().expect("projection lock").last_sequence;
-        let stream = self.js.get_stream(EVENTS_STREAM).await.map_err(|e| e.to_string())?;
-        self.verifier = Verifier::from_metadata(&stream.cached_info().config.metadata).map_err(|e| e.to_string())?;
+        let stream =
+            self.js.get_stream(EVENTS_STREAM).await.map_err(|source| ProjectionError::Stream { projection, source })?;
+        self.verifier = Verifier::from_metadata(&stream.cached_info().config.metadata)
+            .map_err(|source| ProjectionError::Verifier { projection, source })?;
         let _ = stream.delete_consumer(&self.durable).await;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -256,8 +419,9 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                 ..Default::default()
             })
             .await
-            .map_err(|e| e.to_string())?;
-        self.messages = Some(consumer.messages().await.map_err(|e| e.to_string())?);
+            .map_err(|source| ProjectionError::Consumer { projection, source })?;
+        self.messages =
+            Some(consumer.messages().await.map_err(|source| ProjectionError::Messages { projection, source })?);
         Ok(last)
     }
 
@@ -303,7 +467,7 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                         Err(refusal) => return Stopped::Fatal(refusal.reason().to_string()),
                         Ok(()) => {
                             if let Err(e) = self.live.write().expect("projection lock").fold_message(&raw) {
-                                return Stopped::Fatal(e);
+                                return Stopped::Fatal(e.to_string());
                             }
                         }
                     }
@@ -346,14 +510,18 @@ pub async fn fold_all<P: Projection>(
     start: StartAt,
     progress: impl Fn(u64, u64) + Send + Sync,
 ) -> Result<Checkpointed<P>, ProjectionError> {
-    let reader = JournalReader::open(js).await.map_err(err::<P>)?;
+    let projection = P::NAME;
+    let journal = |source| ProjectionError::Journal { projection, source };
+    let reader = JournalReader::open(js).await.map_err(journal)?;
     if P::SUBJECTS != INSTANCE_EVENTS_ALL {
-        let mut read = reader.commits(P::SUBJECTS, start).await.map_err(err::<P>)?;
+        let mut read = reader.commits(P::SUBJECTS, start).await.map_err(journal)?;
         let total = read.remaining();
         let mut folded = Checkpointed::<P>::default();
         let mut done = 0;
         while let Some(message) = read.next_raw().await {
-            folded.fold_message(&message.map_err(err::<P>)?).map_err(err::<P>)?;
+            folded
+                .fold_message(&message.map_err(journal)?)
+                .map_err(|source| ProjectionError::Fold { projection, source })?;
             done += 1;
             if done % 20_000 == 0 {
                 progress(done, total);
@@ -363,7 +531,7 @@ pub async fn fold_all<P: Projection>(
         return Ok(folded);
     }
     let mut folded = Checkpointed::<P>::default();
-    folded.fold_replay(&reader, start, progress).await.map_err(err::<P>)?;
+    folded.fold_replay(&reader, start, progress).await.map_err(journal)?;
     Ok(folded)
 }
 
