@@ -15,7 +15,7 @@ use tgp_events::api::InstanceState;
 use tgp_events::{InstanceEvent, InstanceId};
 
 use super::cost::CostLedger;
-use super::runner::ProjectionError;
+use super::runner::{ProjectionError, ProjectionFailure};
 use crate::consumers::{OwnConsumer, Stopped};
 use crate::journal::{CommitStream, JournalReader, StartAt};
 use std::future::Future;
@@ -175,7 +175,7 @@ impl OwnConsumer for Follower {
 
     async fn bind(&mut self) -> Result<u64, ProjectionError> {
         self.commits = None;
-        let journal = |source| ProjectionError::Journal { projection: CONSUMER, source };
+        let journal = |source| ProjectionError::new(CONSUMER, ProjectionFailure::Journal(source));
         let reader = JournalReader::open(&self.js).await.map_err(journal)?;
         let start = match self.last_sequence {
             0 => StartAt::Beginning,

@@ -43,130 +43,74 @@ pub const CHECKPOINT_EVERY: u64 = 1000;
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a projection cannot run: its checkpoint could not be loaded or saved, the journal could
-/// not be read, or its consumer could not be bound. Each variant names the projection and keeps
-/// the NATS or decoding error that caused it, so the checkpoint can be told apart from the journal.
+/// not be read, or its consumer could not be bound. It names the projection once, and its
+/// [`ProjectionFailure`] keeps the NATS or decoding error, so the checkpoint can be told apart from
+/// the journal.
 #[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
+#[error("projection {projection}: {failure}")]
+pub struct ProjectionError {
+    /// Which projection.
+    pub projection: &'static str,
+    /// What failed, with its cause.
+    #[source]
+    pub failure: ProjectionFailure,
+}
+
+impl ProjectionError {
+    /// `failure`, in the projection named `projection`.
+    pub fn new(projection: &'static str, failure: ProjectionFailure) -> Self {
+        ProjectionError { projection, failure }
+    }
+}
+
+/// What a projection failed at, each with the NATS or decoding error that caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionFailure {
     /// The checkpoint bucket could not be created.
-    #[error("projection {projection}: bucket {CHECKPOINT_BUCKET}: {source}")]
-    CheckpointBucket {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: async_nats::jetstream::context::CreateKeyValueError,
-    },
+    #[error("bucket {CHECKPOINT_BUCKET}: {0}")]
+    CheckpointBucket(#[source] async_nats::jetstream::context::CreateKeyValueError),
     /// The state store could not be created.
-    #[error("projection {projection}: object store {STATE_STORE}: {source}")]
-    StateStore {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: async_nats::jetstream::context::CreateObjectStoreError,
-    },
+    #[error("object store {STATE_STORE}: {0}")]
+    StateStore(#[source] async_nats::jetstream::context::CreateObjectStoreError),
     /// The checkpoint's sequence could not be read from the bucket.
-    #[error("projection {projection}: reading its checkpoint: {source}")]
-    ReadCheckpoint {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: kv::EntryError,
-    },
+    #[error("reading its checkpoint: {0}")]
+    ReadCheckpoint(#[source] kv::EntryError),
     /// The checkpoint holds something other than a stream sequence.
-    #[error("projection {projection}: its checkpoint is no sequence: {source}")]
-    BadCheckpoint {
-        /// Which projection.
-        projection: &'static str,
-        /// Why it does not parse.
-        source: std::num::ParseIntError,
-    },
+    #[error("its checkpoint is no sequence: {0}")]
+    BadCheckpoint(#[source] std::num::ParseIntError),
     /// The saved state could not be read from the object store.
-    #[error("projection {projection}: reading its state: {source}")]
-    ReadState {
-        /// Which projection.
-        projection: &'static str,
-        /// What the read said.
-        source: std::io::Error,
-    },
+    #[error("reading its state: {0}")]
+    ReadState(#[source] std::io::Error),
     /// The saved state does not decode (written by another version, or damaged).
-    #[error("projection {projection}: its saved state does not decode: {source}")]
-    BadState {
-        /// Which projection.
-        projection: &'static str,
-        /// What serde said.
-        source: serde_json::Error,
-    },
+    #[error("its saved state does not decode: {0}")]
+    BadState(#[source] serde_json::Error),
     /// The state could not be encoded to be saved.
-    #[error("projection {projection}: encoding its state: {source}")]
-    EncodeState {
-        /// Which projection.
-        projection: &'static str,
-        /// What serde said.
-        source: serde_json::Error,
-    },
+    #[error("encoding its state: {0}")]
+    EncodeState(#[source] serde_json::Error),
     /// The state could not be written to the object store.
-    #[error("projection {projection}: saving its state: {source}")]
-    SaveState {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: object_store::PutError,
-    },
+    #[error("saving its state: {0}")]
+    SaveState(#[source] object_store::PutError),
     /// The checkpoint's sequence could not be written to the bucket.
-    #[error("projection {projection}: saving its checkpoint: {source}")]
-    SaveCheckpoint {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: kv::PutError,
-    },
+    #[error("saving its checkpoint: {0}")]
+    SaveCheckpoint(#[source] kv::PutError),
     /// The journal could not be opened or read.
-    #[error("projection {projection}: journal: {source}")]
-    Journal {
-        /// Which projection.
-        projection: &'static str,
-        /// What the journal reader said.
-        source: cqrs_es::persist::PersistenceError,
-    },
+    #[error("journal: {0}")]
+    Journal(#[source] cqrs_es::persist::PersistenceError),
     /// A journal message could not be folded (it does not decode).
-    #[error("projection {projection}: {source}")]
-    Fold {
-        /// Which projection.
-        projection: &'static str,
-        /// Which message, and why.
-        source: FoldError,
-    },
+    #[error("{0}")]
+    Fold(#[source] FoldError),
     /// The events stream could not be looked up to bind the consumer.
-    #[error("projection {projection}: stream {EVENTS_STREAM}: {source}")]
-    Stream {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: async_nats::jetstream::context::GetStreamError,
-    },
+    #[error("stream {EVENTS_STREAM}: {0}")]
+    Stream(#[source] async_nats::jetstream::context::GetStreamError),
     /// The stream's signing metadata is unreadable, so signatures cannot be checked.
-    #[error("projection {projection}: signing metadata of {EVENTS_STREAM}: {source}")]
-    Verifier {
-        /// Which projection.
-        projection: &'static str,
-        /// What is wrong with it.
-        source: crate::journal::SigningError,
-    },
+    #[error("signing metadata of {EVENTS_STREAM}: {0}")]
+    Verifier(#[source] crate::journal::SigningError),
     /// The durable consumer could not be created.
-    #[error("projection {projection}: its consumer: {source}")]
-    Consumer {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: async_nats::jetstream::stream::ConsumerError,
-    },
+    #[error("its consumer: {0}")]
+    Consumer(#[source] async_nats::jetstream::stream::ConsumerError),
     /// The consumer's messages could not be pulled.
-    #[error("projection {projection}: its consumer's messages: {source}")]
-    Messages {
-        /// Which projection.
-        projection: &'static str,
-        /// What NATS said.
-        source: async_nats::jetstream::consumer::StreamError,
-    },
+    #[error("its consumer's messages: {0}")]
+    Messages(#[source] async_nats::jetstream::consumer::StreamError),
 }
 
 /// Why a journal message could not be folded: the message is tgp's (signed, or checked) but
@@ -294,14 +238,14 @@ async fn stores<P: Projection>(js: &Context) -> Result<(kv::Store, object_store:
         Err(_) => js
             .create_key_value(kv::Config { bucket: CHECKPOINT_BUCKET.into(), history: 1, ..Default::default() })
             .await
-            .map_err(|source| ProjectionError::CheckpointBucket { projection, source })?,
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::CheckpointBucket(source)))?,
     };
     let objects = match js.get_object_store(STATE_STORE).await {
         Ok(o) => o,
         Err(_) => js
             .create_object_store(object_store::Config { bucket: STATE_STORE.into(), ..Default::default() })
             .await
-            .map_err(|source| ProjectionError::StateStore { projection, source })?,
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::StateStore(source)))?,
     };
     Ok((kv, objects))
 }
@@ -310,22 +254,27 @@ async fn stores<P: Projection>(js: &Context) -> Result<(kv::Store, object_store:
 async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, ProjectionError> {
     let projection = P::NAME;
     let (kv, objects) = stores::<P>(js).await?;
-    let Some(sequence) =
-        kv.get(P::NAME).await.map_err(|source| ProjectionError::ReadCheckpoint { projection, source })?
+    let Some(sequence) = kv
+        .get(P::NAME)
+        .await
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::ReadCheckpoint(source)))?
     else {
         return Ok(Checkpointed::default());
     };
     let sequence: u64 = String::from_utf8_lossy(&sequence)
         .parse()
-        .map_err(|source| ProjectionError::BadCheckpoint { projection, source })?;
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::BadCheckpoint(source)))?;
     let mut object = match objects.get(P::NAME).await {
         Ok(o) => o,
         Err(_) => return Ok(Checkpointed::default()),
     };
     let mut bytes = Vec::new();
-    object.read_to_end(&mut bytes).await.map_err(|source| ProjectionError::ReadState { projection, source })?;
-    let saved: Checkpointed<P> =
-        serde_json::from_slice(&bytes).map_err(|source| ProjectionError::BadState { projection, source })?;
+    object
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::ReadState(source)))?;
+    let saved: Checkpointed<P> = serde_json::from_slice(&bytes)
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::BadState(source)))?;
     if saved.last_sequence != sequence {
         tracing::warn!(projection = P::NAME, "checkpoint and state disagree; rebuilding from the start");
         return Ok(Checkpointed::default());
@@ -337,18 +286,18 @@ async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, Projec
     let projection = P::NAME;
     let (bytes, sequence) = {
         let guard = live.read().expect("projection lock");
-        let bytes =
-            serde_json::to_vec(&*guard).map_err(|source| ProjectionError::EncodeState { projection, source })?;
+        let bytes = serde_json::to_vec(&*guard)
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::EncodeState(source)))?;
         (bytes, guard.last_sequence)
     };
     let (kv, objects) = stores::<P>(js).await?;
     objects
         .put(P::NAME, &mut bytes.as_slice())
         .await
-        .map_err(|source| ProjectionError::SaveState { projection, source })?;
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::SaveState(source)))?;
     kv.put(P::NAME, sequence.to_string().into())
         .await
-        .map_err(|source| ProjectionError::SaveCheckpoint { projection, source })?;
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::SaveCheckpoint(source)))?;
     Ok(sequence)
 }
 
@@ -405,10 +354,13 @@ impl<P: Projection> OwnConsumer for Follower<P> {
         let projection = P::NAME;
         self.messages = None;
         let last = self.live.read().expect("projection lock").last_sequence;
-        let stream =
-            self.js.get_stream(EVENTS_STREAM).await.map_err(|source| ProjectionError::Stream { projection, source })?;
+        let stream = self
+            .js
+            .get_stream(EVENTS_STREAM)
+            .await
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::Stream(source)))?;
         self.verifier = Verifier::from_metadata(&stream.cached_info().config.metadata)
-            .map_err(|source| ProjectionError::Verifier { projection, source })?;
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::Verifier(source)))?;
         let _ = stream.delete_consumer(&self.durable).await;
         let consumer = stream
             .create_consumer(pull::Config {
@@ -419,9 +371,13 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                 ..Default::default()
             })
             .await
-            .map_err(|source| ProjectionError::Consumer { projection, source })?;
-        self.messages =
-            Some(consumer.messages().await.map_err(|source| ProjectionError::Messages { projection, source })?);
+            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::Consumer(source)))?;
+        self.messages = Some(
+            consumer
+                .messages()
+                .await
+                .map_err(|source| ProjectionError::new(projection, ProjectionFailure::Messages(source)))?,
+        );
         Ok(last)
     }
 
@@ -511,7 +467,7 @@ pub async fn fold_all<P: Projection>(
     progress: impl Fn(u64, u64) + Send + Sync,
 ) -> Result<Checkpointed<P>, ProjectionError> {
     let projection = P::NAME;
-    let journal = |source| ProjectionError::Journal { projection, source };
+    let journal = |source| ProjectionError::new(projection, ProjectionFailure::Journal(source));
     let reader = JournalReader::open(js).await.map_err(journal)?;
     if P::SUBJECTS != INSTANCE_EVENTS_ALL {
         let mut read = reader.commits(P::SUBJECTS, start).await.map_err(journal)?;
@@ -521,7 +477,7 @@ pub async fn fold_all<P: Projection>(
         while let Some(message) = read.next_raw().await {
             folded
                 .fold_message(&message.map_err(journal)?)
-                .map_err(|source| ProjectionError::Fold { projection, source })?;
+                .map_err(|source| ProjectionError::new(projection, ProjectionFailure::Fold(source)))?;
             done += 1;
             if done % 20_000 == 0 {
                 progress(done, total);
