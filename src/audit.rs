@@ -146,8 +146,8 @@ async fn fold_history(
         if sequence >= boundary {
             break;
         }
-        for record in &commit.events {
-            ledger.state.apply(id, &record.decode().map_err(err)?);
+        for (_, event) in &commit.events {
+            ledger.state.apply(id, event);
         }
         ledger.last_sequence = ledger.last_sequence.max(sequence);
     }

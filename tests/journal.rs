@@ -5,12 +5,11 @@
 mod support;
 
 use async_nats::jetstream::message::PublishMessage;
-use cqrs_es::DomainEvent;
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::persist::PersistenceError;
 use support::*;
 use tgp::journal::{JetStreamJournal, layout};
 use tgp_actors::aggregate::{Instance, InstanceCommand};
-use tgp_actors::journal::{Loaded, SNAPSHOT_EVERY, load};
+use tgp_actors::journal::{Journal, Loaded, SNAPSHOT_EVERY, load};
 use tgp_events::InstanceId;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
@@ -22,17 +21,12 @@ async fn journal(server: &NatsServer) -> (JetStreamJournal, async_nats::jetstrea
     (JetStreamJournal::open(js.clone()).await.expect("journal"), js)
 }
 
-fn event(id: &str, sequence: usize, reason: &str) -> SerializedEvent {
-    let e = InstanceEvent::TerminationRequested { reason: reason.into(), limit: None, at: chrono::Utc::now() };
-    SerializedEvent::new(
-        id.into(),
-        sequence,
-        "instance".into(),
-        e.event_type(),
-        e.event_version(),
-        serde_json::to_value(&e).unwrap(),
-        serde_json::json!({}),
-    )
+fn event(reason: &str) -> InstanceEvent {
+    InstanceEvent::TerminationRequested { reason: reason.into(), limit: None, at: chrono::Utc::now() }
+}
+
+fn id(name: &str) -> InstanceId {
+    name.parse().unwrap()
 }
 
 async fn messages_on(js: &async_nats::jetstream::Context, id: &str) -> u64 {
@@ -49,11 +43,12 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
     let (a, js) = journal(&server).await;
     let (b, _) = journal(&server).await; // a second process: its own connection and caches
 
-    a.persist::<Instance>(&[event("race", 1, "first")], None).await.unwrap();
-    b.get_events::<Instance>("race").await.unwrap(); // both now know sequence 1
+    let race = id("race");
+    a.append(&race, 1, &[event("first")]).await.unwrap();
+    b.events_after(&race, 0).await.unwrap(); // both now know sequence 1
 
-    let (from_a, from_b) = ([event("race", 2, "from a")], [event("race", 2, "from b")]);
-    let (ra, rb) = tokio::join!(a.persist::<Instance>(&from_a, None), b.persist::<Instance>(&from_b, None));
+    let (from_a, from_b) = ([event("from a")], [event("from b")]);
+    let (ra, rb) = tokio::join!(a.append(&race, 2, &from_a), b.append(&race, 2, &from_b));
     let outcomes = [&ra, &rb];
     assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{ra:?} {rb:?}");
     assert!(outcomes.iter().any(|r| matches!(r, Err(PersistenceError::OptimisticLockError))), "{ra:?} {rb:?}");
@@ -61,11 +56,11 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
 
     // The loser, now behind, is refused again until it reloads.
     let loser = if ra.is_err() { &a } else { &b };
-    let stale = loser.persist::<Instance>(&[event("race", 2, "stale")], None).await;
+    let stale = loser.append(&race, 2, &[event("stale")]).await;
     assert!(matches!(stale, Err(PersistenceError::OptimisticLockError)));
-    let events = loser.get_events::<Instance>("race").await.unwrap();
+    let events = loser.events_after(&race, 0).await.unwrap();
     assert_eq!(events.len(), 2);
-    loser.persist::<Instance>(&[event("race", 3, "after reload")], None).await.unwrap();
+    loser.append(&race, 3, &[event("after reload")]).await.unwrap();
     assert_eq!(messages_on(&js, "race").await, 3);
 }
 
@@ -73,12 +68,12 @@ async fn two_writers_racing_on_one_aggregate_store_one_append() {
 async fn the_events_of_one_command_are_one_message() {
     let server = nats();
     let (journal, js) = journal(&server).await;
-    let batch = [event("batch", 1, "a"), event("batch", 2, "b"), event("batch", 3, "c")];
-    journal.persist::<Instance>(&batch, None).await.unwrap();
+    let batch = [event("a"), event("b"), event("c")];
+    journal.append(&id("batch"), 1, &batch).await.unwrap();
     assert_eq!(messages_on(&js, "batch").await, 1);
-    let read = journal.get_events::<Instance>("batch").await.unwrap();
-    assert_eq!(read.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2, 3]);
-    assert_eq!(read, batch.to_vec());
+    let read = journal.events_after(&id("batch"), 0).await.unwrap();
+    assert_eq!(read.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(read.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), batch.to_vec());
 }
 
 #[tokio::test]
@@ -108,7 +103,6 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
     let (journal, _) = journal(&server).await;
     let id: InstanceId = "snap".parse().unwrap();
     let now = chrono::Utc::now;
-    let meta = serde_json::Value::Null;
     let request = tgp_events::LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"2","relaunch":{"max_attempts":50}}"#,
     )
@@ -124,10 +118,7 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
         spot: false,
     };
     let mut loaded = Loaded::default();
-    loaded
-        .commit(&journal, &id, InstanceCommand::RequestLaunch { id: id.clone(), request, at: now() }, &meta)
-        .await
-        .unwrap();
+    loaded.commit(&journal, &id, InstanceCommand::RequestLaunch { id: id.clone(), request, at: now() }).await.unwrap();
     // A long chain of failed attempts: three events a round, through the real commit path.
     while loaded.version <= SNAPSHOT_EVERY {
         let select = InstanceCommand::SelectOffer {
@@ -137,8 +128,8 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
             candidates: vec![],
             at: now(),
         };
-        loaded.commit(&journal, &id, select, &meta).await.unwrap();
-        loaded.commit(&journal, &id, InstanceCommand::StartAttempt { at: now() }, &meta).await.unwrap();
+        loaded.commit(&journal, &id, select).await.unwrap();
+        loaded.commit(&journal, &id, InstanceCommand::StartAttempt { at: now() }).await.unwrap();
         let attempt_id = loaded.instance.pending_attempt.clone().unwrap().0;
         let failed = InstanceCommand::RecordLaunchFailed {
             attempt_id,
@@ -146,13 +137,12 @@ async fn snapshots_are_written_every_n_events_and_loads_use_them() {
             message: "full".into(),
             at: now(),
         };
-        loaded.commit(&journal, &id, failed, &meta).await.unwrap();
+        loaded.commit(&journal, &id, failed).await.unwrap();
     }
-    let snapshot =
-        journal.get_snapshot::<Instance>("snap").await.unwrap().expect("a snapshot past SNAPSHOT_EVERY events");
-    assert!(snapshot.current_sequence >= SNAPSHOT_EVERY && snapshot.current_sequence <= loaded.version);
-    let from_snapshot: Instance = serde_json::from_value(snapshot.aggregate).unwrap();
-    assert_eq!(from_snapshot.attempts as usize, (snapshot.current_sequence - 1) / 3);
+    let snapshot = journal.snapshot(&id).await.unwrap().expect("a snapshot past SNAPSHOT_EVERY events");
+    assert!(snapshot.sequence >= SNAPSHOT_EVERY && snapshot.sequence <= loaded.version);
+    let from_snapshot: Instance = snapshot.instance;
+    assert_eq!(from_snapshot.attempts as usize, (snapshot.sequence - 1) / 3);
     let reloaded = load(&journal, &id).await.unwrap();
     assert_eq!(reloaded.version, loaded.version);
     assert_eq!(reloaded.instance, loaded.instance, "snapshot + later events = the live state");
@@ -171,6 +161,6 @@ async fn an_event_from_a_newer_schema_is_refused_clearly() {
         .header(HEADER_MSG_ID, "future-1")
         .header(HEADER_LAST_SEQUENCE, "1");
     js.send_publish("tgp.events.instance.future", publish).await.unwrap().await.unwrap();
-    let err = journal.get_events::<Instance>("future").await.unwrap_err();
+    let err = journal.events_after(&id("future"), 0).await.unwrap_err();
     assert!(err.to_string().contains("schema version 99") && err.to_string().contains("upgrade"), "{err}");
 }

@@ -13,8 +13,9 @@ use serde_json::Value;
 use support::journal_builder::{Buy, Chain, per_second};
 use support::*;
 use tgp::journal::{JetStreamJournal, JournalKey, JournalReader, StartAt, layout};
+use tgp_events::commit::encode_commit;
 use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
-use tgp_events::events::{Commit, InstanceEvent};
+use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{CONTROLLER_EVENTS, EVENTS_STREAM, HEADER_LAST_SEQUENCE};
 
 /// Runs `tgp` with `env` (a role's credential, or nothing for commands that need no NATS).
@@ -60,15 +61,8 @@ async fn forged_unsigned_and_replayed_commits_are_quarantined_and_change_nothing
 
     // A forged `Terminated` for `a`, well formed, as an attacker would write it.
     let next = journaled(&js, &a).await.len() as u64 + 1;
-    let forged = Commit {
-        aggregate_type: "instance".into(),
-        aggregate_id: a.parse().unwrap(),
-        events: vec![
-            InstanceEvent::Terminated { provider_instance_id: Some(machine.clone()), at: Utc::now() }.to_record(next),
-        ],
-        metadata: Default::default(),
-    };
-    let body = serde_json::to_vec(&forged).unwrap();
+    let forged = [InstanceEvent::Terminated { provider_instance_id: Some(machine.clone()), at: Utc::now() }];
+    let body = encode_commit(&a.parse().unwrap(), next, &forged);
     let subject = format!("tgp.events.instance.{a}");
     let stream = js.get_stream(EVENTS_STREAM).await.unwrap();
     let head = stream.direct_get_last_for_subject(&subject).await.unwrap().sequence;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
+use cqrs_es::persist::PersistenceError;
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InterruptionReason};
 use tgp_events::{AttemptId, InstanceId, ProviderName};
@@ -22,15 +22,15 @@ use crate::clock::Clock;
 use crate::evidence::{
     Absence, Confirmation, EvidenceConfig, LaunchAnswer, Observed, confirmation, observation, own_orphans,
 };
-use crate::journal::{CommitError, Loaded};
+use crate::journal::{CommitError, Journal, Loaded};
 use crate::keyring::Keyring;
 use crate::provider::{LaunchSpec, Market, ProviderError, ProviderInstance, ProviderListing};
 use crate::selection::{Selection, select};
 
 /// What every instance actor shares: one `Arc` per actor keeps idle actors small.
-pub struct Shared<R> {
+pub struct Shared<J> {
     /// The journal.
-    pub repo: R,
+    pub journal: J,
     /// The providers.
     pub market: Market,
     /// Told when a chain ends, so it can be dropped from memory.
@@ -187,7 +187,7 @@ pub struct Drive;
 pub struct Observe(pub Arc<ProviderListing>);
 
 /// The actor of one chain.
-pub struct InstanceActor<R: PersistedEventRepository + 'static> {
+pub struct InstanceActor<J: Journal + 'static> {
     /// The chain's id (the subject token of its journal).
     id: InstanceId,
     /// Its state and journal position; taken out while a step runs.
@@ -197,14 +197,14 @@ pub struct InstanceActor<R: PersistedEventRepository + 'static> {
     /// The machine last reported to the supervisor.
     reported: Option<TrackedMachine>,
     /// Journal, market and supervisor.
-    shared: Arc<Shared<R>>,
+    shared: Arc<Shared<J>>,
     /// The timer set for the chain's next wake (a backoff's end, a limit), and for when.
     wake: Option<(DateTime<Utc>, SpawnHandle)>,
 }
 
-impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
+impl<J: Journal + 'static> InstanceActor<J> {
     /// An actor for a chain loaded from the journal (or empty, for a new one).
-    pub fn new(id: InstanceId, loaded: Loaded, shared: Arc<Shared<R>>) -> Self {
+    pub fn new(id: InstanceId, loaded: Loaded, shared: Arc<Shared<J>>) -> Self {
         InstanceActor { id, loaded, shared, wake: None, absence: Absence::default(), reported: None }
     }
 
@@ -248,7 +248,7 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
     fn atomically<T, F>(
         &mut self,
         ctx: &mut Context<Self>,
-        work: impl FnOnce(Held, Arc<Shared<R>>, InstanceId) -> F,
+        work: impl FnOnce(Held, Arc<Shared<J>>, InstanceId) -> F,
     ) -> AtomicResponse<Self, T>
     where
         T: 'static,
@@ -289,7 +289,7 @@ impl<R: PersistedEventRepository + 'static> InstanceActor<R> {
 /// right after the mailbox in the same pass, before a wait that the mailbox's last message just
 /// registered is merged. So a notified `Drive` can run while an `AtomicResponse` holds the state
 /// (observed here: a step saw an empty instance). Mailbox messages always wait for the wait.
-fn drive<R: PersistedEventRepository + 'static>(ctx: &mut Context<InstanceActor<R>>) {
+fn drive<J: Journal + 'static>(ctx: &mut Context<InstanceActor<J>>) {
     ctx.address().do_send(Drive);
 }
 
@@ -346,7 +346,7 @@ enum Next {
     Idle,
 }
 
-impl<R: PersistedEventRepository + 'static> Actor for InstanceActor<R> {
+impl<J: Journal + 'static> Actor for InstanceActor<J> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -355,25 +355,25 @@ impl<R: PersistedEventRepository + 'static> Actor for InstanceActor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<GetSummary> for InstanceActor<R> {
+impl<J: Journal + 'static> Handler<GetSummary> for InstanceActor<J> {
     type Result = Option<InstanceSummary>;
     fn handle(&mut self, _: GetSummary, _: &mut Context<Self>) -> Self::Result {
         self.loaded.instance.summary()
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Execute> for InstanceActor<R> {
+impl<J: Journal + 'static> Handler<Execute> for InstanceActor<J> {
     type Result = AtomicResponse<Self, Result<InstanceSummary, CommitError>>;
     fn handle(&mut self, Execute(command): Execute, ctx: &mut Context<Self>) -> Self::Result {
         self.atomically(ctx, move |mut held, shared, id| async move {
-            let result = held.loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await;
+            let result = held.loaded.commit(&shared.journal, &id, command).await;
             let summary = result.map(|_| held.loaded.instance.summary().expect("a committed chain exists"));
             (held, Next::Drive, summary)
         })
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> {
+impl<J: Journal + 'static> Handler<Drive> for InstanceActor<J> {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, _: Drive, ctx: &mut Context<Self>) -> Self::Result {
         self.atomically(ctx, |mut held, shared, id| async move {
@@ -389,7 +389,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Drive> for InstanceActor<R> 
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R> {
+impl<J: Journal + 'static> Handler<Observe> for InstanceActor<J> {
     type Result = AtomicResponse<Self, ()>;
     fn handle(&mut self, Observe(listing): Observe, ctx: &mut Context<Self>) -> Self::Result {
         let orphans = own_orphans(&self.loaded.instance, &self.id, &listing);
@@ -426,7 +426,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
                 }
                 _ => None,
             };
-            match held.loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await {
+            match held.loaded.commit(&shared.journal, &id, command).await {
                 Ok(_) => {
                     if let Some((offer, _)) = interrupted_offer
                         && let Some(provider) = shared.market.get(&offer.provider)
@@ -446,9 +446,9 @@ impl<R: PersistedEventRepository + 'static> Handler<Observe> for InstanceActor<R
 
 /// Asks the provider about the chain's machine, absent from a listing, and answers what may be
 /// concluded: a definite status answer, or enough absences without a contrary answer.
-async fn confirm_absence<R: PersistedEventRepository>(
+async fn confirm_absence<J: Journal>(
     held: &mut Held,
-    shared: &Shared<R>,
+    shared: &Shared<J>,
     id: &InstanceId,
     provider: &ProviderName,
     machine: &str,
@@ -474,12 +474,7 @@ async fn confirm_absence<R: PersistedEventRepository>(
 }
 
 /// Performs one step, and says what to do next.
-async fn advance<R: PersistedEventRepository>(
-    loaded: &mut Loaded,
-    shared: &Shared<R>,
-    id: &InstanceId,
-) -> Result<Next, StepError> {
-    let meta = serde_json::Value::Null;
+async fn advance<J: Journal>(loaded: &mut Loaded, shared: &Shared<J>, id: &InstanceId) -> Result<Next, StepError> {
     let now = || shared.clock.now();
     let step = next_step(&loaded.instance, now());
     tracing::debug!(instance = %id, ?step, "step");
@@ -533,7 +528,7 @@ async fn advance<R: PersistedEventRepository>(
                     InstanceCommand::NoOfferFits { message, can_wait: unaffordable == 0, at: now() }
                 }
             };
-            loaded.commit(&shared.repo, id, command, &meta).await?;
+            loaded.commit(&shared.journal, id, command).await?;
             Ok(match loaded.instance.waiting_until {
                 Some(until) if !loaded.instance.current_state().is_some_and(InstanceState::is_final) => {
                     Next::DriveIn(shared.capacity_recheck.min(shared.clock.until(until)).max(Duration::from_millis(1)))
@@ -542,7 +537,7 @@ async fn advance<R: PersistedEventRepository>(
             })
         }
         Step::Launch => {
-            loaded.commit(&shared.repo, id, InstanceCommand::StartAttempt { at: now() }, &meta).await?;
+            loaded.commit(&shared.journal, id, InstanceCommand::StartAttempt { at: now() }).await?;
             let instance = &loaded.instance;
             let (attempt_id, _) = instance.pending_attempt.clone().expect("just journaled");
             let (offer, bid) = instance.offer.clone().expect("an attempt has an offer");
@@ -554,7 +549,7 @@ async fn advance<R: PersistedEventRepository>(
                     message: format!("provider {} is not configured", offer.provider),
                     at: now(),
                 };
-                loaded.commit(&shared.repo, id, command, &meta).await?;
+                loaded.commit(&shared.journal, id, command).await?;
                 return Ok(Next::Drive);
             };
             // The plain values exist from here to the provider call, in memory only.
@@ -567,7 +562,7 @@ async fn advance<R: PersistedEventRepository>(
                         message: e.to_string(),
                         at: now(),
                     };
-                    loaded.commit(&shared.repo, id, command, &meta).await?;
+                    loaded.commit(&shared.journal, id, command).await?;
                     return Ok(Next::Drive);
                 }
             };
@@ -602,7 +597,7 @@ async fn advance<R: PersistedEventRepository>(
                     InstanceCommand::RecordLaunchFailed { attempt_id, class: e.class, message: e.message, at: now() }
                 }
             };
-            loaded.commit(&shared.repo, id, command, &meta).await?;
+            loaded.commit(&shared.journal, id, command).await?;
             Ok(Next::Drive)
         }
         Step::Terminate => {
@@ -615,15 +610,15 @@ async fn advance<R: PersistedEventRepository>(
                     .map_err(|source| StepError::Terminate { machine: machine.id.clone(), source })?;
                 crash_at(shared.failpoint, Failpoint::AfterTerminateCall);
             }
-            loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
+            loaded.commit(&shared.journal, id, InstanceCommand::RecordTerminated { at: now() }).await?;
             Ok(Next::Drive)
         }
         Step::EnforceLimits => {
-            loaded.commit(&shared.repo, id, InstanceCommand::EnforceLimits { at: now() }, &meta).await?;
+            loaded.commit(&shared.journal, id, InstanceCommand::EnforceLimits { at: now() }).await?;
             Ok(Next::Drive)
         }
         Step::RecordTerminated => {
-            loaded.commit(&shared.repo, id, InstanceCommand::RecordTerminated { at: now() }, &meta).await?;
+            loaded.commit(&shared.journal, id, InstanceCommand::RecordTerminated { at: now() }).await?;
             Ok(Next::Drive)
         }
     }
@@ -645,9 +640,9 @@ fn leave_out_unaffordable(instance: &Instance, offers: &mut [crate::provider::Of
 }
 
 /// Destroys this chain's orphans and journals each; a failure is retried at the next poll.
-async fn clean_up_orphans<R: PersistedEventRepository>(
+async fn clean_up_orphans<J: Journal>(
     loaded: &mut Loaded,
-    shared: &Shared<R>,
+    shared: &Shared<J>,
     id: &InstanceId,
     provider: &ProviderName,
     orphans: Vec<(AttemptId, ProviderInstance)>,
@@ -665,7 +660,7 @@ async fn clean_up_orphans<R: PersistedEventRepository>(
             raw_status: machine.raw_status.clone(),
             at: shared.clock.now(),
         };
-        if let Err(e) = loaded.commit(&shared.repo, id, command, &serde_json::Value::Null).await {
+        if let Err(e) = loaded.commit(&shared.journal, id, command).await {
             tracing::warn!(instance = %id, machine = %machine.id, error = %e, "orphan terminated but not journaled");
         }
     }

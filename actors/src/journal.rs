@@ -1,14 +1,19 @@
-//! Committing and loading instance chains through any cqrs-es `PersistedEventRepository`.
+//! Where instance chains are kept, and how a decision is committed to them.
 //!
-//! The actor does not go through `CqrsFramework` (it reloads on every command) nor through
-//! cqrs-es's snapshot stores (they apply events twice, see `docs/decisions/`): it decides with
-//! [`Instance::decide`], persists the events of one decision in one `persist` call, and only then
-//! folds them into its state. So a refused or failed commit leaves the state untouched.
+//! [`Journal`] is what the actors need from a journal: append one decision's events as one commit
+//! (refused when another writer got there first), read a chain back, keep snapshots, and hand
+//! over every commit in journal order at start-up. tgp runs on the JetStream journal
+//! (`tgp::journal::JetStreamJournal`); the simulation runs the same actors on an in-memory one
+//! (`tgp_testkit::sim::journal::MemoryJournal`).
+//!
+//! The actor decides with [`Instance::decide`], appends the events of one decision in one call,
+//! and only then folds them into its state. So a refused or failed commit leaves the state
+//! untouched. (It does not go through cqrs-es's `CqrsFramework`, which reloads on every command,
+//! nor its snapshot stores, which apply events twice: see `docs/decisions/`.)
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::persist::PersistenceError;
 use tgp_events::{InstanceEvent, InstanceId};
 
 use crate::aggregate::{Instance, InstanceCommand, InstanceError};
@@ -16,6 +21,57 @@ use crate::aggregate::{Instance, InstanceCommand, InstanceError};
 /// A snapshot is written every this many events, so loading one chain stays cheap however long
 /// it lives.
 pub const SNAPSHOT_EVERY: usize = 32;
+
+/// A chain's state as of one of its events, kept so a load need not fold the whole chain.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The state after `sequence`.
+    pub instance: Instance,
+    /// The per-instance sequence of the last event the state includes.
+    pub sequence: usize,
+}
+
+/// Where instance chains are kept. Implementations agree on what is stored and what conflicts;
+/// they differ only in where the bytes go.
+pub trait Journal: Send + Sync + 'static {
+    /// Stores `events`, numbered from `first` on, as one commit of `instance`'s chain. Refused
+    /// with `PersistenceError::OptimisticLockError` unless `first` follows the chain's last stored
+    /// event (another writer went first).
+    fn append(
+        &self,
+        instance: &InstanceId,
+        first: usize,
+        events: &[InstanceEvent],
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
+
+    /// The chain's events after sequence `after`, with their sequences.
+    fn events_after(
+        &self,
+        instance: &InstanceId,
+        after: usize,
+    ) -> impl Future<Output = Result<Vec<(usize, InstanceEvent)>, PersistenceError>> + Send;
+
+    /// The chain's latest snapshot, if one was kept.
+    fn snapshot(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<Option<Snapshot>, PersistenceError>> + Send;
+
+    /// Keeps `snapshot` as the chain's latest.
+    fn save_snapshot(
+        &self,
+        instance: &InstanceId,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
+
+    /// Calls `each(instance, events)` for every commit (its events with their sequences), in
+    /// journal order: one pass, events decoded straight from the stored bytes, so a start-up
+    /// rebuild costs little more than reading the journal.
+    fn replay_all(
+        &self,
+        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
+}
 
 /// Why a decision could not be journaled.
 #[derive(Debug, thiserror::Error)]
@@ -44,96 +100,65 @@ pub struct Loaded {
 impl Loaded {
     /// Decides `command`, journals the events as one commit, then folds them in.
     /// Returns the events written (none when the command changes nothing).
-    pub async fn commit<R: PersistedEventRepository>(
+    pub async fn commit<J: Journal>(
         &mut self,
-        repo: &R,
+        journal: &J,
         id: &InstanceId,
         command: InstanceCommand,
-        metadata: &serde_json::Value,
     ) -> Result<Vec<InstanceEvent>, CommitError> {
         let events = self.instance.decide(command)?;
         if events.is_empty() {
             return Ok(events);
         }
-        let mut next = self.instance.clone();
-        let mut serialized = Vec::with_capacity(events.len());
-        for (i, event) in events.iter().enumerate() {
-            serialized.push(SerializedEvent::new(
-                id.to_string(),
-                self.version + 1 + i,
-                Instance::TYPE.to_string(),
-                event.event_type(),
-                event.event_version(),
-                serde_json::to_value(event).map_err(PersistenceError::from)?,
-                metadata.clone(),
-            ));
-            next.fold(event.clone());
-        }
-        let new_version = self.version + events.len();
-        let snapshot = (new_version / SNAPSHOT_EVERY > self.version / SNAPSHOT_EVERY)
-            .then(|| serde_json::to_value(&next).map(|json| (id.to_string(), json, new_version / SNAPSHOT_EVERY)))
-            .transpose()
-            .map_err(PersistenceError::from)?;
-        match repo.persist::<Instance>(&serialized, snapshot).await {
-            Ok(()) => {
-                self.instance = next;
-                self.version = new_version;
-                Ok(events)
-            }
+        match journal.append(id, self.version + 1, &events).await {
+            Ok(()) => {}
             Err(PersistenceError::OptimisticLockError) => {
-                *self = load(repo, id).await?;
-                Err(CommitError::Conflict(id.clone()))
+                *self = load(journal, id).await?;
+                return Err(CommitError::Conflict(id.clone()));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        let before = self.version;
+        for event in &events {
+            self.instance.fold(event.clone());
+        }
+        self.version += events.len();
+        if self.version / SNAPSHOT_EVERY > before / SNAPSHOT_EVERY {
+            let snapshot = Snapshot { instance: self.instance.clone(), sequence: self.version };
+            // The commit is durable; a lost snapshot only costs a longer load later.
+            if let Err(e) = journal.save_snapshot(id, &snapshot).await {
+                tracing::warn!(instance = %id, error = %e, "snapshot not written");
+            }
+        }
+        Ok(events)
     }
 }
 
-fn decode(event: &SerializedEvent) -> Result<InstanceEvent, PersistenceError> {
-    serde_json::from_value(event.payload.clone()).map_err(PersistenceError::from)
-}
-
 /// Loads one chain: from its snapshot and the events after it, or from all its events.
-pub async fn load<R: PersistedEventRepository>(repo: &R, id: &InstanceId) -> Result<Loaded, PersistenceError> {
-    let (mut loaded, events) = match repo.get_snapshot::<Instance>(id.as_str()).await? {
-        Some(snapshot) => {
-            let instance: Instance = serde_json::from_value(snapshot.aggregate)?;
-            let version = snapshot.current_sequence;
-            (Loaded { instance, version }, repo.get_last_events::<Instance>(id.as_str(), version).await?)
-        }
-        None => (Loaded::default(), repo.get_events::<Instance>(id.as_str()).await?),
+pub async fn load<J: Journal>(journal: &J, id: &InstanceId) -> Result<Loaded, PersistenceError> {
+    let mut loaded = match journal.snapshot(id).await? {
+        Some(Snapshot { instance, sequence }) => Loaded { instance, version: sequence },
+        None => Loaded::default(),
     };
-    for event in &events {
-        loaded.instance.fold(decode(event)?);
-        loaded.version = event.sequence;
+    for (sequence, event) in journal.events_after(id, loaded.version).await? {
+        loaded.instance.fold(event);
+        loaded.version = sequence;
     }
     Ok(loaded)
 }
 
-/// A journal that can hand over every instance event in journal order in one pass.
-///
-/// cqrs-es's `stream_all_events` moves each event through a JSON `Value` and a channel, which
-/// makes a start-up rebuild of 100,000 instances several times slower than reading the journal;
-/// an implementation of this trait decodes commits straight into events instead.
-pub trait ReplayAll {
-    /// Calls `each(instance, events)` for every commit (its events with their sequences), in
-    /// journal order.
-    fn replay_all(
-        &self,
-        each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
-    ) -> impl Future<Output = Result<(), PersistenceError>> + Send;
-}
-
-/// Rebuilds every chain in one pass over the journal, in journal order.
-pub async fn load_all<R: ReplayAll>(repo: &R) -> Result<HashMap<InstanceId, Loaded>, PersistenceError> {
-    let mut all: HashMap<InstanceId, Loaded> = HashMap::new();
-    repo.replay_all(|id, events| {
-        let loaded = all.entry(id).or_default();
-        for (sequence, event) in events {
-            loaded.instance.fold(event);
-            loaded.version = sequence;
-        }
-    })
-    .await?;
+/// Rebuilds every chain in one pass over the journal, in journal order; by id, so actors start
+/// in the same order every run.
+pub async fn load_all<J: Journal>(journal: &J) -> Result<BTreeMap<InstanceId, Loaded>, PersistenceError> {
+    let mut all: BTreeMap<InstanceId, Loaded> = BTreeMap::new();
+    journal
+        .replay_all(|id, events| {
+            let loaded = all.entry(id).or_default();
+            for (sequence, event) in events {
+                loaded.instance.fold(event);
+                loaded.version = sequence;
+            }
+        })
+        .await?;
     Ok(all)
 }

@@ -8,7 +8,7 @@
 //! - [`keyring`] (`keyring.rs`): sealing a launch's env values for the journal, and opening them to launch.
 //! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp-dev sim`).
 //! - [`aggregate`] (`aggregate.rs`): the instance aggregate, the rules of one chain's life (cqrs-es).
-//! - [`journal`] (`journal.rs`): committing an aggregate's decisions through any cqrs-es repository.
+//! - [`journal`] (`journal.rs`): the [`journal::Journal`] trait, and committing one decision to it.
 //! - [`instance_actor`] (`instance_actor.rs`): one actix actor per live instance: decides, journals, acts.
 //! - [`supervisor`] (`supervisor.rs`): routes commands by instance id, rebuilds from the journal, polls.
 //! - `aggregate_tests.rs`: given/when/then tests of every transition and refusal of the aggregate.
@@ -16,7 +16,7 @@
 //! - `limit_tests.rs`: tests of the launch limits (lifetime, budget) and of the relaunch backoff.
 //!
 //! The domain of tgp and its actors. Knows no concrete provider and no NATS: providers come in
-//! through [`provider::ProviderClient`], the journal through cqrs-es's `PersistedEventRepository`.
+//! through [`provider::ProviderClient`], the journal through [`journal::Journal`].
 #![forbid(unsafe_code)]
 
 pub mod aggregate;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError};
+use cqrs_es::persist::PersistenceError;
 use tgp_events::api::{InstanceSummary, ListRequest};
 use tgp_events::{InstanceId, LaunchRequest};
 
@@ -17,7 +17,7 @@ use crate::evidence::EvidenceConfig;
 use crate::instance_actor::{
     Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, StepError, Tracked, TrackedMachine,
 };
-use crate::journal::{CommitError, Loaded, ReplayAll, load, load_all};
+use crate::journal::{CommitError, Journal, Loaded, load, load_all};
 use crate::keyring::Keyring;
 use crate::provider::{Market, ProviderListing};
 use crate::provider_actor::ProviderEventSink;
@@ -173,13 +173,13 @@ pub struct List(pub ListRequest);
 pub struct LiveCount;
 
 /// Routes, rebuilds, polls.
-pub struct Supervisor<R: PersistedEventRepository + 'static> {
+pub struct Supervisor<J: Journal + 'static> {
     /// The actors of unfinished chains, in id order: each listing reaches them in the same order
     /// every run, so their provider calls queue at the limiter the same way (a seed's simulation
     /// repeats itself).
-    live: BTreeMap<InstanceId, Addr<InstanceActor<R>>>,
+    live: BTreeMap<InstanceId, Addr<InstanceActor<J>>>,
     /// Handed to every actor.
-    shared: Arc<Shared<R>>,
+    shared: Arc<Shared<J>>,
     /// Status poll interval.
     poll_interval: Duration,
     /// Machines whose orphan check is in flight, so a slow check is not started twice.
@@ -196,16 +196,16 @@ pub struct Supervisor<R: PersistedEventRepository + 'static> {
     launches_stopped: Option<String>,
 }
 
-impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
+impl<J: Journal + 'static> Supervisor<J> {
     /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
     /// one, and starts the supervisor. Must run inside an actix system.
-    pub async fn start(repo: R, market: Market, config: SupervisorConfig) -> Result<Addr<Self>, PersistenceError> {
+    pub async fn start(journal: J, market: Market, config: SupervisorConfig) -> Result<Addr<Self>, PersistenceError> {
         let started = std::time::Instant::now();
-        let all = load_all(&repo).await?;
+        let all = load_all(&journal).await?;
         let loaded_in = started.elapsed();
         let ctx = Context::new();
         let shared = Arc::new(Shared {
-            repo,
+            journal,
             market,
             finished: ctx.address().recipient(),
             retry_delay: config.retry_delay,
@@ -249,8 +249,8 @@ impl<R: PersistedEventRepository + ReplayAll + 'static> Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Supervisor<R> {
-    fn spawn(&mut self, id: InstanceId, loaded: Loaded) -> Addr<InstanceActor<R>> {
+impl<J: Journal + 'static> Supervisor<J> {
+    fn spawn(&mut self, id: InstanceId, loaded: Loaded) -> Addr<InstanceActor<J>> {
         let addr = InstanceActor::new(id.clone(), loaded, self.shared.clone()).start();
         self.live.insert(id, addr.clone());
         addr
@@ -290,7 +290,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Supervisor<R> {
+impl<J: Journal + 'static> Supervisor<J> {
     /// Whether a listing leaves out too many of the machines the live chains bill at its
     /// provider to be believed; journals a `ListingSuspect` when a provider's listings turn so.
     fn suspect(&mut self, listing: &ProviderListing) -> u32 {
@@ -337,7 +337,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                 let (shared, provider, machine) = (self.shared.clone(), listing.provider.clone(), machine.clone());
                 let machine_id = machine.id.clone();
                 let check = async move {
-                    let mut loaded = load(&shared.repo, &id).await?;
+                    let mut loaded = load(&shared.journal, &id).await?;
                     if !loaded.instance.current_state().is_some_and(|s| s.is_final()) {
                         return Ok::<_, StepError>(());
                     }
@@ -354,7 +354,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
                         raw_status: machine.raw_status,
                         at: shared.clock.now(),
                     };
-                    loaded.commit(&shared.repo, &id, command, &serde_json::Value::Null).await?;
+                    loaded.commit(&shared.journal, &id, command).await?;
                     Ok(())
                 };
                 ctx.spawn(check.into_actor(self).map(move |outcome, act, _| {
@@ -368,7 +368,7 @@ impl<R: PersistedEventRepository + 'static> Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Actor for Supervisor<R> {
+impl<J: Journal + 'static> Actor for Supervisor<J> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -376,7 +376,7 @@ impl<R: PersistedEventRepository + 'static> Actor for Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Finished> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<Finished> for Supervisor<J> {
     type Result = ();
     fn handle(&mut self, Finished(id): Finished, _: &mut Context<Self>) {
         self.live.remove(&id);
@@ -384,7 +384,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Finished> for Supervisor<R> 
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Tracked> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<Tracked> for Supervisor<J> {
     type Result = ();
     fn handle(&mut self, Tracked { id, machine }: Tracked, _: &mut Context<Self>) {
         match machine {
@@ -398,7 +398,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Tracked> for Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<LiveCount> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<LiveCount> for Supervisor<J> {
     type Result = usize;
     fn handle(&mut self, _: LiveCount, _: &mut Context<Self>) -> usize {
         self.live.len()
@@ -406,8 +406,8 @@ impl<R: PersistedEventRepository + 'static> Handler<LiveCount> for Supervisor<R>
 }
 
 /// Sends a command to a live actor; a refused repeat launch answers the chain as it is.
-async fn execute<R: PersistedEventRepository + 'static>(
-    addr: Addr<InstanceActor<R>>,
+async fn execute<J: Journal + 'static>(
+    addr: Addr<InstanceActor<J>>,
     id: InstanceId,
     command: InstanceCommand,
 ) -> Reply {
@@ -422,7 +422,7 @@ async fn execute<R: PersistedEventRepository + 'static>(
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<Launch> for Supervisor<J> {
     type Result = ResponseActFuture<Self, Reply>;
     fn handle(&mut self, Launch { id, request }: Launch, _: &mut Context<Self>) -> Self::Result {
         let command = InstanceCommand::RequestLaunch { id: id.clone(), request, at: self.shared.clock.now() };
@@ -435,7 +435,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
         let shared = self.shared.clone();
         let lookup = {
             let id = id.clone();
-            async move { load(&shared.repo, &id).await }
+            async move { load(&shared.journal, &id).await }
         };
         Box::pin(lookup.into_actor(self).then(move |found, act, _| {
             let fut: std::pin::Pin<Box<dyn Future<Output = Reply>>> = match found {
@@ -460,7 +460,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Launch> for Supervisor<R> {
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<StopLaunches> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<StopLaunches> for Supervisor<J> {
     type Result = ();
     fn handle(&mut self, StopLaunches(why): StopLaunches, _: &mut Context<Self>) {
         tracing::error!(reason = %why, "new launches stopped");
@@ -468,7 +468,7 @@ impl<R: PersistedEventRepository + 'static> Handler<StopLaunches> for Supervisor
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<Terminate> for Supervisor<J> {
     type Result = ResponseFuture<Reply>;
     fn handle(&mut self, Terminate { id, reason }: Terminate, _: &mut Context<Self>) -> Self::Result {
         let command = InstanceCommand::RequestTermination { reason, at: self.shared.clock.now() };
@@ -477,7 +477,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R>
         }
         let shared = self.shared.clone();
         Box::pin(async move {
-            let loaded = load(&shared.repo, &id).await?;
+            let loaded = load(&shared.journal, &id).await?;
             match loaded.instance.current_state() {
                 None => Err(SupervisorError::NotFound(id)),
                 Some(state) => Err(SupervisorError::Refused(InstanceError::Finished(state.name()))),
@@ -486,7 +486,7 @@ impl<R: PersistedEventRepository + 'static> Handler<Terminate> for Supervisor<R>
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<Get> for Supervisor<J> {
     type Result = ResponseFuture<Reply>;
     fn handle(&mut self, Get(id): Get, _: &mut Context<Self>) -> Self::Result {
         let live = self.live.get(&id).cloned();
@@ -498,13 +498,13 @@ impl<R: PersistedEventRepository + 'static> Handler<Get> for Supervisor<R> {
                 return Ok(summary);
             }
             // Unknown, finished, or busy with a provider call: the journal holds the answer.
-            let loaded = load(&shared.repo, &id).await?;
+            let loaded = load(&shared.journal, &id).await?;
             loaded.instance.summary().ok_or(SupervisorError::NotFound(id))
         })
     }
 }
 
-impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
+impl<J: Journal + 'static> Handler<List> for Supervisor<J> {
     type Result = ResponseFuture<Vec<InstanceSummary>>;
     fn handle(&mut self, List(filter): List, _: &mut Context<Self>) -> Self::Result {
         let shared = self.shared.clone();
@@ -516,7 +516,7 @@ impl<R: PersistedEventRepository + 'static> Handler<List> for Supervisor<R> {
                 async move {
                     match tokio::time::timeout(BUSY, addr.send(GetSummary)).await {
                         Ok(Ok(summary)) => summary,
-                        _ => load(&shared.repo, &id).await.ok().and_then(|l| l.instance.summary()),
+                        _ => load(&shared.journal, &id).await.ok().and_then(|l| l.instance.summary()),
                     }
                 }
             })

@@ -1,9 +1,7 @@
 //! The instance lifecycle events, as journaled on `tgp.events.instance.<instance_id>`.
 //!
-//! One journal message holds one [`Commit`]: the events that one decision produced, stored together
-//! so a crash never leaves half a decision. Each event is an [`EventRecord`]: its type, its schema
-//! version and its data. Readers call [`EventRecord::decode`], which refuses a version newer than
-//! this crate knows with [`EventDecodeError::UnsupportedVersion`] instead of guessing.
+//! One journal message holds the events that one decision produced, stored together so a crash
+//! never leaves half a decision; [`crate::commit`] turns them into a message body and back.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -336,88 +334,6 @@ impl InstanceEvent {
             InstanceEvent::WaitingForCapacity { .. } => "WaitingForCapacity",
         }
     }
-
-    /// Its wire form at the current schema version.
-    pub fn to_record(&self, sequence: u64) -> EventRecord {
-        let tagged = serde_json::to_value(self).expect("instance events always serialize");
-        EventRecord {
-            sequence,
-            event_type: self.type_name().to_string(),
-            version: SCHEMA_VERSION,
-            data: tagged.get("data").cloned().unwrap_or(serde_json::Value::Null),
-        }
-    }
-}
-
-/// One event on the wire: `{"sequence": 3, "type": "Launched", "version": 1, "data": {...}}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EventRecord {
-    /// The event's 1-based position in its instance's history.
-    pub sequence: u64,
-    /// The event type name.
-    #[serde(rename = "type")]
-    pub event_type: String,
-    /// The schema version of `data`.
-    pub version: u32,
-    /// The event's fields.
-    pub data: serde_json::Value,
-}
-
-/// Why a journaled event cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum EventDecodeError {
-    /// Written by a newer tgp; upgrade this reader.
-    #[error(
-        "event {event_type} has schema version {version}, this reader knows up to {SCHEMA_VERSION}: upgrade tgp-events"
-    )]
-    UnsupportedVersion {
-        /// The event type.
-        event_type: String,
-        /// The version found.
-        version: u32,
-    },
-    /// The type or data does not match any known event.
-    #[error("cannot decode event {event_type} v{version}: {source}")]
-    Invalid {
-        /// The event type.
-        event_type: String,
-        /// The version found.
-        version: u32,
-        /// What serde said.
-        source: serde_json::Error,
-    },
-}
-
-impl EventRecord {
-    /// The event, or a clear error for a future version or an unknown shape.
-    pub fn decode(&self) -> Result<InstanceEvent, EventDecodeError> {
-        if self.version > SCHEMA_VERSION {
-            return Err(EventDecodeError::UnsupportedVersion {
-                event_type: self.event_type.clone(),
-                version: self.version,
-            });
-        }
-        let tagged = serde_json::json!({"type": self.event_type, "data": self.data});
-        serde_json::from_value(tagged).map_err(|source| EventDecodeError::Invalid {
-            event_type: self.event_type.clone(),
-            version: self.version,
-            source,
-        })
-    }
-}
-
-/// The body of one journal message: the events of one decision, stored atomically.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Commit {
-    /// Always [`INSTANCE_AGGREGATE`] for instance subjects.
-    pub aggregate_type: String,
-    /// The instance the events belong to.
-    pub aggregate_id: InstanceId,
-    /// The events, in order, with consecutive sequences.
-    pub events: Vec<EventRecord>,
-    /// Free-form context (correlation id, command source).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 #[cfg(feature = "cqrs")]
@@ -427,40 +343,5 @@ impl cqrs_es::DomainEvent for InstanceEvent {
     }
     fn event_version(&self) -> String {
         SCHEMA_VERSION.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn requested() -> InstanceEvent {
-        InstanceEvent::TerminationRequested { reason: "done".into(), limit: None, at: Utc::now() }
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let event = requested();
-        let record = event.to_record(4);
-        let json = serde_json::to_string(&record).unwrap();
-        let back: EventRecord = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.decode().unwrap(), event);
-        assert!(json.contains(r#""type":"TerminationRequested""#), "{json}");
-    }
-
-    #[test]
-    fn a_future_version_is_a_clear_error() {
-        let mut record = requested().to_record(1);
-        record.version = SCHEMA_VERSION + 1;
-        let err = record.decode().unwrap_err();
-        assert!(matches!(err, EventDecodeError::UnsupportedVersion { version: 2, .. }));
-        assert!(err.to_string().contains("upgrade"));
-    }
-
-    #[test]
-    fn an_unknown_type_is_a_clear_error() {
-        let record =
-            EventRecord { sequence: 1, event_type: "Exploded".into(), version: 1, data: serde_json::json!({}) };
-        assert!(matches!(record.decode(), Err(EventDecodeError::Invalid { .. })));
     }
 }

@@ -11,7 +11,8 @@
 //! - [`sealed`] (`sealed.rs`): env values as plain secrets (memory only) and sealed (the journal).
 //! - [`limits`] (`limits.rs`): the largest value each command field may hold, and how refusals quote.
 //! - [`ssh_key`] (`ssh_key.rs`): the one form of SSH public key a launch accepts.
-//! - [`events`] (`events.rs`): the instance lifecycle events and their versioned wire form.
+//! - [`events`] (`events.rs`): the instance lifecycle events and their schema version.
+//! - [`commit`] (`commit.rs`): the journal's bytes: one commit to a message body and back.
 //! - [`provider_events`] (`provider_events.rs`): what happens to providers (circuit, rate limits, API changes).
 //! - [`controller_events`] (`controller_events.rs`): what happens to tgp itself (a consumer recovered).
 //! - [`api`] (`api.rs`): request/reply bodies of the `tgp.api.*` service.
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod commands;
+pub mod commit;
 pub mod controller_events;
 pub mod events;
 pub mod gpu;

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use tgp_events::api::{ErrorReply, InstanceSummary, ListReply};
+use tgp_events::commit::EventRecord;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events};
 use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Region, RelaunchPolicy, SpotPolicy};
@@ -177,8 +178,7 @@ async fn follow(
             format!("gave up following {id} after {timeout:?}; it goes on: `tgp watch --instance {id}`")
         })?;
         let (_, at, commit) = next.context("the journal read ended")??;
-        for record in &commit.events {
-            let event = record.decode()?;
+        for (_, event) in commit.events {
             println!("  {} {}", at.format("%H:%M:%S"), describe(&event));
             if stop(&event) {
                 return Ok(event);
@@ -263,15 +263,15 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         };
-        for record in &commit.events {
+        for (sequence, event) in &commit.events {
             if args.json {
+                let record = EventRecord::new(*sequence, event);
                 println!(
                     "{}",
-                    serde_json::json!({"stream_sequence": seq, "instance_id": commit.aggregate_id, "event": record})
+                    serde_json::json!({"stream_sequence": seq, "instance_id": commit.instance, "event": record})
                 );
             } else {
-                let line = record.decode().map(|e| describe(&e)).unwrap_or_else(|e| format!("(unreadable: {e})"));
-                println!("{seq:>8} {} {:<24} {line}", at.format("%Y-%m-%d %H:%M:%S"), commit.aggregate_id);
+                println!("{seq:>8} {} {:<24} {}", at.format("%Y-%m-%d %H:%M:%S"), commit.instance, describe(event));
             }
         }
     }

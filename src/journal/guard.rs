@@ -26,13 +26,11 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{Config, Info};
-use tgp_actors::journal::ReplayAll;
+use tgp_actors::journal::Journal;
 use tgp_actors::supervisor::{StopLaunches, Supervisor};
 use tgp_events::controller_events::ControllerEvent;
 use tgp_events::subjects::{COMMANDS_STREAM, DEAD_LETTERS_STREAM, EVENTS_STREAM};
 use tokio::task::JoinHandle;
-
-use cqrs_es::persist::PersistedEventRepository;
 
 /// How often each stream is looked at, unless `tgp run --stream-check-interval` says otherwise.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -216,7 +214,7 @@ pub async fn watch<R>(
     every: Duration,
 ) -> Result<JoinHandle<()>, GuardError>
 where
-    R: PersistedEventRepository + ReplayAll + 'static,
+    R: Journal,
 {
     let mut baselines = HashMap::new();
     for (stream, keeps_history) in WATCHED {
@@ -271,7 +269,7 @@ async fn confirmed<R>(
     stream: &str,
     change: &Change,
 ) where
-    R: PersistedEventRepository + ReplayAll + 'static,
+    R: Journal,
 {
     let what = change.describe(stream);
     tracing::error!(

@@ -1,16 +1,16 @@
-//! The journal: cqrs-es's `PersistedEventRepository` over NATS JetStream.
+//! The journal: tgp-actors' [`Journal`] over NATS JetStream.
 //!
 //! # Layout
 //! Stream `TGP_EVENTS` holds one subject per instance, `tgp.events.instance.<id>`. One message is
-//! one commit: the events of one decision in a [`Commit`] body, so a crash can never store half a
-//! decision. Headers name the aggregate, the first and last per-instance sequence, the event types
+//! one commit: the events of one decision in one body ([`tgp_events::commit`]), so a crash can never
+//! store half a decision. Headers name the aggregate, the first and last per-instance sequence, the event types
 //! and the schema version.
 //!
-//! # Guarantees of [`JetStreamJournal::persist`]
+//! # Guarantees of [`JetStreamJournal::append`]
 //! - **Optimistic concurrency.** Each append states, in `Nats-Expected-Last-Subject-Sequence`, the
 //!   stream sequence of the last commit it saw on the instance's subject. A writer that is behind is
-//!   refused by the server and gets `PersistenceError::OptimisticLockError`, which cqrs-es maps to
-//!   `AggregateConflict`.
+//!   refused by the server and gets `PersistenceError::OptimisticLockError`, which a commit reports
+//!   as a conflict after reloading the chain.
 //! - **Exactly once per write attempt.** Each append carries a fresh `Nats-Msg-Id`; a re-send of the
 //!   same append (after a lost ack) reuses it and is stored once. Two racing writers never share an
 //!   id, so de-duplication can never hide a conflict.
@@ -33,8 +33,9 @@
 //! # Caveats
 //! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a
 //!   subject is read with Direct Get.
-//! - Snapshots live in the `tgp_snapshots` key-value bucket and are written here, by tgp, not by
-//!   cqrs-es's snapshot stores (which apply events twice in 0.5.0).
+//! - Snapshots live in the `tgp_snapshots` key-value bucket, as `{"aggregate": <state>,
+//!   "current_sequence": n, "current_snapshot": n / 32}` (the shape cqrs-es's snapshot stores
+//!   used, which older journals hold).
 
 pub mod guard;
 pub mod layout;
@@ -42,6 +43,7 @@ pub mod quarantine;
 mod read;
 pub mod signing;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,19 +53,20 @@ use async_nats::jetstream::kv::Store;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{DirectGetErrorKind, Stream};
 use bytes::Bytes;
-use cqrs_es::Aggregate;
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
+use cqrs_es::persist::PersistenceError;
 use serde::{Deserialize, Serialize};
-use tgp_actors::journal::ReplayAll;
-use tgp_events::events::{Commit, EventRecord, SCHEMA_VERSION};
+use tgp_actors::aggregate::Instance;
+use tgp_actors::journal::{Journal, SNAPSHOT_EVERY, Snapshot};
+use tgp_events::commit::encode_commit;
+use tgp_events::events::SCHEMA_VERSION;
 use tgp_events::subjects::{
     HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE, HEADER_MSG_ID,
-    HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_ALL, INSTANCE_EVENTS_PREFIX,
+    HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_PREFIX,
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
 pub use quarantine::{Quarantine, Quarantined};
-pub use read::{CommitStream, JournalReader, RawMessage, ReplayedCommit, StartAt, commit_events, published_at};
+pub use read::{CommitStream, JournalReader, RawMessage, ReplayedCommit, StartAt, published_at};
 pub use signing::{JournalKey, SigningError, Verifier};
 
 /// How many times an append whose publish timed out is re-sent before its outcome is reported
@@ -99,10 +102,10 @@ pub struct JetStreamJournal {
     key: Option<JournalKey>,
 }
 
-/// A snapshot as stored in the bucket.
+/// A snapshot as stored in the bucket (borrowed to write, owned when read).
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    aggregate: serde_json::Value,
+struct StoredSnapshot<'a> {
+    aggregate: Cow<'a, Instance>,
     current_sequence: usize,
     current_snapshot: usize,
 }
@@ -160,7 +163,7 @@ impl JetStreamJournal {
                         .ok_or_else(|| unknown(format!("{subject}: last commit lacks {HEADER_LAST_SEQUENCE}")))?
                 } else {
                     let commits = self.reader().subject_commits(subject).await?;
-                    commits.last().and_then(|(_, c)| c.events.last()).map_or(0, |e| e.sequence)
+                    commits.last().and_then(|(_, c)| c.events.last()).map_or(0, |(sequence, _)| *sequence)
                 };
                 let msg_id = msg.headers.get(HEADER_MSG_ID).map(|v| v.as_str().to_string()).unwrap_or_default();
                 Ok(Some((SubjectHead { stream_sequence: msg.sequence, last_event }, msg_id)))
@@ -187,28 +190,27 @@ impl JetStreamJournal {
         self.heads.lock().expect("head cache").remove(subject);
     }
 
-    /// Appends one commit. See the module docs for the guarantees.
-    async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-        let first = events.first().ok_or_else(|| unknown("empty commit".into()))?;
-        let last = events.last().expect("non-empty");
-        let subject = Self::subject(&first.aggregate_id);
+    /// Appends one commit: `events`, numbered from `first` on. See the module docs for the
+    /// guarantees.
+    pub async fn append(
+        &self,
+        instance: &InstanceId,
+        first: usize,
+        events: &[InstanceEvent],
+    ) -> Result<(), PersistenceError> {
+        if events.is_empty() {
+            return Err(unknown("empty commit".into()));
+        }
+        let last = first + events.len() - 1;
+        let subject = Self::subject(instance.as_str());
         let head = self.head(&subject).await?;
-        if head.last_event + 1 != first.sequence as u64 {
+        if head.last_event + 1 != first as u64 {
             // Our caller is behind the journal (or the cache is): either way, a conflict.
             self.forget(&subject);
             return Err(PersistenceError::OptimisticLockError);
         }
-        let commit = Commit {
-            aggregate_type: first.aggregate_type.clone(),
-            aggregate_id: first.aggregate_id.parse().map_err(|e| PersistenceError::UnknownError(Box::new(e)))?,
-            events: events.iter().map(to_record).collect::<Result<_, _>>()?,
-            metadata: match &first.metadata {
-                serde_json::Value::Object(map) => map.clone(),
-                _ => serde_json::Map::new(),
-            },
-        };
-        let body = Bytes::from(serde_json::to_vec(&commit)?);
-        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let body = Bytes::from(encode_commit(instance, first as u64, events));
+        let types: Vec<&str> = events.iter().map(InstanceEvent::type_name).collect();
         let msg_id = uuid::Uuid::new_v4().simple().to_string();
         let signature = self
             .key
@@ -220,9 +222,9 @@ impl JetStreamJournal {
                 .payload(body.clone())
                 .message_id(&msg_id)
                 .expected_last_subject_sequence(head.stream_sequence)
-                .header(HEADER_AGGREGATE_ID, first.aggregate_id.as_str())
-                .header(HEADER_FIRST_SEQUENCE, first.sequence.to_string().as_str())
-                .header(HEADER_LAST_SEQUENCE, last.sequence.to_string().as_str())
+                .header(HEADER_AGGREGATE_ID, instance.as_str())
+                .header(HEADER_FIRST_SEQUENCE, first.to_string().as_str())
+                .header(HEADER_LAST_SEQUENCE, last.to_string().as_str())
                 .header(HEADER_EVENT_TYPES, types.join(",").as_str())
                 .header(HEADER_SCHEMA_VERSION, SCHEMA_VERSION.to_string().as_str())
         };
@@ -238,10 +240,7 @@ impl JetStreamJournal {
                         self.forget(&subject);
                         return Err(PersistenceError::OptimisticLockError);
                     }
-                    self.remember(
-                        &subject,
-                        SubjectHead { stream_sequence: ack.sequence, last_event: last.sequence as u64 },
-                    );
+                    self.remember(&subject, SubjectHead { stream_sequence: ack.sequence, last_event: last as u64 });
                     return Ok(());
                 }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
@@ -275,71 +274,33 @@ impl JetStreamJournal {
             _ => false,
         })
     }
+}
 
-    async fn save_snapshot(
+impl Journal for JetStreamJournal {
+    async fn append(
         &self,
-        id: &str,
-        aggregate: serde_json::Value,
-        sequence: usize,
-        count: usize,
+        instance: &InstanceId,
+        first: usize,
+        events: &[InstanceEvent],
     ) -> Result<(), PersistenceError> {
-        let body =
-            serde_json::to_vec(&StoredSnapshot { aggregate, current_sequence: sequence, current_snapshot: count })?;
-        self.snapshots.put(id, body.into()).await.map_err(connection_error)?;
-        Ok(())
+        JetStreamJournal::append(self, instance, first, events).await
     }
-}
 
-/// Events already read, as the stream cqrs-es's replay interface hands out.
-pub async fn replay_stream_of(events: Vec<SerializedEvent>) -> Result<ReplayStream, PersistenceError> {
-    let (mut feed, stream) = ReplayStream::new(events.len().max(1));
-    for event in events {
-        feed.push(Ok(event)).await?;
-    }
-    Ok(stream)
-}
-
-fn to_record(event: &SerializedEvent) -> Result<EventRecord, PersistenceError> {
-    Ok(EventRecord {
-        sequence: event.sequence as u64,
-        event_type: event.event_type.clone(),
-        version: event
-            .event_version
-            .parse()
-            .map_err(|_| unknown(format!("bad event version {}", event.event_version)))?,
-        data: event.payload.get("data").cloned().unwrap_or(serde_json::Value::Null),
-    })
-}
-
-impl ReplayAll for JetStreamJournal {
-    async fn replay_all(
+    async fn events_after(
         &self,
-        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
-    ) -> Result<(), PersistenceError> {
-        self.reader().replay(StartAt::Beginning, |commit| each(commit.instance, commit.events)).await
-    }
-}
-
-impl PersistedEventRepository for JetStreamJournal {
-    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.get_last_events::<A>(aggregate_id, 0).await
-    }
-
-    async fn get_last_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-        last_sequence: usize,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let subject = Self::subject(aggregate_id);
+        instance: &InstanceId,
+        after: usize,
+    ) -> Result<Vec<(usize, InstanceEvent)>, PersistenceError> {
+        let subject = Self::subject(instance.as_str());
         // One Direct Get first: a new instance's subject is empty, and an empty subject (or one
-        // already read up to `last_sequence`) needs no consumer. A burst of new launches would
-        // otherwise create one ephemeral consumer each, up to the server's consumer limit.
+        // already read up to `after`) needs no consumer. A burst of new launches would otherwise
+        // create one ephemeral consumer each, up to the server's consumer limit.
         match self.read_head(&subject).await? {
             None => {
                 self.remember(&subject, SubjectHead { stream_sequence: 0, last_event: 0 });
                 return Ok(Vec::new());
             }
-            Some((head, _)) if head.last_event as usize <= last_sequence => {
+            Some((head, _)) if head.last_event as usize <= after => {
                 self.remember(&subject, head);
                 return Ok(Vec::new());
             }
@@ -348,74 +309,42 @@ impl PersistedEventRepository for JetStreamJournal {
         let commits = self.reader().subject_commits(&subject).await?;
         let mut events = Vec::new();
         for (stream_sequence, commit) in commits {
-            if let Some(last) = commit.events.last() {
-                self.remember(&subject, SubjectHead { stream_sequence, last_event: last.sequence });
+            if let Some((last, _)) = commit.events.last() {
+                self.remember(&subject, SubjectHead { stream_sequence, last_event: *last });
             }
-            events.extend(commit_events(&commit)?.into_iter().filter(|e| e.sequence > last_sequence));
+            events.extend(
+                commit
+                    .events
+                    .into_iter()
+                    .map(|(sequence, event)| (sequence as usize, event))
+                    .filter(|(s, _)| *s > after),
+            );
         }
         Ok(events)
     }
 
-    async fn get_snapshot<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        let Some(bytes) = self.snapshots.get(aggregate_id).await.map_err(connection_error)? else {
+    async fn snapshot(&self, instance: &InstanceId) -> Result<Option<Snapshot>, PersistenceError> {
+        let Some(bytes) = self.snapshots.get(instance.as_str()).await.map_err(connection_error)? else {
             return Ok(None);
         };
         let stored: StoredSnapshot = serde_json::from_slice(&bytes)?;
-        Ok(Some(SerializedSnapshot {
-            aggregate_id: aggregate_id.to_string(),
-            aggregate: stored.aggregate,
-            current_sequence: stored.current_sequence,
-            current_snapshot: stored.current_snapshot,
-        }))
+        Ok(Some(Snapshot { instance: stored.aggregate.into_owned(), sequence: stored.current_sequence }))
     }
 
-    async fn persist<A: Aggregate>(
-        &self,
-        events: &[SerializedEvent],
-        snapshot_update: Option<(String, serde_json::Value, usize)>,
-    ) -> Result<(), PersistenceError> {
-        self.append(events).await?;
-        if let Some((id, aggregate, count)) = snapshot_update {
-            let sequence = events.last().map_or(0, |e| e.sequence);
-            // The commit is durable; a lost snapshot only costs a longer load later.
-            if let Err(e) = self.save_snapshot(&id, aggregate, sequence, count).await {
-                tracing::warn!(instance = %id, error = %e, "snapshot not written");
-            }
-        }
+    async fn save_snapshot(&self, instance: &InstanceId, snapshot: &Snapshot) -> Result<(), PersistenceError> {
+        let stored = StoredSnapshot {
+            aggregate: Cow::Borrowed(&snapshot.instance),
+            current_sequence: snapshot.sequence,
+            current_snapshot: snapshot.sequence / SNAPSHOT_EVERY,
+        };
+        self.snapshots.put(instance.as_str(), serde_json::to_vec(&stored)?.into()).await.map_err(connection_error)?;
         Ok(())
     }
 
-    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
-        let events = self.get_events::<A>(aggregate_id).await?;
-        replay_stream_of(events).await
-    }
-
-    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        let (mut feed, stream) = ReplayStream::new(4096);
-        let mut commits = self.reader().commits(INSTANCE_EVENTS_ALL, StartAt::Beginning).await?;
-        tokio::spawn(async move {
-            while let Some(next) = commits.next().await {
-                let pushed = match next.and_then(|(_, _, commit)| commit_events(&commit)) {
-                    Ok(events) => {
-                        let mut ok = Ok(());
-                        for event in events {
-                            ok = feed.push(Ok(event)).await;
-                            if ok.is_err() {
-                                break;
-                            }
-                        }
-                        ok
-                    }
-                    Err(e) => feed.push(Err(e)).await,
-                };
-                if pushed.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(stream)
+    async fn replay_all(
+        &self,
+        mut each: impl FnMut(InstanceId, Vec<(usize, InstanceEvent)>) + Send,
+    ) -> Result<(), PersistenceError> {
+        self.reader().replay(StartAt::Beginning, |commit| each(commit.instance, commit.events)).await
     }
 }

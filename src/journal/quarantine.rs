@@ -41,8 +41,8 @@ use async_nats::jetstream::kv::{self, Store};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tgp_events::commit::{Commit, RawCommit};
 use tgp_events::controller_events::{ControllerEvent, ControllerRecord};
-use tgp_events::events::{Commit, SCHEMA_VERSION};
 use tgp_events::limits::{QUOTE_BYTES, bounded, quote};
 use tgp_events::provider_events::ProviderRecord;
 use tgp_events::subjects::{CONTROLLER_EVENTS, INSTANCE_EVENTS_PREFIX, PROVIDER_EVENTS_PREFIX, QUARANTINE_BUCKET};
@@ -239,45 +239,18 @@ pub fn check_commit(subject: &str, payload: &[u8]) -> Result<Commit, Refusal> {
     let Some(id) = instance_of(subject) else {
         return Err(Refusal::Foreign(format!("{subject} is not an instance subject ({INSTANCE_EVENTS_PREFIX}.<id>)")));
     };
-    let commit: Commit = serde_json::from_slice(payload).map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
-    check_commit_fields(id, commit.aggregate_id.as_str(), commit.events.len())?;
-    for record in &commit.events {
-        if record.version > SCHEMA_VERSION {
-            return Err(newer_schema(id, record.sequence, &record.event_type, record.version));
-        }
-        record.decode().map_err(|e| unreadable(id, format!("event {}: {e}", record.sequence)))?;
-    }
-    Ok(commit)
-}
-
-/// The checks on a commit's envelope that every reader makes, whichever way it decodes events.
-pub(crate) fn check_commit_fields(subject_id: &str, aggregate_id: &str, events: usize) -> Result<(), Refusal> {
-    if aggregate_id != subject_id {
+    let raw = RawCommit::parse(payload).map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
+    if raw.aggregate_id.as_str() != id {
         return Err(Refusal::Foreign(format!(
-            "the commit names instance {} but is stored on instance {subject_id}'s subject",
-            quote(aggregate_id)
+            "the commit names instance {} but is stored on instance {id}'s subject",
+            quote(raw.aggregate_id.as_str())
         )));
     }
-    if events == 0 {
+    if raw.is_empty() {
         return Err(Refusal::Foreign("the commit holds no events".into()));
     }
-    Ok(())
-}
-
-/// An event of the subject's instance that this tgp cannot read.
-pub(crate) fn unreadable(instance: &str, reason: String) -> Refusal {
-    Refusal::Unreadable { instance: instance.to_string(), reason }
-}
-
-/// An event of a newer schema.
-pub(crate) fn newer_schema(instance: &str, sequence: u64, event_type: &str, version: u32) -> Refusal {
-    unreadable(
-        instance,
-        format!(
-            "event {sequence} ({}) has schema version {version}, this tgp reads up to {SCHEMA_VERSION}",
-            quote(event_type)
-        ),
-    )
+    let events = raw.events().map_err(|e| Refusal::Unreadable { instance: id.to_string(), reason: e.to_string() })?;
+    Ok(Commit { instance: raw.aggregate_id, events })
 }
 
 /// Checks any message on `tgp.events.>`: an instance commit or a provider event record.

@@ -9,12 +9,11 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use chrono::{DateTime, Utc};
-use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use cqrs_es::persist::PersistenceError;
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tgp_events::InstanceId;
-use tgp_events::events::{Commit, InstanceEvent, SCHEMA_VERSION};
+use tgp_events::commit::Commit;
+use tgp_events::events::InstanceEvent;
 
 use super::quarantine::{self, Quarantine, Refusal};
 use super::signing::Verifier;
@@ -264,26 +263,6 @@ impl JournalReader {
     }
 }
 
-/// A commit as the rebuild reads it: event data left as raw JSON text, decoded once, straight into
-/// the event type.
-#[derive(Deserialize)]
-struct RawCommit<'a> {
-    #[serde(borrow)]
-    aggregate_id: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    events: Vec<RawRecord<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RawRecord<'a> {
-    sequence: u64,
-    #[serde(rename = "type", borrow)]
-    event_type: std::borrow::Cow<'a, str>,
-    version: u32,
-    #[serde(borrow)]
-    data: &'a RawValue,
-}
-
 /// One commit as a replay hands it over: decoded events, with where it is in the journal.
 pub struct ReplayedCommit {
     /// Its stream sequence.
@@ -310,7 +289,6 @@ impl JournalReader {
         let mut read = self.read(tgp_events::subjects::INSTANCE_EVENTS_ALL, start, false).await?;
         let total = read.remaining();
         let mut done = 0;
-        let mut text = String::new();
         while read.remaining != Some(0) {
             let Some(messages) = read.messages.as_mut() else {
                 break;
@@ -325,9 +303,10 @@ impl JournalReader {
             let (sequence, at) = message_info(&message)?;
             done += 1;
             let decoded = verified(&self.verifier, sequence, &message)
-                .and_then(|()| decode_replayed(&message.subject, &message.payload, &mut text));
+                .and_then(|()| quarantine::check_commit(&message.subject, &message.payload));
             match decoded {
-                Ok((instance, events)) => {
+                Ok(Commit { instance, events }) => {
+                    let events = events.into_iter().map(|(s, event)| (s as usize, event)).collect();
                     each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
                 }
                 Err(refusal) => refuse(&self.quarantine, sequence, &message, at, refusal).await?,
@@ -335,65 +314,4 @@ impl JournalReader {
         }
         Ok(())
     }
-}
-
-/// One commit decoded straight into events, or why it cannot be (the same checks as
-/// [`quarantine::check_commit`], on the fast path). `text` is a scratch buffer reused per event.
-fn decode_replayed(
-    subject: &str,
-    payload: &[u8],
-    text: &mut String,
-) -> Result<(InstanceId, Vec<(usize, InstanceEvent)>), Refusal> {
-    let subject_id = subject
-        .strip_prefix(tgp_events::subjects::INSTANCE_EVENTS_PREFIX)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .ok_or_else(|| Refusal::Foreign(format!("{subject} is not an instance subject")))?;
-    let commit: RawCommit =
-        serde_json::from_slice(payload).map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
-    quarantine::check_commit_fields(subject_id, &commit.aggregate_id, commit.events.len())?;
-    let instance: InstanceId =
-        commit.aggregate_id.parse().map_err(|e| Refusal::Foreign(format!("not a commit: {e}")))?;
-    let mut events = Vec::with_capacity(commit.events.len());
-    for record in commit.events {
-        if record.version > SCHEMA_VERSION {
-            return Err(quarantine::newer_schema(subject_id, record.sequence, &record.event_type, record.version));
-        }
-        text.clear();
-        text.push_str(r#"{"type":""#);
-        text.push_str(&record.event_type);
-        text.push_str(r#"","data":"#);
-        text.push_str(record.data.get());
-        text.push('}');
-        let event: InstanceEvent = serde_json::from_str(text)
-            .map_err(|e| quarantine::unreadable(subject_id, format!("event {}: {e}", record.sequence)))?;
-        events.push((record.sequence as usize, event));
-    }
-    Ok((instance, events))
-}
-
-/// A commit's events in cqrs-es's serialized form. An event written by a newer schema is refused
-/// with a message saying so, never guessed at.
-pub fn commit_events(commit: &Commit) -> Result<Vec<SerializedEvent>, PersistenceError> {
-    let metadata = serde_json::Value::Object(commit.metadata.clone());
-    commit
-        .events
-        .iter()
-        .map(|record| {
-            if record.version > SCHEMA_VERSION {
-                return Err(decode_error(format!(
-                    "instance {} event {} ({}) has schema version {}, this tgp reads up to {SCHEMA_VERSION}: upgrade tgp",
-                    commit.aggregate_id, record.sequence, record.event_type, record.version
-                )));
-            }
-            Ok(SerializedEvent::new(
-                commit.aggregate_id.to_string(),
-                record.sequence as usize,
-                commit.aggregate_type.clone(),
-                record.event_type.clone(),
-                record.version.to_string(),
-                serde_json::json!({"type": record.event_type, "data": record.data}),
-                metadata.clone(),
-            ))
-        })
-        .collect()
 }

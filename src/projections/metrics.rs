@@ -204,11 +204,8 @@ impl OwnConsumer for Follower {
             };
             match next {
                 Ok(Some(Ok((sequence, _, commit)))) => {
-                    for record in &commit.events {
-                        match record.decode() {
-                            Ok(event) => self.state.apply(&commit.aggregate_id, &event),
-                            Err(e) => tracing::warn!(error = %e, "metrics skip an unreadable event"),
-                        }
+                    for (_, event) in &commit.events {
+                        self.state.apply(&commit.instance, event);
                     }
                     self.last_sequence = sequence;
                     self.dirty = true;

@@ -22,7 +22,7 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::object_store;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tgp_events::events::Commit;
+use tgp_events::commit::{Commit, CommitDecodeError};
 use tgp_events::provider_events::ProviderRecord;
 use tgp_events::subjects::{EVENTS_STREAM, INSTANCE_EVENTS_ALL};
 use tokio::io::AsyncReadExt;
@@ -117,14 +117,6 @@ pub enum ProjectionFailure {
 /// this tgp cannot read it, so the projection stops rather than skip what it should count.
 #[derive(Debug, thiserror::Error)]
 pub enum FoldError {
-    /// An instance event in a commit does not decode.
-    #[error("stream sequence {sequence}: {source}")]
-    Event {
-        /// The commit's stream sequence.
-        sequence: u64,
-        /// Why the event does not decode.
-        source: tgp_events::events::EventDecodeError,
-    },
     /// A provider event does not decode.
     #[error("provider event at stream sequence {sequence}: {source}")]
     ProviderEvent {
@@ -133,13 +125,13 @@ pub enum FoldError {
         /// What serde said.
         source: serde_json::Error,
     },
-    /// An instance message is not a commit.
+    /// An instance message is not a commit this tgp can read.
     #[error("journal message {sequence}: {source}")]
     Commit {
         /// Its stream sequence.
         sequence: u64,
-        /// What serde said.
-        source: serde_json::Error,
+        /// Why not: no commit at all, or an event that does not decode.
+        source: CommitDecodeError,
     },
 }
 
@@ -154,16 +146,14 @@ pub struct Checkpointed<P> {
 
 impl<P: Projection> Checkpointed<P> {
     /// Folds one commit unless it was folded already.
-    pub fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) -> Result<(), FoldError> {
+    fn fold(&mut self, sequence: u64, at: chrono::DateTime<chrono::Utc>, commit: &Commit) {
         if sequence <= self.last_sequence {
-            return Ok(());
+            return;
         }
-        for record in &commit.events {
-            let event = record.decode().map_err(|source| FoldError::Event { sequence, source })?;
-            self.state.apply(at, &commit.aggregate_id, &event);
+        for (_, event) in &commit.events {
+            self.state.apply(at, &commit.instance, event);
         }
         self.last_sequence = sequence;
-        Ok(())
     }
 
     /// Moves past a message that was quarantined: it is never folded.
@@ -189,9 +179,10 @@ impl<P: Projection> Checkpointed<P> {
             self.last_sequence = message.sequence;
             return Ok(());
         }
-        let commit: Commit = serde_json::from_slice(&message.payload)
+        let commit = Commit::decode(&message.payload)
             .map_err(|source| FoldError::Commit { sequence: message.sequence, source })?;
-        self.fold(message.sequence, message.at, &commit)
+        self.fold(message.sequence, message.at, &commit);
+        Ok(())
     }
 
     /// Folds every instance commit from `start` to the journal's end as of now, through the

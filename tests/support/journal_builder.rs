@@ -51,10 +51,7 @@ impl<'a> Chain<'a> {
     }
 
     async fn exec(&mut self, command: C) {
-        self.loaded
-            .commit(self.journal, &self.id, command, &serde_json::Value::Null)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", self.id));
+        self.loaded.commit(self.journal, &self.id, command).await.unwrap_or_else(|e| panic!("{}: {e}", self.id));
     }
 
     /// Selects, attempts and launches at `at`; running a minute later is not needed for cost.

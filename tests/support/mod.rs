@@ -172,7 +172,7 @@ pub async fn journaled(js: &async_nats::jetstream::Context, id: &str) -> Vec<Ins
     let mut events = Vec::new();
     while let Some(next) = commits.next().await {
         let (_, _, commit) = next.expect("decodes");
-        events.extend(commit.events.iter().map(|r| r.decode().expect("known event")));
+        events.extend(commit.events.into_iter().map(|(_, event)| event));
     }
     events
 }

@@ -3,7 +3,7 @@
 //!
 //! 1. Appends: (a) raw publish-with-ack, pipelined across aggregates, on per-aggregate subjects
 //!    with `Nats-Expected-Last-Subject-Sequence`; (b) the same number of commits through tgp's
-//!    cqrs-es repository (`JetStreamJournal::persist`), the same aggregates concurrently, unsigned;
+//!    journal (`JetStreamJournal::append`), the same aggregates concurrently, unsigned;
 //!    (c) the same again with signing on (each commit signed with Ed25519 over its subject,
 //!    expected sequence and body), on fresh aggregates.
 //! 2. Start-up rebuild: a journal of N instances (five events each, in two commits as the
@@ -22,13 +22,12 @@ use async_nats::jetstream::stream::Config;
 use bytes::Bytes;
 use chrono::Utc;
 use clap::Args;
-use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
 use futures::StreamExt;
 use tgp::journal::JetStreamJournal;
-use tgp_actors::aggregate::Instance;
 use tgp_actors::provider::Market;
 use tgp_actors::supervisor::{LiveCount, Supervisor, SupervisorConfig};
-use tgp_events::events::{Commit, Connection, InstanceEvent, OfferSummary};
+use tgp_events::commit::encode_commit;
+use tgp_events::events::{Connection, InstanceEvent, OfferSummary};
 use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
 use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand};
 
@@ -118,26 +117,7 @@ fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
 }
 
 fn commit_body(id: &InstanceId, events: &[InstanceEvent], first: u64) -> Bytes {
-    let commit = Commit {
-        aggregate_type: "instance".into(),
-        aggregate_id: id.clone(),
-        events: events.iter().enumerate().map(|(i, e)| e.to_record(first + i as u64)).collect(),
-        metadata: Default::default(),
-    };
-    Bytes::from(serde_json::to_vec(&commit).expect("serializes"))
-}
-
-fn serialized(id: &InstanceId, event: &InstanceEvent, sequence: usize) -> SerializedEvent {
-    use cqrs_es::DomainEvent;
-    SerializedEvent::new(
-        id.to_string(),
-        sequence,
-        "instance".into(),
-        event.event_type(),
-        event.event_version(),
-        serde_json::to_value(event).expect("serializes"),
-        serde_json::Value::Null,
-    )
+    Bytes::from(encode_commit(id, first, events))
 }
 
 /// Raw appends: rounds over all aggregates, each round pipelined (all sent, then all acks awaited).
@@ -178,7 +158,7 @@ async fn raw_appends(
 }
 
 /// tgp appends: one task per aggregate (`<prefix>-<n>`), each committing in order through the
-/// repository.
+/// journal.
 async fn tgp_appends(
     journal: &JetStreamJournal,
     prefix: &str,
@@ -193,7 +173,7 @@ async fn tgp_appends(
             let id: InstanceId = format!("{prefix}-{a}").parse().expect("id");
             let event = lifecycle(&id).pop().expect("events");
             for seq in 1..=per {
-                journal.persist::<Instance>(&[serialized(&id, &event, seq)], None).await?;
+                journal.append(&id, seq, std::slice::from_ref(&event)).await?;
             }
             anyhow::Ok(())
         }
@@ -293,8 +273,8 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         (rate(args.appends, raw), rate(args.appends, ours), rate(args.appends, signed));
     println!("appends ({} commits over {} aggregates):", args.appends, args.aggregates);
     println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
-    println!("  tgp JetStreamJournal::persist (cqrs-es repository): {our_rate:>10.0} commits/s");
-    println!("  tgp persist, signed (Ed25519, signing on):          {signed_rate:>10.0} commits/s");
+    println!("  tgp JetStreamJournal::append: {our_rate:>10.0} commits/s");
+    println!("  tgp append, signed (Ed25519, signing on):           {signed_rate:>10.0} commits/s");
     println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
     println!("  ratio signed/raw: {:.0}% (target >= 50%)", 100.0 * signed_rate / raw_rate);
 

@@ -101,10 +101,8 @@ async fn run(nats: &tgp::connect::NatsOptions, cues: &dyn MarketCues) -> anyhow:
     let mut events = JournalReader::open(&js).await?.follow(INSTANCE_EVENTS_ALL, StartAt::New).await?;
     let printer = tokio::spawn(async move {
         while let Some(Ok((seq, at, commit))) = events.next().await {
-            for record in &commit.events {
-                if let Ok(event) = record.decode() {
-                    println!("{seq:>5} {} {:<18} {}", at.format("%H:%M:%S%.3f"), commit.aggregate_id, describe(&event));
-                }
+            for (_, event) in &commit.events {
+                println!("{seq:>5} {} {:<18} {}", at.format("%H:%M:%S%.3f"), commit.instance, describe(event));
             }
         }
     });
