@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use async_nats::jetstream::Context;
-use tgp_actors::provider::Market;
-use tgp_actors::supervisor::{Supervisor, SupervisorConfig};
+use tgp_actors::supervisor::SupervisorConfig;
+use tgp_actors::system::{System, SystemBuilder};
 use tokio::task::JoinHandle;
 
 use crate::connect::{ConnectError, NatsOptions, connect_controller, jetstream};
@@ -19,7 +19,7 @@ use crate::projections::runner;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
 use tgp_actors::provider::ProviderClient;
-use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
+use tgp_actors::provider_actor::ProviderActorConfig;
 
 /// Everything a controller needs to start.
 #[derive(Clone)]
@@ -114,24 +114,17 @@ impl Controller {
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
         let events = JournaledProviderEvents::new(js.clone(), key.clone());
-        let sink: Arc<dyn ProviderEventSink> = Arc::new(events.clone());
-        let handles: Vec<ProviderHandle> = config
-            .providers
-            .iter()
-            .map(|client| ProviderHandle::start(client.clone(), config.provider_actor.clone(), sink.clone()))
-            .collect();
-        let clients: Vec<Arc<dyn ProviderClient>> =
-            handles.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect();
+        let system = SystemBuilder::new(journal.clone(), Arc::new(events.clone()))
+            .providers(config.providers.iter().cloned(), &config.provider_actor);
         if !config.allow_empty_journal {
-            crate::empty_journal::check(&js, &clients).await?;
+            crate::empty_journal::check(&js, system.market().providers()).await?;
         }
         let keyring = config.supervisor.keyring.clone();
-        let supervisor_config = SupervisorConfig { events: Some(sink.clone()), ..config.supervisor };
-        let supervisor = Supervisor::start(journal.clone(), Market::new(clients), supervisor_config).await?;
+        let System { supervisor, providers } = system.start(config.supervisor).await?;
         let views = crate::api::Views {
             cost: runner::resume::<CostLedger>(&js).await?,
             prices: runner::resume::<RealizedPrices>(&js).await?,
-            providers: handles,
+            providers,
             keyring: keyring.clone(),
         };
         let mut tasks = vec![

@@ -15,10 +15,11 @@ use tgp::nats_server::NatsServer;
 use tgp::providers::api_change::ApiChangeReporter;
 use tgp::providers::config::ProviderKind;
 use tgp_actors::evidence::EvidenceConfig;
-use tgp_actors::provider::{Market, ProviderClient};
+use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::limiter::Budget;
-use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink};
 use tgp_actors::supervisor::{Get, Launch, Supervisor, SupervisorConfig};
+use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::api::{InstanceState, InstanceSummary};
 use tgp_events::events::{FailureClass, InstanceEvent, InterruptionReason};
 use tgp_events::provider_events::ProviderEvent;
@@ -59,13 +60,12 @@ async fn journal(server: &NatsServer) -> (async_nats::jetstream::Context, JetStr
     (js, journal)
 }
 
-fn supervisor_config(events: Arc<Collected>) -> SupervisorConfig {
+fn supervisor_config() -> SupervisorConfig {
     SupervisorConfig {
         poll_interval: Duration::from_millis(200),
         retry_delay: Duration::from_millis(200),
         evidence: EvidenceConfig { settle_min: Duration::from_secs(1), ..EvidenceConfig::default() },
         capacity_recheck: Duration::from_millis(300),
-        events: Some(events),
         ..SupervisorConfig::default()
     }
 }
@@ -90,12 +90,11 @@ impl Rig {
         let (clients, skipped) = tgp::providers::build(&[settings], &ApiChangeReporter::default());
         assert!(skipped.is_empty(), "{skipped:?}");
         let events = Arc::new(Collected::default());
-        let handles: Vec<Arc<dyn ProviderClient>> = clients
-            .into_iter()
-            .map(|c| Arc::new(ProviderHandle::start(c, fast_actor(), events.clone())) as _)
-            .collect();
-        let supervisor =
-            Supervisor::start(journal, Market::new(handles), supervisor_config(events.clone())).await.unwrap();
+        let System { supervisor, .. } = SystemBuilder::new(journal, events.clone())
+            .providers(clients, &fast_actor())
+            .start(supervisor_config())
+            .await
+            .unwrap();
         Rig { _server: server, js, market, kind, supervisor, events }
     }
 
@@ -368,13 +367,14 @@ async fn a_chain_waits_for_capacity_and_fails_only_when_the_wait_runs_out() {
     );
     simulated.cue(&MarketCue { spot: Some(false), ..Default::default() });
     let events = Arc::new(Collected::default());
-    let handle = ProviderHandle::start(
-        simulated.clone(),
-        ProviderActorConfig { offers_ttl: Duration::from_millis(100), ..Default::default() },
-        events.clone(),
-    );
-    let supervisor =
-        Supervisor::start(journal, Market::new(vec![Arc::new(handle)]), supervisor_config(events)).await.unwrap();
+    let System { supervisor, .. } = SystemBuilder::new(journal, events)
+        .providers(
+            [simulated.clone() as Arc<dyn ProviderClient>],
+            &ProviderActorConfig { offers_ttl: Duration::from_millis(100), ..Default::default() },
+        )
+        .start(supervisor_config())
+        .await
+        .unwrap();
     let spot_only = |wait: &str| {
         LaunchCommand::from_json(
             format!(

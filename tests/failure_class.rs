@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use support::*;
 use tgp::journal::{JetStreamJournal, layout};
 use tgp_actors::provider::*;
-use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-use tgp_actors::supervisor::{Launch, Supervisor, SupervisorConfig};
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink};
+use tgp_actors::supervisor::{Launch, SupervisorConfig};
+use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::events::{FailureClass, InstanceEvent};
 use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{BillingGranularity, GpuType, LaunchCommand, ProviderName, Region};
@@ -108,10 +109,12 @@ async fn a_refused_launch_is_journaled_with_the_class_the_provider_gave() {
     ] {
         let name: ProviderName = format!("refusing-{class:?}").to_lowercase().parse().unwrap();
         let provider = Refusing { name: name.clone(), class };
-        let handle = ProviderHandle::start(Arc::new(provider), ProviderActorConfig::default(), Arc::new(Ignore));
         let journal = JetStreamJournal::open(js.clone()).await.unwrap();
-        let supervisor =
-            Supervisor::start(journal, Market::new(vec![Arc::new(handle)]), SupervisorConfig::default()).await.unwrap();
+        let System { supervisor, .. } = SystemBuilder::new(journal, Arc::new(Ignore))
+            .providers([Arc::new(provider) as Arc<dyn ProviderClient>], &ProviderActorConfig::default())
+            .start(SupervisorConfig::default())
+            .await
+            .unwrap();
         let id = format!("refused-{class:?}").to_lowercase();
         supervisor.send(Launch { id: id.parse().unwrap(), request: request.clone() }).await.unwrap().unwrap();
         let (journaled_class, message) = first_failure(&js, &id).await;

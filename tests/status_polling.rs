@@ -12,8 +12,9 @@ use support::*;
 use tgp::journal::{JetStreamJournal, layout};
 use tgp_actors::provider::*;
 use tgp_actors::provider_actor::limiter::Budget;
-use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-use tgp_actors::supervisor::{Launch, List, Supervisor, SupervisorConfig};
+use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink};
+use tgp_actors::supervisor::{Launch, List, SupervisorConfig};
+use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::api::{InstanceState, ListRequest};
 use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{GpuType, LaunchCommand, Money, ProviderName, Region};
@@ -83,15 +84,12 @@ async fn a_thousand_instances_cost_one_list_call_per_interval() {
     });
     let config =
         ProviderActorConfig { budget: Some(Budget { per_minute: 600_000, burst: 1000 }), ..Default::default() };
-    let handle = ProviderHandle::start(counting.clone(), config, Arc::new(Ignore));
     let interval = Duration::from_millis(250);
-    let supervisor = Supervisor::start(
-        journal,
-        Market::new(vec![Arc::new(handle)]),
-        SupervisorConfig { poll_interval: interval, ..Default::default() },
-    )
-    .await
-    .unwrap();
+    let System { supervisor, .. } = SystemBuilder::new(journal, Arc::new(Ignore))
+        .providers([counting.clone() as Arc<dyn ProviderClient>], &config)
+        .start(SupervisorConfig { poll_interval: interval, ..Default::default() })
+        .await
+        .unwrap();
     let request = LaunchCommand::from_json(br#"{"gpu_type":"RTX4090","gpu_count":1,"max_hourly_price":"2"}"#)
         .unwrap()
         .with_env(Default::default());

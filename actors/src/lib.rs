@@ -11,6 +11,7 @@
 //! - [`journal`] (`journal.rs`): the [`journal::Journal`] trait, and committing one decision to it.
 //! - [`instance_actor`] (`instance_actor.rs`): one actix actor per live instance: decides, journals, acts.
 //! - [`supervisor`] (`supervisor.rs`): routes commands by instance id, rebuilds from the journal, polls.
+//! - [`system`] (`system.rs`): the one way to assemble providers, their actors and the supervisor.
 //! - `aggregate_tests.rs`: given/when/then tests of every transition and refusal of the aggregate.
 //! - `evidence_tests.rs`: the evidence rules, one by one, on hand-built chains and listings.
 //! - `limit_tests.rs`: tests of the launch limits (lifetime, budget) and of the relaunch backoff.
@@ -29,6 +30,7 @@ pub mod provider;
 pub mod provider_actor;
 pub mod selection;
 pub mod supervisor;
+pub mod system;
 
 #[cfg(test)]
 mod aggregate_tests;

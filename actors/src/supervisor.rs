@@ -42,8 +42,6 @@ pub struct SupervisorConfig {
     pub selection_wait: Duration,
     /// While a chain waits for capacity, how often it selects again.
     pub capacity_recheck: Duration,
-    /// Where the supervisor's provider events go (suspect listings); none: logged only.
-    pub events: Option<Arc<dyn ProviderEventSink>>,
     /// The keys that open journaled env values, for launches and relaunches; the first seals.
     pub keyring: Arc<Keyring>,
 }
@@ -72,7 +70,6 @@ impl Default for SupervisorConfig {
             evidence: EvidenceConfig::default(),
             selection_wait: Duration::from_secs(30),
             capacity_recheck: Duration::from_secs(30),
-            events: None,
             keyring: Arc::default(),
         }
     }
@@ -188,8 +185,8 @@ pub struct Supervisor<J: Journal + 'static> {
     tracked: HashMap<InstanceId, TrackedMachine>,
     /// Providers whose last listings were suspect, and how many in a row.
     suspected: HashMap<ProviderName, u32>,
-    /// Where suspect listings are journaled.
-    events: Option<Arc<dyn ProviderEventSink>>,
+    /// Where suspect listings are said.
+    events: Arc<dyn ProviderEventSink>,
     /// How much evidence a conclusion needs.
     evidence: EvidenceConfig,
     /// Why new launches are refused, once they are ([`StopLaunches`]).
@@ -198,8 +195,14 @@ pub struct Supervisor<J: Journal + 'static> {
 
 impl<J: Journal + 'static> Supervisor<J> {
     /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
-    /// one, and starts the supervisor. Must run inside an actix system.
-    pub async fn start(journal: J, market: Market, config: SupervisorConfig) -> Result<Addr<Self>, PersistenceError> {
+    /// one, and starts the supervisor. Must run inside an actix system. Started through
+    /// [`crate::system::SystemBuilder`], so every caller assembles the same system.
+    pub(crate) async fn start(
+        journal: J,
+        market: Market,
+        events: Arc<dyn ProviderEventSink>,
+        config: SupervisorConfig,
+    ) -> Result<Addr<Self>, PersistenceError> {
         let started = std::time::Instant::now();
         let all = load_all(&journal).await?;
         let loaded_in = started.elapsed();
@@ -226,7 +229,7 @@ impl<J: Journal + 'static> Supervisor<J> {
             cleaning: HashSet::new(),
             tracked: HashMap::new(),
             suspected: HashMap::new(),
-            events: config.events,
+            events,
             evidence: config.evidence,
             launches_stopped: None,
         };
@@ -310,10 +313,8 @@ impl<J: Journal + 'static> Supervisor<J> {
         tracing::warn!(provider = %listing.provider, expected, listed, omitted, "suspect listing: no machine is concluded lost from it");
         let streak = self.suspected.entry(listing.provider.clone()).or_default();
         *streak += 1;
-        if *streak == 1
-            && let Some(events) = &self.events
-        {
-            events.record(&listing.provider, ProviderEvent::ListingSuspect { expected, listed, omitted });
+        if *streak == 1 {
+            self.events.record(&listing.provider, ProviderEvent::ListingSuspect { expected, listed, omitted });
         }
         *streak
     }

@@ -7,12 +7,14 @@
 //!    (c) the same again with signing on (each commit signed with Ed25519 over its subject,
 //!    expected sequence and body), on fresh aggregates.
 //! 2. Start-up rebuild: a journal of N instances (five events each, in two commits as the
-//!    lifecycle writes them) read (a) raw with an ordered consumer, (b) by `Supervisor::start`,
+//!    lifecycle writes them) read (a) raw with an ordered consumer, (b) by the system's start-up
+//!    (`SystemBuilder::start`),
 //!    which folds every event and starts an actor per unfinished instance. The journal is
 //!    populated before signing is switched on (its commits are trusted as a pre-signing journal's
 //!    are); the signed appends of 1(c) come after and are verified by the rebuild.
 //! 3. Resident memory per idle instance actor: RSS after the rebuild minus before, over N.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,8 +26,8 @@ use chrono::Utc;
 use clap::Args;
 use futures::StreamExt;
 use tgp::journal::JetStreamJournal;
-use tgp_actors::provider::Market;
-use tgp_actors::supervisor::{LiveCount, Supervisor, SupervisorConfig};
+use tgp_actors::supervisor::{LiveCount, SupervisorConfig};
+use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::commit::encode_commit;
 use tgp_events::events::{Connection, InstanceEvent, OfferSummary};
 use tgp_events::subjects::{HEADER_LAST_SEQUENCE, HEADER_MSG_ID};
@@ -33,6 +35,8 @@ use tgp_events::{AttemptId, BillingGranularity, InstanceId, LaunchCommand};
 
 use tgp::cli::NatsArgs;
 use tgp::cli::controller::{journal_key, nats_or_private};
+
+use crate::sim::provider_events::ProviderEventLog;
 
 #[derive(Args)]
 pub struct JournalBenchArgs {
@@ -273,14 +277,15 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         (rate(args.appends, raw), rate(args.appends, ours), rate(args.appends, signed));
     println!("appends ({} commits over {} aggregates):", args.appends, args.aggregates);
     println!("  raw JetStream publish+ack, pipelined, expected-seq: {raw_rate:>10.0} commits/s");
-    println!("  tgp JetStreamJournal::append: {our_rate:>10.0} commits/s");
+    println!("  tgp JetStreamJournal::append, unsigned:             {our_rate:>10.0} commits/s");
     println!("  tgp append, signed (Ed25519, signing on):           {signed_rate:>10.0} commits/s");
     println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
     println!("  ratio signed/raw: {:.0}% (target >= 50%)", 100.0 * signed_rate / raw_rate);
 
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let supervisor = Supervisor::start(journal, Market::default(), SupervisorConfig::default()).await?;
+    let System { supervisor, .. } =
+        SystemBuilder::new(journal, Arc::new(ProviderEventLog::default())).start(SupervisorConfig::default()).await?;
     let live = supervisor.send(LiveCount).await?;
     let rebuild = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -294,7 +299,11 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
         rate(events, raw_read_time),
         raw_read_time.as_secs_f64()
     );
-    println!("  tgp Supervisor::start:      {:>10.0} events/s ({:.2} s)", rate(events, rebuild), rebuild.as_secs_f64());
+    println!(
+        "  tgp start-up (SystemBuilder): {:>8.0} events/s ({:.2} s)",
+        rate(events, rebuild),
+        rebuild.as_secs_f64()
+    );
     println!(
         "  tgp takes {:.2}x the raw read's time (target within 2x)",
         rebuild.as_secs_f64() / raw_read_time.as_secs_f64()
@@ -365,7 +374,6 @@ pub struct ProvidersBenchArgs {
 /// at the fake under excess demand. The fast path (docs/decisions/0006) keeps an admitted call off
 /// the actor's thread, which is what the overhead figures measure.
 pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
-    use std::sync::Arc;
     const ROUNDS: usize = 9;
 
     use crate::fakes::FakeProvider;
@@ -373,12 +381,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
     use tgp::providers::config::ProviderKind;
     use tgp_actors::provider::{OfferFilter, ProviderClient};
     use tgp_actors::provider_actor::limiter::Budget;
-    use tgp_actors::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
-
-    struct Ignore;
-    impl ProviderEventSink for Ignore {
-        fn record(&self, _: &tgp_events::ProviderName, _: tgp_events::provider_events::ProviderEvent) {}
-    }
+    use tgp_actors::provider_actor::{ProviderActorConfig, ProviderHandle};
     let fake = LambdaFake::start(LambdaFakeConfig { boot_delay: Duration::ZERO, ..Default::default() }).await?;
     let settings = crate::fakes::market::client_settings(&fake, ProviderKind::Lambda);
     let reporter = tgp::providers::api_change::ApiChangeReporter::default();
@@ -413,7 +416,8 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
     };
     let unlimited =
         ProviderActorConfig { budget: Some(Budget { per_minute: 60_000_000, burst: 10_000 }), ..Default::default() };
-    let handle: Arc<dyn ProviderClient> = Arc::new(ProviderHandle::start(client.clone(), unlimited, Arc::new(Ignore)));
+    let handle: Arc<dyn ProviderClient> =
+        Arc::new(ProviderHandle::start(client.clone(), unlimited, Arc::new(ProviderEventLog::default())));
     run(client.clone(), true).await?; // warm up connections
     run(handle.clone(), true).await?;
     println!(
@@ -456,7 +460,7 @@ pub async fn providers(args: ProvidersBenchArgs) -> anyhow::Result<()> {
         offers_ttl: Duration::ZERO,
         ..Default::default()
     };
-    let handle = ProviderHandle::start(client, limited, Arc::new(Ignore));
+    let handle = ProviderHandle::start(client, limited, Arc::new(ProviderEventLog::default()));
     let before = fake.control().seen().len();
     let asks = (0..args.demand).map(|i| {
         let handle = handle.clone();

@@ -169,7 +169,7 @@ fn print(report: &SimReport) {
     for (operation, rate) in &report.calls_per_instance_hour {
         println!("  {rate:>9.2}  {operation}");
     }
-    println!("provider actor events (limiter and breaker in front of the providers):");
+    println!("provider events (the provider actors' limiters and breakers; the supervisor's suspect listings):");
     if report.provider_events.is_empty() {
         println!("  none");
     }

@@ -32,9 +32,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistenceError;
 use tgp_actors::clock::Clock;
-use tgp_actors::provider::{Market, ProviderClient};
-use tgp_actors::provider_actor::{ProviderActorConfig, ProviderHandle};
-use tgp_actors::supervisor::{Launch, Supervisor, SupervisorConfig, Terminate};
+use tgp_actors::provider::ProviderClient;
+use tgp_actors::provider_actor::ProviderActorConfig;
+use tgp_actors::supervisor::{Launch, SupervisorConfig, Terminate};
+use tgp_actors::system::{System, SystemBuilder};
 
 use journal::MemoryJournal;
 use market::{Chaos, SimProvider};
@@ -184,18 +185,10 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
             Arc::new(SimProvider::new(name.parse().expect("a valid name"), catalog_seed, clock, chaos.clone()))
         })
         .collect();
-    // Each provider behind its provider actor, as in `tgp run`: the limiter, the breaker, the
-    // caches and the retries run on the paused clock too, their jitter seeded.
+    // Each provider behind its provider actor, assembled as `tgp run` assembles it: the limiter,
+    // the breaker, the caches and the retries run on the paused clock too, their jitter seeded.
     let provider_events = Arc::new(ProviderEventLog::default());
     let actor_config = ProviderActorConfig { jitter_seed: Some(config.seed), ..ProviderActorConfig::default() };
-    let handles: Vec<Arc<dyn ProviderClient>> = providers
-        .iter()
-        .map(|p| {
-            let handle = ProviderHandle::start(p.clone(), actor_config.clone(), provider_events.clone());
-            Arc::new(handle) as Arc<dyn ProviderClient>
-        })
-        .collect();
-    let market = Market::new(handles);
     let journal = MemoryJournal::default();
     let supervisor_config = SupervisorConfig {
         poll_interval: config.poll_interval,
@@ -203,7 +196,10 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
         clock,
         ..SupervisorConfig::default()
     };
-    let supervisor = Supervisor::start(journal.clone(), market, supervisor_config).await?;
+    let System { supervisor, .. } = SystemBuilder::new(journal.clone(), provider_events.clone())
+        .providers(providers.iter().map(|p| p.clone() as Arc<dyn ProviderClient>), &actor_config)
+        .start(supervisor_config)
+        .await?;
 
     for arrival in workload::arrivals(config.seed, config.instances, config.duration) {
         let supervisor = supervisor.clone();

@@ -1,0 +1,68 @@
+//! The system assembled one way: each provider behind its provider actor, one supervisor over a
+//! journal, and one sink for what is learnt about providers (circuits, rate cuts, suspect
+//! listings), whether a provider actor or the supervisor learnt it.
+//!
+//! `tgp run` builds it over the JetStream journal, `tgp-dev sim` over the in-memory one on a
+//! paused clock, the benchmarks over JetStream again, and the integration tests like `tgp run`. So
+//! the limiter, breaker, caches, retries and evidence rules a simulation or a benchmark exercises
+//! are the ones that run in production.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use cqrs_es::persist::PersistenceError;
+
+use crate::journal::Journal;
+use crate::provider::{Market, ProviderClient};
+use crate::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
+use crate::supervisor::{Supervisor, SupervisorConfig};
+
+/// A system being assembled: its provider actors run from the moment they are added, so start-up
+/// checks can reach the providers through them ([`SystemBuilder::market`]) before the supervisor
+/// starts acting on the journal.
+pub struct SystemBuilder<J: Journal> {
+    journal: J,
+    events: Arc<dyn ProviderEventSink>,
+    providers: Vec<ProviderHandle>,
+}
+
+/// A running system.
+pub struct System<J: Journal> {
+    /// Routes commands to the instance actors.
+    pub supervisor: Addr<Supervisor<J>>,
+    /// The provider actors, in the order the providers were added (for health and rate views).
+    pub providers: Vec<ProviderHandle>,
+}
+
+impl<J: Journal> SystemBuilder<J> {
+    /// A system over `journal`, whose provider events go to `events`.
+    pub fn new(journal: J, events: Arc<dyn ProviderEventSink>) -> Self {
+        SystemBuilder { journal, events, providers: Vec::new() }
+    }
+
+    /// Puts each of `clients` behind a provider actor configured by `config`, started now. Must
+    /// run inside an actix system.
+    pub fn providers(
+        mut self,
+        clients: impl IntoIterator<Item = Arc<dyn ProviderClient>>,
+        config: &ProviderActorConfig,
+    ) -> Self {
+        let events = &self.events;
+        self.providers
+            .extend(clients.into_iter().map(|client| ProviderHandle::start(client, config.clone(), events.clone())));
+        self
+    }
+
+    /// The providers as the supervisor will see them: each through its actor.
+    pub fn market(&self) -> Market {
+        Market::new(self.providers.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect())
+    }
+
+    /// Rebuilds every chain from the journal and starts the supervisor and an actor per unfinished
+    /// chain.
+    pub async fn start(self, config: SupervisorConfig) -> Result<System<J>, PersistenceError> {
+        let market = self.market();
+        let supervisor = Supervisor::start(self.journal, market, self.events, config).await?;
+        Ok(System { supervisor, providers: self.providers })
+    }
+}
