@@ -70,10 +70,10 @@ pub enum ControllerError {
     EmptyJournal(#[from] crate::empty_journal::EmptyJournalError),
     /// The metrics endpoint could not start.
     #[error("metrics endpoint: {0}")]
-    Metrics(String),
-    /// A subscription failed.
+    Metrics(#[source] metrics_exporter_prometheus::BuildError),
+    /// The subscriptions could not be flushed to the server.
     #[error("subscribing: {0}")]
-    Subscribe(String),
+    Subscribe(#[source] async_nats::client::FlushError),
     /// The streams could not be looked at to be watched.
     #[error(transparent)]
     Guard(#[from] crate::journal::guard::GuardError),
@@ -103,9 +103,9 @@ impl Controller {
                     metrics_exporter_prometheus::Matcher::Full("tgp_time_to_running_seconds".into()),
                     &[1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
                 )
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?
+                .map_err(ControllerError::Metrics)?
                 .install()
-                .map_err(|e| ControllerError::Metrics(e.to_string()))?;
+                .map_err(ControllerError::Metrics)?;
         }
         let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
@@ -133,7 +133,7 @@ impl Controller {
         ];
         if config.metrics_addr.is_some() {
             tasks.push(
-                crate::projections::metrics::follow(js.clone(), key.clone()).await.map_err(ControllerError::Metrics)?,
+                crate::projections::metrics::follow(js.clone(), key.clone()).await?,
             );
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
@@ -147,7 +147,7 @@ impl Controller {
         }
         // Subscriptions are sent, not yet known to be registered: one round trip to the server makes
         // sure every subject answers before the controller says it runs.
-        client.flush().await.map_err(|e| ControllerError::Subscribe(e.to_string()))?;
+        client.flush().await.map_err(ControllerError::Subscribe)?;
         tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
         Ok(Controller { supervisor, js, journal, tasks })
     }

@@ -140,7 +140,7 @@ const CONSUMER: &str = "metrics";
 pub async fn follow(
     js: async_nats::jetstream::Context,
     key: crate::journal::JournalKey,
-) -> Result<tokio::task::JoinHandle<()>, String> {
+) -> Result<tokio::task::JoinHandle<()>, ProjectionError> {
     let follower = Follower {
         js: js.clone(),
         state: MetricsState::default(),
@@ -149,8 +149,7 @@ pub async fn follow(
         dirty: true,
         published: std::time::Instant::now(),
     };
-    // The controller reports this one as its metrics endpoint's failure, in words.
-    crate::consumers::start(js, key, follower).await.map_err(|e| e.to_string())
+    crate::consumers::start(js, key, follower).await
 }
 
 /// The metrics fold and the journal read feeding it.
