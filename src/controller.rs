@@ -3,7 +3,7 @@
 //! watch the streams for changes under it. `tgp run` is a thin shell around this; `tgp-dev`
 //! (the testkit) starts the same controller on its fake and simulated markets.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::Context;
 use tgp_actors::supervisor::SupervisorConfig;
@@ -14,6 +14,7 @@ use crate::connect::{ConnectError, NatsOptions, connect_controller, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
 use crate::projections::cost::CostLedger;
+use crate::projections::live::LiveChains;
 use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner;
 use crate::provider_events::JournaledProviderEvents;
@@ -120,7 +121,18 @@ impl Controller {
             crate::empty_journal::check(&js, system.market().providers()).await?;
         }
         let keyring = config.supervisor.keyring.clone();
-        let System { supervisor, providers } = system.start(config.supervisor).await?;
+        // Start-up reads the index of unfinished chains and the commits after its checkpoint,
+        // not the whole journal (`projections::live`).
+        let started = std::time::Instant::now();
+        let (index, read) = runner::catch_up::<LiveChains>(&js, &journal.reader()).await?;
+        tracing::info!(
+            unfinished = index.state.chains().len(),
+            checkpoint = index.last_sequence,
+            commits_after_checkpoint = read,
+            load_ms = started.elapsed().as_millis() as u64,
+            "unfinished chains loaded from their index"
+        );
+        let System { supervisor, providers } = system.start_from(index.state.chains().clone(), config.supervisor);
         let views = crate::api::Views {
             cost: runner::resume::<CostLedger>(&js).await?,
             prices: runner::resume::<RealizedPrices>(&js).await?,
@@ -128,13 +140,12 @@ impl Controller {
             keyring: keyring.clone(),
         };
         let mut tasks = vec![
+            runner::follow(js.clone(), key.clone(), Arc::new(RwLock::new(index))).await?,
             runner::follow(js.clone(), key.clone(), views.cost.clone()).await?,
             runner::follow(js.clone(), key.clone(), views.prices.clone()).await?,
         ];
         if config.metrics_addr.is_some() {
-            tasks.push(
-                crate::projections::metrics::follow(js.clone(), key.clone()).await?,
-            );
+            tasks.push(crate::projections::metrics::follow(js.clone(), key.clone()).await?);
         }
         tasks.extend(crate::api::start(client.clone(), js.clone(), supervisor.clone(), views).await?);
         tasks.push(crate::intake::start(js.clone(), key.clone(), supervisor.clone(), keyring).await?);

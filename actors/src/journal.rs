@@ -89,7 +89,7 @@ pub enum CommitError {
 }
 
 /// One chain as held in memory: its state and the sequence of its last journaled event.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Loaded {
     /// The folded state.
     pub instance: Instance,
@@ -98,6 +98,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Folds `event`, the chain's next: the one way a chain's state moves, whether it is loaded,
+    /// replayed or indexed.
+    pub fn fold(&mut self, sequence: usize, event: InstanceEvent) {
+        self.instance.fold(event);
+        self.version = sequence;
+    }
+
+    /// True while the chain has begun and not ended: it needs an actor.
+    pub fn is_unfinished(&self) -> bool {
+        self.instance.current_state().is_some_and(|s| !s.is_final())
+    }
+
     /// Decides `command`, journals the events as one commit, then folds them in.
     /// Returns the events written (none when the command changes nothing).
     pub async fn commit<J: Journal>(
@@ -141,22 +153,21 @@ pub async fn load<J: Journal>(journal: &J, id: &InstanceId) -> Result<Loaded, Pe
         None => Loaded::default(),
     };
     for (sequence, event) in journal.events_after(id, loaded.version).await? {
-        loaded.instance.fold(event);
-        loaded.version = sequence;
+        loaded.fold(sequence, event);
     }
     Ok(loaded)
 }
 
 /// Rebuilds every chain in one pass over the journal, in journal order; by id, so actors start
-/// in the same order every run.
+/// in the same order every run. (The controller starts from its index of unfinished chains
+/// instead, which does not grow with finished history: `tgp::projections::live`.)
 pub async fn load_all<J: Journal>(journal: &J) -> Result<BTreeMap<InstanceId, Loaded>, PersistenceError> {
     let mut all: BTreeMap<InstanceId, Loaded> = BTreeMap::new();
     journal
         .replay_all(|id, events| {
             let loaded = all.entry(id).or_default();
             for (sequence, event) in events {
-                loaded.instance.fold(event);
-                loaded.version = sequence;
+                loaded.fold(sequence, event);
             }
         })
         .await?;

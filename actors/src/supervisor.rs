@@ -17,7 +17,7 @@ use crate::evidence::EvidenceConfig;
 use crate::instance_actor::{
     Execute, Failpoint, Finished, GetSummary, InstanceActor, Observe, Shared, StepError, Tracked, TrackedMachine,
 };
-use crate::journal::{CommitError, Journal, Loaded, load, load_all};
+use crate::journal::{CommitError, Journal, Loaded, load};
 use crate::keyring::Keyring;
 use crate::provider::{Market, ProviderListing};
 use crate::provider_actor::ProviderEventSink;
@@ -194,18 +194,17 @@ pub struct Supervisor<J: Journal + 'static> {
 }
 
 impl<J: Journal + 'static> Supervisor<J> {
-    /// Rebuilds every chain from the journal in one pass, starts an actor for each unfinished
-    /// one, and starts the supervisor. Must run inside an actix system. Started through
+    /// Starts an actor for each unfinished chain of `chains` (as loaded from the journal), and
+    /// the supervisor. Must run inside an actix system. Started through
     /// [`crate::system::SystemBuilder`], so every caller assembles the same system.
-    pub(crate) async fn start(
+    pub(crate) fn start(
         journal: J,
         market: Market,
         events: Arc<dyn ProviderEventSink>,
         config: SupervisorConfig,
-    ) -> Result<Addr<Self>, PersistenceError> {
+        chains: BTreeMap<InstanceId, Loaded>,
+    ) -> Addr<Self> {
         let started = std::time::Instant::now();
-        let all = load_all(&journal).await?;
-        let loaded_in = started.elapsed();
         let ctx = Context::new();
         let shared = Arc::new(Shared {
             journal,
@@ -234,21 +233,14 @@ impl<J: Journal + 'static> Supervisor<J> {
             launches_stopped: None,
         };
         let mut rebuilt = 0usize;
-        let all_count = all.len();
-        for (id, loaded) in all {
-            if loaded.instance.current_state().is_some_and(|s| !s.is_final()) {
+        for (id, loaded) in chains {
+            if loaded.is_unfinished() {
                 supervisor.spawn(id, loaded);
                 rebuilt += 1;
             }
         }
-        tracing::info!(
-            chains = all_count,
-            rebuilt,
-            load_ms = loaded_in.as_millis() as u64,
-            spawn_ms = (started.elapsed() - loaded_in).as_millis() as u64,
-            "instances rebuilt from the journal"
-        );
-        Ok(ctx.run(supervisor))
+        tracing::info!(rebuilt, spawn_ms = started.elapsed().as_millis() as u64, "instance actors started");
+        ctx.run(supervisor)
     }
 }
 

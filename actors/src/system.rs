@@ -7,12 +7,14 @@
 //! the limiter, breaker, caches, retries and evidence rules a simulation or a benchmark exercises
 //! are the ones that run in production.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::Addr;
 use cqrs_es::persist::PersistenceError;
+use tgp_events::InstanceId;
 
-use crate::journal::Journal;
+use crate::journal::{Journal, Loaded, load_all};
 use crate::provider::{Market, ProviderClient};
 use crate::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
 use crate::supervisor::{Supervisor, SupervisorConfig};
@@ -58,11 +60,27 @@ impl<J: Journal> SystemBuilder<J> {
         Market::new(self.providers.iter().map(|h| Arc::new(h.clone()) as Arc<dyn ProviderClient>).collect())
     }
 
-    /// Rebuilds every chain from the journal and starts the supervisor and an actor per unfinished
-    /// chain.
+    /// Rebuilds every chain from the journal in one pass and starts the supervisor and an actor
+    /// per unfinished chain.
     pub async fn start(self, config: SupervisorConfig) -> Result<System<J>, PersistenceError> {
+        let started = std::time::Instant::now();
+        let mut chains = load_all(&self.journal).await?;
+        let read = chains.len();
+        chains.retain(|_, loaded| loaded.is_unfinished());
+        tracing::info!(
+            chains = read,
+            unfinished = chains.len(),
+            load_ms = started.elapsed().as_millis() as u64,
+            "chains rebuilt from the whole journal"
+        );
+        Ok(self.start_from(chains, config))
+    }
+
+    /// Starts the supervisor and an actor per unfinished chain of `unfinished`, loaded by the
+    /// caller (from an index of unfinished chains, so start-up need not read finished history).
+    pub fn start_from(self, unfinished: BTreeMap<InstanceId, Loaded>, config: SupervisorConfig) -> System<J> {
         let market = self.market();
-        let supervisor = Supervisor::start(self.journal, market, self.events, config).await?;
-        Ok(System { supervisor, providers: self.providers })
+        let supervisor = Supervisor::start(self.journal, market, self.events, config, unfinished);
+        System { supervisor, providers: self.providers }
     }
 }

@@ -4,10 +4,12 @@
 //! - [`cost`]: runs and money (the ledger the live cost projection and `tgp audit` share).
 //! - [`pricing`]: prices actually paid, per provider, GPU, region and spot.
 //! - [`metrics`]: Prometheus gauges and counters derived from the journal.
+//! - [`live`]: the index of unfinished chains, which `tgp run` starts from.
 //! - [`runner`]: the runtime: each projection has its own durable consumer on `TGP_EVENTS` and a
 //!   checkpoint (the last stream sequence folded, and the state at that sequence).
 
 pub mod cost;
+pub mod live;
 pub mod metrics;
 pub mod pricing;
 pub mod runner;
@@ -24,6 +26,10 @@ pub trait Projection: Serialize + DeserializeOwned + Default + Clone + Send + Sy
     const NAME: &'static str;
     /// The journal subjects it reads: instance events only, unless it also folds provider events.
     const SUBJECTS: &'static str = tgp_events::subjects::INSTANCE_EVENTS_ALL;
+    /// Its checkpoint is saved at least every this many commits...
+    const SAVE_EVERY: u64 = runner::CHECKPOINT_EVERY;
+    /// ...or this often while commits arrive, whichever comes first.
+    const SAVE_INTERVAL: std::time::Duration = runner::CHECKPOINT_INTERVAL;
     /// Folds one event, journaled at `at`.
     fn apply(&mut self, at: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent);
     /// Folds one provider event (projections reading `tgp.events.>` only).

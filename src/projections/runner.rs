@@ -7,7 +7,8 @@
 //!   is recreated from the live checkpoint, so the projection neither double-counts nor skips.
 //! - Its checkpoint (state plus the last stream sequence folded) is saved in the object store
 //!   `tgp_projection_state` and the sequence in the key-value bucket `tgp_projections`, at most every
-//!   [`CHECKPOINT_EVERY`] commits or [`CHECKPOINT_INTERVAL`]; only then are the commits acked.
+//!   [`CHECKPOINT_EVERY`] commits or [`CHECKPOINT_INTERVAL`] (a projection may choose its own,
+//!   `Projection::SAVE_EVERY` and `SAVE_INTERVAL`); only then are the commits acked.
 //! - At start it resumes from the checkpoint; commits at or below the checkpoint's sequence are
 //!   skipped, so a crash between saving and acking folds nothing twice.
 //! - [`rebuild`] folds from the first commit, ignoring the checkpoint, and gives the same state.
@@ -37,7 +38,7 @@ use crate::journal::{JournalReader, StartAt};
 pub const CHECKPOINT_BUCKET: &str = "tgp_projections";
 /// Object store of projection states at their checkpoints.
 pub const STATE_STORE: &str = "tgp_projection_state";
-/// Save a checkpoint at least every this many commits...
+/// By default, a checkpoint is saved at least every this many commits...
 pub const CHECKPOINT_EVERY: u64 = 1000;
 /// ...or this often, whichever comes first.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
@@ -292,6 +293,29 @@ async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, Projec
     Ok(sequence)
 }
 
+/// The saved checkpoint brought up to the journal's end as of now, and how many commits that
+/// took: the commits after the checkpoint, folded through the replay's fast path. A start-up that
+/// needs the projection current reads only what came after the checkpoint.
+pub async fn catch_up<P: Projection>(
+    js: &Context,
+    reader: &JournalReader,
+) -> Result<(Checkpointed<P>, u64), ProjectionError> {
+    let mut checkpointed = load::<P>(js).await?;
+    let start = StartAt::Sequence(checkpointed.last_sequence + 1);
+    let from = checkpointed.last_sequence;
+    let read = std::sync::atomic::AtomicU64::new(0);
+    checkpointed
+        .fold_replay(reader, start, |done, total| {
+            read.store(done, std::sync::atomic::Ordering::Relaxed);
+            if done < total {
+                tracing::info!(projection = P::NAME, from, done, total, "catching up after the checkpoint");
+            }
+        })
+        .await
+        .map_err(|source| ProjectionError::new(P::NAME, ProjectionFailure::Journal(source)))?;
+    Ok((checkpointed, read.into_inner()))
+}
+
 /// Loads the checkpoint and returns the live projection, to be kept current by [`follow`].
 pub async fn resume<P: Projection>(js: &Context) -> Result<Live<P>, ProjectionError> {
     Ok(Arc::new(RwLock::new(load::<P>(js).await?)))
@@ -425,7 +449,7 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                 Ok(None) => return Stopped::Interrupted("its messages ended".into()),
                 Err(_) => {}
             }
-            if since_save > 0 && (since_save >= CHECKPOINT_EVERY || saved_at.elapsed() >= CHECKPOINT_INTERVAL) {
+            if since_save > 0 && (since_save >= P::SAVE_EVERY || saved_at.elapsed() >= P::SAVE_INTERVAL) {
                 // Unsaved folds stay in the live state, which the next binding resumes from.
                 if let Err(e) = save(&self.js, &self.live).await {
                     return Stopped::Interrupted(format!("checkpoint not saved: {e}"));
