@@ -6,13 +6,16 @@
 //!    journal (`JetStreamJournal::append`), the same aggregates concurrently, unsigned;
 //!    (c) the same again with signing on (each commit signed with Ed25519 over its subject,
 //!    expected sequence and body), on fresh aggregates.
-//! 2. Start-up rebuild: a journal of N instances (five events each, in two commits as the
-//!    lifecycle writes them) read (a) raw with an ordered consumer, (b) by the system's start-up
-//!    (`SystemBuilder::start`),
-//!    which folds every event and starts an actor per unfinished instance. The journal is
-//!    populated before signing is switched on (its commits are trusted as a pre-signing journal's
-//!    are); the signed appends of 1(c) come after and are verified by the rebuild.
-//! 3. Resident memory per idle instance actor: RSS after the rebuild minus before, over N.
+//! 2. Start-up as `tgp run` does it, from the index of unfinished chains (`projections::live`):
+//!    a journal of N live instances (five events each, in two commits as the lifecycle writes
+//!    them) is read (a) raw with an ordered consumer, (b) by the start-up from the index (its
+//!    checkpoint brought to the end first, untimed, as a running controller keeps it; then the
+//!    catch-up and an actor per chain), then (c) the same start-up once M finished instances are
+//!    added. (b) against (a) and (c) against (b) are the ratios: start-up follows what is live.
+//!    The journal is written before signing is switched on (trusted as a pre-signing journal).
+//! 3. For comparison, the whole-journal replay tgp ran at start-up before the index, on the same
+//!    journal (live, finished and the appends of 1, whose signed ones it verifies).
+//! 4. Resident memory per idle instance actor: RSS after (b) minus before, over N.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +29,8 @@ use chrono::Utc;
 use clap::Args;
 use futures::StreamExt;
 use tgp::journal::JetStreamJournal;
+use tgp::projections::live::LiveChains;
+use tgp::projections::runner;
 use tgp_actors::supervisor::{LiveCount, SupervisorConfig};
 use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::commit::encode_commit;
@@ -48,9 +53,12 @@ pub struct JournalBenchArgs {
     /// Aggregates the appends are spread over (and appended to concurrently).
     #[arg(long, default_value_t = 500)]
     aggregates: usize,
-    /// Instances in the rebuild benchmark (five events each).
-    #[arg(long, default_value_t = 100_000)]
+    /// Live instances in the start-up benchmark (five events each, in two commits).
+    #[arg(long, default_value_t = 10_000)]
     instances: usize,
+    /// Finished instances added for the second start-up (five events each, in two commits).
+    #[arg(long, default_value_t = 1_000_000)]
+    finished: usize,
 }
 
 fn rate(n: usize, d: Duration) -> f64 {
@@ -188,14 +196,11 @@ async fn tgp_appends(
     Ok(started.elapsed())
 }
 
-/// Publishes `instances` lifecycles, pipelined, each as the commits the lifecycle writes.
-/// With `terminate`, each ends with `Terminated` in a commit of its own.
-async fn populate(js: &async_nats::jetstream::Context, instances: usize) -> anyhow::Result<usize> {
-    populate_with(js, instances, false).await
-}
-
+/// Publishes `instances` lifecycles (`<prefix>-<n>`), pipelined, each as the commits the lifecycle
+/// writes. With `terminate`, each ends with `Terminated` in a commit of its own.
 async fn populate_with(
     js: &async_nats::jetstream::Context,
+    prefix: &str,
     instances: usize,
     terminate: bool,
 ) -> anyhow::Result<usize> {
@@ -203,7 +208,7 @@ async fn populate_with(
     let mut events = 0;
     let started = Instant::now();
     for i in 0..instances {
-        let id: InstanceId = format!("i-{i:07}").parse()?;
+        let id: InstanceId = format!("{prefix}-{i:07}").parse()?;
         let mut life = lifecycle(&id);
         let commits = if terminate {
             life[4] = InstanceEvent::Terminated { provider_instance_id: Some(format!("m-{id}")), at: Utc::now() };
@@ -263,11 +268,23 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     let unsigned = JetStreamJournal::open(js.clone()).await?;
     println!("tgp-dev bench journal: nats-server at {url} configured by nats.conf (sync_interval: always)");
 
+    // 2. Start-up as tgp run does it, from the index of unfinished chains.
+    eprintln!("populating {} live instances...", args.instances);
+    let live_events = populate_with(&js, "live", args.instances, false).await.context("populating")?;
+    let (live_messages, raw_read_time) = raw_read(&js).await?;
+    let rss_before = rss_bytes();
+    let (none_finished, actors) = index_start_up(&js, &unsigned).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_bytes();
+    anyhow::ensure!(actors == args.instances, "expected {} live actors, found {actors}", args.instances);
+    eprintln!("populating {} finished instances...", args.finished);
+    let finished_events = populate_with(&js, "done", args.finished, true).await.context("populating")?;
+    let (with_finished, actors) = index_start_up(&js, &unsigned).await?;
+    anyhow::ensure!(actors == args.instances, "expected {} live actors, found {actors}", args.instances);
+
+    // 1. Appends, on aggregates of their own (one event each: no chain the start-ups count).
     let raw = raw_appends(&js, args.appends, args.aggregates).await.context("raw appends")?;
     let ours = tgp_appends(&unsigned, "bench", args.appends, args.aggregates).await.context("tgp appends")?;
-    eprintln!("populating {} instances for the rebuild benchmark...", args.instances);
-    let events = populate(&js, args.instances).await.context("populating")?;
-    let (messages, raw_read_time) = raw_read(&js).await?;
     // Signing on from here: the journal above is trusted as a pre-signing journal is.
     let (key, _key_dir) = journal_key(None, None, true)?;
     let journal = JetStreamJournal::open_signed(js.clone(), key).await?;
@@ -282,39 +299,59 @@ pub async fn journal(args: JournalBenchArgs) -> anyhow::Result<()> {
     println!("  ratio tgp/raw: {:.0}% (target >= 50%)", 100.0 * our_rate / raw_rate);
     println!("  ratio signed/raw: {:.0}% (target >= 50%)", 100.0 * signed_rate / raw_rate);
 
-    let rss_before = rss_bytes();
+    // 3. The whole-journal replay tgp ran before the index, on the same journal.
     let started = Instant::now();
     let System { supervisor, .. } =
         SystemBuilder::new(journal, Arc::new(ProviderEventLog::default())).start(SupervisorConfig::default()).await?;
-    let live = supervisor.send(LiveCount).await?;
-    let rebuild = started.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_after = rss_bytes();
+    supervisor.send(LiveCount).await?;
+    let replay = started.elapsed();
+
+    let all_events = live_events + finished_events + 2 * args.appends;
     println!(
-        "start-up rebuild ({} instances, {events} events in {messages} commits, {live} actors started):",
+        "start-up ({} live instances, {live_events} events in {live_messages} commits; then {} finished, \
+         {finished_events} events more):",
+        args.instances, args.finished
+    );
+    println!(
+        "  raw ordered-consumer read of the live instances' events: {:.3} s ({:.0} events/s)",
+        raw_read_time.as_secs_f64(),
+        rate(live_events, raw_read_time)
+    );
+    println!("  tgp start-up from the index, 0 finished:           {:.3} s", none_finished.as_secs_f64());
+    println!("  tgp start-up from the index, {:>9} finished:   {:.3} s", args.finished, with_finished.as_secs_f64());
+    println!(
+        "  with finished / without: {:.2}x (target within 1.2x); without / raw read: {:.2}x (target within 2x)",
+        with_finished.as_secs_f64() / none_finished.as_secs_f64(),
+        none_finished.as_secs_f64() / raw_read_time.as_secs_f64()
+    );
+    println!(
+        "  whole-journal replay (tgp before the index), {all_events} events: {:.3} s ({:.0} events/s)",
+        replay.as_secs_f64(),
+        rate(all_events, replay)
+    );
+    println!(
+        "memory: {:.0} bytes resident per idle instance actor ({} MiB for {}; target under 2048)",
+        (rss_after.saturating_sub(rss_before)) as f64 / args.instances.max(1) as f64,
+        (rss_after.saturating_sub(rss_before)) / (1 << 20),
         args.instances
     );
-    println!(
-        "  raw ordered-consumer read:  {:>10.0} events/s ({:.2} s)",
-        rate(events, raw_read_time),
-        raw_read_time.as_secs_f64()
-    );
-    println!(
-        "  tgp start-up (SystemBuilder): {:>8.0} events/s ({:.2} s)",
-        rate(events, rebuild),
-        rebuild.as_secs_f64()
-    );
-    println!(
-        "  tgp takes {:.2}x the raw read's time (target within 2x)",
-        rebuild.as_secs_f64() / raw_read_time.as_secs_f64()
-    );
-    println!(
-        "memory: {:.0} bytes resident per idle instance actor ({} MiB for {live}; target under 2048)",
-        (rss_after.saturating_sub(rss_before)) as f64 / live.max(1) as f64,
-        (rss_after.saturating_sub(rss_before)) / (1 << 20)
-    );
-    anyhow::ensure!(live == args.instances, "expected {} live actors, found {live}", args.instances);
     Ok(())
+}
+
+/// What `tgp run` does at start-up, timed: the index's checkpoint (brought to the journal's end
+/// first, untimed, as a running controller keeps it), the commits after it, and an actor per
+/// unfinished chain. Returns the time and the actors started.
+async fn index_start_up(
+    js: &async_nats::jetstream::Context,
+    journal: &JetStreamJournal,
+) -> anyhow::Result<(Duration, usize)> {
+    runner::rebuild::<LiveChains>(js, |_, _| {}).await?;
+    let started = Instant::now();
+    let (index, _) = runner::catch_up::<LiveChains>(js, &journal.reader()).await?;
+    let System { supervisor, .. } = SystemBuilder::new(journal.clone(), Arc::new(ProviderEventLog::default()))
+        .start_from(index.state.chains().clone(), SupervisorConfig::default());
+    let actors = supervisor.send(LiveCount).await?;
+    Ok((started.elapsed(), actors))
 }
 
 #[derive(Args)]
@@ -335,7 +372,7 @@ pub async fn audit(args: AuditBenchArgs) -> anyhow::Result<()> {
     tgp::journal::layout::ensure(&js).await?;
     println!("tgp-dev bench audit: nats-server at {url} configured by nats.conf (sync_interval: always)");
     eprintln!("populating {} events...", args.events);
-    let events = populate_with(&js, args.events.div_ceil(5), true).await.context("populating")?;
+    let events = populate_with(&js, "i", args.events.div_ceil(5), true).await.context("populating")?;
     let (messages, raw) = raw_read(&js).await?;
     let started = Instant::now();
     let ledger = tgp::audit::replay(&js, None, chrono::Duration::hours(1), |_, _| {}).await?.ledger;
