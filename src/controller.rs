@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::connect::{ConnectError, NatsOptions, connect_controller, jetstream};
 use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
+use crate::leader::{Leadership, LeaseConfig};
 use crate::projections::cost::CostLedger;
 use crate::projections::live::LiveChains;
 use crate::projections::pricing::RealizedPrices;
@@ -43,6 +44,8 @@ pub struct ControllerConfig {
     pub stream_check_interval: std::time::Duration,
     /// The key every journal message tgp writes is signed with (`docs/security.md`).
     pub journal_key: crate::journal::JournalKey,
+    /// How this controller takes and holds the lease that makes it the leader.
+    pub lease: LeaseConfig,
 }
 
 /// Why the controller could not start.
@@ -78,6 +81,9 @@ pub enum ControllerError {
     /// The streams could not be looked at to be watched.
     #[error(transparent)]
     Guard(#[from] crate::journal::guard::GuardError),
+    /// The lease could not be taken.
+    #[error(transparent)]
+    Lease(#[from] crate::leader::LeaseError),
 }
 
 /// A running controller. Its tasks stop when it is dropped.
@@ -88,6 +94,8 @@ pub struct Controller {
     pub js: Context,
     /// The journal, for readers in the same process.
     pub journal: JetStreamJournal,
+    /// The lease this controller leads by; the controller must stop once it is lost.
+    pub leadership: Leadership,
     /// Intake, API, projection and guard tasks.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -114,6 +122,16 @@ impl Controller {
         let key = config.journal_key.clone();
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
+        // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
+        let leadership = crate::leader::lead(&js, &config.lease, 1, |leader| {
+            tracing::warn!(
+                leader = %leader.name, host = %leader.host, pid = leader.pid, since = %leader.since,
+                "standing by: another tgp leads; taking over when its lease lapses"
+            );
+        })
+        .await?;
+        tracing::info!(epoch = leadership.epoch, name = %leadership.holder.name, "leading");
+        let journal = journal.leading(leadership.epoch);
         let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let system = SystemBuilder::new(journal.clone(), Arc::new(events.clone()))
             .providers(config.providers.iter().cloned(), &config.provider_actor);
@@ -160,7 +178,7 @@ impl Controller {
         // sure every subject answers before the controller says it runs.
         client.flush().await.map_err(ControllerError::Subscribe)?;
         tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
-        Ok(Controller { supervisor, js, journal, tasks })
+        Ok(Controller { supervisor, js, journal, leadership, tasks })
     }
 }
 

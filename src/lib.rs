@@ -5,7 +5,7 @@
 //! the simulation and the benchmarks are in the `tgp-testkit` crate (`testkit/`).
 //!
 //! ## Layout
-//! - [`journal`]: the JetStream journal (cqrs-es repository), its reader, the quarantine of
+//! - [`journal`]: the JetStream journal (tgp-actors' `Journal`), its reader, the quarantine of
 //!   messages that do not decode, the NATS layout, and the guard that notices a stream changed
 //!   under a running tgp.
 //! - [`nats_server`]: starting a private `nats-server` for `tgp run`, `tgp-dev demo`, tests and benches.
@@ -15,12 +15,14 @@
 //! - [`intake`]: the durable command stream and the dead letters.
 //! - [`consumers`]: how tgp's own NATS consumers heal after an outage or a deleted consumer.
 //! - [`controller_events`]: journaling what happens to tgp itself.
-//! - [`projections`]: folds of the journal: cost, prices paid, Prometheus metrics, and their runtime.
+//! - [`projections`]: folds of the journal: cost, prices paid, Prometheus metrics, the index of
+//!   unfinished chains, and their runtime.
 //! - [`audit`]: `tgp audit`'s replay of a time range; [`chart`]: its SVG chart.
 //! - [`provider_events`]: provider events (circuit, limits, API changes) into the journal.
 //! - [`offers`]: offers across providers, cheapest first, with how each provider answered.
 //! - [`api`]: the `tgp.api.*` request/reply service.
 //! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
+//! - [`leader`]: the lease that makes one of several `tgp run` processes the leader.
 //! - [`controller`]: everything above assembled into a running controller.
 //! - [`providers`]: the four providers' HTTP clients, their configuration and how their answers
 //!   are checked.
@@ -39,6 +41,7 @@ pub mod controller_events;
 pub mod empty_journal;
 pub mod intake;
 pub mod journal;
+pub mod leader;
 pub mod nats_server;
 pub mod offers;
 pub mod projections;

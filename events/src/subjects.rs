@@ -59,6 +59,17 @@ pub const SNAPSHOTS_BUCKET: &str = "tgp_snapshots";
 /// stream sequence, the value says the subject and why (`tgp journal check` lists them).
 pub const QUARANTINE_BUCKET: &str = "tgp_quarantine";
 
+/// Key-value bucket holding the controller lease: one key, [`LEADER_KEY`], whose holder leads;
+/// the bucket's `max_age` is the lease's time to live.
+pub const LEADER_BUCKET: &str = "tgp_leader";
+
+/// The lease's key in [`LEADER_BUCKET`].
+pub const LEADER_KEY: &str = "controller";
+
+/// Header on every journal commit: the epoch of the leader that wrote it (the lease's revision
+/// when it was taken), so a commit can be traced to the controller that decided it.
+pub const HEADER_LEADER_EPOCH: &str = "Tgp-Leader-Epoch";
+
 /// The request/reply service's name, as NATS service discovery shows it.
 pub const SERVICE_NAME: &str = "tgp";
 /// Prefix of the request/reply endpoints.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::connect::NatsOptions;
 use crate::controller::{Controller, ControllerConfig};
 use crate::journal::JournalKey;
+use crate::leader::LeaseConfig;
 use crate::nats_server::{NatsServer, Role};
 use crate::providers::api_change::ApiChangeReporter;
 use crate::providers::config;
@@ -61,6 +62,15 @@ pub struct RunArgs {
     /// Provider configuration file (TOML; see docs/providers.md). Environment variables override it.
     #[arg(long, env = "TGP_CONFIG")]
     config: Option<PathBuf>,
+    /// This process's name in the controller lease (default: the host name). Several `tgp run`
+    /// on one journal elect one leader; the others stand by and take over when its lease lapses.
+    #[arg(long, env = "TGP_NAME")]
+    name: Option<String>,
+    /// How long the lease lives unrenewed: how long a leader that died keeps its standby waiting.
+    /// The leader renews every third of it and stops acting before it could lapse. Every tgp of
+    /// one journal must use the same value.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_ttl: Duration,
 }
 
 /// How much evidence tgp wants before it concludes (docs/architecture.md, "What tgp concludes").
@@ -212,8 +222,16 @@ impl Running {
         println!("tgp controller running on {}; NATS at {url}", self.description);
         let credentials = if url == self.nats.url { "" } else { " (with the credentials shown as ***)" };
         println!("try: tgp launch --nats-url {url} --gpu H100 --max-price 3.00{credentials}");
-        shutdown_signal().await;
+        let mut lost = self.controller.leadership.lost.clone();
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = lost.wait_for(|lost| *lost) => {
+                // Exiting is the fence: no provider call and no commit can follow a lost lease.
+                anyhow::bail!("the controller lease was lost (see the log above); exiting so that only the new leader acts")
+            }
+        }
         eprintln!("shutting down");
+        self.controller.leadership.release().await;
         Ok(())
     }
 }
@@ -246,6 +264,7 @@ pub async fn start(
         allow_empty_journal: args.allow_empty_journal,
         stream_check_interval: args.stream_check_interval,
         journal_key,
+        lease: LeaseConfig { name: args.name.clone().unwrap_or_else(crate::leader::host_name), ttl: args.lease_ttl },
     };
     let controller = Controller::start(config).await.context("starting the controller")?;
     Ok(Running { controller, nats, description: market.description, _server: server, _key_dir: key_dir })

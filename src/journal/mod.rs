@@ -60,8 +60,8 @@ use tgp_actors::journal::{Journal, SNAPSHOT_EVERY, Snapshot};
 use tgp_events::commit::encode_commit;
 use tgp_events::events::SCHEMA_VERSION;
 use tgp_events::subjects::{
-    HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE, HEADER_MSG_ID,
-    HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_PREFIX,
+    HEADER_AGGREGATE_ID, HEADER_EVENT_TYPES, HEADER_FIRST_SEQUENCE, HEADER_LAST_SEQUENCE, HEADER_LEADER_EPOCH,
+    HEADER_MSG_ID, HEADER_SCHEMA_VERSION, INSTANCE_EVENTS_PREFIX,
 };
 use tgp_events::{InstanceEvent, InstanceId};
 
@@ -100,6 +100,8 @@ pub struct JetStreamJournal {
     /// The key appends are signed with; `None` writes unsigned commits (a journal from before
     /// signing, as tests build one), which a signed journal quarantines.
     key: Option<JournalKey>,
+    /// The epoch of the leader writing (`crate::leader`), carried by every commit.
+    epoch: Option<u64>,
 }
 
 /// A snapshot as stored in the bucket (borrowed to write, owned when read).
@@ -125,7 +127,16 @@ impl JetStreamJournal {
         let snapshots = js.get_key_value(tgp_events::subjects::SNAPSHOTS_BUCKET).await.map_err(connection_error)?;
         let quarantine = Quarantine::open(&js).await;
         let verifier = Verifier::from_metadata(&stream.cached_info().config.metadata).map_err(connection_error)?;
-        Ok(JetStreamJournal { js, stream, snapshots, heads: Arc::default(), quarantine, verifier, key: None })
+        Ok(JetStreamJournal {
+            js,
+            stream,
+            snapshots,
+            heads: Arc::default(),
+            quarantine,
+            verifier,
+            key: None,
+            epoch: None,
+        })
     }
 
     /// Opens the journal for tgp itself: `key` is recorded in the stream's metadata
@@ -135,6 +146,11 @@ impl JetStreamJournal {
         let quarantine = Quarantine::open(&js).await.announcing(js.clone(), key.clone());
         let journal = Self::open(js).await?;
         Ok(JetStreamJournal { key: Some(key), quarantine, ..journal })
+    }
+
+    /// This journal, writing as the leader of `epoch`: each commit says so in `Tgp-Leader-Epoch`.
+    pub fn leading(self, epoch: u64) -> Self {
+        JetStreamJournal { epoch: Some(epoch), ..self }
     }
 
     /// A reader of the whole journal, for replays and `tgp watch`; it shares this journal's
@@ -212,10 +228,13 @@ impl JetStreamJournal {
         let body = Bytes::from(encode_commit(instance, first as u64, events));
         let types: Vec<&str> = events.iter().map(InstanceEvent::type_name).collect();
         let msg_id = uuid::Uuid::new_v4().simple().to_string();
-        let signature = self
+        let mut signature = self
             .key
             .as_ref()
             .map_or_else(async_nats::HeaderMap::new, |key| key.headers(&subject, Some(head.stream_sequence), &body));
+        if let Some(epoch) = self.epoch {
+            signature.insert(HEADER_LEADER_EPOCH, epoch.to_string().as_str());
+        }
         let message = || {
             PublishMessage::build()
                 .headers(signature.clone())

@@ -1,0 +1,274 @@
+//! One leader among several `tgp run` processes: a lease in a NATS key-value bucket.
+//!
+//! # The lease
+//! The bucket [`LEADER_BUCKET`] holds one key, [`LEADER_KEY`], and its `max_age` is the lease's
+//! time to live: a lease not renewed within it expires on the server. A process leads once it has
+//! created the key (which fails while another holds it); it renews by updating the key at the
+//! revision it last wrote, so a renewal can only extend its own lease. Its **epoch** is the
+//! revision at which it took the lease: revisions only grow, so a later leader has a larger epoch.
+//! Every commit carries the epoch of the leader that wrote it (`Tgp-Leader-Epoch`).
+//!
+//! # Fencing
+//! A leader that cannot renew stops acting before the lease could be granted to another process:
+//! its deadline is the time it *sent* its last successful renewal plus the time to live, less a
+//! margin ([`margin`]); the server expires the lease no earlier than the time it *stored* that
+//! renewal plus the time to live. At the deadline, or at a renewal refused, [`Leadership::lost`]
+//! fires, and `tgp run` exits at once (`tgp run`'s supervisor, systemd or Kubernetes, starts it
+//! again, as a standby). The process is gone, so no provider call and no commit follows the lost
+//! lease, not even a publish the client buffered while disconnected. A launch cut off mid-call is
+//! an unclear outcome, which the next leader settles from the provider's listings by label.
+//!
+//! # Standby
+//! A process that finds the lease held waits, looking every quarter of the time to live, and takes
+//! it once it lapses. A lease left by a process on this host that no longer runs (a restart after
+//! `kill -9`) is taken at once: the holder names its host and process id. A leader that shuts
+//! down in order releases the lease ([`Leadership::release`]), so its standby need not wait.
+
+use std::time::Duration;
+
+use async_nats::jetstream::Context;
+use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tgp_events::subjects::{LEADER_BUCKET, LEADER_KEY};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Who holds the lease, as the key's value says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The name the process runs under (`--name`, default the host name).
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// When it took the lease.
+    pub since: DateTime<Utc>,
+}
+
+impl Holder {
+    /// This process, named `name`, taking the lease now.
+    pub fn this_process(name: &str) -> Self {
+        Holder { name: name.to_string(), host: host_name(), pid: std::process::id(), since: Utc::now() }
+    }
+
+    /// True when the holder was a process on this host that no longer runs, or this very process
+    /// (a controller it ran before and has dropped: one process runs one controller at a time).
+    fn is_gone_here(&self) -> bool {
+        self.host == host_name()
+            && (self.pid == std::process::id() || !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
+    }
+}
+
+/// This machine's host name (what `--name` defaults to).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// How the lease is held.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// This process's name in the lease.
+    pub name: String,
+    /// The lease's time to live: how long a dead leader keeps the others waiting.
+    pub ttl: Duration,
+}
+
+/// `tgp run`'s default time to live of the lease.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+impl Default for LeaseConfig {
+    /// Named after the host, with [`DEFAULT_TTL`].
+    fn default() -> Self {
+        LeaseConfig { name: host_name(), ttl: DEFAULT_TTL }
+    }
+}
+
+/// How long before the lease's expiry a leader that could not renew stops: a fifth of the time to
+/// live, at least 200 ms (clock rates differ, and a process needs a moment to stop).
+pub fn margin(ttl: Duration) -> Duration {
+    (ttl / 5).max(Duration::from_millis(200))
+}
+
+/// Why the lease could not be taken or watched.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The bucket could not be created or opened.
+    #[error("lease bucket {LEADER_BUCKET}: {0}")]
+    Bucket(#[source] async_nats::jetstream::context::CreateKeyValueError),
+    /// The bucket exists with another time to live than asked: changing it silently could let
+    /// two processes lead at once (one expecting the old, one the new).
+    #[error(
+        "lease bucket {LEADER_BUCKET} has a time to live of {found:?}, this tgp was started with --lease-ttl {asked:?}; \
+         start every tgp of this journal with the same --lease-ttl, or delete the bucket while none runs \
+         (`nats kv rm {LEADER_BUCKET}`)"
+    )]
+    TtlDiffers {
+        /// The bucket's `max_age`.
+        found: Duration,
+        /// `--lease-ttl`.
+        asked: Duration,
+    },
+    /// The lease could not be read or written.
+    #[error("lease {LEADER_BUCKET}/{LEADER_KEY}: {0}")]
+    Lease(String),
+}
+
+/// The lease, held.
+pub struct Leadership {
+    /// The revision at which the lease was taken; larger for every later leader.
+    pub epoch: u64,
+    /// Who holds it (this process).
+    pub holder: Holder,
+    /// Becomes true when the lease is lost (a renewal refused, or the deadline passed unrenewed).
+    pub lost: watch::Receiver<bool>,
+    renewing: JoinHandle<()>,
+    store: Store,
+}
+
+impl Leadership {
+    /// Gives the lease up (an orderly shutdown, as the process's last step), unless it was lost
+    /// already: a standby takes over at its next look instead of waiting for the lease to lapse.
+    pub async fn release(&self) {
+        if *self.lost.borrow() {
+            return;
+        }
+        self.renewing.abort();
+        // Only our own lease is given up: the revision check refuses if another took it since.
+        if let Ok(Some((holder, revision))) = current(&self.store).await
+            && holder == self.holder
+            && let Err(e) = self.store.purge_expect_revision(LEADER_KEY, Some(revision)).await
+        {
+            tracing::warn!(error = %e, "the controller lease could not be released; it lapses by itself");
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.renewing.abort();
+    }
+}
+
+async fn bucket(js: &Context, config: &LeaseConfig, replicas: usize) -> Result<Store, LeaseError> {
+    if let Ok(store) = js.get_key_value(LEADER_BUCKET).await {
+        let found = store.status().await.map_err(|e| LeaseError::Lease(e.to_string()))?.max_age();
+        if found != config.ttl {
+            return Err(LeaseError::TtlDiffers { found, asked: config.ttl });
+        }
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: LEADER_BUCKET.into(),
+        description: "tgp's controller lease: its holder leads".into(),
+        history: 1,
+        max_age: config.ttl,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(LeaseError::Bucket)
+}
+
+/// The lease's current holder, if any.
+pub async fn holder(js: &Context) -> Result<Option<(Holder, u64)>, LeaseError> {
+    let Ok(store) = js.get_key_value(LEADER_BUCKET).await else { return Ok(None) };
+    current(&store).await
+}
+
+async fn current(store: &Store) -> Result<Option<(Holder, u64)>, LeaseError> {
+    let entry = store.entry(LEADER_KEY).await.map_err(|e| LeaseError::Lease(e.to_string()))?;
+    Ok(entry.filter(|e| e.operation == Operation::Put).and_then(|e| {
+        let holder: Holder = serde_json::from_slice(&e.value).ok()?;
+        Some((holder, e.revision))
+    }))
+}
+
+/// Waits until this process holds the lease, then keeps renewing it. The bucket is created with
+/// `replicas` replicas when it does not exist. `standing_by` is called once per new holder seen
+/// while waiting.
+pub async fn lead(
+    js: &Context,
+    config: &LeaseConfig,
+    replicas: usize,
+    mut standing_by: impl FnMut(&Holder),
+) -> Result<Leadership, LeaseError> {
+    let store = bucket(js, config, replicas).await?;
+    let mut seen: Option<Holder> = None;
+    loop {
+        let holder = Holder::this_process(&config.name);
+        let value: bytes::Bytes = serde_json::to_vec(&holder).expect("a holder serializes").into();
+        let sent = tokio::time::Instant::now();
+        let taken = match store.create(LEADER_KEY, value.clone()).await {
+            Ok(revision) => Some(revision),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match current(&store).await? {
+                // Left by a process of this host that is gone: taken over at once.
+                Some((old, revision)) if old.is_gone_here() => {
+                    store.update(LEADER_KEY, value.clone(), revision).await.ok()
+                }
+                Some((old, _)) => {
+                    if seen.as_ref() != Some(&old) {
+                        standing_by(&old);
+                        seen = Some(old);
+                    }
+                    None
+                }
+                // Expired between the two calls: try again at once.
+                None => continue,
+            },
+            Err(e) => return Err(LeaseError::Lease(e.to_string())),
+        };
+        if let Some(epoch) = taken {
+            let (tell, lost) = watch::channel(false);
+            let deadline = sent + config.ttl - margin(config.ttl);
+            let renewing = tokio::spawn(renew(store.clone(), config.ttl, value, epoch, deadline, tell));
+            return Ok(Leadership { epoch, holder, lost, renewing, store });
+        }
+        tokio::time::sleep(config.ttl / 4).await;
+    }
+}
+
+/// Renews every third of the time to live; says `lost` at a refused renewal or at the deadline.
+async fn renew(
+    store: Store,
+    ttl: Duration,
+    value: bytes::Bytes,
+    mut revision: u64,
+    mut deadline: tokio::time::Instant,
+    lost: watch::Sender<bool>,
+) {
+    loop {
+        let next = tokio::time::Instant::now() + ttl / 3;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::error!("the controller lease was not renewed in time: this process stops leading");
+                let _ = lost.send(true);
+                return;
+            }
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let sent = tokio::time::Instant::now();
+        let renewed = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => continue,
+            renewed = store.update(LEADER_KEY, value.clone(), revision) => renewed,
+        };
+        match renewed {
+            Ok(next_revision) => {
+                revision = next_revision;
+                deadline = sent + ttl - margin(ttl);
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                tracing::error!(error = %e, "the controller lease was taken by another process: this process stops leading");
+                let _ = lost.send(true);
+                return;
+            }
+            // A passing error: tried again at the next turn, while the deadline allows.
+            Err(e) => tracing::warn!(error = %e, "the controller lease could not be renewed; trying again"),
+        }
+    }
+}
