@@ -27,7 +27,7 @@ pub struct Cli {
 enum Command {
     /// `tgp run` on a local market: the four fake providers (default) or the simulated market.
     /// It also serves `tgp.sim.interrupt` and `tgp.sim.cue`, to take machines away on cue.
-    Run(RunOnMarketArgs),
+    Run(Box<RunOnMarketArgs>),
     /// `tgp offers` from the four fake providers (without --nats-url).
     Offers(OffersOnFakesArgs),
     /// Start everything on the four fake providers and watch several instances live their lives.
