@@ -43,6 +43,8 @@ pub struct ControllerConfig {
     pub stream_check_interval: std::time::Duration,
     /// The key every journal message tgp writes is signed with (`docs/security.md`).
     pub journal_key: crate::journal::JournalKey,
+    /// How many replicas each stream and bucket is created with, and must have when it exists.
+    pub replicas: layout::Replicas,
 }
 
 /// Why the controller could not start.
@@ -110,7 +112,7 @@ impl Controller {
         }
         let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
-        layout::ensure(&js).await?;
+        layout::ensure_replicated(&js, config.replicas).await?;
         let key = config.journal_key.clone();
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");

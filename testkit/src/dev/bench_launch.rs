@@ -491,6 +491,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         allow_empty_journal: false,
         stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
         journal_key,
+        replicas: tgp::journal::layout::Replicas::ONE,
     })
     .await
     .context("starting the controller")?;

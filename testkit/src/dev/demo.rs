@@ -66,6 +66,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             allow_empty_journal: false,
             stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
             journal_key,
+            replicas: tgp::journal::layout::Replicas::ONE,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         run(&user, market.cues.as_ref()).await
