@@ -196,6 +196,30 @@ impl NatsCluster {
         );
     }
 
+    /// Waits until the running nodes agree on a meta leader that runs: after a kill, what stream
+    /// and consumer creation need (a stream's own leader is elected apart from it).
+    pub fn wait_for_meta_leader(&self) {
+        let started = Instant::now();
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].child.is_some()).collect();
+        loop {
+            let leaders: Vec<Option<usize>> = running
+                .iter()
+                .map(|&i| {
+                    let jsz = monitor(self.nodes[i].ports.2, "/jsz")?;
+                    self.index_of(jsz["meta_cluster"]["leader"].as_str()?)
+                })
+                .collect();
+            if let Some(Some(leader)) = leaders.first()
+                && running.contains(leader)
+                && leaders.iter().all(|l| *l == Some(*leader))
+            {
+                return;
+            }
+            assert!(started.elapsed() < READY_WITHIN, "no meta leader among the running nodes: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The log of node `i`'s latest start.
     pub fn log(&self, i: usize) -> String {
         let node = &self.nodes[i];
