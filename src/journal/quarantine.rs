@@ -181,8 +181,9 @@ impl Quarantine {
     }
 }
 
-/// Creates the bucket when it does not exist (the controller does, at start-up).
-pub async fn ensure_bucket(js: &Context) -> Result<(), String> {
+/// Creates the bucket, with `replicas` replicas, when it does not exist (the controller does, at
+/// start-up).
+pub async fn ensure_bucket(js: &Context, replicas: super::layout::Replicas) -> Result<(), String> {
     if js.get_key_value(QUARANTINE_BUCKET).await.is_ok() {
         return Ok(());
     }
@@ -191,6 +192,7 @@ pub async fn ensure_bucket(js: &Context) -> Result<(), String> {
         description: "journal messages tgp could not read and skipped, by stream sequence".into(),
         history: 1,
         storage: async_nats::jetstream::stream::StorageType::File,
+        num_replicas: replicas.get(),
         ..Default::default()
     })
     .await

@@ -2,6 +2,7 @@
 //! and small helpers that talk to it over NATS the way any program would.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod cluster;
 pub mod journal_builder;
 
 use std::io::{BufRead, BufReader};
@@ -60,8 +61,13 @@ impl ControllerProcess {
     /// Starts with extra `tgp run` arguments, and a secrets key kept in `dir` (made on first use),
     /// unless `extra` names one.
     pub fn start_with(server: &NatsServer, dir: &std::path::Path, extra: &[&str]) -> Self {
+        Self::start_at(server.url(), &server.seed_file(Role::Tgp), dir, extra)
+    }
+
+    /// Starts against the server(s) at `url` (a comma-separated list for a cluster), connected
+    /// with the `tgp` role's nkey seed file `tgp_seed`, with extra `tgp run` arguments.
+    pub fn start_at(url: &str, tgp_seed: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> Self {
         let sim_state = dir.join("simulated-market.json");
-        let url = server.url();
         let key = secrets_key(dir);
         let key_args: Vec<&std::ffi::OsStr> =
             if extra.contains(&"--secrets-key") { Vec::new() } else { vec!["--secrets-key".as_ref(), key.as_os_str()] };
@@ -76,7 +82,7 @@ impl ControllerProcess {
             .arg("--journal-key")
             .arg(journal_key(dir))
             .env("RUST_LOG", "warn")
-            .envs(as_role(server, Role::Tgp))
+            .env("NATS_NKEY", tgp_seed)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -492,6 +492,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
         journal_key,
         lease: tgp::leader::LeaseConfig::default(),
+        replicas: tgp::journal::layout::Replicas::ONE,
     })
     .await
     .context("starting the controller")?;

@@ -67,6 +67,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
             journal_key,
             lease: tgp::leader::LeaseConfig::default(),
+            replicas: tgp::journal::layout::Replicas::ONE,
         };
         let _controller = Controller::start(config).await.context("starting the controller")?;
         run(&user, market.cues.as_ref()).await
