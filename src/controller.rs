@@ -133,9 +133,10 @@ impl Controller {
         })
         .await?;
         tracing::info!(epoch = leadership.epoch, name = %leadership.holder.name, "leading");
-        let journal = journal.leading(leadership.epoch);
+        let journal = journal.leading(leadership.epoch, leadership.fence.clone());
         let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let system = SystemBuilder::new(journal.clone(), Arc::new(events.clone()))
+            .fence(leadership.fence.clone())
             .providers(config.providers.iter().cloned(), &config.provider_actor);
         if !config.allow_empty_journal {
             crate::empty_journal::check(&js, system.market().providers()).await?;

@@ -30,6 +30,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tgp_actors::fence::Fence;
 use tgp_events::subjects::{LEADER_BUCKET, LEADER_KEY};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -138,6 +139,8 @@ pub struct Leadership {
     pub holder: Holder,
     /// Becomes true when the lease is lost (a renewal refused, or the deadline passed unrenewed).
     pub lost: watch::Receiver<bool>,
+    /// Open while the lease holds: checked before every provider call and journal append.
+    pub fence: Fence,
     renewing: JoinHandle<()>,
     store: Store,
 }
@@ -240,8 +243,9 @@ pub async fn lead(
         if let Some(epoch) = taken {
             let (tell, lost) = watch::channel(false);
             let deadline = sent + config.ttl - margin(config.ttl);
-            let renewing = tokio::spawn(renew(store.clone(), config.ttl, value, epoch, deadline, tell));
-            return Ok(Leadership { epoch, holder, lost, renewing, store });
+            let fence = Fence::until(deadline.into_std());
+            let renewing = tokio::spawn(renew(store.clone(), config.ttl, value, epoch, deadline, tell, fence.clone()));
+            return Ok(Leadership { epoch, holder, lost, fence, renewing, store });
         }
         tokio::time::sleep(config.ttl / 4).await;
     }
@@ -255,12 +259,14 @@ async fn renew(
     mut revision: u64,
     mut deadline: tokio::time::Instant,
     lost: watch::Sender<bool>,
+    fence: Fence,
 ) {
     loop {
         let next = tokio::time::Instant::now() + ttl / 3;
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
                 tracing::error!("the controller lease was not renewed in time: this process stops leading");
+                fence.close();
                 let _ = lost.send(true);
                 return;
             }
@@ -272,12 +278,22 @@ async fn renew(
             renewed = store.update(LEADER_KEY, value.clone(), revision) => renewed,
         };
         match renewed {
+            // A renewal that comes back after the deadline does not reopen the fence: the
+            // process may have been paused past it, and another may lead by now.
+            Ok(_) if !fence.is_open() => {
+                tracing::error!("the controller lease was renewed too late: this process stops leading");
+                fence.close();
+                let _ = lost.send(true);
+                return;
+            }
             Ok(next_revision) => {
                 revision = next_revision;
                 deadline = sent + ttl - margin(ttl);
+                fence.extend(deadline.into_std());
             }
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                 tracing::error!(error = %e, "the controller lease was taken by another process: this process stops leading");
+                fence.close();
                 let _ = lost.send(true);
                 return;
             }

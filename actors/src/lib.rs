@@ -9,6 +9,7 @@
 //! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp-dev sim`).
 //! - [`aggregate`] (`aggregate.rs`): the instance aggregate, the rules of one chain's life (cqrs-es).
 //! - [`journal`] (`journal.rs`): the [`journal::Journal`] trait, and committing one decision to it.
+//! - [`fence`] (`fence.rs`): what stops a controller whose lease is lost from reaching providers.
 //! - [`instance_actor`] (`instance_actor.rs`): one actix actor per live instance: decides, journals, acts.
 //! - [`supervisor`] (`supervisor.rs`): routes commands by instance id, rebuilds from the journal, polls.
 //! - [`system`] (`system.rs`): the one way to assemble providers, their actors and the supervisor.
@@ -23,6 +24,7 @@
 pub mod aggregate;
 pub mod clock;
 pub mod evidence;
+pub mod fence;
 pub mod instance_actor;
 pub mod journal;
 pub mod keyring;

@@ -14,6 +14,7 @@ use actix::Addr;
 use cqrs_es::persist::PersistenceError;
 use tgp_events::InstanceId;
 
+use crate::fence::{Fence, Fenced};
 use crate::journal::{Journal, Loaded, load_all};
 use crate::provider::{Market, ProviderClient};
 use crate::provider_actor::{ProviderActorConfig, ProviderEventSink, ProviderHandle};
@@ -26,6 +27,7 @@ pub struct SystemBuilder<J: Journal> {
     journal: J,
     events: Arc<dyn ProviderEventSink>,
     providers: Vec<ProviderHandle>,
+    fence: Fence,
 }
 
 /// A running system.
@@ -39,7 +41,14 @@ pub struct System<J: Journal> {
 impl<J: Journal> SystemBuilder<J> {
     /// A system over `journal`, whose provider events go to `events`.
     pub fn new(journal: J, events: Arc<dyn ProviderEventSink>) -> Self {
-        SystemBuilder { journal, events, providers: Vec::new() }
+        SystemBuilder { journal, events, providers: Vec::new(), fence: Fence::open() }
+    }
+
+    /// Puts the providers added from now on behind `fence`: once it closes (the lease is lost),
+    /// no call reaches them.
+    pub fn fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Puts each of `clients` behind a provider actor configured by `config`, started now. Must
@@ -49,9 +58,11 @@ impl<J: Journal> SystemBuilder<J> {
         clients: impl IntoIterator<Item = Arc<dyn ProviderClient>>,
         config: &ProviderActorConfig,
     ) -> Self {
-        let events = &self.events;
-        self.providers
-            .extend(clients.into_iter().map(|client| ProviderHandle::start(client, config.clone(), events.clone())));
+        let (events, fence) = (&self.events, &self.fence);
+        self.providers.extend(clients.into_iter().map(|client| {
+            let fenced: Arc<dyn ProviderClient> = Arc::new(Fenced::new(client, fence.clone()));
+            ProviderHandle::start(fenced, config.clone(), events.clone())
+        }));
         self
     }
 

@@ -56,6 +56,7 @@ use bytes::Bytes;
 use cqrs_es::persist::PersistenceError;
 use serde::{Deserialize, Serialize};
 use tgp_actors::aggregate::Instance;
+use tgp_actors::fence::Fence;
 use tgp_actors::journal::{Journal, SNAPSHOT_EVERY, Snapshot};
 use tgp_events::commit::encode_commit;
 use tgp_events::events::SCHEMA_VERSION;
@@ -100,8 +101,9 @@ pub struct JetStreamJournal {
     /// The key appends are signed with; `None` writes unsigned commits (a journal from before
     /// signing, as tests build one), which a signed journal quarantines.
     key: Option<JournalKey>,
-    /// The epoch of the leader writing (`crate::leader`), carried by every commit.
-    epoch: Option<u64>,
+    /// The epoch of the leader writing (`crate::leader`), carried by every commit, and the fence
+    /// its appends stop at once its lease is lost.
+    epoch: Option<(u64, Fence)>,
 }
 
 /// A snapshot as stored in the bucket (borrowed to write, owned when read).
@@ -148,9 +150,10 @@ impl JetStreamJournal {
         Ok(JetStreamJournal { key: Some(key), quarantine, ..journal })
     }
 
-    /// This journal, writing as the leader of `epoch`: each commit says so in `Tgp-Leader-Epoch`.
-    pub fn leading(self, epoch: u64) -> Self {
-        JetStreamJournal { epoch: Some(epoch), ..self }
+    /// This journal, writing as the leader of `epoch`: each commit says so in `Tgp-Leader-Epoch`,
+    /// and no append is sent once `fence` is closed.
+    pub fn leading(self, epoch: u64, fence: Fence) -> Self {
+        JetStreamJournal { epoch: Some((epoch, fence)), ..self }
     }
 
     /// A reader of the whole journal, for replays and `tgp watch`; it shares this journal's
@@ -217,6 +220,11 @@ impl JetStreamJournal {
         if events.is_empty() {
             return Err(unknown("empty commit".into()));
         }
+        if let Some((epoch, fence)) = &self.epoch
+            && !fence.is_open()
+        {
+            return Err(unknown(format!("not appended: the lease of epoch {epoch} is lost, another controller leads")));
+        }
         let last = first + events.len() - 1;
         let subject = Self::subject(instance.as_str());
         let head = self.head(&subject).await?;
@@ -232,7 +240,7 @@ impl JetStreamJournal {
             .key
             .as_ref()
             .map_or_else(async_nats::HeaderMap::new, |key| key.headers(&subject, Some(head.stream_sequence), &body));
-        if let Some(epoch) = self.epoch {
+        if let Some((epoch, _)) = &self.epoch {
             signature.insert(HEADER_LEADER_EPOCH, epoch.to_string().as_str());
         }
         let message = || {
