@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
 
+use tgp_actors::fence::Fence;
 use tgp_actors::keyring::Keyring;
 use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
 use tgp_events::api::{
@@ -40,6 +41,23 @@ pub struct Views {
     pub providers: Vec<ProviderHandle>,
     /// Seals a launch's env values before anything is journaled.
     pub keyring: Arc<Keyring>,
+    /// Open while this controller leads: a command waits a moment for it, then is refused.
+    pub fence: Fence,
+}
+
+/// How long a command waits for a lapsed lease to be held again (a NATS outage just ended)
+/// before it is answered `not_leader`.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The answer to a command while this controller does not lead: its lease lapsed (NATS was
+/// unreachable, or it was paused) and is not held again yet. The client may send it again; with
+/// an idempotency key the second send is the same command.
+fn not_leading() -> Bytes {
+    error(
+        "not_leader",
+        "this controller's lease has lapsed and is not held again yet: it takes no command now; \
+         send it again (with an idempotency key a second send is the same command)",
+    )
 }
 
 /// Requests handled at once per endpoint.
@@ -244,6 +262,7 @@ pub async fn start(
             async move {
                 let body = &request.message.payload;
                 let reply = match name {
+                    "launch" | "terminate" if !views.fence.wait_open(LEASE_WAIT).await => not_leading(),
                     "launch" => launch(&js, &supervisor, &views.keyring, body).await,
                     "terminate" => terminate(&js, &supervisor, body).await,
                     "get" => get(&supervisor, body).await,

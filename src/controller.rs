@@ -23,6 +23,9 @@ use crate::providers::api_change::ApiChangeReporter;
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::ProviderActorConfig;
 
+/// 1 while this process leads, 0 while it stands by (from the moment it has connected).
+pub const LEADER_GAUGE: &str = "tgp_leader";
+
 /// Everything a controller needs to start.
 #[derive(Clone)]
 pub struct ControllerConfig {
@@ -125,6 +128,7 @@ impl Controller {
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
+        metrics::gauge!(LEADER_GAUGE).set(0.0);
         let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
             tracing::warn!(
                 leader = %leader.name, host = %leader.host, pid = leader.pid, since = %leader.since,
@@ -133,6 +137,7 @@ impl Controller {
         })
         .await?;
         tracing::info!(epoch = leadership.epoch, name = %leadership.holder.name, "leading");
+        metrics::gauge!(LEADER_GAUGE).set(1.0);
         let journal = journal.leading(leadership.epoch, leadership.fence.clone());
         let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let system = SystemBuilder::new(journal.clone(), Arc::new(events.clone()))
@@ -159,6 +164,7 @@ impl Controller {
             prices: runner::resume::<RealizedPrices>(&js).await?,
             providers,
             keyring: keyring.clone(),
+            fence: leadership.fence.clone(),
         };
         let mut tasks = vec![
             runner::follow(js.clone(), key.clone(), Arc::new(RwLock::new(index))).await?,

@@ -12,11 +12,15 @@
 //! A leader that cannot renew stops acting before the lease could be granted to another process:
 //! its deadline is the time it *sent* its last successful renewal plus the time to live, less a
 //! margin ([`margin`]); the server expires the lease no earlier than the time it *stored* that
-//! renewal plus the time to live. At the deadline, or at a renewal refused, [`Leadership::lost`]
-//! fires, and `tgp run` exits at once (`tgp run`'s supervisor, systemd or Kubernetes, starts it
-//! again, as a standby). The process is gone, so no provider call and no commit follows the lost
-//! lease, not even a publish the client buffered while disconnected. A launch cut off mid-call is
-//! an unclear outcome, which the next leader settles from the provider's listings by label.
+//! renewal plus the time to live. Past the deadline its [`Fence`] refuses every provider call and
+//! journal append, checked against the clock at the moment of the call.
+//! - If it then takes the lease again and nobody else wrote it meanwhile (a NATS outage for
+//!   everyone), nobody else led: it acts again, with the same epoch.
+//! - If another process took it, the fence closes for good and [`Leadership::lost`] fires; `tgp
+//!   run` exits at once (its supervisor, systemd or Kubernetes, starts it again, as a standby).
+//!
+//! A launch cut off mid-call is an unclear outcome, which the next leader settles from the
+//! provider's listings by label.
 //!
 //! # Standby
 //! A process that finds the lease held waits, looking every quarter of the time to live, and takes
@@ -244,61 +248,78 @@ pub async fn lead(
             let (tell, lost) = watch::channel(false);
             let deadline = sent + config.ttl - margin(config.ttl);
             let fence = Fence::until(deadline.into_std());
-            let renewing = tokio::spawn(renew(store.clone(), config.ttl, value, epoch, deadline, tell, fence.clone()));
+            let renewing =
+                tokio::spawn(renew(store.clone(), config.ttl, holder.clone(), value, epoch, tell, fence.clone()));
             return Ok(Leadership { epoch, holder, lost, fence, renewing, store });
         }
         tokio::time::sleep(config.ttl / 4).await;
     }
 }
 
-/// Renews every third of the time to live; says `lost` at a refused renewal or at the deadline.
+/// Renews every third of the time to live. Past the deadline the fence is closed by itself; the
+/// lease is then taken again if nobody else wrote it meanwhile (its revision is the next after
+/// ours: only the lease lives in the bucket, and expiry writes nothing), and the fence reopens:
+/// nobody else led, so what this process holds in memory is still the truth. If another process
+/// took it, the fence closes for good and `lost` is said.
 async fn renew(
     store: Store,
     ttl: Duration,
+    holder: Holder,
     value: bytes::Bytes,
     mut revision: u64,
-    mut deadline: tokio::time::Instant,
     lost: watch::Sender<bool>,
     fence: Fence,
 ) {
+    let mut stopped = false;
     loop {
-        let next = tokio::time::Instant::now() + ttl / 3;
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {
-                tracing::error!("the controller lease was not renewed in time: this process stops leading");
-                fence.close();
-                let _ = lost.send(true);
-                return;
-            }
-            () = tokio::time::sleep_until(next) => {}
+        // Every third of the TTL; more often once the lease lapsed, to act again soon after NATS
+        // is back.
+        tokio::time::sleep(if stopped { ttl / 10 } else { ttl / 3 }).await;
+        if !fence.is_open() && !stopped {
+            tracing::error!(
+                "the controller lease was not renewed in time: this process stops acting until it holds it again"
+            );
+            stopped = true;
         }
         let sent = tokio::time::Instant::now();
-        let renewed = tokio::select! {
-            () = tokio::time::sleep_until(deadline) => continue,
-            renewed = store.update(LEADER_KEY, value.clone(), revision) => renewed,
-        };
-        match renewed {
-            // A renewal that comes back after the deadline does not reopen the fence: the
-            // process may have been paused past it, and another may lead by now.
-            Ok(_) if !fence.is_open() => {
-                tracing::error!("the controller lease was renewed too late: this process stops leading");
-                fence.close();
-                let _ = lost.send(true);
-                return;
-            }
-            Ok(next_revision) => {
-                revision = next_revision;
-                deadline = sent + ttl - margin(ttl);
-                fence.extend(deadline.into_std());
-            }
+        let outcome = match store.update(LEADER_KEY, value.clone(), revision).await {
+            Ok(next) => Ok(next),
+            // The key changed since our last write: expired (then free), or taken.
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                tracing::error!(error = %e, "the controller lease was taken by another process: this process stops leading");
+                match store.create(LEADER_KEY, value.clone()).await {
+                    Ok(next) if next == revision + 1 => Ok(next),
+                    Ok(_) => Err(true),
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match current(&store).await {
+                        // Our own renewal that timed out but landed: carry on from it.
+                        Ok(Some((found, at))) if found == holder && at == revision + 1 => {
+                            revision = at;
+                            continue;
+                        }
+                        Ok(_) => Err(true),
+                        Err(_) => Err(false),
+                    },
+                    Err(_) => Err(false),
+                }
+            }
+            Err(_) => Err(false),
+        };
+        match outcome {
+            Ok(next) => {
+                revision = next;
+                fence.extend((sent + ttl - margin(ttl)).into_std());
+                if stopped {
+                    tracing::warn!("the controller lease is held again and nobody led meanwhile: acting again");
+                    stopped = false;
+                }
+            }
+            Err(true) => {
+                tracing::error!("the controller lease was taken by another process: this process stops leading");
                 fence.close();
                 let _ = lost.send(true);
                 return;
             }
-            // A passing error: tried again at the next turn, while the deadline allows.
-            Err(e) => tracing::warn!(error = %e, "the controller lease could not be renewed; trying again"),
+            // A passing error (NATS unreachable): tried again; the deadline stops acting meanwhile.
+            Err(false) => tracing::warn!("the controller lease could not be renewed; trying again"),
         }
     }
 }

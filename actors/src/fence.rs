@@ -51,6 +51,18 @@ impl Fence {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Waits up to `wait` for the fence to be open (a lapsed lease held again); true if it is.
+    pub async fn wait_open(&self, wait: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.is_open() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
+    }
+
     /// True while this process may act.
     pub fn is_open(&self) -> bool {
         !self.closed.load(std::sync::atomic::Ordering::SeqCst)
