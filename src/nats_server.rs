@@ -23,7 +23,7 @@ pub enum Role {
     Tgp,
     /// A program or person using tgp: commands and requests in, events out.
     Client,
-    /// Read-only replay: `tgp audit`, `tgp watch`, `tgp journal check`.
+    /// Read-only replay: `tgp audit`, `tgp watch`, `tgp journal check`, `tgp status`.
     Auditor,
     /// Everything, for operators' repairs and for tests that write forgeries on purpose.
     Admin,

@@ -204,6 +204,12 @@ async fn an_auditor_replays_the_journal_and_cannot_command() {
     assert_eq!(commands_after.last_sequence, commands_before.last_sequence, "no command reached tgp");
     let listed = request(&auditor.client, "tgp.api.list", json!({})).await;
     assert!(listed.to_string().contains("audited-1"), "an auditor reads what runs: {listed}");
+
+    // `tgp status` reads the lease; an auditor cannot write it.
+    let lease = auditor.js.get_key_value("tgp_leader").await.expect("an auditor opens the lease bucket");
+    assert!(lease.get("controller").await.unwrap().is_some(), "an auditor reads who leads");
+    assert!(lease.put("controller", "forged".into()).await.is_err(), "an auditor cannot take the lease");
+    auditor.refused("write the lease", "$KV.tgp_leader.controller").await;
 }
 
 /// The Kubernetes cluster's configuration grants exactly the permissions tested here.

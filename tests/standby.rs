@@ -208,6 +208,15 @@ async fn the_standby_takes_over_from_a_killed_leader_and_nothing_is_launched_twi
     let (led, _standby) = took_over;
     assert!(led, "the standby took over");
     let takeover = killed_at.elapsed();
+    // `tgp status` names the new leader.
+    let status = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["status", "--json", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Auditor))
+        .output()
+        .expect("tgp status runs");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: Value = serde_json::from_slice(&status.stdout).expect("JSON status");
+    assert_eq!(status["leader"]["name"], "second", "{status}");
 
     // The interrupted chain is relaunched on a new machine by the new leader.
     let deadline = Instant::now() + Duration::from_secs(60);

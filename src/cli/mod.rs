@@ -8,6 +8,7 @@ pub mod controller;
 mod journal;
 mod nkeys;
 pub mod offers;
+mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +56,9 @@ enum Command {
     Prices(audit::PricesArgs),
     /// Manage projections (rebuild one from the journal).
     Projections(audit::ProjectionsArgs),
+    /// Who leads (the controller lease's holder) and since when, and how far each projection's
+    /// checkpoint is behind the journal. The auditor role is enough.
+    Status(status::StatusArgs),
     /// Check the journal: list the messages that do not decode and were quarantined.
     Journal(journal::JournalArgs),
     /// Make a fresh nkey for each NATS role (tgp, client, auditor, admin): the seed files and the
@@ -246,6 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => client::block_on(audit::audit(args)),
         Command::Prices(args) => client::block_on(audit::prices(args)),
         Command::Projections(args) => client::block_on(audit::projections(args)),
+        Command::Status(args) => client::block_on(status::status(args)),
         Command::Journal(args) => client::block_on(journal::journal(args)),
     }
 }
