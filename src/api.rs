@@ -84,7 +84,8 @@ fn json<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("replies serialize"))
 }
 
-fn error(code: &str, message: impl Into<String>) -> Bytes {
+/// A `{"error": {"code", "message"}}` body.
+pub(crate) fn error(code: &str, message: impl Into<String>) -> Bytes {
     json(&ErrorReply::new(code, message))
 }
 

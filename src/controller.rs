@@ -89,6 +89,9 @@ pub enum ControllerError {
     /// The lease could not be taken.
     #[error(transparent)]
     Lease(#[from] crate::leader::LeaseError),
+    /// `tgp.api.leader` could not be served.
+    #[error(transparent)]
+    WhoLeads(#[from] crate::who_leads::WhoLeadsError),
 }
 
 /// A running controller. Its tasks stop when it is dropped.
@@ -127,6 +130,9 @@ impl Controller {
         let key = config.journal_key.clone();
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
+        // Leader and standbys alike say who leads (a command that finds no leader asks here).
+        let who_leads =
+            AbortOnDrop::new(crate::who_leads::answer(client.clone(), js.clone(), config.lease.name.clone()).await?);
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
         metrics::gauge!(LEADER_GAUGE).set(0.0);
         let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
@@ -167,6 +173,7 @@ impl Controller {
             fence: leadership.fence.clone(),
         };
         let mut tasks = vec![
+            who_leads.into_inner(),
             runner::follow(js.clone(), key.clone(), Arc::new(RwLock::new(index))).await?,
             runner::follow(js.clone(), key.clone(), views.cost.clone()).await?,
             runner::follow(js.clone(), key.clone(), views.prices.clone()).await?,
@@ -188,6 +195,29 @@ impl Controller {
         client.flush().await.map_err(ControllerError::Subscribe)?;
         tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
         Ok(Controller { supervisor, js, journal, leadership, tasks })
+    }
+}
+
+/// A task that ends with its owner: the who-leads responder while the controller is still
+/// starting (a start that fails must not leave it answering).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn new(task: JoinHandle<()>) -> Self {
+        AbortOnDrop(Some(task))
+    }
+
+    /// The task, now the caller's to end.
+    fn into_inner(mut self) -> JoinHandle<()> {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

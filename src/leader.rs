@@ -58,6 +58,11 @@ impl Holder {
         Holder { name: name.to_string(), host: host_name(), pid: std::process::id(), since: Utc::now() }
     }
 
+    /// True when the holder is this very process.
+    pub fn is_this_process(&self) -> bool {
+        self.host == host_name() && self.pid == std::process::id()
+    }
+
     /// True when the holder was a process on this host that no longer runs, or this very process
     /// (a controller it ran before and has dropped: one process runs one controller at a time).
     fn is_gone_here(&self) -> bool {

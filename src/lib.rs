@@ -23,6 +23,7 @@
 //! - [`api`]: the `tgp.api.*` request/reply service.
 //! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
 //! - [`leader`]: the lease that makes one of several `tgp run` processes the leader.
+//! - [`who_leads`]: `tgp.api.leader`, answered by leader and standbys alike.
 //! - [`controller`]: everything above assembled into a running controller.
 //! - [`providers`]: the four providers' HTTP clients, their configuration and how their answers
 //!   are checked.
@@ -49,3 +50,4 @@ pub mod provider_events;
 pub mod providers;
 pub mod render;
 pub mod secrets;
+pub mod who_leads;

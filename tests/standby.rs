@@ -27,8 +27,13 @@ struct Tgp {
 impl Tgp {
     /// Started under `name`; its Vast key is `key-<name>`, so the fake tells its calls apart.
     fn start(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake) -> Tgp {
+        Tgp::start_with_ttl(server, dir, name, vast, "2s")
+    }
+
+    /// Started under `name` with the lease's time to live `ttl` (`--lease-ttl`).
+    fn start_with_ttl(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake, ttl: &str) -> Tgp {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args(["run", "--nats-url", server.url(), "--name", name, "--lease-ttl", "2s"])
+            .args(["run", "--nats-url", server.url(), "--name", name, "--lease-ttl", ttl])
             // Vast allows one request a second (its RateLimits): polls leave room for the rest.
             .args(["--poll-interval", "3s", "--settle-window", "6s"])
             .arg("--journal-key")
@@ -322,4 +327,52 @@ async fn a_leader_paused_past_its_lease_is_replaced_and_exits_when_it_resumes_wi
     let counts = launches_by_label(&vast);
     assert!(counts.values().all(|n| *n == 1), "an attempt was launched twice: {counts:?}");
     eprintln!("takeover {takeover:?} after the pause (lease 2 s)");
+}
+
+/// While another process holds the lease (here one on another host that never answers), a
+/// standby calls no provider and takes no command, but says who leads: `tgp.api.leader`
+/// answers, and a command that finds no leader is told `not_leader` with the holder's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_no_command_and_names_the_leader() {
+    let server = nats();
+    let dir = tempfile::tempdir().unwrap();
+    let vast = VastAiFake::start(VastAiFakeConfig { api_key: None, ..Default::default() }).await.unwrap();
+    let (_, admin) = admin(&server).await;
+    let lease = admin
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "tgp_leader".into(),
+            history: 1,
+            max_age: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ghost = serde_json::json!({"name": "ghost", "host": "elsewhere", "pid": 1, "since": "2026-12-03T09:00:00Z"});
+    let epoch = lease.put("controller", ghost.to_string().into()).await.unwrap();
+    let standby = Tgp::start_with_ttl(&server, dir.path(), "second", &vast, "120s");
+
+    let (client, _) = client(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let who = loop {
+        match client.request("tgp.api.leader", "{}".into()).await {
+            Ok(reply) => break serde_json::from_slice::<Value>(&reply.payload).unwrap(),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("tgp.api.leader never answered: {e}"),
+        }
+    };
+    assert_eq!(who["leader"]["name"], "ghost", "{who}");
+    assert_eq!(who["leader"]["epoch"], epoch, "{who}");
+    assert_eq!(who["answered_by"], "second", "{who}");
+    assert_eq!(who["answerer_leads"], false, "{who}");
+
+    let list = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["list", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Client))
+        .output()
+        .expect("tgp list runs");
+    let said = String::from_utf8_lossy(&list.stderr);
+    assert!(!list.status.success(), "no controller takes the request");
+    assert!(said.contains("not_leader") && said.contains("second stands by") && said.contains("ghost"), "{said}");
+    assert!(!standby.leads_within(Duration::from_secs(1)), "the standby does not lead while the lease is held");
+    assert!(vast.control().seen().is_empty(), "a standby called the provider: {:?}", vast.control().seen());
 }

@@ -281,3 +281,30 @@ pub struct ProviderToggle {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// The holder of the controller lease, as `tgp.api.leader` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    /// Its `--name`.
+    pub name: String,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: u32,
+    /// When it took the lease.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Its epoch: the lease's revision when taken, written on every commit it makes.
+    pub epoch: u64,
+}
+
+/// Answer of `tgp.api.leader`: who holds the lease now (none while it has lapsed), and which
+/// process answered and whether that one leads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderReply {
+    /// The lease's holder; `None` between a leader's end and the next one's start.
+    pub leader: Option<LeaderView>,
+    /// The `--name` of the process that answered.
+    pub answered_by: String,
+    /// True when the process that answered is the leader; false for a standby.
+    pub answerer_leads: bool,
+}

@@ -92,6 +92,11 @@ pub const API_OFFERS: &str = "tgp.api.offers";
 pub const API_PROVIDER_DISABLE: &str = "tgp.api.provider.disable";
 /// Enable a provider again (`{"provider": "vastai"}`).
 pub const API_PROVIDER_ENABLE: &str = "tgp.api.provider.enable";
+/// Who leads (`{}`): answered by every `tgp run`, leader or standby, so a command that found no
+/// controller (a leader just died, its standby not yet in charge) can be told who leads.
+pub const API_LEADER: &str = "tgp.api.leader";
+/// The queue group every `tgp run` answers [`API_LEADER`] in: one answer per request.
+pub const API_LEADER_GROUP: &str = "tgp-leader";
 
 /// Header: standard JetStream de-duplication id (the idempotency key on commands).
 pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";

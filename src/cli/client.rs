@@ -9,10 +9,12 @@ use crate::render::describe;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use tgp_events::api::{ErrorReply, InstanceSummary, ListReply};
+use tgp_events::api::{ErrorReply, InstanceSummary, LeaderReply, ListReply};
 use tgp_events::commit::EventRecord;
 use tgp_events::events::InstanceEvent;
-use tgp_events::subjects::{API_GET, API_LAUNCH, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events};
+use tgp_events::subjects::{
+    API_GET, API_LAUNCH, API_LEADER, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events,
+};
 use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Region, RelaunchPolicy, SpotPolicy};
 
 use super::{NatsArgs, parse_duration};
@@ -30,14 +32,47 @@ async fn request<T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     let reply = tokio::time::timeout(Duration::from_secs(30), client.request(subject.to_string(), body.into()))
         .await
-        .with_context(|| format!("no answer on {subject} within 30 s"))?
-        .with_context(|| {
-            format!("no controller answers on {subject}: is `tgp run` running against this NATS server?")
-        })?;
+        .with_context(|| format!("no answer on {subject} within 30 s"))?;
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            bail!("no controller answers on {subject}: {}", who_leads(client).await)
+        }
+        Err(e) => return Err(e).with_context(|| format!("requesting {subject}")),
+    };
     if let Ok(err) = serde_json::from_slice::<ErrorReply>(&reply.payload) {
+        if err.error.code == "not_leader" {
+            bail!("{} ({}); {}", err.error.message, err.error.code, who_leads(client).await);
+        }
         bail!("{} ({})", err.error.message, err.error.code);
     }
     serde_json::from_slice(&reply.payload).with_context(|| format!("unexpected answer on {subject}"))
+}
+
+/// Who leads, as `tgp.api.leader` says, in a sentence for an error: what a user whose command
+/// found no leader needs to decide whether to wait or to start a `tgp run`.
+async fn who_leads(client: &async_nats::Client) -> String {
+    let asked = tokio::time::timeout(Duration::from_secs(5), client.request(API_LEADER, "{}".into())).await;
+    let Ok(Ok(reply)) = asked else {
+        return "no tgp runs against this NATS server (nothing answers tgp.api.leader either): start `tgp run`".into();
+    };
+    match serde_json::from_slice::<LeaderReply>(&reply.payload) {
+        Ok(LeaderReply { leader: Some(leader), answered_by, answerer_leads: false }) => format!(
+            "not_leader: {answered_by} stands by; {} (host {}, pid {}) holds the lease since {} and has not answered: \
+             if it died, {answered_by} takes over when its lease lapses; send the command again then",
+            leader.name,
+            leader.host,
+            leader.pid,
+            leader.since.format("%H:%M:%S UTC")
+        ),
+        Ok(LeaderReply { leader: Some(leader), .. }) => {
+            format!("{} leads (since {}); send the command again", leader.name, leader.since.format("%H:%M:%S UTC"))
+        }
+        Ok(LeaderReply { leader: None, answered_by, .. }) => format!(
+            "not_leader: no tgp holds the lease right now; {answered_by} is taking it: send the command again in a few seconds"
+        ),
+        Err(_) => format!("tgp.api.leader answered: {}", String::from_utf8_lossy(&reply.payload)),
+    }
 }
 
 #[derive(Args)]

@@ -1,0 +1,76 @@
+//! `tgp.api.leader`: every `tgp run`, leader or standby, answers who holds the controller lease.
+//!
+//! Only the leader serves the other `tgp.api.*` endpoints, so between a leader's death and its
+//! standby's takeover a command finds no responder at all. A client that asks here then learns
+//! whether a tgp runs, who leads, and that a standby is waiting, instead of a bare "no
+//! responders". Every process answers in one queue group, so each request gets one answer.
+
+use async_nats::jetstream::Context;
+use futures::StreamExt;
+use tgp_events::api::{LeaderReply, LeaderView};
+use tgp_events::subjects::{API_LEADER, API_LEADER_GROUP};
+use tokio::task::JoinHandle;
+
+use crate::leader::{Holder, holder};
+
+/// Why `tgp.api.leader` could not be served: the subscription was refused (permissions, a lost
+/// connection).
+#[derive(Debug, thiserror::Error)]
+#[error("subscribing {API_LEADER}: {0}")]
+pub struct WhoLeadsError(#[source] async_nats::SubscribeError);
+
+/// Answers `tgp.api.leader` for this process, named `name`, until the task is aborted. Started
+/// before the process waits for the lease, so a standby answers too.
+pub async fn answer(client: async_nats::Client, js: Context, name: String) -> Result<JoinHandle<()>, WhoLeadsError> {
+    let mut requests = client.queue_subscribe(API_LEADER, API_LEADER_GROUP.into()).await.map_err(WhoLeadsError)?;
+    Ok(tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let Some(reply_to) = request.reply else { continue };
+            let body = match holder(&js).await {
+                Ok(lease) => serde_json::to_vec(&reply(&name, lease)).expect("a LeaderReply encodes"),
+                Err(e) => crate::api::error("unavailable", format!("the lease could not be read: {e}")).to_vec(),
+            };
+            if let Err(e) = client.publish(reply_to, body.into()).await {
+                tracing::warn!(error = %e, "who-leads reply not sent");
+            }
+        }
+    }))
+}
+
+/// The answer, from the lease as read (`None` when it has lapsed).
+fn reply(name: &str, lease: Option<(Holder, u64)>) -> LeaderReply {
+    let answerer_leads = lease.as_ref().is_some_and(|(holder, _)| holder.is_this_process());
+    LeaderReply {
+        leader: lease.map(|(holder, epoch)| LeaderView {
+            name: holder.name,
+            host: holder.host,
+            pid: holder.pid,
+            since: holder.since,
+            epoch,
+        }),
+        answered_by: name.to_string(),
+        answerer_leads,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_standby_names_the_leader_and_says_it_does_not_lead() {
+        let other = Holder { name: "first".into(), host: "elsewhere".into(), pid: 1, since: chrono::Utc::now() };
+        let answer = reply("second", Some((other, 7)));
+        assert_eq!(answer.leader.as_ref().map(|l| (l.name.as_str(), l.epoch)), Some(("first", 7)));
+        assert_eq!(answer.answered_by, "second");
+        assert!(!answer.answerer_leads);
+    }
+
+    #[test]
+    fn the_leader_says_it_leads_and_a_lapsed_lease_names_nobody() {
+        let answer = reply("me", Some((Holder::this_process("me"), 3)));
+        assert!(answer.answerer_leads);
+        let lapsed = reply("me", None);
+        assert!(lapsed.leader.is_none() && !lapsed.answerer_leads);
+    }
+}
