@@ -37,7 +37,9 @@ pub struct SimulatedConfig {
     pub boot_time: Duration,
     /// Chance that a running spot machine is preempted at each status poll (0 for never).
     pub spot_interruption_per_poll: f64,
-    /// Where machines are kept across restarts; `None` keeps them in memory only.
+    /// Where machines are kept across restarts, and shared by the `tgp-dev run` processes of one
+    /// journal (each change reads it first: a standby that takes over sees its leader's machines);
+    /// `None` keeps them in memory only.
     pub state_file: Option<PathBuf>,
 }
 
@@ -234,6 +236,20 @@ impl SimulatedProvider {
     fn with_state<T>(&self, change: impl FnOnce(&mut SimState, &mut SmallRng) -> T) -> T {
         let mut guard = self.state.lock().expect("simulated market state");
         let (state, rng) = &mut *guard;
+        if let Some(path) = &self.config.state_file {
+            // The file is the market: another process may have changed it since (the leader
+            // before this standby took over, or a benchmark preempting a machine).
+            match std::fs::read(path).map(|bytes| serde_json::from_slice::<SimState>(&bytes)) {
+                Ok(Ok(saved)) => *state = saved,
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %path.display(), error = %e, "simulated market unreadable; keeping the one in memory")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "simulated market unreadable; keeping the one in memory")
+                }
+            }
+        }
         let out = change(state, rng);
         if let Some(path) = &self.config.state_file {
             // Written on every change so a killed controller leaves the market as it was; through

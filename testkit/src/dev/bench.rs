@@ -72,7 +72,7 @@ fn rss_bytes() -> u64 {
 }
 
 /// The events of one instance's life up to running: what a rebuild folds.
-fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
+pub(super) fn lifecycle(id: &InstanceId) -> Vec<InstanceEvent> {
     let at = Utc::now();
     let request = LaunchCommand::from_json(
         br#"{"gpu_type":"H100","gpu_count":1,"max_hourly_price":"3.00","image":"ubuntu:22.04"}"#,

@@ -195,15 +195,15 @@ fn expect(tracks: &Tracks, id: &str, until: &'static str) -> oneshot::Receiver<R
 }
 
 /// Percentiles of a set of durations.
-struct Summary {
-    p50: Duration,
+pub(super) struct Summary {
+    pub(super) p50: Duration,
     p90: Duration,
-    p99: Duration,
+    pub(super) p99: Duration,
     max: Duration,
 }
 
 impl Summary {
-    fn of(samples: &[Duration]) -> Summary {
+    pub(super) fn of(samples: &[Duration]) -> Summary {
         let mut sorted = samples.to_vec();
         sorted.sort();
         let at = |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];

@@ -3,6 +3,7 @@
 //! options (flattened from `tgp::cli`), plus the market.
 
 mod bench;
+mod bench_failover;
 mod bench_launch;
 mod demo;
 mod market;
@@ -80,6 +81,9 @@ enum BenchKind {
     /// and max over 1,000 launches, next to raw publish-with-ack on the same server, step by step.
     #[command(after_long_help = bench_launch::AFTER_HELP)]
     Launch(bench_launch::LaunchBenchArgs),
+    /// The time from freezing the leading `tgp run` to its standby's first journaled decision: p50
+    /// and p99 over 20 freezes, next to the lease's time to live.
+    Failover(bench_failover::FailoverBenchArgs),
 }
 
 impl Cli {
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             BenchKind::Audit(a) => actix_system().block_on(bench::audit(a)),
             BenchKind::Providers(a) => actix_system().block_on(bench::providers(a)),
             BenchKind::Launch(a) => actix_system().block_on(bench_launch::launch(a)),
+            BenchKind::Failover(a) => actix_system().block_on(bench_failover::failover(a)),
         },
     }
 }
