@@ -114,6 +114,18 @@ fn offers_span_the_four_fake_providers_cheapest_first() {
     assert!(offers.iter().all(|o| o["gpu_type"] == "H100"));
 }
 
+/// RunPod ended spot pods in September 2026: `offers --spot` lists spot from the others, and
+/// none from RunPod, whose client is left at its default (`spot = off`).
+#[test]
+fn spot_offers_come_from_every_provider_but_runpod() {
+    let (ok, out, err) = tgp_dev(&["offers", "--market", "fakes", "--spot", "--json"]);
+    assert!(ok, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let offers = reply["offers"].as_array().unwrap();
+    assert!(offers.iter().any(|o| o["provider"] == "vastai"), "spot offers from Vast.ai: {reply}");
+    assert!(offers.iter().all(|o| o["provider"] != "runpod" && o["spot_price"].is_string()), "{reply}");
+}
+
 #[test]
 fn offers_without_keys_say_which_key_is_missing() {
     let out = Command::new(env!("CARGO_BIN_EXE_tgp"))

@@ -44,8 +44,9 @@ async fn env_with(config: RunPodFakeConfig, options: &[(&str, &str)]) -> Env {
     Env { fake, client, reports }
 }
 
+/// An account that still rents spot through GraphQL (`spot = graphql`), as most tests here need.
 async fn env() -> Env {
-    env_with(RunPodFakeConfig::default(), &[]).await
+    env_with(RunPodFakeConfig::default(), &[("spot", "graphql")]).await
 }
 
 fn attempt(n: u32) -> AttemptId {
@@ -153,6 +154,32 @@ async fn offers_are_whole_machines_and_honour_the_filter() {
 
     let (od, sp) = e.client.normalized_pricing(GpuType::A6000, &us_central).await.unwrap();
     assert!(od.unwrap() <= ks.on_demand_price.unwrap() && sp.unwrap() <= ks.spot_price.unwrap());
+}
+
+/// RunPod ended spot pods in September 2026: by default tgp asks no spot price, offers none, and
+/// a prefer-spot request finds on-demand offers only, launched through REST v2, with not one
+/// GraphQL call.
+#[tokio::test]
+async fn spot_is_off_by_default_and_graphql_is_never_called() {
+    let e = env_with(RunPodFakeConfig::default(), &[]).await;
+    let info = e.client.info();
+    assert!(!info.supports_spot && !info.supports_bids && !e.client.spot_available());
+    let prefer =
+        OfferFilter { gpu_type: Some(GpuType::A6000), spot: Some(SpotPolicy::PreferSpot), ..OfferFilter::default() };
+    let offers = e.client.list_offers(&prefer).await.unwrap();
+    assert!(!offers.is_empty() && offers.iter().all(|o| o.spot_price.is_none() && o.on_demand_price.is_some()));
+    let spot_only = OfferFilter { spot: Some(SpotPolicy::SpotOnly), ..OfferFilter::default() };
+    assert!(e.client.list_offers(&spot_only).await.unwrap().is_empty(), "no RunPod offer for spot");
+    let offer = offers.iter().find(|o| o.available > 0).expect("an offer in stock");
+    let receipt = e.client.launch(&spec(&offer.id, 1, false, None)).await.unwrap();
+    let pod = e.fake.pods().into_iter().find(|p| p.id == receipt.provider_instance_id).unwrap();
+    assert_eq!((pod.via, pod.spot), ("rest-v2", false));
+    let err = e.client.launch(&spec(&offer.id, 1, true, None)).await.unwrap_err();
+    assert!(err.message.contains("spot"), "{err}");
+    assert_eq!(e.fake.control().count("POST", "/graphql"), 0, "a GraphQL call with spot off");
+    let refused =
+        RunPodClient::from_settings(&settings(&e.fake.url(), "k", &[("spot", "on")]), ApiChangeReporter::default());
+    assert!(refused.is_err_and(|e| e.message.contains("graphql")), "an unknown spot option is refused");
 }
 
 #[tokio::test]
@@ -263,8 +290,11 @@ async fn what_runpod_cannot_take_is_refused_before_any_call() {
 
 #[tokio::test]
 async fn every_status_value_maps() {
-    let mut e =
-        env_with(RunPodFakeConfig { boot_delay: Duration::from_secs(3600), ..RunPodFakeConfig::default() }, &[]).await;
+    let mut e = env_with(
+        RunPodFakeConfig { boot_delay: Duration::from_secs(3600), ..RunPodFakeConfig::default() },
+        &[("spot", "graphql")],
+    )
+    .await;
     let offer = offer_for(&e, GpuType::A6000, 1, false).await;
     let id = e.client.launch(&spec(&offer.id, 1, false, None)).await.unwrap().provider_instance_id;
     let first = e.client.status(&id).await.unwrap();
@@ -324,8 +354,11 @@ async fn every_status_value_maps() {
 
 #[tokio::test]
 async fn a_pod_that_never_becomes_ready_stays_starting() {
-    let e =
-        env_with(RunPodFakeConfig { boot_delay: Duration::from_millis(10), ..RunPodFakeConfig::default() }, &[]).await;
+    let e = env_with(
+        RunPodFakeConfig { boot_delay: Duration::from_millis(10), ..RunPodFakeConfig::default() },
+        &[("spot", "graphql")],
+    )
+    .await;
     e.fake.set_never_ready(true);
     let offer = offer_for(&e, GpuType::A6000, 1, false).await;
     let id = e.client.launch(&spec(&offer.id, 1, false, None)).await.unwrap().provider_instance_id;
@@ -508,7 +541,7 @@ async fn spot_price_fields_vanishing_turn_spot_off() {
 
 #[tokio::test]
 async fn runpod_example_payloads_parse() {
-    let e = env_with(RunPodFakeConfig::default(), &[("cloud", "secure")]).await;
+    let e = env_with(RunPodFakeConfig::default(), &[("cloud", "secure"), ("spot", "graphql")]).await;
     // The v2 catalog example, served for the secure-cloud call; the GraphQL GPU-types example for spot.
     let ok = |body: String| Misbehaviour::Status { code: 200, body, retry_after: None };
     e.fake.control().cue(Cue::once("/v2/catalog/gpus", ok(fixture("v2_catalog_gpus.json"))));
@@ -706,7 +739,7 @@ async fn status_is_not_found_only_on_runpods_own_answer() {
 
 #[tokio::test]
 async fn a_cut_off_or_stalled_launch_is_no_capacity_verdict_and_the_pod_exists() {
-    let e = env_with(RunPodFakeConfig::default(), &[("request_timeout_ms", "300")]).await;
+    let e = env_with(RunPodFakeConfig::default(), &[("request_timeout_ms", "300"), ("spot", "graphql")]).await;
     let on_demand = offer_for(&e, GpuType::A6000, 1, false).await;
     let spot = offer_for(&e, GpuType::A6000, 1, true).await;
     let stall = || Misbehaviour::StallAfterServing(Duration::from_millis(1500));

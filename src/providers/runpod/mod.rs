@@ -1,13 +1,17 @@
 //! RunPod client. On-demand pods and the catalog go through REST v2 (`/v2/...` under the host
-//! root, `https://api.runpod.io` by default); spot goes through GraphQL (`/graphql` under the same
-//! root, or the `graphql_url` option's) while RunPod still serves it: spot prices, the minimum
-//! bid, and `podRentInterruptable` with `bidPerGpu` per GPU. When spot disappears (410, or the
+//! root, `https://api.runpod.io` by default).
+//!
+//! RunPod ended spot pods on 11 September 2026, and its GraphQL API (the only one that ever
+//! rented them) follows REST v1 out in early 2027, so spot is **off** unless the `spot = graphql`
+//! option asks for it, for accounts that still have it. Then spot goes through GraphQL (`/graphql`
+//! under the same root, or the `graphql_url` option's): spot prices, the minimum bid, and
+//! `podRentInterruptable` with `bidPerGpu` per GPU. When spot disappears there too (410, or the
 //! schema refusing the mutation or a price field), spot is switched off for this client: offers
 //! carry no spot price and spot launches are refused before anything reaches RunPod.
 //!
 //! Options (`[runpod] options`): `cloud` = `all` (default) | `secure` | `community`;
-//! `container_disk_gb` (default 50); `graphql_url` (host root for GraphQL); `spot` = `off`;
-//! `request_timeout_ms` (per call; default 30000).
+//! `container_disk_gb` (default 50); `spot` = `off` (default) | `graphql`; `graphql_url` (host
+//! root for GraphQL); `request_timeout_ms` (per call; default 30000).
 
 mod graphql;
 mod launch;
@@ -62,13 +66,27 @@ impl RunPodClient {
                     });
                 }
             };
+            let spot = match choice("spot").as_deref() {
+                None | Some("off") => false,
+                Some("graphql") => true,
+                Some(other) => {
+                    return Err(ConfigError::BadOption {
+                        provider: ProviderKind::RunPod.name(),
+                        key: "spot",
+                        value: other.to_string(),
+                        expected: "off (RunPod ended spot pods in September 2026) or graphql (an account that still \
+                                   rents spot through GraphQL)"
+                            .into(),
+                    });
+                }
+            };
             let container_disk_gb = options.number("container_disk_gb", 50, 1..=u32::MAX)?;
             let graphql_root = options.text("graphql_url").unwrap_or(options.url());
             let parse = wire::parse_error;
             Ok(RunPodClient {
                 rest: options.http(options.url(), reporter.clone(), parse)?,
                 graphql: options.http(graphql_root, reporter, parse)?,
-                spot: AtomicBool::new(choice("spot").as_deref() != Some("off")),
+                spot: AtomicBool::new(spot),
                 name: options.name(),
                 clouds,
                 container_disk_gb,
