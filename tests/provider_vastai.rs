@@ -120,7 +120,8 @@ async fn offers_are_normalized_whole_machine_prices_and_nothing_is_dropped() {
         let storage = (40.0 * o.storage_cost / 720.0 * 1e6).round() / 1e6;
         let total = ((o.dph_base + storage) * 1e6).round() / 1e6;
         assert_eq!(offer.on_demand_price, Some(money_of(total)), "{}", offer.id);
-        assert_eq!(offer.spot_price, Some(money_of(o.min_bid)), "{}", offer.id);
+        // A bid rental pays storage too: the spot price is the minimum bid plus the storage.
+        assert_eq!(offer.spot_price, Some(money_of(o.min_bid) + money_of(storage)), "{}", offer.id);
         assert_eq!(offer.gpu_count, o.num_gpus);
         assert_eq!(offer.provider_gpu_name, o.gpu_name.trim());
         assert_eq!(offer.billing, BillingGranularity::PER_SECOND);
@@ -230,8 +231,10 @@ async fn spot_launch_bids_the_minimum_for_the_whole_machine() {
     let spec = spec(&offer, true, 1);
     let receipt = client.launch(&spec).await.unwrap();
     assert_eq!(receipt.hourly_price, offer.spot_price.unwrap());
+    // Vast is sent the compute bid: tgp's bid less the storage Vast bills beside it.
+    let held = fake.offers().into_iter().find(|o| o.id.to_string() == offer.id).unwrap();
     let body = fake.created_bodies().pop().unwrap();
-    assert_eq!(money_of(body["price"].as_f64().unwrap()), offer.spot_price.unwrap());
+    assert_eq!(money_of(body["price"].as_f64().unwrap()), money_of(held.min_bid));
     let id: u64 = receipt.provider_instance_id.parse().unwrap();
     assert_eq!(fake.instance_json(id).unwrap()["is_bid"], true);
     let seen = wait_for(&client, &receipt.provider_instance_id, |s| s == MachineStatus::Running).await;
@@ -336,7 +339,7 @@ async fn a_bid_below_the_minimum_is_capacity_and_leaves_nothing() {
     assert_eq!(fake.control().count("PUT", "/api/v0/asks/"), 0);
     // Rising between re-check and rent: Vast makes a stopped instance and says success: false.
     let stale = json!({"offers": [{"id": offer_id, "gpu_name": "H100 SXM", "num_gpus": 1,
-        "dph_total": 2.0, "min_bid": 0.5}]});
+        "dph_total": 2.0, "min_bid": 0.5, "storage_total_cost": 0.008333}]});
     fake.control().cue(Cue::once(
         "/api/v0/bundles",
         Misbehaviour::Status { code: 200, body: stale.to_string(), retry_after: None },
@@ -578,7 +581,7 @@ async fn the_notes_examples_parse() {
     assert_eq!(o.id, "27384109");
     assert_eq!((o.gpu_type, o.provider_gpu_name.as_str(), o.gpu_count), (Some(GpuType::H100), "H100 SXM", 1));
     assert_eq!((o.region.as_ref().map(Region::as_str), o.provider_region.as_str()), (Some("us-south"), "Texas, US"));
-    assert_eq!((o.on_demand_price, o.spot_price), (Some(money("1.858333")), Some(money("1.1"))));
+    assert_eq!((o.on_demand_price, o.spot_price), (Some(money("1.858333")), Some(money("1.108333"))));
     assert_eq!(o.reliability, Some("0.9971".parse().unwrap()));
     let one = client.status("12345678").await.unwrap();
     assert_eq!((one.status, one.label.as_deref()), (MachineStatus::Running, Some("tgp-7f3a9c-a1")));
@@ -802,4 +805,28 @@ async fn a_cut_off_or_stalled_rent_is_no_capacity_verdict_and_the_instance_exist
     quick.options.insert("request_timeout_ms".into(), "soon".into());
     let e = VastAiClient::from_settings(&quick, ApiChangeReporter::default()).err().expect("refused");
     assert!(e.class == FailureClass::InvalidRequest && e.message.contains("request_timeout_ms"), "{e}");
+}
+
+/// A bid rental on 500 GB of disk: the spot price
+/// is the minimum bid plus Vast's storage for 500 GB, the receipt (what tgp journals and bills)
+/// says that price to the cent, and Vast is sent the compute part as its `price`.
+#[tokio::test]
+async fn a_spot_launch_on_500_gb_is_priced_with_its_storage() {
+    let fake = VastAiFake::start(VastAiFakeConfig { boot_delay: Duration::from_millis(100), ..Default::default() })
+        .await
+        .unwrap();
+    let mut with_disk = settings(&fake.url(), "test-key");
+    with_disk.options.insert("disk_gb".into(), "500".into());
+    let client = VastAiClient::from_settings(&with_disk, ApiChangeReporter::default()).unwrap();
+    let offer = first_h100(&client).await;
+    let held = fake.offers().into_iter().find(|o| o.id.to_string() == offer.id).unwrap();
+    let storage = (500.0 * held.storage_cost / 720.0 * 1e6).round() / 1e6;
+    assert!(storage > 0.05, "500 GB of storage costs something: {storage}");
+    assert_eq!(offer.spot_price, Some(money_of(held.min_bid) + money_of(storage)));
+
+    let receipt = client.launch(&spec(&offer, true, 1)).await.unwrap();
+    assert_eq!(receipt.hourly_price, money_of(held.min_bid) + money_of(storage), "billed bid + storage");
+    let body = fake.created_bodies().pop().unwrap();
+    assert_eq!(body["disk"], 500);
+    assert_eq!(money_of(body["price"].as_f64().unwrap()), money_of(held.min_bid), "Vast's price is the compute bid");
 }

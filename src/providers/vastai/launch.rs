@@ -114,7 +114,7 @@ pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchRe
     let invalid = |m: String| client.error(FailureClass::InvalidRequest, m);
     let offer_id: u64 =
         spec.offer_id.trim().parse().map_err(|_| invalid(format!("{:?} is not a Vast offer id", spec.offer_id)))?;
-    let body = create_body(spec, client.disk_gb).map_err(invalid)?;
+    let mut body = create_body(spec, client.disk_gb).map_err(invalid)?;
     let pricing = if spec.spot { Pricing::Bid } else { Pricing::OnDemand };
 
     // Look the offer up again: gone, too small or above the bid costs nothing to find out.
@@ -135,16 +135,35 @@ pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchRe
     if offer.num_gpus < spec.gpu_count {
         return Err(invalid(format!("offer {offer_id} has {} GPUs, {} asked for", offer.num_gpus, spec.gpu_count)));
     }
-    let hourly_price = match (spec.spot, spec.bid, offer.min_bid) {
-        (true, Some(bid), Some(min)) if min > bid.as_decimal() => {
-            return Err(client
-                .error(
-                    FailureClass::Capacity,
-                    format!("offer {offer_id}: the minimum bid rose to ${min}/h, above the bid {bid}/h"),
+    let hourly_price = match (spec.spot, spec.bid) {
+        (true, Some(bid)) => {
+            // tgp's bid is the whole hourly price, storage included; Vast takes the compute part.
+            let storage = offer.storage_total_cost.ok_or_else(|| {
+                client.error(
+                    FailureClass::ContractChanged,
+                    format!("offer {offer_id} has no storage_total_cost: the storage a bid rental pays is unknown"),
                 )
-                .with_code("invalid_price"));
+            })?;
+            let compute = bid.as_decimal() - storage;
+            if let Some(min) = offer.min_bid.filter(|min| *min > compute) {
+                return Err(client
+                    .error(
+                        FailureClass::Capacity,
+                        format!(
+                            "offer {offer_id}: the minimum bid rose to ${min}/h (plus ${storage}/h storage), above the bid {bid}/h"
+                        ),
+                    )
+                    .with_code("invalid_price"));
+            }
+            if compute < bid_range().0 {
+                return Err(invalid(format!(
+                    "bid {bid}/h does not cover the ${storage}/h storage of {} GB on offer {offer_id}",
+                    client.disk_gb
+                )));
+            }
+            body["price"] = json!(compute.to_f64());
+            bid
         }
-        (true, Some(bid), _) => bid,
         _ => offer.dph_total.map(Money::from_decimal).ok_or_else(|| {
             client.error(FailureClass::ContractChanged, format!("offer {offer_id} has no dph_total price"))
         })?,

@@ -2,9 +2,10 @@
 //!
 //! Offers come from `POST /api/v0/bundles/` (the query object is the body; `type` `"on-demand"` or
 //! `"bid"`); each offer is one machine slice, priced for the whole slice per hour: on demand at
-//! `dph_total` (storage for the disk tgp allocates included), spot at `min_bid`. A launch rents
-//! with `PUT /api/v0/asks/{id}/` (label = attempt id, `price` = the bid for interruptible, `null`
-//! for on demand), status is `GET /api/v0/instances/{id}/`, polling is the paginated
+//! `dph_total` (storage for the disk tgp allocates included), spot at `min_bid` plus
+//! `storage_total_cost` (a bid rental pays storage too). A launch rents with
+//! `PUT /api/v0/asks/{id}/` (label = attempt id, `price` = the bid less storage for interruptible,
+//! `null` for on demand), status is `GET /api/v0/instances/{id}/`, polling is the paginated
 //! `GET /api/v1/instances/` (one call per 25-instance page), and `DELETE /api/v0/instances/{id}/`
 //! destroys. An outbid instance shows as stopped (there is no "outbid" value). Vast bills per
 //! second with no minimum. Translation tables: [`names`]; JSON shapes and status meaning: [`wire`].

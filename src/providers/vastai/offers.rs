@@ -1,7 +1,8 @@
 //! Offer search on Vast.ai (shared/providers/vastai.md 3.1): the query object built from tgp's
 //! filter (with the official CLI's default filters), and each offer normalized: the whole slice's
 //! hourly price on demand (`dph_total`, storage for the allocated disk included) and as spot
-//! (`min_bid`), its standard GPU and region where the names translate.
+//! (`min_bid` plus `storage_total_cost`, the same storage), its standard GPU and region where the
+//! names translate.
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
@@ -67,11 +68,18 @@ impl VastAiClient {
     pub(super) fn normalize(&self, o: WireOffer, pricing: Pricing, now: DateTime<Utc>) -> Offer {
         let geolocation = o.geolocation.as_deref().unwrap_or("").trim().to_string();
         let positive = |d: Option<Decimal>| d.filter(|p| *p > Decimal::ZERO).map(Money::from_decimal);
+        // A bid rental pays its bid plus storage for the disk asked for, as on demand does (where
+        // `dph_total` holds both): the spot price is the minimum bid plus `storage_total_cost`.
+        // An offer that does not say what its storage costs has no spot price tgp can vouch for.
+        let spot = match (o.min_bid.filter(|b| *b > Decimal::ZERO), o.storage_total_cost) {
+            (Some(bid), Some(storage)) if storage >= Decimal::ZERO => Some(Money::from_decimal(bid + storage)),
+            _ => None,
+        };
         let (on_demand_price, spot_price) = match pricing {
-            Pricing::OnDemand => (positive(o.dph_total), positive(o.min_bid)),
+            Pricing::OnDemand => (positive(o.dph_total), spot),
             // A bid search prices offers at the minimum bid; what `dph_total` then holds is
             // unconfirmed, so it is never read as an on-demand price.
-            Pricing::Bid => (None, positive(o.min_bid.or(o.dph_total))),
+            Pricing::Bid => (None, spot),
         };
         Offer {
             id: o.id.to_string(),

@@ -45,9 +45,13 @@ pub struct WireOffer {
     /// $/h for the whole offer on demand, storage for `allocated_storage` included.
     #[serde(deserialize_with = "price")]
     pub dph_total: Option<Decimal>,
-    /// $/h minimum bid for the whole offer: the spot price.
+    /// $/h minimum bid for the whole offer's compute; a bid rental also pays storage.
     #[serde(default, deserialize_with = "price")]
     pub min_bid: Option<Decimal>,
+    /// $/h for the search's `allocated_storage` GB of disk (`storage_cost` $/GB/month × GB / 720,
+    /// as Vast rounds it): what a bid rental pays on top of its bid.
+    #[serde(default, deserialize_with = "price")]
+    pub storage_total_cost: Option<Decimal>,
     /// 0..1, the newer score dstack filters on.
     #[serde(default, deserialize_with = "price")]
     pub reliability2: Option<Decimal>,
