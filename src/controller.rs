@@ -15,9 +15,9 @@ use crate::intake::SupervisorAddr;
 use crate::journal::{JetStreamJournal, layout};
 use crate::leader::{Leadership, LeaseConfig};
 use crate::projections::cost::CostLedger;
-use crate::projections::live::LiveChains;
 use crate::projections::pricing::RealizedPrices;
 use crate::projections::runner;
+use crate::projections::warm::WarmIndex;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
 use tgp_actors::provider::ProviderClient;
@@ -133,6 +133,9 @@ impl Controller {
         // Leader and standbys alike say who leads (a command that finds no leader asks here).
         let who_leads =
             AbortOnDrop::new(crate::who_leads::answer(client.clone(), js.clone(), config.lease.name.clone()).await?);
+        // A standby keeps the index of unfinished chains current while it waits, so that taking
+        // over reads only the last commits (`projections::warm`).
+        let warm = WarmIndex::start(&js, journal.reader()).await?;
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
         metrics::gauge!(LEADER_GAUGE).set(0.0);
         let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
@@ -153,10 +156,10 @@ impl Controller {
             crate::empty_journal::check(&js, system.market().providers()).await?;
         }
         let keyring = config.supervisor.keyring.clone();
-        // Start-up reads the index of unfinished chains and the commits after its checkpoint,
-        // not the whole journal (`projections::live`).
+        // Start-up reads the index of unfinished chains (kept warm while standing by) and the
+        // commits after it, not the whole journal (`projections::live`).
         let started = std::time::Instant::now();
-        let (index, read) = runner::catch_up::<LiveChains>(&js, &journal.reader()).await?;
+        let (index, read) = warm.take().await?;
         tracing::info!(
             unfinished = index.state.chains().len(),
             checkpoint = index.last_sequence,

@@ -94,3 +94,27 @@ async fn without_a_checkpoint_the_index_is_built_from_the_whole_journal() {
     assert_eq!(index.state.chains(), &replayed(&journal).await);
     assert_eq!(index.state.chains().keys().map(|id| id.as_str()).collect::<Vec<_>>(), ["old-running"]);
 }
+
+/// A standby's warm index folds what the leader journals while it waits: taking over reads none
+/// of the commits made more than a fold interval before, and gives what a full replay gives.
+#[tokio::test]
+async fn a_warm_index_has_folded_the_leaders_commits_before_the_takeover() {
+    let server = nats();
+    let (_, js) = connect_as(&server, Role::Tgp).await;
+    layout::ensure(&js).await.unwrap();
+    let journal = JetStreamJournal::open(js.clone()).await.unwrap();
+    let _before = launched(&journal, "before", 0).await;
+    let warm = tgp::projections::warm::WarmIndex::start(&js, journal.reader()).await.unwrap();
+
+    // The leader goes on: a chain ends and two start, none of it in any saved checkpoint.
+    let mut ends = launched(&journal, "ends", 10).await;
+    ends.terminate(t(20)).await;
+    let _later = launched(&journal, "later", 21).await;
+    let _last = launched(&journal, "last", 22).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+
+    let (index, read) = warm.take().await.unwrap();
+    assert_eq!(read, 0, "every commit was folded while standing by");
+    assert_eq!(index.state.chains().keys().map(|id| id.as_str()).collect::<Vec<_>>(), ["before", "last", "later"]);
+    assert_eq!(index.state.chains(), &replayed(&journal).await, "the same chains as a replay");
+}

@@ -4,7 +4,8 @@
 //! - [`cost`]: runs and money (the ledger the live cost projection and `tgp audit` share).
 //! - [`pricing`]: prices actually paid, per provider, GPU, region and spot.
 //! - [`metrics`]: Prometheus gauges and counters derived from the journal.
-//! - [`live`]: the index of unfinished chains, which `tgp run` starts from.
+//! - [`live`]: the index of unfinished chains, which `tgp run` starts from; [`warm`]: the same
+//!   index kept current by a standby, so a takeover reads only the last commits.
 //! - [`runner`]: the runtime: each projection has its own durable consumer on `TGP_EVENTS` and a
 //!   checkpoint (the last stream sequence folded, and the state at that sequence).
 
@@ -13,6 +14,7 @@ pub mod live;
 pub mod metrics;
 pub mod pricing;
 pub mod runner;
+pub mod warm;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -97,6 +97,9 @@ pub enum ProjectionFailure {
     /// The journal could not be opened or read.
     #[error("journal: {0}")]
     Journal(#[source] cqrs_es::persist::PersistenceError),
+    /// A standby's task that kept it current panicked or was cancelled.
+    #[error("the standby's folding task ended: {0}")]
+    Warm(#[source] tokio::task::JoinError),
     /// A journal message could not be folded (it does not decode).
     #[error("{0}")]
     Fold(#[source] FoldError),
