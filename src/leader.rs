@@ -201,9 +201,22 @@ async fn bucket(js: &Context, config: &LeaseConfig, replicas: usize) -> Result<S
     .map_err(LeaseError::Bucket)
 }
 
-/// The lease's current holder, if any.
+/// The lease's current holder, if any: `None` when nobody holds it, or when no tgp ever created
+/// the bucket. Any other failure to read it (permissions, a lost connection) is an error, never
+/// "nobody leads".
 pub async fn holder(js: &Context) -> Result<Option<(Holder, u64)>, LeaseError> {
-    let Ok(store) = js.get_key_value(LEADER_BUCKET).await else { return Ok(None) };
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    match js.get_stream(format!("KV_{LEADER_BUCKET}")).await {
+        Err(e)
+            if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(LeaseError::Lease(e.to_string())),
+        Ok(_) => {}
+    }
+    let store = js.get_key_value(LEADER_BUCKET).await.map_err(|e| LeaseError::Lease(e.to_string()))?;
     current(&store).await
 }
 

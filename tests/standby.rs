@@ -161,20 +161,26 @@ fn launches_by_label(vast: &VastAiFake) -> BTreeMap<String, usize> {
     counts
 }
 
+/// The Vast fake two tgp share: many offers (each one host, rented once; the tests need several
+/// machines of one type), and any key, each tgp having its own, so its log tells whose calls it
+/// received.
+async fn vast_for_two() -> VastAiFake {
+    VastAiFake::start(VastAiFakeConfig {
+        boot_delay: Duration::from_millis(300),
+        offers: 400,
+        api_key: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standby_takes_over_from_a_killed_leader_and_nothing_is_launched_twice_or_left() {
     let server = nats();
     let dir = tempfile::tempdir().unwrap();
     // Many offers: each is one host, rented once, and the test needs six machines of one type.
-    let vast = VastAiFake::start(VastAiFakeConfig {
-        boot_delay: Duration::from_millis(300),
-        offers: 400,
-        // Any key: each tgp has its own, so the fake's log tells whose calls it received.
-        api_key: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let vast = vast_for_two().await;
     let mut leader = Tgp::start(&server, dir.path(), "first", &vast);
     assert!(leader.leads_within(Duration::from_secs(30)), "the first tgp leads");
     let standby = Tgp::start(&server, dir.path(), "second", &vast);
@@ -271,15 +277,7 @@ async fn the_standby_takes_over_from_a_killed_leader_and_nothing_is_launched_twi
 async fn a_leader_paused_past_its_lease_is_replaced_and_exits_when_it_resumes_without_acting() {
     let server = nats();
     let dir = tempfile::tempdir().unwrap();
-    let vast = VastAiFake::start(VastAiFakeConfig {
-        boot_delay: Duration::from_millis(300),
-        offers: 400,
-        // Any key: each tgp has its own, so the fake's log tells whose calls it received.
-        api_key: None,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let vast = vast_for_two().await;
     let mut old = Tgp::start(&server, dir.path(), "old", &vast);
     assert!(old.leads_within(Duration::from_secs(30)), "the first tgp leads");
     let standby = Tgp::start(&server, dir.path(), "new", &vast);

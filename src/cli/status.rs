@@ -1,6 +1,7 @@
 //! `tgp status`: who leads (the holder of the controller lease) and since when, and how far each
 //! projection's saved checkpoint is behind the journal.
 
+use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 use tgp_events::subjects::EVENTS_STREAM;
@@ -28,13 +29,15 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let js = crate::connect::jetstream(client);
     let leader = crate::leader::holder(&js).await?;
     let last = js.get_stream(EVENTS_STREAM).await?.info().await?.state.last_sequence;
-    let checkpoints = js.get_key_value(CHECKPOINT_BUCKET).await.ok();
+    // tgp creates the bucket at start-up with the rest of its layout: missing or unreadable is an
+    // error to show, never "no checkpoint".
+    let checkpoints = js
+        .get_key_value(CHECKPOINT_BUCKET)
+        .await
+        .with_context(|| format!("reading the checkpoint bucket {CHECKPOINT_BUCKET} (has tgp run started here?)"))?;
     let mut lags = Vec::new();
     for name in PROJECTIONS {
-        let saved = match &checkpoints {
-            Some(bucket) => bucket.get(name).await?.and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok()),
-            None => None,
-        };
+        let saved = checkpoints.get(name).await?.and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok());
         lags.push((name, saved));
     }
     if args.json {
