@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tgp_actors::provider::{Offer, OfferFilter, ProviderClient};
+use tgp_actors::selection::unmet;
 use tgp_events::api::{OfferView, OffersReply, OffersRequest, ProviderAnswer};
 use tgp_events::{Money, SpotPolicy};
 
@@ -16,6 +17,7 @@ pub fn filter(request: &OffersRequest) -> OfferFilter {
         regions: request.regions.clone(),
         max_machine_price: request.max_price.zip(request.gpu_count).map(|(price, count)| price * count),
         spot: request.spot_policy,
+        needs: request.needs(),
     }
 }
 
@@ -41,6 +43,10 @@ pub fn view(offer: &Offer) -> OfferView {
         on_demand_price: offer.on_demand_price,
         spot_price: offer.spot_price,
         reliability: offer.reliability.map(|r| r.to_string()),
+        vcpus: offer.specs.vcpus,
+        cpu_ram_gb: offer.specs.cpu_ram_gb,
+        max_disk_gb: offer.specs.disk.max_gb(),
+        secure: offer.specs.secure,
         available: offer.available,
         billing: offer.billing,
         observed_at: offer.observed_at,
@@ -54,12 +60,18 @@ pub async fn gather(
     request: &OffersRequest,
 ) -> OffersReply {
     let filter = filter(request);
-    let asks = providers.iter().map(|p| {
+    let (providers, left_out): (Vec<_>, Vec<_>) = providers.iter().partition(|p| filter.needs.allows(&p.info().name));
+    let asks = providers.into_iter().map(|p| {
         let filter = filter.clone();
         async move { (p.info().name, p.list_offers(&filter).await) }
     });
     let mut offers = Vec::new();
     let mut answers = skipped;
+    answers.extend(left_out.into_iter().map(|p| ProviderAnswer {
+        provider: p.info().name.to_string(),
+        status: "left_out".into(),
+        message: "not asked: the request's providers or exclude_providers leave it out".into(),
+    }));
     for (provider, answer) in futures::future::join_all(asks).await {
         match answer {
             Ok(found) => {
@@ -77,6 +89,8 @@ pub async fn gather(
             }),
         }
     }
+    // What a provider could not filter on is checked here, as selection checks it for a launch.
+    offers.retain(|o| unmet(&filter.needs, o).is_none());
     offers.retain(|o| match (rank_price(o, request.spot_policy), request.max_price) {
         (None, _) => false,
         (Some(_), None) => true,

@@ -114,6 +114,41 @@ fn offers_span_the_four_fake_providers_cheapest_first() {
     assert!(offers.iter().all(|o| o["gpu_type"] == "H100"));
 }
 
+/// The table's forms on the four fakes: per-GPU order, the summary, and the machine-shape filters
+/// (offers that cannot vouch for a need are left out).
+#[test]
+fn offers_sort_by_gpu_price_summarize_and_filter_on_machine_shape() {
+    let (ok, out, err) = tgp_dev(&["offers", "--market", "fakes", "--sort", "gpu-price", "--csv"]);
+    assert!(ok, "{err}");
+    let per_gpu: Vec<rust_decimal::Decimal> = out
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            [cells[cells.len() - 9], cells[cells.len() - 7]].iter().filter_map(|c| c.parse().ok()).min().unwrap()
+        })
+        .collect();
+    assert!(per_gpu.len() > 10 && per_gpu.windows(2).all(|w| w[0] <= w[1]), "cheapest per GPU first:\n{out}");
+
+    let (ok, out, err) = tgp_dev(&["offers", "--market", "fakes", "--gpu", "H100", "--summary"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("GPU") && out.contains("ON-DEMAND/GPU"), "{out}");
+    for provider in ["vastai", "lambda", "runpod"] {
+        assert!(out.lines().any(|l| l.starts_with("H100") && l.contains(provider)), "{provider} in:\n{out}");
+    }
+
+    let (ok, out, err) =
+        tgp_dev(&["offers", "--market", "fakes", "--min-vcpus", "8", "--secure-only", "--disk-gb", "200", "--json"]);
+    assert!(ok, "{err}");
+    let reply: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let offers = reply["offers"].as_array().unwrap();
+    assert!(!offers.is_empty(), "{reply}");
+    for o in offers {
+        assert!(o["vcpus"].as_u64().unwrap() >= 8 && o["secure"] == true, "{o}");
+        assert_ne!(o["provider"], "runpod", "RunPod does not say its vCPUs");
+    }
+}
+
 /// RunPod ended spot pods in September 2026: `offers --spot` lists spot from the others, and
 /// none from RunPod, whose client is left at its default (`spot = off`).
 #[test]

@@ -30,7 +30,7 @@ impl ProviderClient for Refusing {
         ProviderInfo { name: self.name.clone(), supports_spot: false, supports_bids: false, docs_url: String::new() }
     }
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 600, burst: 100 }
+        RateLimits { requests_per_minute: 600, burst: 100, launches: None }
     }
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
         Some(gpu.to_string())
@@ -53,6 +53,7 @@ impl ProviderClient for Refusing {
             available: 1,
             billing: BillingGranularity::PER_SECOND,
             observed_at: chrono::Utc::now(),
+            specs: Default::default(),
         }])
     }
     async fn launch(&self, _: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {

@@ -293,3 +293,58 @@ async fn an_offers_call_its_caller_gave_up_on_still_lands_and_serves_the_next() 
     assert!(cached.expect("answered from the cache").is_ok());
     assert_eq!(fake.control().count("GET", TYPES), 1, "and cached");
 }
+
+/// Lambda's launch limit (API spec 1.8.3: one per 12 s and five per minute) is in the client's
+/// `RateLimits`, and the provider actor schedules launches by it. The fake enforces both limits
+/// (a launch too soon gets 429), and the arrivals are measured there.
+#[actix::test]
+async fn six_lambda_launches_take_a_minute_and_never_come_within_twelve_seconds() {
+    let fake = LambdaFake::start(LambdaFakeConfig {
+        launch_interval: Some(Duration::from_secs(12)),
+        launches_per_minute: Some(5),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fake.add_demo_ssh_key();
+    fake.set_capacity("gpu_1x_a10", "us-east-1", true);
+    let mut settings = client_settings(&fake, ProviderKind::Lambda);
+    settings.options.remove("launch_interval_ms");
+    settings.options.remove("launches_per_minute");
+    let client = tgp::providers::lambda::LambdaClient::from_settings(&settings, ApiChangeReporter::default()).unwrap();
+    let spacing = client.rate_limits().launches.expect("Lambda spaces its launches");
+    assert_eq!((spacing.min_interval, spacing.per_minute), (Duration::from_secs(12), 5));
+    let handle = ProviderHandle::start(Arc::new(client), ProviderActorConfig::default(), Arc::new(Recorded::default()));
+    let instance: tgp_events::InstanceId = "spaced".parse().unwrap();
+    let launches = futures::future::join_all((1..=6).map(|n| {
+        let handle = handle.clone();
+        let spec = tgp_actors::provider::LaunchSpec {
+            attempt_id: tgp_events::AttemptId::new(&instance, n),
+            offer_id: "gpu_1x_a10@us-east-1".into(),
+            spot: false,
+            bid: None,
+            gpu_count: 1,
+            image: "ubuntu:22.04".into(),
+            env: Default::default(),
+            ssh_public_key: None,
+            disk_gb: None,
+        };
+        async move { handle.launch(&spec).await }
+    }))
+    .await;
+    assert!(launches.iter().all(Result::is_ok), "no launch refused: {launches:?}");
+    let at: Vec<_> = fake
+        .control()
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/instance-operations/launch"))
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(at.len(), 6, "six launch calls, none refused and retried");
+    for pair in at.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(gap >= Duration::from_secs(12), "two launches {gap:?} apart");
+    }
+    let span = at[5].duration_since(at[0]);
+    assert!(span >= Duration::from_secs(60), "six launches in {span:?}");
+}

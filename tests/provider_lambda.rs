@@ -21,7 +21,8 @@ const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0v3ExampleKeyFo
 const H100: &str = "gpu_1x_h100_pcie";
 
 fn settings(url: &str, key: &str, options: &[(&str, &str)]) -> ProviderSettings {
-    let mut all: BTreeMap<String, String> = BTreeMap::from([("launch_interval_ms".into(), "0".into())]);
+    let mut all: BTreeMap<String, String> =
+        BTreeMap::from([("launch_interval_ms".into(), "0".into()), ("launches_per_minute".into(), "0".into())]);
     all.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     ProviderSettings {
         kind: ProviderKind::Lambda,
@@ -66,6 +67,7 @@ fn spec(n: u32, offer: &str) -> LaunchSpec {
         image: "nvcr.io/nvidia/pytorch:24.05-py3".into(),
         env: BTreeMap::from([("HF_TOKEN".to_string(), "it's secret".into())]),
         ssh_public_key: Some(PUBLIC_KEY.into()),
+        disk_gb: None,
     }
 }
 
@@ -674,4 +676,30 @@ async fn a_cut_off_or_stalled_launch_is_no_capacity_verdict_and_the_machine_exis
     assert_eq!(s.fake.destroy_calls(&id), 0);
     s.client.terminate(&id).await.unwrap();
     assert_eq!(s.fake.destroy_calls(&id), 1, "the id is read from the terminate body");
+}
+
+#[tokio::test]
+async fn instance_type_specs_become_offer_specs_and_a_disk_too_big_is_refused_with_why() {
+    let s = setup().await;
+    s.fake.set_capacity("gpu_1x_h100_sxm5", "us-east-1", true);
+    let offers =
+        s.client.list_offers(&OfferFilter { gpu_type: Some(GpuType::H100), ..Default::default() }).await.unwrap();
+    let pcie = offers.iter().find(|o| o.id == h100_offer()).unwrap();
+    // specs: 26 vCPUs, 200 GiB RAM, 1024 GiB disk, in GB.
+    assert_eq!((pcie.specs.vcpus, pcie.specs.cpu_ram_gb), (Some(26), Some(214)));
+    assert_eq!(pcie.specs.disk, tgp_actors::provider::DiskRoom::UpTo(1099));
+    assert_eq!(pcie.specs.secure, Some(true));
+
+    let needs = tgp_events::Needs { disk_gb: Some(2000), min_cpu_ram_gb: Some(220), ..Default::default() };
+    assert_eq!(
+        tgp_actors::selection::unmet(&needs, pcie).as_deref(),
+        Some("holds at most 1099 GB of disk, 2000 asked")
+    );
+    let sxm = offers.iter().find(|o| o.id == "gpu_1x_h100_sxm5@us-east-1").unwrap();
+    assert_eq!(tgp_actors::selection::unmet(&needs, sxm), None, "2764 GiB of disk and 225 GiB of RAM fit");
+    let reliable = tgp_events::Needs { min_reliability: Some("0.9".parse().unwrap()), ..Default::default() };
+    assert_eq!(
+        tgp_actors::selection::unmet(&reliable, sxm).as_deref(),
+        Some("gives no reliability score; at least 0.9 asked")
+    );
 }

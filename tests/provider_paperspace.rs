@@ -54,6 +54,7 @@ fn spec(client: &PaperspaceClient, machine_type: &str, region: &str, count: u32)
         image: "ubuntu:22.04".into(),
         env: BTreeMap::new(),
         ssh_public_key: None,
+        disk_gb: None,
     }
 }
 
@@ -590,4 +591,28 @@ async fn a_cut_off_or_stalled_create_is_no_capacity_verdict_and_the_machine_exis
     assert_eq!(fake.destroy_calls(&again.provider_instance_id), 0);
     client.terminate(&again.provider_instance_id).await.unwrap();
     assert_eq!(fake.destroy_calls(&again.provider_instance_id), 1);
+}
+
+#[tokio::test]
+async fn machine_type_specs_come_from_the_table_and_a_launch_sends_its_disk() {
+    let (fake, client, _) = setup(&[]).await;
+    fake.set_available("A100-80G", NY2, true);
+    let offers = client.list_offers(&OfferFilter::default()).await.unwrap();
+    let a100 = offers.iter().find(|o| o.provider_gpu_name == "A100-80G").unwrap();
+    // The table's 12 vCPUs and 80 GiB; a 50 GB to 2 TB disk; Paperspace's own datacenters.
+    assert_eq!((a100.specs.vcpus, a100.specs.cpu_ram_gb, a100.specs.secure), (Some(12), Some(85), Some(true)));
+    assert_eq!(a100.specs.disk, tgp_actors::provider::DiskRoom::UpTo(2000));
+    let unlisted = offers.iter().find(|o| o.specs.vcpus.is_none()).expect("a type the table gives no specs for");
+    let cpus = tgp_events::Needs { min_vcpus: Some(8), ..Default::default() };
+    assert_eq!(tgp_actors::selection::unmet(&cpus, a100), None);
+    assert_eq!(tgp_actors::selection::unmet(&cpus, unlisted).as_deref(), Some("does not say its vCPUs; 8 asked"));
+
+    let mut big = spec(&client, "A100-80G", NY2, 1);
+    big.disk_gb = Some(500);
+    let receipt = client.launch(&big).await.unwrap();
+    assert_eq!(fake.create_request(&receipt.provider_instance_id).unwrap()["diskSize"], 500);
+    let mut small = spec(&client, "A100-80G", NY2, 1);
+    small.disk_gb = Some(20);
+    let receipt = client.launch(&small).await.unwrap();
+    assert_eq!(fake.create_request(&receipt.provider_instance_id).unwrap()["diskSize"], 50, "Paperspace's smallest");
 }

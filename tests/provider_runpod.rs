@@ -63,6 +63,7 @@ fn spec(offer_id: &str, count: u32, spot: bool, bid: Option<&str>) -> LaunchSpec
         image: "runpod/pytorch:2.4.0".into(),
         env: BTreeMap::from([("MODEL".to_string(), "llama-3".into())]),
         ssh_public_key: Some("ssh-ed25519 AAAAC3 user@host".into()),
+        disk_gb: None,
     }
 }
 
@@ -762,4 +763,34 @@ async fn a_cut_off_or_stalled_launch_is_no_capacity_verdict_and_the_pod_exists()
     e.client.terminate(&id).await.unwrap();
     e.client.terminate(&id).await.unwrap();
     assert_eq!(e.fake.destroy_calls(&id), 2);
+}
+
+#[tokio::test]
+async fn secure_only_asks_the_secure_cloud_alone_and_a_launch_sends_its_disk() {
+    let e = env_with(RunPodFakeConfig::default(), &[]).await;
+    let needs = tgp_events::Needs { secure_only: true, ..Default::default() };
+    let filter = OfferFilter { gpu_type: Some(GpuType::A6000), needs, ..OfferFilter::default() };
+    let offers = e.client.list_offers(&filter).await.unwrap();
+    assert!(!offers.is_empty());
+    assert!(offers.iter().all(|o| o.id.starts_with("SECURE/") && o.specs.secure == Some(true)), "{offers:?}");
+    let catalog: Vec<String> = e
+        .fake
+        .control()
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v2/catalog/gpus"))
+        .map(|r| r.query.unwrap_or_default())
+        .collect();
+    assert!(!catalog.is_empty() && catalog.iter().all(|q| q.contains("cloud=SECURE")), "{catalog:?}");
+
+    // RunPod's catalog says nothing of vCPUs or RAM: a launch asking for them leaves RunPod out.
+    let cpus = tgp_events::Needs { min_vcpus: Some(8), ..Default::default() };
+    assert_eq!(tgp_actors::selection::unmet(&cpus, &offers[0]).as_deref(), Some("does not say its vCPUs; 8 asked"));
+
+    let offer = offer_for(&e, GpuType::A6000, 1, false).await;
+    let mut spec = spec(&offer.id, 1, false, None);
+    spec.disk_gb = Some(200);
+    let receipt = e.client.launch(&spec).await.unwrap();
+    let pod = e.fake.pods().into_iter().find(|p| p.id == receipt.provider_instance_id).unwrap();
+    assert_eq!(pod.disk, 200, "REST v2's `disk`");
 }

@@ -63,6 +63,7 @@ fn spec(offer: &Offer, spot: bool, attempt: u32) -> LaunchSpec {
         image: "pytorch/pytorch:latest".into(),
         env: BTreeMap::from([("HF_TOKEN".to_string(), "hf_x".into())]),
         ssh_public_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample me@laptop".into()),
+        disk_gb: None,
     }
 }
 
@@ -149,6 +150,7 @@ async fn offers_honour_the_filter() {
         regions: vec![],
         max_machine_price: Some(max),
         spot: Some(SpotPolicy::SpotOnly),
+        needs: Default::default(),
     };
     let spot = client.list_offers(&filter).await.unwrap();
     let wanted = all.iter().filter(|o| o.gpu_count >= 2).filter(|o| o.spot_price.is_some_and(|p| p <= max)).count();
@@ -829,4 +831,44 @@ async fn a_spot_launch_on_500_gb_is_priced_with_its_storage() {
     let body = fake.created_bodies().pop().unwrap();
     assert_eq!(body["disk"], 500);
     assert_eq!(money_of(body["price"].as_f64().unwrap()), money_of(held.min_bid), "Vast's price is the compute bid");
+}
+
+#[tokio::test]
+async fn machine_needs_reach_vast_as_search_filters_and_every_offer_meets_them() {
+    let (fake, client, _) = fake_with(VastAiFakeConfig { offers: 200, ..Default::default() }).await;
+    let needs = tgp_events::Needs {
+        disk_gb: Some(500),
+        min_cpu_ram_gb: Some(40),
+        min_vcpus: Some(8),
+        min_reliability: Some("0.95".parse().unwrap()),
+        secure_only: true,
+        ..Default::default()
+    };
+    let all = client.list_offers(&OfferFilter::default()).await.unwrap();
+    let filter = OfferFilter { needs: needs.clone(), ..Default::default() };
+    let offers = client.list_offers(&filter).await.unwrap();
+    let seen = fake.control().seen();
+    let search = seen.iter().rev().find(|r| r.path.starts_with("/api/v0/bundles")).unwrap();
+    let query: Value = serde_json::from_str(&search.body).unwrap();
+    assert_eq!(query["allocated_storage"], 500, "the disk is priced in: {query}");
+    assert_eq!(query["disk_space"], json!({"gte": 500}));
+    assert_eq!(query["cpu_ram"], json!({"gte": 40_000}), "MB of the host's RAM");
+    assert_eq!(query["cpu_cores_effective"], json!({"gte": 8}));
+    assert_eq!(query["reliability2"], json!({"gte": 0.95}));
+    assert_eq!(query["datacenter"], json!({"eq": true}));
+
+    assert!(!offers.is_empty() && offers.len() < all.len(), "{} of {}", offers.len(), all.len());
+    let held = fake.offers();
+    for offer in &offers {
+        let o = held.iter().find(|h| h.id.to_string() == offer.id).unwrap();
+        assert!(o.hosting_type >= 1 && o.disk_space >= 500.0 && o.reliability >= 0.95, "{o:?}");
+        let storage = (500.0 * o.storage_cost / 720.0 * 1e6).round() / 1e6;
+        assert_eq!(offer.on_demand_price, Some(money_of(((o.dph_base + storage) * 1e6).round() / 1e6)));
+        // Vast's server filters the host's RAM; the renter's share is checked on the offer.
+        let share = tgp_actors::selection::unmet(&needs, offer);
+        let expected_share = o.cpu_ram * u64::from(o.cpu_cores.unwrap_or(0)) / 2 / u64::from(o.cpu_cores.unwrap_or(1));
+        assert_eq!(share.is_none(), expected_share >= 40_000, "{offer:?}: {share:?}");
+    }
+    let community = all.iter().filter(|o| o.specs.secure == Some(false)).count();
+    assert!(community > 0, "the fake has community hosts for secure_only to leave out");
 }

@@ -157,7 +157,7 @@ mod tests {
             }
         }
         fn rate_limits(&self) -> RateLimits {
-            RateLimits { requests_per_minute: 60, burst: 1 }
+            RateLimits { requests_per_minute: 60, burst: 1, launches: None }
         }
         fn translate_gpu(&self, _: GpuType) -> Option<String> {
             None

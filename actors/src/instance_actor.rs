@@ -494,7 +494,8 @@ async fn advance<J: Journal>(loaded: &mut Loaded, shared: &Shared<J>, id: &Insta
             let request = loaded.instance.request.clone().expect("a requested chain has its request");
             let filter = crate::provider::OfferFilter::for_launch(&request);
             let wait = shared.selection_wait;
-            let asks = shared.market.providers().iter().map(|p| {
+            // A provider the launch leaves out is not asked at all.
+            let asks = shared.market.providers().iter().filter(|p| filter.needs.allows(&p.info().name)).map(|p| {
                 let filter = filter.clone();
                 async move {
                     let answer = tokio::time::timeout(wait, p.list_offers(&filter)).await.unwrap_or_else(|_| {
@@ -575,6 +576,7 @@ async fn advance<J: Journal>(loaded: &mut Loaded, shared: &Shared<J>, id: &Insta
                 image: request.image.clone(),
                 env,
                 ssh_public_key: request.ssh_public_key.clone(),
+                disk_gb: request.disk_gb,
             };
             let answer = provider.launch(&spec).await;
             crash_at(shared.failpoint, Failpoint::AfterLaunchCall);

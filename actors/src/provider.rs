@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tgp_events::events::{Connection, FailureClass, InterruptionReason, OfferSummary};
 use tgp_events::{
-    AttemptId, BillingGranularity, GpuType, InstanceId, LaunchCommand, Money, ProviderName, Region, SpotPolicy,
+    AttemptId, BillingGranularity, GpuType, InstanceId, LaunchCommand, Money, Needs, ProviderName, Region, SpotPolicy,
 };
 
 /// One offer, normalized across providers.
@@ -43,6 +43,46 @@ pub struct Offer {
     pub billing: BillingGranularity,
     /// When the provider said so.
     pub observed_at: DateTime<Utc>,
+    /// What the offer says of the machine beyond its GPUs.
+    pub specs: Specs,
+}
+
+/// What an offer says of the machine beyond its GPUs, for the launch's [`Needs`]. `None` (or
+/// [`DiskRoom::Unknown`]) where the provider does not say: such an offer is excluded whenever a
+/// launch asks about that field, since tgp cannot vouch for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Specs {
+    /// vCPUs the renter gets (on a shared host, its share).
+    pub vcpus: Option<u32>,
+    /// CPU RAM the renter gets, in GB (on a shared host, its share).
+    pub cpu_ram_gb: Option<u32>,
+    /// How much disk the machine can have.
+    pub disk: DiskRoom,
+    /// Whether the host is secure: a datacenter the provider vouches for.
+    pub secure: Option<bool>,
+}
+
+/// How much disk an offer's machine can have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskRoom {
+    /// The offer does not say.
+    #[default]
+    Unknown,
+    /// At most this many GB.
+    UpTo(u32),
+    /// The provider takes the size at launch and places the machine where it fits (RunPod); a
+    /// size it cannot place fails the launch as a capacity failure.
+    PlacedAtLaunch,
+}
+
+impl DiskRoom {
+    /// The most GB, where the offer gives a number.
+    pub fn max_gb(self) -> Option<u32> {
+        match self {
+            DiskRoom::UpTo(gb) => Some(gb),
+            _ => None,
+        }
+    }
 }
 
 impl Offer {
@@ -75,6 +115,10 @@ pub struct OfferFilter {
     pub max_machine_price: Option<Money>,
     /// Spot only, on demand only, or either.
     pub spot: Option<SpotPolicy>,
+    /// Disk, CPU, host and provider requirements. Clients translate what their API can filter on
+    /// and price the disk asked for; the rest is checked on the offers by selection
+    /// ([`crate::selection::unmet`]), which records why an offer falls short.
+    pub needs: Needs,
 }
 
 impl OfferFilter {
@@ -104,6 +148,7 @@ impl OfferFilter {
             regions: request.regions.clone(),
             max_machine_price: Some(request.max_machine_price()),
             spot: Some(request.spot_policy),
+            needs: request.needs(),
         }
     }
 }
@@ -127,6 +172,8 @@ pub struct LaunchSpec {
     pub env: std::collections::BTreeMap<String, tgp_events::sealed::Secret>,
     /// SSH public key.
     pub ssh_public_key: Option<String>,
+    /// Disk in GB from the launch command; `None` leaves the provider client's default.
+    pub disk_gb: Option<u32>,
 }
 
 /// The provider's answer to a launch: the machine, and what it will bill.
@@ -252,6 +299,19 @@ pub struct RateLimits {
     pub requests_per_minute: u32,
     /// Burst above the steady rate.
     pub burst: u32,
+    /// A tighter limit on launch calls alone, where the provider has one (Lambda's one per 12 s
+    /// and five per minute). The provider actor schedules launches by it, so the wait is seen
+    /// in its metrics and never spent inside a client.
+    pub launches: Option<LaunchSpacing>,
+}
+
+/// How far apart launch calls must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchSpacing {
+    /// The least time between two launch calls.
+    pub min_interval: std::time::Duration,
+    /// The most launch calls in any minute (0: no such limit).
+    pub per_minute: u32,
 }
 
 /// A failed provider call, in the one taxonomy all providers share.

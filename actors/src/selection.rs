@@ -2,9 +2,9 @@
 //! a verdict for each candidate so `OfferSelected` can explain the choice. Pure: no I/O, no clock.
 
 use tgp_events::events::{Candidate, OfferSummary};
-use tgp_events::{LaunchCommand, Money, SpotPolicy};
+use tgp_events::{LaunchCommand, Money, Needs, SpotPolicy};
 
-use crate::provider::Offer;
+use crate::provider::{DiskRoom, Offer};
 
 /// The outcome of selection.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +40,7 @@ pub fn offering_key(offer: &OfferSummary) -> String {
 /// reliable offer, then to provider and offer id so the choice is deterministic.
 pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String]) -> Selection {
     let max = request.max_machine_price();
+    let needs = request.needs();
     let mut fitting: Vec<(OfferSummary, Option<rust_decimal::Decimal>)> = Vec::new();
     let mut refused: Vec<Candidate> = Vec::new();
     for offer in offers {
@@ -53,6 +54,8 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
                 Some(format!("has {} GPUs, {} asked", offer.gpu_count, request.gpu_count))
             } else if !request.regions.is_empty() && !request.regions.contains(&summary.region) {
                 Some(format!("region {} not asked for", summary.region))
+            } else if let Some(why) = unmet(&needs, offer) {
+                Some(why)
             } else if spot && request.spot_policy == SpotPolicy::OnDemandOnly {
                 Some("spot not allowed (on-demand-only)".to_string())
             } else if !spot && request.spot_policy == SpotPolicy::SpotOnly {
@@ -130,11 +133,57 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
     Selection::Chosen { offer: winner, bid, reason, candidates }
 }
 
+/// Why an offer falls short of a launch's needs, or `None` when it meets them all. An offer that
+/// does not say what a need asks about falls short: tgp cannot vouch for what it was not told.
+pub fn unmet(needs: &Needs, offer: &Offer) -> Option<String> {
+    let specs = &offer.specs;
+    if !needs.allows(&offer.provider) {
+        return Some(format!("provider {} is left out by the launch", offer.provider));
+    }
+    if let Some(asked) = needs.disk_gb {
+        match specs.disk {
+            DiskRoom::UpTo(room) if room < asked => {
+                return Some(format!("holds at most {room} GB of disk, {asked} asked"));
+            }
+            DiskRoom::Unknown => return Some(format!("does not say how much disk it holds; {asked} GB asked")),
+            DiskRoom::UpTo(_) | DiskRoom::PlacedAtLaunch => {}
+        }
+    }
+    let at_least = |what: &str, unit: &str, asked: Option<u32>, has: Option<u32>| match (asked, has) {
+        (Some(asked), Some(has)) if has < asked => Some(format!("has {has}{unit} {what}, {asked}{unit} asked")),
+        (Some(asked), None) => Some(format!("does not say its {what}; {asked}{unit} asked")),
+        _ => None,
+    };
+    if let Some(why) = at_least("CPU RAM", " GB", needs.min_cpu_ram_gb, specs.cpu_ram_gb) {
+        return Some(why);
+    }
+    if let Some(why) = at_least("vCPUs", "", needs.min_vcpus, specs.vcpus) {
+        return Some(why);
+    }
+    if let Some(min) = needs.min_reliability {
+        match offer.reliability {
+            Some(r) if r < min => return Some(format!("reliability {r} is under {min}")),
+            None => return Some(format!("gives no reliability score; at least {min} asked")),
+            Some(_) => {}
+        }
+    }
+    if needs.secure_only {
+        match specs.secure {
+            Some(true) => {}
+            Some(false) => return Some("not a secure host (secure_only)".to_string()),
+            None => return Some("does not say whether its host is secure (secure_only)".to_string()),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
     use tgp_events::{BillingGranularity, GpuType};
+
+    use crate::provider::Specs;
 
     fn offer(id: &str, on_demand: &str, spot: Option<&str>) -> Offer {
         Offer {
@@ -151,6 +200,7 @@ mod tests {
             available: 1,
             billing: BillingGranularity::PER_SECOND,
             observed_at: Utc::now(),
+            specs: Specs::default(),
         }
     }
 
@@ -188,5 +238,45 @@ mod tests {
         assert!(matches!(refused, Selection::NoneFits { .. }));
         let spot_only = select(&request("spot-only", true), &offers, &avoid);
         assert!(matches!(spot_only, Selection::NoneFits { .. }));
+    }
+
+    fn verdicts(selection: &Selection) -> Vec<(String, String)> {
+        let (Selection::Chosen { candidates, .. } | Selection::NoneFits { candidates, .. }) = selection;
+        candidates.iter().map(|c| (c.offer.offer_id.clone(), c.verdict.clone())).collect()
+    }
+
+    #[test]
+    fn needs_refuse_offers_that_fall_short_or_do_not_say() {
+        let mut roomy = offer("roomy", "2.00", None);
+        roomy.specs = Specs { vcpus: Some(32), cpu_ram_gb: Some(128), disk: DiskRoom::UpTo(1000), secure: Some(true) };
+        roomy.reliability = Some("0.99".parse().unwrap());
+        let mut small = offer("small", "1.00", None);
+        small.specs = Specs { vcpus: Some(8), cpu_ram_gb: Some(32), disk: DiskRoom::UpTo(100), secure: Some(false) };
+        small.reliability = Some("0.90".parse().unwrap());
+        let silent = offer("silent", "0.50", None);
+        let mut request = request("on-demand-only", true);
+        request.disk_gb = Some(500);
+        request.min_cpu_ram_gb = Some(64);
+        request.min_reliability = Some("0.95".parse().unwrap());
+        request.secure_only = true;
+        let offers = [small, silent, roomy];
+        let disk = verdicts(&select(&request, &offers, &[]));
+        assert_eq!(disk[0], ("roomy".to_string(), "selected".to_string()));
+        assert!(disk.contains(&("small".into(), "holds at most 100 GB of disk, 500 asked".into())));
+        assert!(disk.contains(&("silent".into(), "does not say how much disk it holds; 500 GB asked".into())));
+        request.disk_gb = None;
+        let ram = verdicts(&select(&request, &offers, &[]));
+        assert!(ram.contains(&("small".into(), "has 32 GB CPU RAM, 64 GB asked".into())));
+        assert!(ram.contains(&("silent".into(), "does not say its CPU RAM; 64 GB asked".into())));
+        request.min_cpu_ram_gb = None;
+        let reliability = verdicts(&select(&request, &offers, &[]));
+        assert!(reliability.contains(&("small".into(), "reliability 0.90 is under 0.95".into())));
+        request.min_reliability = None;
+        let secure = verdicts(&select(&request, &offers, &[]));
+        assert!(secure.contains(&("small".into(), "not a secure host (secure_only)".into())));
+        request.exclude_providers = vec!["simulated".parse().unwrap()];
+        let excluded = select(&request, &offers, &[]);
+        assert!(matches!(excluded, Selection::NoneFits { .. }));
+        assert!(verdicts(&excluded).iter().all(|(_, v)| v == "provider simulated is left out by the launch"));
     }
 }

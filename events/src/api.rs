@@ -217,6 +217,42 @@ pub struct OffersRequest {
     /// `spot-only`, `on-demand-only` or `prefer-spot` (both).
     #[serde(default)]
     pub spot_policy: Option<crate::SpotPolicy>,
+    /// Disk in GB: offers are priced with it, and those that cannot hold it are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gb: Option<u32>,
+    /// At least this much CPU RAM, in GB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cpu_ram_gb: Option<u32>,
+    /// At least this many vCPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_vcpus: Option<u32>,
+    /// Only these providers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderName>,
+    /// Never these providers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_providers: Vec<ProviderName>,
+    /// At least this host reliability, 0 to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reliability: Option<rust_decimal::Decimal>,
+    /// Only secure hosts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_only: bool,
+}
+
+impl OffersRequest {
+    /// The machine requirements the request carries, as a launch would carry them.
+    pub fn needs(&self) -> crate::Needs {
+        crate::Needs {
+            disk_gb: self.disk_gb,
+            min_cpu_ram_gb: self.min_cpu_ram_gb,
+            min_vcpus: self.min_vcpus,
+            providers: self.providers.clone(),
+            exclude_providers: self.exclude_providers.clone(),
+            min_reliability: self.min_reliability,
+            secure_only: self.secure_only,
+        }
+    }
 }
 
 /// One offer as `tgp.api.offers` answers it. A GPU or region without a standard name is kept,
@@ -243,6 +279,18 @@ pub struct OfferView {
     pub spot_price: Option<Money>,
     /// Reliability 0..1, when the provider gives one.
     pub reliability: Option<String>,
+    /// vCPUs the renter gets, when the offer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// CPU RAM the renter gets in GB, when the offer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ram_gb: Option<u32>,
+    /// The most disk the machine can have in GB, when the offer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_disk_gb: Option<u32>,
+    /// Whether the host is secure (a datacenter the provider vouches for), when the offer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
     /// Machines available.
     pub available: u32,
     /// Billing granularity and minimum.

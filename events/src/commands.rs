@@ -5,7 +5,9 @@
 //!  "spot_policy": "prefer-spot", "image": "ubuntu:22.04", "env": {},
 //!  "ssh_public_key": "ssh-ed25519 AAAA...",
 //!  "relaunch": {"max_attempts": 5, "on_demand_fallback": true, "backoff_seconds": 5, "max_backoff_seconds": 300},
-//!  "max_lifetime": "8h", "budget": "40.00", "wait_for_capacity": "30m"}
+//!  "max_lifetime": "8h", "budget": "40.00", "wait_for_capacity": "30m",
+//!  "disk_gb": 500, "min_cpu_ram_gb": 64, "min_vcpus": 16, "providers": ["vastai", "runpod"],
+//!  "exclude_providers": [], "min_reliability": "0.98", "secure_only": true}
 //! ```
 //!
 //! Decoding goes through [`LaunchCommand::from_json`], which also validates, so a bad command is
@@ -15,16 +17,18 @@
 
 use std::collections::BTreeMap;
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::gpu::GpuType;
-use crate::ids::InstanceId;
+use crate::ids::{InstanceId, ProviderName};
 use crate::limits::{
     MAX_COMMAND_BYTES, MAX_ENV_BYTES, MAX_ENV_NAME_BYTES, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_IMAGE_BYTES,
     MAX_REASON_BYTES, MAX_REGIONS, MAX_SCALAR_BYTES, MAX_SSH_KEY_BYTES, bounded, quote,
 };
 use crate::money::Money;
+use crate::needs::Needs;
 use crate::policy::{RelaunchPolicy, SpotPolicy};
 use crate::region::Region;
 use crate::sealed::{EnvValue, SealedValue, Secret};
@@ -96,6 +100,30 @@ pub struct LaunchCommand<V = Secret> {
     /// Markets run dry for minutes at a time; a chain with attempts left should not end for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_capacity: Option<Span>,
+    /// Disk for the machine in GB; default each provider's own (see `docs/providers.md`). The
+    /// price selected, journaled and billed is the price with this disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gb: Option<u32>,
+    /// At least this much CPU RAM, in GB; default any. Offers that do not say are excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_cpu_ram_gb: Option<u32>,
+    /// At least this many vCPUs; default any. Offers that do not say are excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_vcpus: Option<u32>,
+    /// Only these providers (by configured name); default every configured one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderName>,
+    /// Never these providers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_providers: Vec<ProviderName>,
+    /// At least this host reliability, 0 to 1 (a decimal string, e.g. `"0.98"`); default any.
+    /// Offers whose provider gives no score are excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_reliability: Option<Decimal>,
+    /// Only secure hosts (RunPod's secure cloud, Vast's datacenter hosts, Lambda, Paperspace);
+    /// default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_only: bool,
     /// On `tgp.api.launch` only: does what `Nats-Msg-Id` does on `tgp.commands.launch`. The key
     /// becomes the instance id, so it must be a valid instance id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,7 +199,27 @@ impl<V> LaunchCommand<V> {
             max_lifetime: self.max_lifetime,
             budget: self.budget,
             wait_for_capacity: self.wait_for_capacity,
+            disk_gb: self.disk_gb,
+            min_cpu_ram_gb: self.min_cpu_ram_gb,
+            min_vcpus: self.min_vcpus,
+            providers: self.providers,
+            exclude_providers: self.exclude_providers,
+            min_reliability: self.min_reliability,
+            secure_only: self.secure_only,
             idempotency_key: self.idempotency_key,
+        }
+    }
+
+    /// What the machine must have beyond its GPUs, gathered for selection and the providers.
+    pub fn needs(&self) -> Needs {
+        Needs {
+            disk_gb: self.disk_gb,
+            min_cpu_ram_gb: self.min_cpu_ram_gb,
+            min_vcpus: self.min_vcpus,
+            providers: self.providers.clone(),
+            exclude_providers: self.exclude_providers.clone(),
+            min_reliability: self.min_reliability,
+            secure_only: self.secure_only,
         }
     }
 
@@ -235,6 +283,7 @@ impl<V: EnvValue> LaunchCommand<V> {
         if self.relaunch.max_attempts == 0 {
             return Err(CommandError::Invalid("relaunch.max_attempts must be at least 1".into()));
         }
+        self.needs().validate().map_err(CommandError::Invalid)?;
         self.validate_sizes()?;
         if self.image.trim().is_empty() {
             return Err(CommandError::Invalid("image must not be empty".into()));

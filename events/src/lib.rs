@@ -8,6 +8,7 @@
 //! - [`span`] (`span.rs`): spans of time as people write them (`90s`, `1h30m`), in whole seconds.
 //! - [`policy`] (`policy.rs`): spot policy, relaunch policy and billing granularity.
 //! - [`commands`] (`commands.rs`): the launch and terminate commands, and their validation.
+//! - [`needs`] (`needs.rs`): what a machine must have beyond its GPUs (disk, RAM, vCPUs, hosts).
 //! - [`sealed`] (`sealed.rs`): env values as plain secrets (memory only) and sealed (the journal).
 //! - [`limits`] (`limits.rs`): the largest value each command field may hold, and how refusals quote.
 //! - [`ssh_key`] (`ssh_key.rs`): the one form of SSH public key a launch accepts.
@@ -32,6 +33,7 @@ pub mod gpu;
 pub mod ids;
 pub mod limits;
 pub mod money;
+pub mod needs;
 pub mod policy;
 pub mod provider_events;
 pub mod region;
@@ -45,6 +47,7 @@ pub use events::InstanceEvent;
 pub use gpu::GpuType;
 pub use ids::{AttemptId, InstanceId, ProviderName};
 pub use money::Money;
+pub use needs::Needs;
 pub use policy::{BillingGranularity, BillingUnit, RelaunchPolicy, SpotPolicy};
 pub use region::Region;
 pub use span::Span;

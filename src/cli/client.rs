@@ -15,8 +15,9 @@ use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{
     API_GET, API_LAUNCH, API_LEADER, API_LIST, API_TERMINATE, INSTANCE_EVENTS_ALL, instance_events,
 };
-use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Region, RelaunchPolicy, SpotPolicy};
+use tgp_events::{GpuType, InstanceId, LaunchCommand, Money, Needs, Region, RelaunchPolicy, SpotPolicy};
 
+use super::needs::NeedsArgs;
 use super::{NatsArgs, parse_duration};
 
 /// Runs a client command on a small runtime.
@@ -129,6 +130,8 @@ pub struct LaunchArgs {
     /// Idempotency key (becomes the instance id): repeating the command never launches twice.
     #[arg(long)]
     idempotency_key: Option<String>,
+    #[command(flatten)]
+    needs: NeedsArgs,
     /// Print the instance id and return without following it.
     #[arg(long)]
     no_wait: bool,
@@ -150,6 +153,8 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let Needs { disk_gb, min_cpu_ram_gb, min_vcpus, providers, exclude_providers, min_reliability, secure_only } =
+        args.needs.needs()?;
     let command = LaunchCommand {
         gpu_type: args.gpu,
         gpu_count: args.count,
@@ -168,6 +173,13 @@ pub async fn launch(args: LaunchArgs) -> anyhow::Result<()> {
         max_lifetime: args.max_lifetime,
         budget: args.budget,
         wait_for_capacity: args.wait_for_capacity,
+        disk_gb,
+        min_cpu_ram_gb,
+        min_vcpus,
+        providers,
+        exclude_providers,
+        min_reliability,
+        secure_only,
         idempotency_key: args.idempotency_key,
     };
     command.validate()?;

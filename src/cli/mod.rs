@@ -6,8 +6,10 @@ mod audit;
 mod client;
 pub mod controller;
 mod journal;
+mod needs;
 mod nkeys;
 pub mod offers;
+mod offers_table;
 mod status;
 
 use std::path::PathBuf;

@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use clap::Args;
 use tgp_events::api::{ErrorReply, OffersReply, OffersRequest};
 use tgp_events::subjects::API_OFFERS;
-use tgp_events::{GpuType, Money, Region, SpotPolicy};
+use tgp_events::{GpuType, Money, Needs, Region, SpotPolicy};
 
 use super::NatsArgs;
+use super::needs::NeedsArgs;
+use super::offers_table::{self, SortBy};
 
 /// `tgp offers`' options (`tgp-dev offers` takes the same ones, and a market).
 #[derive(Args)]
@@ -35,9 +37,20 @@ pub struct OffersArgs {
     /// At most this per GPU-hour, in dollars.
     #[arg(long)]
     max_price: Option<Money>,
-    /// Print JSON (the `tgp.api.offers` answer).
+    #[command(flatten)]
+    needs: NeedsArgs,
+    /// Order: price (cheapest machine), gpu-price (cheapest per GPU-hour) or provider.
+    #[arg(long, value_enum, default_value_t = SortBy::Price)]
+    sort: SortBy,
+    /// The cheapest on-demand and spot price per GPU-hour for each GPU type at each provider.
     #[arg(long)]
+    summary: bool,
+    /// Print JSON (the `tgp.api.offers` answer, or the summary rows).
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Print CSV, prices as exact decimals.
+    #[arg(long)]
+    csv: bool,
     /// Provider configuration file (TOML); environment variables override it.
     #[arg(long, env = "TGP_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -73,6 +86,8 @@ pub async fn show(
     args: OffersArgs,
     settings: impl FnOnce() -> anyhow::Result<Vec<ProviderSettings>>,
 ) -> anyhow::Result<()> {
+    let Needs { disk_gb, min_cpu_ram_gb, min_vcpus, providers, exclude_providers, min_reliability, secure_only } =
+        args.needs.needs()?;
     let request = OffersRequest {
         gpu_type: args.gpu,
         gpu_count: args.count,
@@ -85,46 +100,51 @@ pub async fn show(
         } else {
             None
         },
+        disk_gb,
+        min_cpu_ram_gb,
+        min_vcpus,
+        providers,
+        exclude_providers,
+        min_reliability,
+        secure_only,
     };
     let reply = match args.nats.options()? {
         Some(nats) => from_controller(&nats, &request).await?,
         None => direct(&settings()?, &request).await?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-        return Ok(());
-    }
-    println!(
-        "{:<11} {:<34} {:<24} {:>3} {:<22} {:>11} {:>11} {:>5}",
-        "PROVIDER", "OFFER", "GPU", "N", "REGION", "ON-DEMAND", "SPOT", "AVAIL"
-    );
-    let price = |p: Option<Money>| p.map_or("-".to_string(), |p| format!("{p}/h"));
-    for o in &reply.offers {
-        let gpu = match o.gpu_type {
-            Some(g) => g.to_string(),
-            None => format!("? {}", o.provider_gpu_name),
-        };
-        let region = match &o.region {
-            Some(r) => format!("{r} ({})", o.provider_region),
-            None => format!("? {}", o.provider_region),
-        };
-        let id: String = o.offer_id.chars().take(34).collect();
+    if args.summary {
+        let rows = offers_table::summary(&reply.offers);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else if args.csv {
+            print!("{}", offers_table::summary_csv(&rows));
+        } else {
+            print!("{}", offers_table::summary_table(&rows));
+            println!(
+                "cheapest price per GPU-hour of each GPU type at each provider, over {} offers",
+                reply.offers.len()
+            );
+        }
+    } else if args.json {
+        let offers = offers_table::sorted(&reply.offers, args.sort).into_iter().cloned().collect();
+        println!("{}", serde_json::to_string_pretty(&OffersReply { offers, providers: reply.providers.clone() })?);
+    } else if args.csv {
+        print!("{}", offers_table::csv(&offers_table::sorted(&reply.offers, args.sort)));
+    } else {
+        print!("{}", offers_table::table(&offers_table::sorted(&reply.offers, args.sort)));
         println!(
-            "{:<11} {:<34} {:<24} {:>3} {:<22} {:>11} {:>11} {:>5}",
-            o.provider.as_str(),
-            id,
-            gpu,
-            o.gpu_count,
-            region,
-            price(o.on_demand_price),
-            price(o.spot_price),
-            o.available
+            "{} offers, by {} (machine prices and per GPU-hour; `?` marks a name with no standard translation, `…` a shortened one)",
+            reply.offers.len(),
+            match args.sort {
+                SortBy::Price => "machine price",
+                SortBy::GpuPrice => "price per GPU-hour",
+                SortBy::Provider => "provider",
+            }
         );
     }
-    println!(
-        "{} offers, cheapest first (machine prices; `?` marks a name with no standard translation)",
-        reply.offers.len()
-    );
+    if args.json || args.csv {
+        return Ok(());
+    }
     for p in &reply.providers {
         println!("  {:<11} {:<8} {}", p.provider, p.status, p.message);
     }

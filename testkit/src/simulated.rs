@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
-    ProviderInstance, RateLimits,
+    DiskRoom, LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
+    ProviderInfo, ProviderInstance, RateLimits, Specs,
 };
 use tgp_events::events::{Connection, FailureClass, InterruptionReason};
 use tgp_events::{BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region};
@@ -209,6 +209,12 @@ fn offer_table(seed: u64, provider: &ProviderName, now: DateTime<Utc>) -> Vec<Of
                     available: rng.random_range(2..=20),
                     billing: BillingGranularity { unit: BillingUnit::Second, minimum_seconds: 60 },
                     observed_at: now,
+                    specs: Specs {
+                        vcpus: Some(12 * count),
+                        cpu_ram_gb: Some(64 * count),
+                        disk: DiskRoom::UpTo(500 * count),
+                        secure: Some(true),
+                    },
                 });
             }
         }
@@ -343,7 +349,7 @@ impl ProviderClient for SimulatedProvider {
     }
 
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 6000, burst: 100 }
+        RateLimits { requests_per_minute: 6000, burst: 100, launches: None }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {

@@ -110,7 +110,8 @@ impl ProviderActor {
     pub fn new(client: Arc<dyn ProviderClient>, config: ProviderActorConfig, sink: Arc<dyn ProviderEventSink>) -> Self {
         let limits = client.rate_limits();
         let budget = config.budget.unwrap_or(Budget { per_minute: limits.requests_per_minute, burst: limits.burst });
-        let books = Mutex::new(Books::new(budget, config.breaker, Jitter::from_seed(config.jitter_seed)));
+        let jitter = Jitter::from_seed(config.jitter_seed);
+        let books = Mutex::new(Books::new(budget, limits.launches, config.breaker, jitter));
         let name = client.info().name;
         let label = Arc::from(name.as_str());
         ProviderActor { shared: Arc::new(Shared { name, label, client, config, books }), sink }

@@ -16,7 +16,8 @@ use super::actor::{Attempted, Dispatch, ProviderActor, ProviderActorConfig};
 use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::flight::{Output, Priority};
 use super::limiter::{AdaptiveLimiter, Budget, Jitter};
-use crate::provider::{Offer, ProviderClient, ProviderError};
+use super::spacing::LaunchSlots;
+use crate::provider::{LaunchSpacing, Offer, ProviderClient, ProviderError};
 
 /// What the actor and its handles share: the client and the books, behind one lock that is never
 /// held across an await.
@@ -47,6 +48,8 @@ pub(super) struct Books {
     pub(super) disabled: Option<String>,
     /// Health as last journaled.
     pub(super) healthy: Option<bool>,
+    /// Launch slots, for a provider whose launches have a limit of their own.
+    pub(super) launch_slots: Option<LaunchSlots>,
 }
 
 impl Shared {
@@ -82,6 +85,24 @@ impl Shared {
         receiver.await.map_err(|_| stopped())
     }
 
+    /// Waits for a launch slot, where the provider spaces its launches; the wait is measured.
+    /// Returns whether it waited (a token taken before the wait is then stale).
+    pub(super) async fn launch_slot(&self) -> bool {
+        let Some(slot) = self.books().launch_slots.as_mut().map(|slots| slots.reserve(tokio::time::Instant::now()))
+        else {
+            return false;
+        };
+        let wait = slot.saturating_duration_since(tokio::time::Instant::now());
+        metrics::histogram!("tgp_provider_launch_spacing_wait_seconds", "provider" => self.label.clone())
+            .record(wait.as_secs_f64());
+        if wait.is_zero() {
+            return false;
+        }
+        tracing::debug!(wait_ms = wait.as_millis() as u64, "waiting for a launch slot");
+        tokio::time::sleep_until(slot).await;
+        true
+    }
+
     /// Books one attempt: counters here; anything that changes state, by the actor (waited for, so
     /// the caller's next call sees it).
     pub(super) async fn book(&self, addr: &Addr<ProviderActor>, attempt: Attempted, elapsed: Duration) {
@@ -100,7 +121,7 @@ impl Shared {
 }
 
 impl Books {
-    pub(super) fn new(budget: Budget, breaker: BreakerConfig, jitter: Jitter) -> Self {
+    pub(super) fn new(budget: Budget, launches: Option<LaunchSpacing>, breaker: BreakerConfig, jitter: Jitter) -> Self {
         Books {
             limiter: AdaptiveLimiter::with_jitter(budget, jitter),
             waiting: Default::default(),
@@ -111,6 +132,7 @@ impl Books {
             unavailable: HashMap::new(),
             disabled: None,
             healthy: None,
+            launch_slots: launches.map(LaunchSlots::new),
         }
     }
 

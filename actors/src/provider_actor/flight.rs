@@ -126,8 +126,11 @@ pub(super) async fn fly(
     op: Operation,
     flight: Flight,
 ) -> Result<Output, ProviderError> {
+    // A token taken before waiting for a launch slot is given up: the call goes later, on a
+    // fresh one, so the budget still spaces it from the calls made meanwhile.
+    let waited = matches!(op, Operation::Launch(_)) && shared.launch_slot().await;
     let landing = Landing { shared, offers_key: flight.offers_key };
-    let granted = AtomicBool::new(flight.granted);
+    let granted = AtomicBool::new(flight.granted && !waited);
     let (name, priority, idempotent) = (op.name(), op.priority(), !matches!(op, Operation::Launch(_)));
     let (op_ref, granted) = (&op, &granted);
     let attempt = move || async move {

@@ -14,6 +14,8 @@
 //!    `Retry-After`, or backoff with jitter) and halves the rate, which climbs back to the
 //!    configured one within a minute of the last 429 (`limiter.rs`); the configured budget is
 //!    never exceeded.
+//!    A launch on a provider with launch spacing (`RateLimits::launches`) first waits for its
+//!    launch slot (`spacing.rs`).
 //! 5. Idempotent calls (offers, status, list, terminate) are retried with capped exponential
 //!    backoff and jitter on rate limits and outages; a launch is never blindly retried (an
 //!    uncertain launch is settled by the lifecycle's attempt reconciliation).
@@ -37,6 +39,7 @@
 //! - `books.rs`: the books shared by the actor and its handles; taking tokens, booking outcomes.
 //! - `cache.rs`: the offers cache, single flight, and offerings left out while unavailable.
 //! - `limiter.rs`: the adaptive rate limiter.
+//! - `spacing.rs`: launch slots, for a provider whose launches have a limit of their own.
 //! - `breaker.rs`: the circuit breaker.
 
 mod actor;
@@ -46,6 +49,7 @@ mod cache;
 mod flight;
 mod handle;
 pub mod limiter;
+mod spacing;
 
 pub use actor::{
     Call, MarkUnavailable, ProviderActor, ProviderActorConfig, ProviderEventSink, SetEnabled, market_lines,

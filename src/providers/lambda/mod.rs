@@ -7,27 +7,26 @@
 //! option, or the launch's public key registered under a name derived from it.
 //!
 //! Options (`[lambda] options` in the configuration): `ssh_key_name` (a key already registered
-//! at Lambda), `launch_interval_ms` (spacing between launch calls; default 12000, Lambda's
-//! documented one launch per 12 s), `request_timeout_ms` (per call; default 30000).
+//! at Lambda), `launch_interval_ms` and `launches_per_minute` (the launch spacing the provider
+//! actor keeps, from [`ProviderClient::rate_limits`]; default 12000 and 5, Lambda's documented
+//! limit; 0 and 0 for none), `request_timeout_ms` (per call; default 30000).
 
 mod launch;
 mod names;
 mod offers;
 pub mod wire;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
-    ProviderInstance, RateLimits,
+    LaunchReceipt, LaunchSpacing, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
+    ProviderInfo, ProviderInstance, RateLimits,
 };
 use tgp_events::events::{Connection, FailureClass};
 use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, Money, ProviderName, Region};
-use tokio::time::Instant;
 
 use super::api_change::{ApiChangeKind, ApiChangeReporter};
 use super::config::{ConfigError, ProviderKind, ProviderSettings};
@@ -38,8 +37,10 @@ use wire::{Envelope, Instance, LaunchAnswer, LaunchBody, SshKey, Tag};
 
 /// Lambda's path prefix under the host root.
 const API: &str = "/api/v1";
-/// Lambda's documented launch limit: one launch per 12 seconds.
+/// Lambda's documented launch limit (API spec 1.8.3): one launch per 12 seconds...
 const DEFAULT_LAUNCH_INTERVAL: Duration = Duration::from_secs(12);
+/// ...and five per minute.
+const DEFAULT_LAUNCHES_PER_MINUTE: u32 = 5;
 
 /// How Lambda bills: by the hourly price in one-minute increments, no minimum documented.
 pub const BILLING: BillingGranularity = BillingGranularity { unit: BillingUnit::Minute, minimum_seconds: 0 };
@@ -50,10 +51,8 @@ pub struct LambdaClient {
     name: ProviderName,
     /// A key already registered at Lambda, from the `ssh_key_name` option.
     ssh_key_name: Option<String>,
-    /// Spacing between launch calls (Lambda allows one per 12 s).
-    launch_interval: Duration,
-    /// When the next launch call may go out.
-    next_launch: Mutex<Option<Instant>>,
+    /// How far apart launch calls must be, for the provider actor; `None` for no spacing.
+    launch_spacing: Option<LaunchSpacing>,
 }
 
 impl LambdaClient {
@@ -62,14 +61,16 @@ impl LambdaClient {
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         let options = ClientOptions::new(ProviderKind::Lambda, settings);
         let read = || -> Result<Self, ConfigError> {
-            let launch_interval = options.millis("launch_interval_ms", DEFAULT_LAUNCH_INTERVAL, 0)?;
+            let min_interval = options.millis("launch_interval_ms", DEFAULT_LAUNCH_INTERVAL, 0)?;
+            let per_minute = options.number("launches_per_minute", DEFAULT_LAUNCHES_PER_MINUTE, 0..=600)?;
+            let launch_spacing =
+                (!min_interval.is_zero() || per_minute > 0).then_some(LaunchSpacing { min_interval, per_minute });
             let ssh_key_name = options.text("ssh_key_name").filter(|s| !s.is_empty()).map(str::to_string);
             Ok(LambdaClient {
                 http: options.http(options.url(), reporter, wire::parse_error)?,
                 name: options.name(),
                 ssh_key_name,
-                launch_interval,
-                next_launch: Mutex::new(None),
+                launch_spacing,
             })
         };
         read().map_err(|e| options.refusal(e))
@@ -172,24 +173,6 @@ impl LambdaClient {
              registered at Lambda, or give the launch an OpenSSH public key",
         )
     }
-
-    /// Waits for the launch slot (one launch call per `launch_interval`).
-    async fn launch_slot(&self) {
-        let wait_until = {
-            let Ok(mut next) = self.next_launch.lock() else {
-                return;
-            };
-            let now = Instant::now();
-            let slot = next.filter(|t| *t > now).unwrap_or(now);
-            *next = Some(slot + self.launch_interval);
-            slot
-        };
-        // Only when the slot is ahead: tokio rounds a timer up to its next millisecond tick, so
-        // even a deadline already reached would cost about a millisecond per launch.
-        if wait_until > Instant::now() {
-            tokio::time::sleep_until(wait_until).await;
-        }
-    }
 }
 
 #[async_trait]
@@ -203,10 +186,11 @@ impl ProviderClient for LambdaClient {
         }
     }
 
-    /// Lambda documents about one request per second (and one launch per 12 s, which the client
-    /// spaces itself); tgp's older 1000/h figure is looser at bursts, so 60/min with no burst.
+    /// Lambda documents about one request per second, and launches at one per 12 s and five per
+    /// minute (spec 1.8.3); tgp's older 1000/h figure is looser at bursts, so 60/min with no
+    /// burst, and the launch spacing for the provider actor to schedule.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 60, burst: 1 }
+        RateLimits { requests_per_minute: 60, burst: 1, launches: self.launch_spacing }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -265,13 +249,11 @@ impl ProviderClient for LambdaClient {
             instance_type_name: type_name.to_string(),
             ssh_key_names: vec![key_name],
             file_system_names: Vec::new(),
-            quantity: 1,
             name: attempt.to_string(),
             tags: vec![Tag { key: ATTEMPT_TAG.into(), value: attempt.to_string() }],
             user_data: Some(user_data),
         };
         let body = serde_json::to_value(&body).map_err(|e| invalid(format!("cannot encode the launch: {e}")))?;
-        self.launch_slot().await;
         let answer: LaunchAnswer = self.call(Method::POST, "/instance-operations/launch", Some(body)).await?;
         let Some(id) = answer.instance_ids.into_iter().next() else {
             let endpoint = format!("POST {API}/instance-operations/launch");

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use reqwest::Method;
-use tgp_actors::provider::{Offer, ProviderError};
+use tgp_actors::provider::{DiskRoom, Offer, ProviderError, Specs};
 use tgp_events::Money;
 
-use super::wire::InstanceTypeEntry;
+use super::wire::{self, InstanceTypeEntry};
 use super::{BILLING, LambdaClient, names, offer_id};
 
 impl LambdaClient {
@@ -48,9 +48,37 @@ impl LambdaClient {
                     available: 1,
                     billing: BILLING,
                     observed_at: now,
+                    specs: specs(&t.specs),
                 });
             }
         }
         out
+    }
+}
+
+/// What an instance type's `specs` say, in tgp's units: Lambda gives GiB, a launch asks GB. Local
+/// storage is fixed per type and included in its price. Lambda runs its own datacenters, so every
+/// host is secure. A zero (or a missing field) says nothing.
+fn specs(specs: &wire::Specs) -> Specs {
+    let known = |n: u32| (n > 0).then_some(n);
+    let gb = |gib: u32| u32::try_from(u64::from(gib) * 1_073_741_824 / 1_000_000_000).ok();
+    Specs {
+        vcpus: known(specs.vcpus),
+        cpu_ram_gb: known(specs.memory_gib).and_then(gb),
+        disk: known(specs.storage_gib).and_then(gb).map_or(DiskRoom::Unknown, DiskRoom::UpTo),
+        secure: Some(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gib_become_whole_gb_and_zero_says_nothing() {
+        let s = specs(&wire::Specs { gpus: 1, vcpus: 26, memory_gib: 200, storage_gib: 1024 });
+        assert_eq!((s.vcpus, s.cpu_ram_gb, s.disk), (Some(26), Some(214), DiskRoom::UpTo(1099)));
+        let silent = specs(&wire::Specs { gpus: 1, vcpus: 0, memory_gib: 0, storage_gib: 0 });
+        assert_eq!((silent.vcpus, silent.cpu_ram_gb, silent.disk), (None, None, DiskRoom::Unknown));
     }
 }

@@ -110,7 +110,7 @@ pub struct Tag {
 /// `POST /instance-operations/launch` answer.
 #[derive(Debug, Deserialize)]
 pub struct LaunchAnswer {
-    /// The new instance ids (one: tgp always sends quantity 1).
+    /// The new instance ids (one: a launch without `quantity` starts one machine).
     pub instance_ids: Vec<String>,
 }
 
@@ -142,8 +142,6 @@ pub struct LaunchBody {
     pub ssh_key_names: Vec<String>,
     /// No filesystems (dstack sends `[]` too).
     pub file_system_names: Vec<String>,
-    /// Always 1: Lambda rejects anything else.
-    pub quantity: u32,
     /// The attempt id.
     pub name: String,
     /// The attempt id again, as a tag.

@@ -61,7 +61,8 @@ impl PaperspaceClient {
             name,
             machine_type: label,
             region,
-            disk_size: self.disk_size,
+            // A launch's own disk (raised to Paperspace's smallest), else the `disk_size` option.
+            disk_size: spec.disk_gb.map_or(self.disk_size, |gb| gb.max(super::MIN_DISK_GB)),
             template_id: &template,
             public_ip_type: "dynamic",
             startup_script_id: script_id.as_deref(),

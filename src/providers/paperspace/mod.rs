@@ -25,8 +25,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use reqwest::Method;
 use tgp_actors::provider::{
-    LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError, ProviderInfo,
-    ProviderInstance, RateLimits,
+    DiskRoom, LaunchReceipt, LaunchSpec, MachineStatus, Offer, OfferFilter, ProviderClient, ProviderError,
+    ProviderInfo, ProviderInstance, RateLimits, Specs,
 };
 use tgp_events::events::{Connection, FailureClass};
 use tgp_events::{AttemptId, BillingGranularity, BillingUnit, GpuType, ProviderName, Region, SpotPolicy};
@@ -42,6 +42,10 @@ use super::options::ClientOptions;
 pub const PAGE_LIMIT: u32 = 120;
 /// A listing longer than this many pages is a provider loop, not an account.
 const MAX_PAGES: usize = 1000;
+/// The smallest and largest boot disk Paperspace creates, in GB.
+pub const MIN_DISK_GB: u32 = 50;
+/// See [`MIN_DISK_GB`].
+pub const MAX_DISK_GB: u32 = 2000;
 /// How Paperspace bills utilisation: by the hour. Per-second metering is claimed only by a third
 /// party (unconfirmed), so tgp assumes started hours, the costlier reading. Monthly storage and
 /// access fees are not part of the hourly price.
@@ -80,7 +84,7 @@ impl PaperspaceClient {
                     key: "price_table",
                     source: e.into(),
                 })?;
-            let disk_size = options.number("disk_size", 100, 50..=2000)?;
+            let disk_size = options.number("disk_size", 100, MIN_DISK_GB..=MAX_DISK_GB)?;
             let template_id = options.text("template_id").filter(|t| !t.is_empty()).map(str::to_string);
             tracing::info!(as_of = %prices.as_of, "Paperspace has no price API: offers are priced from tgp's price table as of this date");
             let base = format!("{}/v1", options.url().trim_end_matches('/'));
@@ -219,7 +223,7 @@ impl ProviderClient for PaperspaceClient {
 
     /// 200 requests a minute, the figure tgp's notes give; Paperspace documents none.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 200, burst: 10 }
+        RateLimits { requests_per_minute: 200, burst: 10, launches: None }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -276,6 +280,7 @@ impl ProviderClient for PaperspaceClient {
                     available: u32::from(available),
                     billing: BILLING,
                     observed_at: now,
+                    specs: specs(row),
                 });
             }
         }
@@ -314,5 +319,16 @@ impl ProviderClient for PaperspaceClient {
     async fn list_instances(&self) -> Result<Vec<ProviderInstance>, ProviderError> {
         let machines: Vec<Machine> = self.list_all("/machines", EP_LIST, &[]).await?;
         Ok(machines.into_iter().map(|m| self.instance(EP_LIST, m)).collect())
+    }
+}
+
+/// What a price-table row says of its machine type. A machine's disk is a block volume of 50 GB
+/// to 2 TB chosen at creation, and Paperspace runs its own datacenters, so every host is secure.
+fn specs(row: &prices::PriceRow) -> Specs {
+    Specs {
+        vcpus: row.vcpus,
+        cpu_ram_gb: row.memory_gib.and_then(|gib| u32::try_from(u64::from(gib) * 1_073_741_824 / 1_000_000_000).ok()),
+        disk: DiskRoom::UpTo(MAX_DISK_GB),
+        secure: Some(true),
     }
 }

@@ -24,6 +24,13 @@ pub struct PriceRow {
     pub hourly: Money,
     /// The API's region strings (`"East Coast (NY2)"`) where the type is sold.
     pub regions: Vec<String>,
+    /// The type's vCPUs, where the table's source gives them (a launch asking for vCPUs leaves
+    /// out a type without them).
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    /// The type's RAM in GiB, where the table's source gives it.
+    #[serde(default)]
+    pub memory_gib: Option<u32>,
 }
 
 fn money_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Money, D::Error> {

@@ -133,7 +133,7 @@ impl ProviderClient for RunPodClient {
 
     fn rate_limits(&self) -> RateLimits {
         // RunPod 100/min (tgp's design figure; the v2 spec's example quota of 60/min is unconfirmed).
-        RateLimits { requests_per_minute: 100, burst: 10 }
+        RateLimits { requests_per_minute: 100, burst: 10, launches: None }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {
@@ -148,7 +148,10 @@ impl ProviderClient for RunPodClient {
         let count = filter.min_gpu_count.unwrap_or(1).max(1);
         let spot = if filter.spot == Some(SpotPolicy::OnDemandOnly) { Vec::new() } else { self.spot_prices().await };
         let mut offers = Vec::new();
-        for cloud in &self.clouds {
+        // Secure-only asks the secure cloud alone; RunPod's catalog says nothing of vCPUs or RAM,
+        // so a launch that asks for them leaves RunPod's offers out (`selection::unmet`).
+        let clouds = self.clouds.iter().filter(|c| !filter.needs.secure_only || **c == Cloud::Secure);
+        for cloud in clouds {
             for gpu in self.catalog(*cloud, count, None).await? {
                 if filter.gpu_type.is_some() && names::standard_gpu(&gpu.id) != filter.gpu_type {
                     continue;

@@ -5,7 +5,7 @@ use chrono::Utc;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::json;
-use tgp_actors::provider::{Offer, ProviderError};
+use tgp_actors::provider::{DiskRoom, Offer, ProviderError, Specs};
 use tgp_events::{BillingGranularity, Money};
 
 use super::graphql::{self, GpuTypesData, SPOT_PRICES};
@@ -171,6 +171,12 @@ impl RunPodClient {
                     available,
                     billing: BillingGranularity::PER_SECOND,
                     observed_at: Utc::now(),
+                    // RunPod takes the disk size at launch and places the pod where it fits.
+                    specs: Specs {
+                        disk: DiskRoom::PlacedAtLaunch,
+                        secure: Some(cloud == Cloud::Secure),
+                        ..Specs::default()
+                    },
                 }
             })
             .collect()

@@ -114,7 +114,8 @@ pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchRe
     let invalid = |m: String| client.error(FailureClass::InvalidRequest, m);
     let offer_id: u64 =
         spec.offer_id.trim().parse().map_err(|_| invalid(format!("{:?} is not a Vast offer id", spec.offer_id)))?;
-    let mut body = create_body(spec, client.disk_gb).map_err(invalid)?;
+    let disk_gb = client.disk_for(spec.disk_gb);
+    let mut body = create_body(spec, disk_gb).map_err(invalid)?;
     let pricing = if spec.spot { Pricing::Bid } else { Pricing::OnDemand };
 
     // Look the offer up again: gone, too small or above the bid costs nothing to find out.
@@ -123,7 +124,7 @@ pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchRe
         "rentable": {"eq": true},
         "rented": {"eq": false},
         "type": pricing.wire(),
-        "allocated_storage": client.disk_gb,
+        "allocated_storage": disk_gb,
         "limit": 1,
     });
     let offers = client.search(&query).await?;
@@ -157,8 +158,7 @@ pub async fn launch(client: &VastAiClient, spec: &LaunchSpec) -> Result<LaunchRe
             }
             if compute < bid_range().0 {
                 return Err(invalid(format!(
-                    "bid {bid}/h does not cover the ${storage}/h storage of {} GB on offer {offer_id}",
-                    client.disk_gb
+                    "bid {bid}/h does not cover the ${storage}/h storage of {disk_gb} GB on offer {offer_id}"
                 )));
             }
             body["price"] = json!(compute.to_f64());

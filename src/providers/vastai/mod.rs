@@ -34,9 +34,11 @@ use wire::{InstancePage, WireInstance};
 
 /// tgp's name for Vast.ai.
 pub const PROVIDER: &str = "vastai";
-/// Disk (GB) allocated to each instance unless the `disk_gb` option says otherwise; it is billed
-/// as storage and priced into `dph_total` through `allocated_storage`. Vast's minimum is 8.
+/// Disk (GB) allocated to an instance whose launch names no `disk_gb`, unless the `disk_gb` option
+/// says otherwise; it is billed as storage and priced into `dph_total` through `allocated_storage`.
 pub const DEFAULT_DISK_GB: u32 = 40;
+/// Vast's smallest disk; a launch asking for less gets (and pays for) this much.
+pub const MIN_DISK_GB: u32 = 8;
 /// Offers asked for per search unless the `search_limit` option says otherwise.
 pub const DEFAULT_SEARCH_LIMIT: u32 = 200;
 /// Instances per page of `GET /api/v1/instances/` (Vast's maximum).
@@ -80,7 +82,7 @@ impl VastAiClient {
     pub fn from_settings(settings: &ProviderSettings, reporter: ApiChangeReporter) -> Result<Self, ProviderError> {
         let options = ClientOptions::new(ProviderKind::VastAi, settings);
         let read = || -> Result<Self, ConfigError> {
-            let disk_gb = options.number("disk_gb", DEFAULT_DISK_GB, 8..=u32::MAX)?;
+            let disk_gb = options.number("disk_gb", DEFAULT_DISK_GB, MIN_DISK_GB..=u32::MAX)?;
             let search_limit = options.number("search_limit", DEFAULT_SEARCH_LIMIT, 1..=u32::MAX)?;
             let http = options.http(options.url(), reporter, wire::parse_error)?;
             Ok(VastAiClient { http, name: options.name(), disk_gb, search_limit })
@@ -203,7 +205,7 @@ impl ProviderClient for VastAiClient {
     /// 60 requests a minute (tgp's default; Vast publishes no figure) and no burst: Vast enforces a
     /// minimum interval between calls per endpoint, not a bucket.
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 60, burst: 1 }
+        RateLimits { requests_per_minute: 60, burst: 1, launches: None }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {

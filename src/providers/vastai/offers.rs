@@ -9,11 +9,11 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Map, Value, json};
-use tgp_actors::provider::{Offer, OfferFilter, ProviderError};
+use tgp_actors::provider::{DiskRoom, Offer, OfferFilter, ProviderError, Specs};
 use tgp_events::{Money, SpotPolicy};
 
 use super::wire::{OffersAnswer, WireOffer};
-use super::{BILLING, Pricing, SEARCH, VastAiClient, names};
+use super::{BILLING, MIN_DISK_GB, Pricing, SEARCH, VastAiClient, names};
 
 impl VastAiClient {
     /// The search query for a filter, with the official CLI's default filters.
@@ -51,9 +51,27 @@ impl VastAiClient {
         {
             q.insert("dph_total".into(), json!({"lte": bound}));
         }
+        // Bounds for the needs Vast can filter; each is re-checked exactly on the offers
+        // (`selection::unmet`). `cpu_ram` filters the host's RAM, of which the renter gets a share:
+        // a host with less cannot give enough.
+        let needs = &filter.needs;
+        let disk = self.disk_for(needs.disk_gb);
+        q.insert("disk_space".into(), json!({"gte": disk}));
+        if let Some(gb) = needs.min_cpu_ram_gb {
+            q.insert("cpu_ram".into(), json!({"gte": u64::from(gb) * 1000}));
+        }
+        if let Some(n) = needs.min_vcpus {
+            q.insert("cpu_cores_effective".into(), json!({"gte": n}));
+        }
+        if let Some(bound) = needs.min_reliability.and_then(|r| r.to_f64()) {
+            q.insert("reliability2".into(), json!({"gte": bound}));
+        }
+        if needs.secure_only {
+            q.insert("datacenter".into(), json!({"eq": true}));
+        }
         q.insert("order".into(), json!([["dph_total", "asc"]]));
         q.insert("type".into(), json!(pricing.wire()));
-        q.insert("allocated_storage".into(), json!(self.disk_gb));
+        q.insert("allocated_storage".into(), json!(disk));
         q.insert("limit".into(), json!(self.search_limit));
         Value::Object(q)
     }
@@ -95,6 +113,32 @@ impl VastAiClient {
             available: u32::from(o.rentable != Some(false) && o.rented != Some(true)),
             billing: BILLING,
             observed_at: now,
+            specs: specs(&o),
         }
+    }
+
+    /// The disk a launch gets: what it asks, else the `disk_gb` option, and never under Vast's
+    /// minimum.
+    pub(super) fn disk_for(&self, asked: Option<u32>) -> u32 {
+        asked.unwrap_or(self.disk_gb).max(MIN_DISK_GB)
+    }
+}
+
+/// What a Vast offer says of its machine. The renter's vCPUs are `cpu_cores_effective`, and its
+/// RAM the same share of the host's (`cpu_ram × effective / cores`, gpuhunt's rule); a host that
+/// reports no cores says nothing of the RAM share.
+fn specs(o: &WireOffer) -> Specs {
+    let effective = o.cpu_cores_effective.filter(|e| *e > Decimal::ZERO);
+    let ram_share = match (o.cpu_ram, o.cpu_cores.filter(|c| *c > 0), effective) {
+        (Some(mb), Some(cores), Some(effective)) => {
+            (Decimal::from(mb) * effective / Decimal::from(cores) / Decimal::from(1000)).floor().to_u32()
+        }
+        _ => None,
+    };
+    Specs {
+        vcpus: effective.and_then(|e| e.floor().to_u32()),
+        cpu_ram_gb: ram_share,
+        disk: o.disk_space.and_then(|d| d.floor().to_u32()).map_or(DiskRoom::Unknown, DiskRoom::UpTo),
+        secure: o.hosting_type.map(|h| h >= 1),
     }
 }

@@ -61,6 +61,21 @@ pub struct WireOffer {
     /// Host-written place, `"Texas, US"`; may be `null` or `", US"`.
     #[serde(default)]
     pub geolocation: Option<String>,
+    /// The host machine's vCPUs; may be `null` or 0.
+    #[serde(default, deserialize_with = "opt_count")]
+    pub cpu_cores: Option<u64>,
+    /// The vCPUs this offer rents out of them.
+    #[serde(default, deserialize_with = "price")]
+    pub cpu_cores_effective: Option<Decimal>,
+    /// The host machine's RAM in MB (the renter's share is `cpu_ram × effective / cores`).
+    #[serde(default, deserialize_with = "opt_count")]
+    pub cpu_ram: Option<u64>,
+    /// GB of disk available to allocate.
+    #[serde(default, deserialize_with = "price")]
+    pub disk_space: Option<Decimal>,
+    /// 0 for a community host, 1 or more for a datacenter.
+    #[serde(default, deserialize_with = "opt_count")]
+    pub hosting_type: Option<u64>,
     /// Available to rent now.
     #[serde(default)]
     pub rentable: Option<bool>,

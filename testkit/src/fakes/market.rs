@@ -65,6 +65,7 @@ pub fn client_settings(fake: &dyn FakeProvider, kind: ProviderKind) -> ProviderS
     if kind == ProviderKind::Lambda {
         options.insert("ssh_key_name".to_string(), DEMO_SSH_KEY_NAME.to_string());
         options.insert("launch_interval_ms".to_string(), "0".to_string());
+        options.insert("launches_per_minute".to_string(), "0".to_string());
     }
     ProviderSettings { kind, url: fake.url(), key: Some(ApiKey::new(FAKE_KEY)), options, disabled: None }
 }

@@ -247,7 +247,7 @@ impl ProviderClient for SimProvider {
     }
 
     fn rate_limits(&self) -> RateLimits {
-        RateLimits { requests_per_minute: 6000, burst: 100 }
+        RateLimits { requests_per_minute: 6000, burst: 100, launches: None }
     }
 
     fn translate_gpu(&self, gpu: GpuType) -> Option<String> {

@@ -60,6 +60,13 @@ pub fn arrivals(seed: u64, instances: usize, duration: Duration) -> Vec<Arrival>
                     .random_bool(0.2)
                     .then(|| Span::from_secs(rng.random_range(600..=total_ms / 1000 / 2 + 600))),
                 budget: rng.random_bool(0.15).then(|| Money::from_cents(rng.random_range(50..=1_000))),
+                disk_gb: None,
+                min_cpu_ram_gb: None,
+                min_vcpus: None,
+                providers: Vec::new(),
+                exclude_providers: Vec::new(),
+                min_reliability: None,
+                secure_only: false,
                 idempotency_key: None,
             };
             let terminate_after = rng

@@ -43,6 +43,8 @@ pub struct LambdaFakeConfig {
     pub extra_fields: bool,
     /// Launches closer together than this get 429 (Lambda: one per 12 s); `None`: no limit.
     pub launch_interval: Option<Duration>,
+    /// A launch after this many in the last minute gets 429 (Lambda: five); `None`: no limit.
+    pub launches_per_minute: Option<u32>,
     /// Any two requests closer together than this get 429 (Lambda: about 1 per s); `None`: none.
     pub request_interval: Option<Duration>,
     /// Send 429 as a proxy's HTML page instead of Lambda's JSON envelope.
@@ -59,6 +61,7 @@ impl Default for LambdaFakeConfig {
             api_key: Some("test-key".into()),
             extra_fields: false,
             launch_interval: None,
+            launches_per_minute: None,
             request_interval: None,
             rate_limit_html: false,
         }

@@ -103,14 +103,16 @@ fn admit(account: &Account, auth: &str, is_launch: bool) -> Option<Response> {
         ));
     }
     let now = Instant::now();
-    let wait = state::too_soon(s.last_request, s.config.request_interval, now)
-        .or_else(|| is_launch.then(|| state::too_soon(s.last_launch, s.config.launch_interval, now)).flatten());
+    let (interval, per_minute) = (s.config.launch_interval, s.config.launches_per_minute);
+    let wait = state::too_soon(s.last_request, s.config.request_interval, now).or_else(|| {
+        is_launch.then(|| state::launch_too_soon(&mut s.admitted_launches, interval, per_minute, now)).flatten()
+    });
     if let Some(seconds) = wait {
         return Some(too_many(s.config.rate_limit_html, seconds));
     }
     s.last_request = Some(now);
     if is_launch {
-        s.last_launch = Some(now);
+        s.admitted_launches.push_back(now);
     }
     None
 }

@@ -68,8 +68,8 @@ pub struct State {
     pub keys: Vec<FakeKey>,
     /// Every launch body received.
     pub launches: Vec<Value>,
-    /// The last launch admitted (launch rate limit).
-    pub last_launch: Option<Instant>,
+    /// When the launches admitted in the last minute came (the launch rate limits).
+    pub admitted_launches: std::collections::VecDeque<Instant>,
     /// The last request admitted (general rate limit).
     pub last_request: Option<Instant>,
     rng: SmallRng,
@@ -89,7 +89,7 @@ impl State {
             instances: BTreeMap::new(),
             keys: Vec::new(),
             launches: Vec::new(),
-            last_launch: None,
+            admitted_launches: Default::default(),
             last_request: None,
             next_host: 2,
         }
@@ -222,6 +222,26 @@ impl State {
 pub fn set(i: &mut FakeInstance, status: &str, now: Instant) {
     i.status = status.to_string();
     i.changed_at = now;
+}
+
+/// How many seconds until another launch is allowed under "one per `interval`" and "`per_minute`
+/// in any minute", if one is not allowed now. Admitted launches older than a minute are dropped.
+pub fn launch_too_soon(
+    admitted: &mut std::collections::VecDeque<Instant>,
+    interval: Option<Duration>,
+    per_minute: Option<u32>,
+    now: Instant,
+) -> Option<u64> {
+    const MINUTE: Duration = Duration::from_secs(60);
+    while admitted.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+        admitted.pop_front();
+    }
+    let spaced = too_soon(admitted.back().copied(), interval, now);
+    let counted = per_minute
+        .filter(|n| admitted.len() >= *n as usize)
+        .and_then(|n| admitted.get(admitted.len() - n.max(1) as usize))
+        .map(|oldest| (*oldest + MINUTE).duration_since(now).as_secs().max(1));
+    spaced.max(counted)
 }
 
 /// How long until `last + interval`, if that is still ahead.

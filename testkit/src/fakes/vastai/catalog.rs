@@ -78,6 +78,12 @@ pub struct FakeOffer {
     pub verification: &'static str,
     /// Rented (by the fake's own account); rented offers leave default searches.
     pub rented: bool,
+    /// 0 for a community host, 1 for a datacenter.
+    pub hosting_type: u8,
+    /// GB of disk the host can allocate.
+    pub disk_space: f64,
+    /// The host's RAM in MB (the renter gets `cpu_cores_effective / cpu_cores` of it).
+    pub cpu_ram: u64,
 }
 
 /// One JSON object from several (`json!` has a recursion limit a full Vast object exceeds).
@@ -124,6 +130,11 @@ pub fn seed_offers(seed: u64, count: usize) -> Vec<FakeOffer> {
                 geolocation: place.map(str::to_string),
                 verification: if !first_round && i % 11 == 0 { "unverified" } else { "verified" },
                 rented: false,
+                // Community hosts, small disks and lean RAM among the later offers, without
+                // drawing from the seeded sequence (so the prices stay what they were).
+                hosting_type: if !first_round && i % 3 == 0 { 0 } else { 1 },
+                disk_space: if first_round { 812.5 } else { [812.5, 120.0, 2048.0][i % 3] },
+                cpu_ram: if !first_round && i % 4 == 1 { 16_000 } else { 64_000 } * u64::from(num_gpus),
             }
         })
         .collect()
@@ -147,8 +158,8 @@ impl FakeOffer {
             }),
             json!({
                 "cpu_cores": cores, "cpu_cores_effective": cores.map(|c| f64::from(c) / 2.0),
-                "cpu_ram": 32_000 * u64::from(self.num_gpus), "cpu_arch": "amd64",
-                "disk_space": 812.5, "disk_bw": 3120.4, "inet_up": 2843.1, "inet_down": 4120.7,
+                "cpu_ram": self.cpu_ram, "cpu_arch": "amd64",
+                "disk_space": self.disk_space, "disk_bw": 3120.4, "inet_up": 2843.1, "inet_down": 4120.7,
                 "inet_up_cost": 0.004, "inet_down_cost": 0.004, "direct_port_count": 240,
             }),
             json!({
@@ -159,7 +170,7 @@ impl FakeOffer {
             }),
             json!({
                 "rentable": !self.rented, "rented": self.rented, "is_bid": bid, "external": false,
-                "hosting_type": 1, "geolocation": self.geolocation, "static_ip": true,
+                "hosting_type": self.hosting_type, "geolocation": self.geolocation, "static_ip": true,
                 "public_ipaddr": format!("203.0.113.{}", self.machine_id % 250 + 1),
                 "score": round(400.0 - compute * 10.0, 1), "dlperf": 171.2,
                 "duration": 2_591_234.5, "end_date": 1_787_591_234.0,
