@@ -191,6 +191,18 @@ fn the_launch_bench_reports_percentiles_next_to_raw_nats_and_terminates_what_it_
     assert!(out.contains("terminated 6 of 6 instances") && out.contains("0 machines left at the fake"), "{out}");
 }
 
+#[test]
+fn the_selection_bench_reports_percentiles_next_to_a_raw_pass_over_the_same_offers() {
+    let (ok, out, err) = tgp_dev(&["bench", "selection", "--offers", "500", "--rounds", "5"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("500 offers from one Vast.ai search"), "{out}");
+    for line in
+        ["launch plain: chose", "launch with a machine shape: chose", "raw lowest-price pass", "ratio select/raw"]
+    {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+}
+
 #[tokio::test]
 async fn the_launch_bench_refuses_a_server_where_a_controller_takes_commands() {
     let server = nats();
