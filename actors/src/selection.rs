@@ -29,6 +29,21 @@ pub enum Selection {
     },
 }
 
+/// The most candidates one `OfferSelected` (or `NoneFits`) keeps. A commit must fit the server's
+/// `max_payload` (1 MB in nats.conf) and a candidate takes about 200 bytes, while a large search
+/// (Vast's `search_limit`) can give tens of thousands: the winner and the cheapest are kept, and
+/// the reason says how many more were considered.
+pub const MAX_CANDIDATES: usize = 2_000;
+
+/// Keeps the first [`MAX_CANDIDATES`]; says how many were left out, if any.
+fn cap(candidates: &mut Vec<Candidate>, line: &mut String) {
+    if candidates.len() > MAX_CANDIDATES {
+        let more = candidates.len() - MAX_CANDIDATES;
+        candidates.truncate(MAX_CANDIDATES);
+        line.push_str(&format!("; {more} more candidates considered and not kept (the first {MAX_CANDIDATES} are)"));
+    }
+}
+
 /// A key naming one offering, so a failed or interrupted one can be avoided on the next try.
 pub fn offering_key(offer: &OfferSummary) -> String {
     format!("{}/{}/{}", offer.provider, offer.offer_id, if offer.spot { "spot" } else { "on-demand" })
@@ -100,7 +115,7 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
     });
     let mut fitting = fitting.into_iter();
     let Some((winner, _)) = fitting.next() else {
-        let message = if refused.is_empty() {
+        let mut message = if refused.is_empty() {
             format!(
                 "no provider has an offer of {}x {} at most {} per GPU-hour",
                 request.gpu_count, request.gpu_type, request.max_hourly_price
@@ -114,6 +129,7 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
                 request.max_hourly_price
             )
         };
+        cap(&mut refused, &mut message);
         return Selection::NoneFits { message, candidates: refused };
     };
     let mut candidates = vec![Candidate { offer: winner.clone(), verdict: "selected".into() }];
@@ -122,13 +138,14 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
         offer: o,
     }));
     candidates.extend(refused);
-    let reason = format!(
+    let mut reason = format!(
         "cheapest fitting {} offer: {} per hour at {} in {}",
         if winner.spot { "spot" } else { "on-demand" },
         winner.hourly_price,
         winner.provider,
         winner.region
     );
+    cap(&mut candidates, &mut reason);
     let bid = winner.spot.then_some(winner.hourly_price);
     Selection::Chosen { offer: winner, bid, reason, candidates }
 }
@@ -238,6 +255,18 @@ mod tests {
         assert!(matches!(refused, Selection::NoneFits { .. }));
         let spot_only = select(&request("spot-only", true), &offers, &avoid);
         assert!(matches!(spot_only, Selection::NoneFits { .. }));
+    }
+
+    #[test]
+    fn a_huge_search_keeps_the_winner_and_the_cheapest_and_says_how_many_more() {
+        let offers: Vec<Offer> =
+            (0..1_500).map(|i| offer(&format!("o{i}"), &format!("{}.00", 1 + i % 3), Some("0.50"))).collect();
+        let Selection::Chosen { reason, candidates, .. } = select(&request("prefer-spot", true), &offers, &[]) else {
+            panic!("a spot offer fits")
+        };
+        assert_eq!(candidates.len(), MAX_CANDIDATES);
+        assert_eq!(candidates[0].verdict, "selected");
+        assert!(reason.ends_with("; 1000 more candidates considered and not kept (the first 2000 are)"), "{reason}");
     }
 
     fn verdicts(selection: &Selection) -> Vec<(String, String)> {
