@@ -162,3 +162,25 @@ async fn a_prefer_spot_launch_kept_to_runpod_goes_on_demand_without_a_graphql_ca
     let asked_vast = vast.control().seen().iter().filter(|r| r.path.starts_with("/api/v0/bundles")).count();
     assert_eq!(asked_vast, 0, "a provider the launch leaves out is never asked for offers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_that_allows_no_configured_provider_fails_at_once_naming_them() {
+    let server = nats();
+    let dir = tempfile::tempdir().unwrap();
+    let (vast, runpod) = fakes().await;
+    let _tgp = Tgp::start(&server, dir.path(), &vast, &runpod);
+    let (client, js) = client(&server).await;
+    let body = json!({"gpu_type": "RTX4090", "gpu_count": 1, "max_hourly_price": "3.00", "providers": ["vast"]});
+    let id = launch(&client, body).await;
+    wait_for_state(&client, &id, "failed").await;
+    let reason = journaled(&js, &id)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            InstanceEvent::Failed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .unwrap();
+    assert!(reason.contains("leave out every configured provider (runpod, vastai)"), "{reason}");
+    assert!(vast.created_bodies().is_empty() && runpod.pods().is_empty(), "nothing launched");
+}
