@@ -61,8 +61,9 @@ impl Journal for MemoryJournal {
         first: usize,
         events: &[InstanceEvent],
     ) -> Result<(), PersistenceError> {
+        // Refused as the JetStream journal refuses it, so the simulation and production agree.
         if events.is_empty() {
-            return Ok(());
+            return Err(PersistenceError::UnknownError("empty commit".into()));
         }
         let mut store = self.store.lock().expect("journal store");
         let at = store.log.len();
@@ -130,6 +131,8 @@ mod tests {
         assert!(matches!(stale, Err(PersistenceError::OptimisticLockError)), "{stale:?}");
         journal.append(&b, 1, &[event()]).await.unwrap();
         journal.append(&a, 3, &[event()]).await.unwrap();
+        let empty = journal.append(&a, 4, &[]).await;
+        assert!(matches!(empty, Err(PersistenceError::UnknownError(_))), "an empty commit is refused: {empty:?}");
 
         assert_eq!(journal.events_after(&a, 1).await.unwrap().len(), 2);
         let mut order = Vec::new();
