@@ -693,14 +693,14 @@ async fn instance_type_specs_become_offer_specs_and_a_disk_too_big_is_refused_wi
 
     let needs = tgp_events::Needs { disk_gb: Some(2000), min_cpu_ram_gb: Some(220), ..Default::default() };
     assert_eq!(
-        tgp_actors::selection::unmet(&needs, pcie).as_deref(),
+        tgp_actors::selection::unmet(&needs, pcie).map(|s| s.to_string()).as_deref(),
         Some("holds at most 1099 GB of disk, 2000 asked")
     );
     let sxm = offers.iter().find(|o| o.id == "gpu_1x_h100_sxm5@us-east-1").unwrap();
     assert_eq!(tgp_actors::selection::unmet(&needs, sxm), None, "2764 GiB of disk and 225 GiB of RAM fit");
     let reliable = tgp_events::Needs { min_reliability: Some("0.9".parse().unwrap()), ..Default::default() };
     assert_eq!(
-        tgp_actors::selection::unmet(&reliable, sxm).as_deref(),
+        tgp_actors::selection::unmet(&reliable, sxm).map(|s| s.to_string()).as_deref(),
         Some("gives no reliability score; at least 0.9 asked")
     );
 }

@@ -785,7 +785,10 @@ async fn secure_only_asks_the_secure_cloud_alone_and_a_launch_sends_its_disk() {
 
     // RunPod's catalog says nothing of vCPUs or RAM: a launch asking for them leaves RunPod out.
     let cpus = tgp_events::Needs { min_vcpus: Some(8), ..Default::default() };
-    assert_eq!(tgp_actors::selection::unmet(&cpus, &offers[0]).as_deref(), Some("does not say its vCPUs; 8 asked"));
+    assert_eq!(
+        tgp_actors::selection::unmet(&cpus, &offers[0]).map(|s| s.to_string()).as_deref(),
+        Some("does not say its vCPUs; 8 asked")
+    );
 
     let offer = offer_for(&e, GpuType::A6000, 1, false).await;
     let mut spec = spec(&offer.id, 1, false, None);

@@ -4,6 +4,7 @@
 //! - [`provider`] (`provider.rs`): the `ProviderClient` trait, and the normalized offer, machine and error shapes.
 //! - [`provider_actor`] (`provider_actor/`): one actor per provider; its files are listed in its own doc.
 //! - [`selection`] (`selection.rs`): choosing the cheapest fitting offer, with a verdict for every candidate.
+//! - [`shortfall`] (`shortfall.rs`): where an offer falls short of a launch's disk, CPU, host and provider needs.
 //! - [`evidence`] (`evidence.rs`): what listings, status answers and unclear launch answers prove, and not.
 //! - [`keyring`] (`keyring.rs`): sealing a launch's env values for the journal, and opening them to launch.
 //! - [`clock`] (`clock.rs`): where the lifecycle's time comes from (the wall clock, or tokio's in `tgp-dev sim`).
@@ -31,6 +32,7 @@ pub mod keyring;
 pub mod provider;
 pub mod provider_actor;
 pub mod selection;
+pub mod shortfall;
 pub mod supervisor;
 pub mod system;
 

@@ -2,9 +2,10 @@
 //! a verdict for each candidate so `OfferSelected` can explain the choice. Pure: no I/O, no clock.
 
 use tgp_events::events::{Candidate, OfferSummary};
-use tgp_events::{LaunchCommand, Money, Needs, SpotPolicy};
+use tgp_events::{GpuType, LaunchCommand, Money, Region, SpotPolicy};
 
-use crate::provider::{DiskRoom, Offer};
+use crate::provider::Offer;
+pub use crate::shortfall::{Shortfall, unmet};
 
 /// The outcome of selection.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,18 +36,80 @@ pub enum Selection {
 /// the reason says how many more were considered.
 pub const MAX_CANDIDATES: usize = 2_000;
 
-/// Keeps the first [`MAX_CANDIDATES`]; says how many were left out, if any.
-fn cap(candidates: &mut Vec<Candidate>, line: &mut String) {
-    if candidates.len() > MAX_CANDIDATES {
-        let more = candidates.len() - MAX_CANDIDATES;
-        candidates.truncate(MAX_CANDIDATES);
-        line.push_str(&format!("; {more} more candidates considered and not kept (the first {MAX_CANDIDATES} are)"));
-    }
-}
-
 /// A key naming one offering, so a failed or interrupted one can be avoided on the next try.
 pub fn offering_key(offer: &OfferSummary) -> String {
     format!("{}/{}/{}", offer.provider, offer.offer_id, if offer.spot { "spot" } else { "on-demand" })
+}
+
+/// An offering key taken apart: provider, offer id (which may hold `/`), spot.
+fn parse_key(key: &str) -> Option<(&str, &str, bool)> {
+    let (provider, rest) = key.split_once('/')?;
+    let (id, kind) = rest.rsplit_once('/')?;
+    Some((provider, id, kind == "spot"))
+}
+
+/// One purchasable option of an offer (spot or on demand), borrowed: selection looks at every
+/// option of a search and builds an [`OfferSummary`] only for the candidates it keeps.
+#[derive(Clone, Copy)]
+struct Option_<'a> {
+    offer: &'a Offer,
+    spot: bool,
+    price: Money,
+    gpu: GpuType,
+    region: &'a Region,
+}
+
+impl<'a> Option_<'a> {
+    /// The option, when the offer is sold that way and its GPU and region have standard names.
+    fn of(offer: &'a Offer, spot: bool) -> Option<Self> {
+        let price = if spot { offer.spot_price } else { offer.on_demand_price }?;
+        Some(Option_ { offer, spot, price, gpu: offer.gpu_type?, region: offer.region.as_ref()? })
+    }
+
+    fn summary(&self) -> OfferSummary {
+        OfferSummary {
+            provider: self.offer.provider.clone(),
+            offer_id: self.offer.id.clone(),
+            gpu_type: self.gpu,
+            gpu_count: self.offer.gpu_count,
+            region: self.region.clone(),
+            hourly_price: self.price,
+            spot: self.spot,
+        }
+    }
+}
+
+/// Why an option is refused, decided without allocating; written out only for the kept ones.
+enum Refusal<'a> {
+    Gpu(GpuType),
+    Count(u32),
+    Region(&'a Region),
+    Needs(Shortfall<'a>),
+    SpotNotAllowed,
+    OnDemandNotAllowed,
+    OverMax(Money),
+    NoCapacity,
+    Avoided,
+    SpotFits,
+    NoFallback,
+}
+
+impl Refusal<'_> {
+    fn verdict(&self, asked: &LaunchCommand<impl Sized>) -> String {
+        match self {
+            Refusal::Gpu(gpu) => format!("GPU is {gpu}, not {}", asked.gpu_type),
+            Refusal::Count(n) => format!("has {n} GPUs, {} asked", asked.gpu_count),
+            Refusal::Region(region) => format!("region {region} not asked for"),
+            Refusal::Needs(why) => why.to_string(),
+            Refusal::SpotNotAllowed => "spot not allowed (on-demand-only)".to_string(),
+            Refusal::OnDemandNotAllowed => "on-demand not allowed (spot-only)".to_string(),
+            Refusal::OverMax(price) => format!("{price} per hour is over the maximum {}", asked.max_machine_price()),
+            Refusal::NoCapacity => "no capacity available".to_string(),
+            Refusal::Avoided => "failed or interrupted recently".to_string(),
+            Refusal::SpotFits => "a spot offer fits (prefer-spot)".to_string(),
+            Refusal::NoFallback => "no spot fits and on-demand fallback is off".to_string(),
+        }
+    }
 }
 
 /// Chooses the cheapest fitting offer. Spot options are considered when the policy allows them;
@@ -56,65 +119,71 @@ pub fn offering_key(offer: &OfferSummary) -> String {
 pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String]) -> Selection {
     let max = request.max_machine_price();
     let needs = request.needs();
-    let mut fitting: Vec<(OfferSummary, Option<rust_decimal::Decimal>)> = Vec::new();
-    let mut refused: Vec<Candidate> = Vec::new();
+    let avoided: Vec<(&str, &str, bool)> = avoid.iter().filter_map(|k| parse_key(k)).collect();
+    let mut fitting: Vec<Option_<'_>> = Vec::new();
+    let mut refused: Vec<(Option_<'_>, Refusal<'_>)> = Vec::new();
     for offer in offers {
+        // The same for both options of an offer; asked only of an offer that gets that far.
+        let mut shortfall = None;
         for spot in [true, false] {
-            let Some(summary) = offer.summary(spot) else {
+            let Some(option) = Option_::of(offer, spot) else {
                 continue;
             };
-            let verdict = if summary.gpu_type != request.gpu_type {
-                Some(format!("GPU is {}, not {}", summary.gpu_type, request.gpu_type))
+            let refusal = if option.gpu != request.gpu_type {
+                Some(Refusal::Gpu(option.gpu))
             } else if offer.gpu_count != request.gpu_count {
-                Some(format!("has {} GPUs, {} asked", offer.gpu_count, request.gpu_count))
-            } else if !request.regions.is_empty() && !request.regions.contains(&summary.region) {
-                Some(format!("region {} not asked for", summary.region))
-            } else if let Some(why) = unmet(&needs, offer) {
-                Some(why)
+                Some(Refusal::Count(offer.gpu_count))
+            } else if !request.regions.is_empty() && !request.regions.contains(option.region) {
+                Some(Refusal::Region(option.region))
+            } else if let Some(why) = *shortfall.get_or_insert_with(|| unmet(&needs, offer)) {
+                Some(Refusal::Needs(why))
             } else if spot && request.spot_policy == SpotPolicy::OnDemandOnly {
-                Some("spot not allowed (on-demand-only)".to_string())
+                Some(Refusal::SpotNotAllowed)
             } else if !spot && request.spot_policy == SpotPolicy::SpotOnly {
-                Some("on-demand not allowed (spot-only)".to_string())
-            } else if summary.hourly_price > max {
-                Some(format!("{} per hour is over the maximum {}", summary.hourly_price, max))
+                Some(Refusal::OnDemandNotAllowed)
+            } else if option.price > max {
+                Some(Refusal::OverMax(option.price))
             } else if offer.available == 0 {
-                Some("no capacity available".to_string())
-            } else if avoid.contains(&offering_key(&summary)) {
-                Some("failed or interrupted recently".to_string())
+                Some(Refusal::NoCapacity)
+            } else if avoided.iter().any(|(p, id, s)| *p == offer.provider.as_str() && *id == offer.id && *s == spot) {
+                Some(Refusal::Avoided)
             } else {
                 None
             };
-            match verdict {
-                Some(why) => refused.push(Candidate { offer: summary, verdict: why }),
-                None => fitting.push((summary, offer.reliability)),
+            match refusal {
+                Some(why) => refused.push((option, why)),
+                None => fitting.push(option),
             }
         }
     }
-    let spot_fits = fitting.iter().any(|(o, _)| o.spot);
-    if request.spot_policy == SpotPolicy::PreferSpot && spot_fits {
-        let (spot, on_demand): (Vec<_>, Vec<_>) = fitting.into_iter().partition(|(o, _)| o.spot);
-        fitting = spot;
-        refused.extend(
-            on_demand
-                .into_iter()
-                .map(|(o, _)| Candidate { offer: o, verdict: "a spot offer fits (prefer-spot)".to_string() }),
-        );
-    } else if request.spot_policy == SpotPolicy::PreferSpot && !request.relaunch.on_demand_fallback {
-        refused.extend(
-            fitting.drain(..).map(|(o, _)| Candidate {
-                offer: o,
-                verdict: "no spot fits and on-demand fallback is off".to_string(),
-            }),
-        );
+    if request.spot_policy == SpotPolicy::PreferSpot {
+        if fitting.iter().any(|o| o.spot) {
+            let (spot, on_demand): (Vec<_>, Vec<_>) = fitting.into_iter().partition(|o| o.spot);
+            fitting = spot;
+            refused.extend(on_demand.into_iter().map(|o| (o, Refusal::SpotFits)));
+        } else if !request.relaunch.on_demand_fallback {
+            refused.extend(fitting.drain(..).map(|o| (o, Refusal::NoFallback)));
+        }
     }
-    fitting.sort_by(|(a, ra), (b, rb)| {
-        a.hourly_price
-            .cmp(&b.hourly_price)
-            .then(rb.cmp(ra))
-            .then_with(|| (&a.provider, &a.offer_id).cmp(&(&b.provider, &b.offer_id)))
+    fitting.sort_by(|a, b| {
+        a.price
+            .cmp(&b.price)
+            .then(b.offer.reliability.cmp(&a.offer.reliability))
+            .then_with(|| (&a.offer.provider, &a.offer.id).cmp(&(&b.offer.provider, &b.offer.id)))
     });
-    let mut fitting = fitting.into_iter();
-    let Some((winner, _)) = fitting.next() else {
+    let considered = fitting.len() + refused.len();
+    let kept_refused = |room: usize| {
+        refused.iter().take(room).map(|(o, why)| Candidate { offer: o.summary(), verdict: why.verdict(request) })
+    };
+    let more = |line: &mut String| {
+        if considered > MAX_CANDIDATES {
+            let more = considered - MAX_CANDIDATES;
+            line.push_str(&format!(
+                "; {more} more candidates considered and not kept (the first {MAX_CANDIDATES} are)"
+            ));
+        }
+    };
+    let Some(winner) = fitting.first().copied() else {
         let mut message = if refused.is_empty() {
             format!(
                 "no provider has an offer of {}x {} at most {} per GPU-hour",
@@ -129,69 +198,27 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
                 request.max_hourly_price
             )
         };
-        cap(&mut refused, &mut message);
-        return Selection::NoneFits { message, candidates: refused };
+        more(&mut message);
+        return Selection::NoneFits { message, candidates: kept_refused(MAX_CANDIDATES).collect() };
     };
-    let mut candidates = vec![Candidate { offer: winner.clone(), verdict: "selected".into() }];
-    candidates.extend(fitting.map(|(o, _)| Candidate {
-        verdict: format!("{} per hour, more than {}", o.hourly_price, winner.hourly_price),
-        offer: o,
+    let offer = winner.summary();
+    let mut candidates = vec![Candidate { offer: offer.clone(), verdict: "selected".into() }];
+    candidates.extend(fitting.iter().skip(1).take(MAX_CANDIDATES - 1).map(|o| Candidate {
+        offer: o.summary(),
+        verdict: format!("{} per hour, more than {}", o.price, winner.price),
     }));
-    candidates.extend(refused);
+    let room = MAX_CANDIDATES - candidates.len();
+    candidates.extend(kept_refused(room));
     let mut reason = format!(
         "cheapest fitting {} offer: {} per hour at {} in {}",
         if winner.spot { "spot" } else { "on-demand" },
-        winner.hourly_price,
-        winner.provider,
+        winner.price,
+        winner.offer.provider,
         winner.region
     );
-    cap(&mut candidates, &mut reason);
-    let bid = winner.spot.then_some(winner.hourly_price);
-    Selection::Chosen { offer: winner, bid, reason, candidates }
-}
-
-/// Why an offer falls short of a launch's needs, or `None` when it meets them all. An offer that
-/// does not say what a need asks about falls short: tgp cannot vouch for what it was not told.
-pub fn unmet(needs: &Needs, offer: &Offer) -> Option<String> {
-    let specs = &offer.specs;
-    if !needs.allows(&offer.provider) {
-        return Some(format!("provider {} is left out by the launch", offer.provider));
-    }
-    if let Some(asked) = needs.disk_gb {
-        match specs.disk {
-            DiskRoom::UpTo(room) if room < asked => {
-                return Some(format!("holds at most {room} GB of disk, {asked} asked"));
-            }
-            DiskRoom::Unknown => return Some(format!("does not say how much disk it holds; {asked} GB asked")),
-            DiskRoom::UpTo(_) | DiskRoom::PlacedAtLaunch => {}
-        }
-    }
-    let at_least = |what: &str, unit: &str, asked: Option<u32>, has: Option<u32>| match (asked, has) {
-        (Some(asked), Some(has)) if has < asked => Some(format!("has {has}{unit} {what}, {asked}{unit} asked")),
-        (Some(asked), None) => Some(format!("does not say its {what}; {asked}{unit} asked")),
-        _ => None,
-    };
-    if let Some(why) = at_least("CPU RAM", " GB", needs.min_cpu_ram_gb, specs.cpu_ram_gb) {
-        return Some(why);
-    }
-    if let Some(why) = at_least("vCPUs", "", needs.min_vcpus, specs.vcpus) {
-        return Some(why);
-    }
-    if let Some(min) = needs.min_reliability {
-        match offer.reliability {
-            Some(r) if r < min => return Some(format!("reliability {r} is under {min}")),
-            None => return Some(format!("gives no reliability score; at least {min} asked")),
-            Some(_) => {}
-        }
-    }
-    if needs.secure_only {
-        match specs.secure {
-            Some(true) => {}
-            Some(false) => return Some("not a secure host (secure_only)".to_string()),
-            None => return Some("does not say whether its host is secure (secure_only)".to_string()),
-        }
-    }
-    None
+    more(&mut reason);
+    let bid = winner.spot.then_some(winner.price);
+    Selection::Chosen { offer, bid, reason, candidates }
 }
 
 #[cfg(test)]
@@ -200,7 +227,7 @@ mod tests {
     use chrono::Utc;
     use tgp_events::{BillingGranularity, GpuType};
 
-    use crate::provider::Specs;
+    use crate::provider::{DiskRoom, Specs};
 
     fn offer(id: &str, on_demand: &str, spot: Option<&str>) -> Offer {
         Offer {
