@@ -20,6 +20,7 @@ use crate::projections::runner;
 use crate::projections::warm::WarmIndex;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
+use crate::task::AbortOnDrop;
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::ProviderActorConfig;
 
@@ -198,29 +199,6 @@ impl Controller {
         client.flush().await.map_err(ControllerError::Subscribe)?;
         tracing::info!(nats = %config.nats.redacted_url(), "tgp controller running");
         Ok(Controller { supervisor, js, journal, leadership, tasks })
-    }
-}
-
-/// A task that ends with its owner: the who-leads responder while the controller is still
-/// starting (a start that fails must not leave it answering).
-struct AbortOnDrop(Option<JoinHandle<()>>);
-
-impl AbortOnDrop {
-    fn new(task: JoinHandle<()>) -> Self {
-        AbortOnDrop(Some(task))
-    }
-
-    /// The task, now the caller's to end.
-    fn into_inner(mut self) -> JoinHandle<()> {
-        self.0.take().expect("taken once")
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = &self.0 {
-            task.abort();
-        }
     }
 }
 

