@@ -96,7 +96,7 @@ pub enum SupervisorError {
     Unavailable(InstanceId),
     /// New launches are stopped: the journal changed under tgp (see [`StopLaunches`]).
     #[error("tgp takes no new launches: {0}; an operator must restore the journal and restart tgp")]
-    LaunchesStopped(String),
+    LaunchesStopped(JournalChanged),
 }
 
 impl From<CommitError> for SupervisorError {
@@ -142,7 +142,19 @@ pub struct Launch {
 /// relaunches and terminations go on.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopLaunches(pub String);
+pub struct StopLaunches(pub JournalChanged);
+
+/// Why launches were stopped: a journal stream changed under a running tgp.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct JournalChanged {
+    /// The stream that changed.
+    pub stream: String,
+    /// How, as a stable word (`deleted`, `recreated`, ...).
+    pub change: &'static str,
+    /// What was seen, for the operator.
+    pub detail: String,
+}
 
 /// End a chain.
 #[derive(Message)]
@@ -190,7 +202,7 @@ pub struct Supervisor<J: Journal + 'static> {
     /// How much evidence a conclusion needs.
     evidence: EvidenceConfig,
     /// Why new launches are refused, once they are ([`StopLaunches`]).
-    launches_stopped: Option<String>,
+    launches_stopped: Option<JournalChanged>,
 }
 
 impl<J: Journal + 'static> Supervisor<J> {

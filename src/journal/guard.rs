@@ -27,7 +27,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{Config, Info};
 use tgp_actors::journal::Journal;
-use tgp_actors::supervisor::{StopLaunches, Supervisor};
+use tgp_actors::supervisor::{JournalChanged, StopLaunches, Supervisor};
 use tgp_events::controller_events::ControllerEvent;
 use tgp_events::subjects::{COMMANDS_STREAM, DEAD_LETTERS_STREAM, EVENTS_STREAM};
 use tokio::task::JoinHandle;
@@ -281,7 +281,11 @@ async fn confirmed<R>(
     );
     metrics::counter!(STREAM_CHANGES, "stream" => stream.to_string(), "change" => change.kind()).increment(1);
     metrics::gauge!(LAUNCHES_STOPPED).set(1.0);
-    supervisor.do_send(StopLaunches(what.clone()));
+    supervisor.do_send(StopLaunches(JournalChanged {
+        stream: stream.into(),
+        change: change.kind(),
+        detail: what.clone(),
+    }));
     let event =
         ControllerEvent::JournalStreamChanged { stream: stream.into(), change: change.kind().into(), detail: what };
     crate::controller_events::publish(js, key, event).await;
