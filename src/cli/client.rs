@@ -130,14 +130,14 @@ pub struct LaunchArgs {
     /// Idempotency key (becomes the instance id): repeating the command never launches twice.
     #[arg(long)]
     idempotency_key: Option<String>,
-    #[command(flatten)]
-    needs: NeedsArgs,
     /// Print the instance id and return without following it.
     #[arg(long)]
     no_wait: bool,
     /// Give up following after this long (the instance keeps going).
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
+    #[command(flatten)]
+    needs: NeedsArgs,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

@@ -87,39 +87,42 @@ enum SecretsCommand {
     },
 }
 
+/// The help heading of the NATS connection flags (per flag: a struct-wide heading would carry
+/// over to the options declared after them).
+const NATS_HEADING: &str = "NATS connection";
+
 /// Where the NATS server is and how to authenticate: the same options, and the nats CLI's
 /// environment variable names, on every command that talks to NATS. Secrets come from files or
 /// the environment, never from the command line (where `ps` would show them).
 #[derive(Args, Clone)]
-#[command(next_help_heading = "NATS connection")]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated: nats://host:4222, or tls://host:4222 to require TLS.
     /// May carry user:password@ or token@ (never printed).
-    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    #[arg(long, env = "NATS_URL", hide_env_values = true, help_heading = NATS_HEADING)]
     pub nats_url: Option<String>,
     /// A .creds file (user JWT and nkey seed) to authenticate with.
-    #[arg(long, env = "NATS_CREDS")]
+    #[arg(long, env = "NATS_CREDS", help_heading = NATS_HEADING)]
     pub nats_creds: Option<PathBuf>,
     /// A file holding an nkey seed (SU...) to authenticate with.
-    #[arg(long, env = "NATS_NKEY")]
+    #[arg(long, env = "NATS_NKEY", help_heading = NATS_HEADING)]
     pub nats_nkey: Option<PathBuf>,
     /// User to authenticate as; the password is read from --nats-password-file or NATS_PASSWORD.
-    #[arg(long, env = "NATS_USER")]
+    #[arg(long, env = "NATS_USER", help_heading = NATS_HEADING)]
     pub nats_user: Option<String>,
     /// File holding --nats-user's password (or set NATS_PASSWORD).
-    #[arg(long)]
+    #[arg(long, help_heading = NATS_HEADING)]
     pub nats_password_file: Option<PathBuf>,
     /// File holding a token to authenticate with (or set NATS_TOKEN).
-    #[arg(long)]
+    #[arg(long, help_heading = NATS_HEADING)]
     pub nats_token_file: Option<PathBuf>,
     /// CA certificate file (PEM) to trust for the server's TLS certificate; makes TLS required.
-    #[arg(long, env = "NATS_CA")]
+    #[arg(long, env = "NATS_CA", help_heading = NATS_HEADING)]
     pub nats_ca: Option<PathBuf>,
     /// Client certificate file (PEM) for servers that verify clients; needs --nats-key.
-    #[arg(long, env = "NATS_CERT")]
+    #[arg(long, env = "NATS_CERT", help_heading = NATS_HEADING)]
     pub nats_cert: Option<PathBuf>,
     /// The client certificate's private key file (PEM).
-    #[arg(long, env = "NATS_KEY")]
+    #[arg(long, env = "NATS_KEY", help_heading = NATS_HEADING)]
     pub nats_key: Option<PathBuf>,
 }
 

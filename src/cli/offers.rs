@@ -37,8 +37,6 @@ pub struct OffersArgs {
     /// At most this per GPU-hour, in dollars.
     #[arg(long)]
     max_price: Option<Money>,
-    #[command(flatten)]
-    needs: NeedsArgs,
     /// Order: price (cheapest machine), gpu-price (cheapest per GPU-hour) or provider.
     #[arg(long, value_enum, default_value_t = SortBy::Price)]
     sort: SortBy,
@@ -54,6 +52,8 @@ pub struct OffersArgs {
     /// Provider configuration file (TOML); environment variables override it.
     #[arg(long, env = "TGP_CONFIG")]
     config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    needs: NeedsArgs,
 }
 
 async fn from_controller(nats: &crate::connect::NatsOptions, request: &OffersRequest) -> anyhow::Result<OffersReply> {
