@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -20,20 +20,14 @@ struct Tgp(Child);
 
 impl Tgp {
     fn start(server: &NatsServer, dir: &std::path::Path, vast: &VastAiFake, runpod: &RunPodFake) -> Tgp {
-        let child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args(["run", "--nats-url", server.url(), "--poll-interval", "3s"])
-            .arg("--journal-key")
-            .arg(journal_key(dir))
-            .arg("--secrets-key")
-            .arg(secrets_key(dir))
-            .env("NATS_NKEY", server.seed_file(Role::Tgp))
+        let child = tgp_run(server, dir)
+            .args(["--poll-interval", "3s"])
             .env("TGP_VASTAI_URL", vast.url())
             .env("VAST_API_KEY", "key-vast")
             .env("TGP_RUNPOD_URL", runpod.url())
             .env("RUNPOD_API_KEY", "key-runpod")
             .env_remove("LAMBDA_API_KEY")
             .env_remove("PAPERSPACE_API_KEY")
-            .env("RUST_LOG", std::env::var("TGP_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .spawn()
             .expect("tgp run starts");
@@ -83,24 +77,23 @@ async fn launch(client: &async_nats::Client, body: Value) -> String {
     }
 }
 
+/// The first journaled event `pick` gives a value for.
+fn first<'a, T>(events: &'a [InstanceEvent], pick: impl FnMut(&'a InstanceEvent) -> Option<T>) -> T {
+    events.iter().find_map(pick).unwrap_or_else(|| panic!("no such event among {events:?}"))
+}
+
 fn selected(events: &[InstanceEvent]) -> (&tgp_events::events::OfferSummary, &[tgp_events::events::Candidate]) {
-    events
-        .iter()
-        .find_map(|e| match e {
-            InstanceEvent::OfferSelected { offer, candidates, .. } => Some((offer, candidates.as_slice())),
-            _ => None,
-        })
-        .expect("an offer was selected")
+    first(events, |e| match e {
+        InstanceEvent::OfferSelected { offer, candidates, .. } => Some((offer, candidates.as_slice())),
+        _ => None,
+    })
 }
 
 fn launched_price(events: &[InstanceEvent]) -> Money {
-    events
-        .iter()
-        .find_map(|e| match e {
-            InstanceEvent::Launched { hourly_price, .. } => Some(*hourly_price),
-            _ => None,
-        })
-        .expect("launched")
+    first(events, |e| match e {
+        InstanceEvent::Launched { hourly_price, .. } => Some(*hourly_price),
+        _ => None,
+    })
 }
 
 /// A float as Vast prints it, as exact money.
@@ -173,14 +166,11 @@ async fn a_launch_that_allows_no_configured_provider_fails_at_once_naming_them()
     let body = json!({"gpu_type": "RTX4090", "gpu_count": 1, "max_hourly_price": "3.00", "providers": ["vast"]});
     let id = launch(&client, body).await;
     wait_for_state(&client, &id, "failed").await;
-    let reason = journaled(&js, &id)
-        .await
-        .into_iter()
-        .find_map(|e| match e {
-            InstanceEvent::Failed { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .unwrap();
+    let events = journaled(&js, &id).await;
+    let reason = first(&events, |e| match e {
+        InstanceEvent::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
     assert!(reason.contains("leave out every configured provider (runpod, vastai)"), "{reason}");
     assert!(vast.created_bodies().is_empty() && runpod.pods().is_empty(), "nothing launched");
 }

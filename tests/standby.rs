@@ -32,18 +32,12 @@ impl Tgp {
 
     /// Started under `name` with the lease's time to live `ttl` (`--lease-ttl`).
     fn start_with_ttl(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake, ttl: &str) -> Tgp {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tgp"))
-            .args(["run", "--nats-url", server.url(), "--name", name, "--lease-ttl", ttl])
+        let mut child = tgp_run(server, dir)
+            .args(["--name", name, "--lease-ttl", ttl])
             // Vast allows one request a second (its RateLimits): polls leave room for the rest.
             .args(["--poll-interval", "3s", "--settle-window", "6s"])
-            .arg("--journal-key")
-            .arg(journal_key(dir))
-            .arg("--secrets-key")
-            .arg(secrets_key(dir))
-            .env("NATS_NKEY", server.seed_file(Role::Tgp))
             .env("TGP_VASTAI_URL", vast.url())
             .env("VAST_API_KEY", format!("key-{name}"))
-            .env("RUST_LOG", std::env::var("TGP_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -493,6 +493,19 @@ async fn advance<J: Journal>(loaded: &mut Loaded, shared: &Shared<J>, id: &Insta
             }
             let request = loaded.instance.request.clone().expect("a requested chain has its request");
             let filter = crate::provider::OfferFilter::for_launch(&request);
+            let configured: Vec<_> = shared.market.providers().iter().map(|p| p.info().name).collect();
+            if !configured.is_empty() && !configured.iter().any(|p| filter.needs.allows(p)) {
+                // Waiting cannot help: no provider the launch allows is configured here.
+                let mut names: Vec<&str> = configured.iter().map(|p| p.as_str()).collect();
+                names.sort_unstable();
+                let names = names.join(", ");
+                let message = format!(
+                    "the launch's providers and exclude_providers leave out every configured provider ({names})"
+                );
+                let command = InstanceCommand::NoOfferFits { message, can_wait: false, at: now() };
+                loaded.commit(&shared.journal, id, command).await?;
+                return Ok(Next::Drive);
+            }
             let wait = shared.selection_wait;
             // A provider the launch leaves out is not asked at all.
             let asks = shared.market.providers().iter().filter(|p| filter.needs.allows(&p.info().name)).map(|p| {
@@ -516,19 +529,6 @@ async fn advance<J: Journal>(loaded: &mut Loaded, shared: &Shared<J>, id: &Insta
                 }
             }
             let unaffordable = leave_out_unaffordable(&loaded.instance, &mut offers);
-            let configured: Vec<_> = shared.market.providers().iter().map(|p| p.info().name).collect();
-            if !configured.is_empty() && !configured.iter().any(|p| filter.needs.allows(p)) {
-                // Waiting cannot help: no provider the launch allows is configured here.
-                let mut names: Vec<&str> = configured.iter().map(|p| p.as_str()).collect();
-                names.sort_unstable();
-                let names = names.join(", ");
-                let message = format!(
-                    "the launch's providers and exclude_providers leave out every configured provider ({names})"
-                );
-                let command = InstanceCommand::NoOfferFits { message, can_wait: false, at: now() };
-                loaded.commit(&shared.journal, id, command).await?;
-                return Ok(Next::Drive);
-            }
             let command = match select(&request, &offers, &loaded.instance.avoid) {
                 Selection::Chosen { offer, bid, reason, candidates } => {
                     InstanceCommand::SelectOffer { offer, bid, reason, candidates, at: now() }

@@ -51,7 +51,7 @@ fn parse_key(key: &str) -> Option<(&str, &str, bool)> {
 /// One purchasable option of an offer (spot or on demand), borrowed: selection looks at every
 /// option of a search and builds an [`OfferSummary`] only for the candidates it keeps.
 #[derive(Clone, Copy)]
-struct Option_<'a> {
+struct Choice<'a> {
     offer: &'a Offer,
     spot: bool,
     price: Money,
@@ -59,11 +59,11 @@ struct Option_<'a> {
     region: &'a Region,
 }
 
-impl<'a> Option_<'a> {
+impl<'a> Choice<'a> {
     /// The option, when the offer is sold that way and its GPU and region have standard names.
     fn of(offer: &'a Offer, spot: bool) -> Option<Self> {
         let price = if spot { offer.spot_price } else { offer.on_demand_price }?;
-        Some(Option_ { offer, spot, price, gpu: offer.gpu_type?, region: offer.region.as_ref()? })
+        Some(Choice { offer, spot, price, gpu: offer.gpu_type?, region: offer.region.as_ref()? })
     }
 
     fn summary(&self) -> OfferSummary {
@@ -120,13 +120,13 @@ pub fn select<V>(request: &LaunchCommand<V>, offers: &[Offer], avoid: &[String])
     let max = request.max_machine_price();
     let needs = request.needs();
     let avoided: Vec<(&str, &str, bool)> = avoid.iter().filter_map(|k| parse_key(k)).collect();
-    let mut fitting: Vec<Option_<'_>> = Vec::new();
-    let mut refused: Vec<(Option_<'_>, Refusal<'_>)> = Vec::new();
+    let mut fitting: Vec<Choice<'_>> = Vec::new();
+    let mut refused: Vec<(Choice<'_>, Refusal<'_>)> = Vec::new();
     for offer in offers {
         // The same for both options of an offer; asked only of an offer that gets that far.
         let mut shortfall = None;
         for spot in [true, false] {
-            let Some(option) = Option_::of(offer, spot) else {
+            let Some(option) = Choice::of(offer, spot) else {
                 continue;
             };
             let refusal = if option.gpu != request.gpu_type {

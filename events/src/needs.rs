@@ -23,7 +23,7 @@ pub const MAX_VCPUS: u32 = 4_096;
 pub const MAX_PROVIDER_NAMES: usize = 16;
 
 /// A machine's requirements beyond GPU type, count, region and price.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
     /// Disk for the machine, in GB. Priced in where the provider bills it (Vast's storage), and
     /// asked of the provider at launch; `None` leaves each provider's own default.

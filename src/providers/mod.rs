@@ -29,6 +29,12 @@ use tgp_events::api::ProviderAnswer;
 use self::api_change::ApiChangeReporter;
 use self::config::{ProviderKind, ProviderSettings};
 
+/// Whole GB (10^9 bytes, what a launch asks in) in `gib` GiB (2^30 bytes, what Lambda's specs and
+/// Paperspace's spec table give), rounded down so an offer never claims more than it has.
+pub fn gib_to_gb(gib: u32) -> Option<u32> {
+    u32::try_from(u64::from(gib) * 1_073_741_824 / 1_000_000_000).ok()
+}
+
 /// A client for every enabled provider, and an answer for each one left out (no key, disabled,
 /// or a configuration its client refuses), so `tgp offers` can say why.
 pub fn build(

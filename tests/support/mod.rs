@@ -114,6 +114,22 @@ impl Drop for ControllerProcess {
     }
 }
 
+/// `tgp run` (the product binary) against `server` as the `tgp` role, signing with the journal key
+/// and sealing with the secrets key of `dir`, logging at `TGP_TEST_LOG` (default `warn`). Tests
+/// add their own flags and provider URLs, and spawn it.
+pub fn tgp_run(server: &NatsServer, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tgp"));
+    command
+        .args(["run", "--nats-url", server.url()])
+        .arg("--journal-key")
+        .arg(journal_key(dir))
+        .arg("--secrets-key")
+        .arg(secrets_key(dir))
+        .env("NATS_NKEY", server.seed_file(Role::Tgp))
+        .env("RUST_LOG", std::env::var("TGP_TEST_LOG").unwrap_or_else(|_| "warn".into()));
+    command
+}
+
 /// The secrets key file of a test's `dir`, made (mode 0600) the first time.
 pub fn secrets_key(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("secrets.key");

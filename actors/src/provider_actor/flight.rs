@@ -55,7 +55,14 @@ impl Operation {
     /// The cache and single-flight key of an offers call.
     pub(super) fn offers_key(&self) -> Option<String> {
         match self {
-            Operation::ListOffers(filter) => Some(format!("{filter:?}")),
+            Operation::ListOffers(filter) => {
+                // The provider lists decide which providers are asked, never what one answers:
+                // launches that differ only in them share one call and one cached answer.
+                let mut asked = filter.clone();
+                asked.needs.providers.clear();
+                asked.needs.exclude_providers.clear();
+                Some(format!("{asked:?}"))
+            }
             _ => None,
         }
     }

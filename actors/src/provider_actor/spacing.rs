@@ -19,7 +19,7 @@ use crate::provider::LaunchSpacing;
 /// The window `per_minute` counts over.
 const MINUTE: Duration = Duration::from_secs(60);
 /// Kept beyond each limit, for jitter between sending a call and its arrival.
-pub(super) const ARRIVAL_MARGIN: Duration = Duration::from_millis(500);
+const ARRIVAL_MARGIN: Duration = Duration::from_millis(500);
 
 /// The launch slots reserved so far (the last `per_minute` of them are all that matter).
 #[derive(Debug)]

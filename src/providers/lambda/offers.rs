@@ -10,6 +10,7 @@ use tgp_events::Money;
 
 use super::wire::{self, InstanceTypeEntry};
 use super::{BILLING, LambdaClient, names, offer_id};
+use crate::providers::gib_to_gb;
 
 impl LambdaClient {
     /// Every instance type with its price and the regions that have capacity now; offers and
@@ -61,11 +62,10 @@ impl LambdaClient {
 /// host is secure. A zero (or a missing field) says nothing.
 fn specs(specs: &wire::Specs) -> Specs {
     let known = |n: u32| (n > 0).then_some(n);
-    let gb = |gib: u32| u32::try_from(u64::from(gib) * 1_073_741_824 / 1_000_000_000).ok();
     Specs {
         vcpus: known(specs.vcpus),
-        cpu_ram_gb: known(specs.memory_gib).and_then(gb),
-        disk: known(specs.storage_gib).and_then(gb).map_or(DiskRoom::Unknown, DiskRoom::UpTo),
+        cpu_ram_gb: known(specs.memory_gib).and_then(gib_to_gb),
+        disk: known(specs.storage_gib).and_then(gib_to_gb).map_or(DiskRoom::Unknown, DiskRoom::UpTo),
         secure: Some(true),
     }
 }

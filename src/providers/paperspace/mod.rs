@@ -327,7 +327,7 @@ impl ProviderClient for PaperspaceClient {
 fn specs(row: &prices::PriceRow) -> Specs {
     Specs {
         vcpus: row.vcpus,
-        cpu_ram_gb: row.memory_gib.and_then(|gib| u32::try_from(u64::from(gib) * 1_073_741_824 / 1_000_000_000).ok()),
+        cpu_ram_gb: row.memory_gib.and_then(super::gib_to_gb),
         disk: DiskRoom::UpTo(MAX_DISK_GB),
         secure: Some(true),
     }

@@ -238,8 +238,8 @@ pub fn launch_too_soon(
     }
     let spaced = too_soon(admitted.back().copied(), interval, now);
     let counted = per_minute
-        .filter(|n| admitted.len() >= *n as usize)
-        .and_then(|n| admitted.get(admitted.len() - n.max(1) as usize))
+        .filter(|n| *n > 0 && admitted.len() >= *n as usize)
+        .and_then(|n| admitted.get(admitted.len() - n as usize))
         .map(|oldest| (*oldest + MINUTE).duration_since(now).as_secs().max(1));
     spaced.max(counted)
 }
