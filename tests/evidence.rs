@@ -26,7 +26,7 @@ use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{LaunchCommand, ProviderName};
 use tgp_testkit::fakes::market::{FakeMarket, client_settings};
 use tgp_testkit::fakes::{FakeProvider, ListGlitch, Misbehaviour, Operation};
-use tgp_testkit::simulated::{MarketCue, SimulatedConfig, SimulatedProvider};
+use tgp_testkit::market::{Market, MarketCue, SimulatedConfig};
 
 const KINDS: [ProviderKind; 4] =
     [ProviderKind::VastAi, ProviderKind::Lambda, ProviderKind::RunPod, ProviderKind::Paperspace];
@@ -362,8 +362,7 @@ async fn a_chain_waits_for_capacity_and_fails_only_when_the_wait_runs_out() {
     let server = nats();
     let (js, journal) = journal(&server).await;
     let simulated = Arc::new(
-        SimulatedProvider::new(SimulatedConfig { boot_time: Duration::from_millis(100), ..Default::default() })
-            .unwrap(),
+        Market::simulated(SimulatedConfig { boot_time: Duration::from_millis(100), ..Default::default() }).unwrap(),
     );
     simulated.cue(&MarketCue { spot: Some(false), ..Default::default() });
     let events = Arc::new(Collected::default());

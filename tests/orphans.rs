@@ -8,10 +8,10 @@ mod support;
 use serde_json::json;
 use support::*;
 use tgp_events::events::InstanceEvent;
-use tgp_testkit::simulated::{SimMachine, SimulatedProvider};
+use tgp_testkit::market::{Machine, MarketState};
 
-fn running_copy(of: &SimMachine, id: &str, label: &str) -> SimMachine {
-    SimMachine { id: id.into(), label: label.into(), status: "running".into(), ..of.clone() }
+fn running_copy(of: &Machine, id: &str, label: &str) -> Machine {
+    Machine { id: id.into(), label: label.into(), status: "running".into(), ..of.clone() }
 }
 
 #[tokio::test]
@@ -37,7 +37,7 @@ async fn orphans_are_terminated_and_journaled_and_foreign_machines_left_alone() 
     // While tgp is down the provider misbehaves: the terminated machine runs again, a superseded
     // attempt of the live chain shows up, and two machines that are not tgp's run beside them.
     let path = server.dir().join("simulated-market.json");
-    let mut state = SimulatedProvider::read_state(&path).unwrap();
+    let mut state = MarketState::read(&path).unwrap();
     let template = state.machines.values().next().unwrap().clone();
     let done_machine = state.machines.values().find(|m| m.label == format!("tgp-{done}-1")).unwrap().id.clone();
     state.machines.get_mut(&done_machine).unwrap().status = "running".into();

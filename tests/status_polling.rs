@@ -18,11 +18,11 @@ use tgp_actors::system::{System, SystemBuilder};
 use tgp_events::api::{InstanceState, ListRequest};
 use tgp_events::provider_events::ProviderEvent;
 use tgp_events::{GpuType, LaunchCommand, Money, ProviderName, Region};
-use tgp_testkit::simulated::{SimulatedConfig, SimulatedProvider};
+use tgp_testkit::market::{Market, SimulatedConfig};
 
 /// The simulated market, counting the list calls that reach it.
 struct Counting {
-    inner: SimulatedProvider,
+    inner: Market,
     lists: AtomicUsize,
 }
 
@@ -78,7 +78,7 @@ async fn a_thousand_instances_cost_one_list_call_per_interval() {
     layout::ensure(&js).await.unwrap();
     let journal = JetStreamJournal::open(js).await.unwrap();
     let counting = Arc::new(Counting {
-        inner: SimulatedProvider::new(SimulatedConfig { boot_time: Duration::from_millis(100), ..Default::default() })
+        inner: Market::simulated(SimulatedConfig { boot_time: Duration::from_millis(100), ..Default::default() })
             .unwrap(),
         lists: AtomicUsize::new(0),
     });

@@ -10,7 +10,7 @@ use tgp_events::api::ErrorReply;
 use tgp_events::subjects::{SIM_CUE, SIM_INTERRUPT};
 use tokio::task::JoinHandle;
 
-use crate::simulated::{MarketCue, SimulatedProvider};
+use crate::market::{Market, MarketCue, Truth};
 
 /// A market that can take a machine away on cue, as a provider reclaiming spot capacity would:
 /// the simulated market and the fake providers. Real providers cannot be told to.
@@ -23,15 +23,17 @@ pub trait MarketCues: Send + Sync {
     fn cue(&self, cue: &MarketCue) -> Result<(), String>;
 }
 
-impl MarketCues for SimulatedProvider {
+impl MarketCues for Market {
     fn interrupt(&self, machine_id: &str) -> bool {
-        SimulatedProvider::interrupt(self, machine_id).is_ok()
+        Market::interrupt(self, machine_id)
     }
     fn live_machines(&self) -> Vec<String> {
-        self.machines().into_iter().filter(|m| m.status != "terminated").map(|m| m.id).collect()
+        let now = chrono::Utc::now();
+        let live = |m: &crate::market::Machine| !matches!(m.truth(now), Truth::Terminated | Truth::Gone);
+        self.machines().into_values().filter(live).map(|m| m.id).collect()
     }
     fn cue(&self, cue: &MarketCue) -> Result<(), String> {
-        SimulatedProvider::cue(self, cue);
+        Market::cue(self, cue);
         Ok(())
     }
 }

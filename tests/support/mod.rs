@@ -16,7 +16,7 @@ pub use tgp::nats_server::{NatsServer, Role};
 use tgp_events::InstanceId;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::instance_events;
-use tgp_testkit::simulated::{SimState, SimulatedProvider};
+use tgp_testkit::market::MarketState;
 
 /// A nats-server for one test; a clear failure when it is not installed.
 /// The testkit's `tgp-dev` binary, beside `tgp` (`cargo test --workspace` builds it; a single
@@ -102,8 +102,8 @@ impl ControllerProcess {
     }
 
     /// The simulated market as the controller left it on disk.
-    pub fn market(&self) -> SimState {
-        SimulatedProvider::read_state(&self.sim_state).unwrap_or_default()
+    pub fn market(&self) -> MarketState {
+        MarketState::read(&self.sim_state).unwrap_or_default()
     }
 }
 

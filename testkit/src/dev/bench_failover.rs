@@ -40,7 +40,7 @@ use tgp_events::subjects::{
 
 use super::bench::lifecycle;
 use super::bench_launch::Summary;
-use crate::simulated::SimulatedProvider;
+use crate::market::MarketState;
 
 /// `tgp-dev bench failover`'s options.
 #[derive(Args)]
@@ -194,17 +194,15 @@ async fn standby_ready(client: &async_nats::Client, standby: &str) -> anyhow::Re
 
 /// Preempts one running spot machine in the market's state file, as the provider would.
 fn preempt_one(market: &Path) -> anyhow::Result<String> {
-    let mut state = SimulatedProvider::read_state(market)?;
+    let mut state = MarketState::read(market)?;
     let machine = state
         .machines
         .values_mut()
         .find(|m| m.status == "running" && m.spot)
         .context("no running spot machine to preempt")?;
-    machine.status = "preempted".into();
+    machine.status = crate::market::machine::PREEMPTED.into();
     let id = machine.id.clone();
-    let temporary = market.with_extension("json.bench");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(&state)?)?;
-    std::fs::rename(&temporary, market)?;
+    state.write(market)?;
     Ok(id)
 }
 

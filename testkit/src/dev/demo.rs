@@ -45,7 +45,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             sim_seed: args.seed,
             sim_state: None,
             sim_boot_time: Duration::from_secs(1),
-            sim_spot_interruptions: 0.0,
+            sim_spot_life: None,
         };
         let market = DevMarket::build(MarketKind::Fakes, &sim).await?;
         println!("== the market: {}", market.built.description);

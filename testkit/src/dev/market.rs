@@ -17,7 +17,7 @@ use tgp_actors::provider_actor::limiter::Budget;
 use crate::cues::MarketCues;
 use crate::fakes::FakeProvider;
 use crate::fakes::market::FakeMarket;
-use crate::simulated::{SimulatedConfig, SimulatedProvider};
+use crate::market::{Market, SimulatedConfig};
 
 /// Which local market.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -57,9 +57,10 @@ pub struct SimArgs {
     /// Time from launch to running.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub sim_boot_time: Duration,
-    /// Chance that a running simulated spot machine is preempted at each poll (0 to 1).
-    #[arg(long, default_value_t = 0.0)]
-    pub sim_spot_interruptions: f64,
+    /// Mean time a simulated spot machine runs before it is preempted, e.g. 10m (default: never;
+    /// `tgp.sim.interrupt` still can).
+    #[arg(long, value_parser = parse_duration)]
+    pub sim_spot_life: Option<Duration>,
 }
 
 /// A local market, ready for a controller, and its cues. The cues hold the market (the fake
@@ -84,10 +85,10 @@ impl DevMarket {
                 let config = SimulatedConfig {
                     seed: sim.sim_seed,
                     boot_time: sim.sim_boot_time,
-                    spot_interruption_per_poll: sim.sim_spot_interruptions,
+                    mean_spot_life: sim.sim_spot_life,
                     state_file: sim.sim_state.clone(),
                 };
-                let market = Arc::new(SimulatedProvider::new(config).context("reading the simulated market's state")?);
+                let market = Arc::new(Market::simulated(config).context("reading the simulated market's state")?);
                 let built = BuiltMarket {
                     providers: vec![market.clone() as Arc<dyn ProviderClient>],
                     api_changes: None,

@@ -79,7 +79,7 @@ impl MarketCues for FakeMarket {
         self.fakes().into_iter().flat_map(|(fake, _)| fake.live_machines()).collect()
     }
 
-    fn cue(&self, _: &crate::simulated::MarketCue) -> Result<(), String> {
+    fn cue(&self, _: &crate::market::MarketCue) -> Result<(), String> {
         Err("the fake providers take their cues per provider, in their own wire format (testkit/src/fakes); \
              market cues are the simulated market's"
             .into())

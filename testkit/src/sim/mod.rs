@@ -2,8 +2,8 @@
 //!
 //! The real supervisor and instance actors run on a tokio runtime whose clock is paused: it
 //! moves only when every task waits on a timer, and then jumps straight to the next one, so an
-//! hour of polls, boots, backoffs and lifetimes takes seconds. The providers are simulated
-//! ([`market`]) and misbehave on a seeded schedule ([`misfortune`]); the journal keeps commits in memory
+//! hour of polls, boots, backoffs and lifetimes takes seconds. The providers are the in-memory
+//! market ([`crate::market`]), misbehaving on its seeded schedule with every misfortune on; the journal keeps commits in memory
 //! ([`journal`]); the users' launches and terminations are seeded too ([`workload`]). The same
 //! seed gives the same events, chain by chain, timestamps included; the report's digest (of the
 //! events without their timestamps) makes that easy to see.
@@ -18,8 +18,6 @@
 pub mod check;
 pub mod gave_up;
 pub mod journal;
-pub mod market;
-pub mod misfortune;
 pub mod provider_events;
 mod report;
 pub mod truth;
@@ -37,8 +35,8 @@ use tgp_actors::provider_actor::ProviderActorConfig;
 use tgp_actors::supervisor::{Launch, SupervisorConfig, Terminate};
 use tgp_actors::system::{System, SystemBuilder};
 
+use crate::market::{Chaos, Market};
 use journal::MemoryJournal;
-use market::{Chaos, SimProvider};
 use provider_events::ProviderEventLog;
 pub use report::{
     ACCOUNTED, CHECKS, LAUNCHED_ONCE, LAWFUL, LIMITS, NO_TRANSIENT_GIVE_UP, NOTHING_STOPPED, SimReport, WANTED_KEPT,
@@ -173,16 +171,16 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
         outage_burst: config.outage_burst,
         vanish: config.vanish,
         reappear: config.reappear,
-        mean_spot_life: config.mean_spot_life,
-        boot_seconds: (30, 120),
+        mean_spot_life: Some(config.mean_spot_life),
+        boot: (Duration::from_secs(30), Duration::from_secs(120)),
         calm_after,
     };
-    let providers: Vec<Arc<SimProvider>> = PROVIDER_NAMES[..config.providers]
+    let providers: Vec<Arc<Market>> = PROVIDER_NAMES[..config.providers]
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let catalog_seed = config.seed.wrapping_mul(31).wrapping_add(i as u64);
-            Arc::new(SimProvider::new(name.parse().expect("a valid name"), catalog_seed, clock, chaos.clone()))
+            Arc::new(Market::new(name.parse().expect("a valid name"), catalog_seed, clock, chaos.clone()))
         })
         .collect();
     // Each provider behind its provider actor, assembled as `tgp run` assembles it: the limiter,

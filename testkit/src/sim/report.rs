@@ -13,10 +13,10 @@ use tgp_events::events::{FailureClass, Limit};
 use tgp_events::{InstanceEvent, InstanceId, Money};
 
 use super::journal::MemoryJournal;
-use super::market::{SimProvider, Truth};
 use super::provider_events::ProviderEventLog;
 use super::truth::MarketTruth;
 use super::{SimConfig, SimError, check, epoch, gave_up, wanted};
+use crate::market::{Market, Truth};
 use tgp::projections::cost::CostLedger;
 
 /// The checks a run makes, by the names the report counts violations under.
@@ -87,7 +87,7 @@ pub struct SimReport {
 pub(super) fn report(
     config: SimConfig,
     journal: &MemoryJournal,
-    providers: &[Arc<SimProvider>],
+    providers: &[Arc<Market>],
     provider_events: &ProviderEventLog,
     simulated: Duration,
     end: DateTime<Utc>,

@@ -15,7 +15,7 @@ use tgp_actors::selection::{Selection, select};
 use tgp_events::events::FailureClass;
 use tgp_events::{InstanceEvent, InstanceId};
 
-use super::market::{Destruction, SimProvider};
+use crate::market::{Destruction, Market};
 
 /// What was so in the market, for the checks.
 #[derive(Clone, Debug, Default)]
@@ -37,7 +37,7 @@ impl MarketTruth {
     }
 
     /// The truth of a run's providers about its chains.
-    pub fn of(providers: &[Arc<SimProvider>], chains: &BTreeMap<InstanceId, Vec<InstanceEvent>>) -> Self {
+    pub fn of(providers: &[Arc<Market>], chains: &BTreeMap<InstanceId, Vec<InstanceEvent>>) -> Self {
         let mut truth = MarketTruth::default();
         for provider in providers {
             truth.destroyed.extend(provider.destroyed());
@@ -62,7 +62,7 @@ impl MarketTruth {
 
 /// Whether any provider's catalog holds an offer that selection would choose for the chain at
 /// `at`, with nothing avoided and only prices its budget can still pay for.
-fn offer_fits(providers: &[Arc<SimProvider>], instance: &Instance, at: DateTime<Utc>) -> bool {
+fn offer_fits(providers: &[Arc<Market>], instance: &Instance, at: DateTime<Utc>) -> bool {
     let Some(request) = &instance.request else { return false };
     let filter = OfferFilter::for_launch(request);
     let mut offers: Vec<_> = providers.iter().flat_map(|p| p.catalog().offers(&filter, at, true)).collect();

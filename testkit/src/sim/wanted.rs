@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tgp_events::{AttemptId, InstanceEvent, InstanceId};
 
-use super::market::Destruction;
+use crate::market::Destruction;
 
 /// Every destruction of a machine its chain still wanted, in words.
 pub fn wanted_destroyed(chains: &BTreeMap<InstanceId, Vec<InstanceEvent>>, destroyed: &[Destruction]) -> Vec<String> {
@@ -137,7 +137,7 @@ mod tests {
     use chrono::{DateTime, Utc};
 
     use super::*;
-    use crate::sim::market::Truth;
+    use crate::market::Truth;
 
     fn at(minute: i64) -> DateTime<Utc> {
         crate::sim::epoch() + chrono::Duration::minutes(minute)

@@ -8,7 +8,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use tgp_events::{GpuType, InstanceId, LaunchCommand, LaunchRequest, Money, RelaunchPolicy, Span, SpotPolicy};
 
-use super::misfortune::rng_for;
+use crate::market::rng_for;
 
 /// One simulated user's launch.
 #[derive(Clone, Debug)]

@@ -1,5 +1,7 @@
-//! The simulated market's misfortunes, as a seeded schedule: what goes wrong with which call,
-//! which listing and which machine, and when.
+//! The in-memory market's misfortunes, as a seeded schedule: what goes wrong with which call,
+//! which listing and which machine, and when. `tgp-dev sim` turns them all on; the simulated
+//! market of `tgp-dev run` is [`Chaos::quiet`]: machines boot and spot machines are preempted,
+//! and nothing else goes wrong unless a cue says so.
 //!
 //! Every draw is a function of the seed and what it is about (an attempt's label, a machine, a
 //! provider and the moment of a call), never of the order calls arrive in: instance actors run
@@ -13,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 /// How often things go wrong in the simulated market, until `calm_after`.
 #[derive(Clone, Debug)]
@@ -39,10 +42,11 @@ pub struct Chaos {
     /// Chance that a machine drops out of listings and `status` for 30 s to 10 min and then is
     /// back, running as before (it was never gone: the provider's API lost sight of it).
     pub reappear: f64,
-    /// Mean time a spot machine runs before it is preempted.
-    pub mean_spot_life: Duration,
-    /// Shortest and longest boot, in seconds.
-    pub boot_seconds: (u64, u64),
+    /// Mean time a spot machine runs before it is preempted; `None` for never.
+    pub mean_spot_life: Option<Duration>,
+    /// Shortest and longest boot: drawn in whole seconds between the two, or exactly the one
+    /// when they are equal.
+    pub boot: (Duration, Duration),
     /// From this moment nothing goes wrong any more, so the system can settle and be checked.
     pub calm_after: DateTime<Utc>,
 }
@@ -70,7 +74,7 @@ pub enum Glitch {
 }
 
 /// What the schedule holds for one machine, drawn once when it is launched.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fate {
     /// When it really vanishes, if it does.
     pub vanish_at: Option<DateTime<Utc>>,
@@ -83,6 +87,41 @@ fn seconds(s: u64) -> chrono::Duration {
 }
 
 impl Chaos {
+    /// A market where nothing goes wrong by chance: machines boot in `boot` and spot machines
+    /// live `mean_spot_life` on average. Misfortune comes only on cue.
+    pub fn quiet(seed: u64, boot: Duration, mean_spot_life: Option<Duration>) -> Self {
+        Chaos {
+            seed,
+            no_capacity: 0.0,
+            rate_limited: 0.0,
+            lost_answer: 0.0,
+            cut_off: 0.0,
+            listing_glitch: 0.0,
+            outage_burst: 0.0,
+            vanish: 0.0,
+            reappear: 0.0,
+            mean_spot_life,
+            boot: (boot, boot),
+            calm_after: DateTime::<Utc>::MAX_UTC,
+        }
+    }
+
+    /// How long a machine takes to boot, drawn from `rng`.
+    pub fn boot_time(&self, rng: &mut SmallRng) -> chrono::Duration {
+        let (least, most) = self.boot;
+        if least == most {
+            return chrono::Duration::from_std(least).unwrap_or(chrono::Duration::MAX);
+        }
+        seconds(rng.random_range(least.as_secs()..=most.as_secs()))
+    }
+
+    /// When a spot machine launched `now` is preempted, drawn from `rng`; never after the calm.
+    pub fn preempt_at(&self, rng: &mut SmallRng, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mean = self.mean_spot_life?;
+        let life_ms = mean.as_millis() as f64 * -(1.0 - rng.random::<f64>()).ln();
+        Some(now + chrono::Duration::milliseconds(life_ms as i64)).filter(|at| *at < self.calm_after)
+    }
+
     /// Whether misfortune has stopped at `now`.
     pub fn calm(&self, now: DateTime<Utc>) -> bool {
         now >= self.calm_after
@@ -165,8 +204,8 @@ mod tests {
             outage_burst: 0.5,
             vanish: 0.5,
             reappear: 0.5,
-            mean_spot_life: Duration::from_secs(60),
-            boot_seconds: (30, 120),
+            mean_spot_life: Some(Duration::from_secs(60)),
+            boot: (Duration::from_secs(30), Duration::from_secs(120)),
             calm_after: crate::sim::epoch() + chrono::Duration::hours(6),
         }
     }
