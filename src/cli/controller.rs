@@ -1,4 +1,4 @@
-//! `tgp run`: the command that hosts a controller. Its pieces ([`start`], [`BuiltMarket`],
+//! `tgp run`: the command that hosts a controller. Its pieces ([`prepare`], [`BuiltMarket`],
 //! [`nats_or_private`], [`journal_key`]) are public because `tgp-dev` (the testkit) hosts the same
 //! controller on its fake and simulated markets through them.
 
@@ -213,7 +213,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// A controller started by [`start`], with what it needs to keep alive (a private nats-server,
+/// A controller started by [`Prepared::start`], with what it needs to keep alive (a private nats-server,
 /// a temporary key directory).
 pub struct Running {
     /// The controller itself.
@@ -246,45 +246,63 @@ impl Running {
     }
 }
 
-/// Starts a controller with `tgp run`'s options on the market `market` builds, once NATS and the
-/// journal key are settled (so a missing key is told first). Must run inside an actix system.
-pub async fn start(
-    args: &RunArgs,
-    market: impl Future<Output = anyhow::Result<BuiltMarket>>,
-) -> anyhow::Result<Running> {
+/// What a controller needs before its market: NATS (a private server when none is given), the
+/// journal key and the secrets keyring. Settled first, so a missing key is told before any
+/// provider is asked.
+pub struct Prepared {
+    nats: NatsOptions,
+    server: Option<NatsServer>,
+    journal_key: JournalKey,
+    key_dir: Option<tempfile::TempDir>,
+    keyring: Arc<tgp_actors::keyring::Keyring>,
+}
+
+/// Settles NATS and the keys with `tgp run`'s options.
+pub fn prepare(args: &RunArgs) -> anyhow::Result<Prepared> {
     let (nats, server) = nats_or_private(&args.nats, Role::Tgp)?;
     let scratch = server.as_ref().map(NatsServer::dir);
     let (journal_key, key_dir) = journal_key(args.journal_key.as_deref(), scratch.as_deref(), false)?;
     let keyring = Arc::new(crate::secrets::keyring(&args.secrets_key)?);
-    let market = market.await?;
-    let config = ControllerConfig {
-        nats: nats.clone(),
-        supervisor: SupervisorConfig {
-            keyring,
-            poll_interval: args.poll_interval,
-            failpoint: args.failpoint,
-            evidence: args.evidence.config(),
-            selection_wait: args.evidence.selection_wait,
-            ..Default::default()
-        },
-        providers: market.providers,
-        api_changes: market.api_changes,
-        metrics_addr: args.metrics_addr,
-        provider_actor: market.provider_actor,
-        allow_empty_journal: args.allow_empty_journal,
-        stream_check_interval: args.stream_check_interval,
-        journal_key,
-        lease: LeaseConfig { name: args.name.clone().unwrap_or_else(crate::leader::host_name), ttl: args.lease_ttl },
-        replicas: args.replicas,
-    };
-    let controller = Controller::start(config).await.context("starting the controller")?;
-    Ok(Running { controller, nats, description: market.description, _server: server, _key_dir: key_dir })
+    Ok(Prepared { nats, server, journal_key, key_dir, keyring })
+}
+
+impl Prepared {
+    /// Starts a controller with `tgp run`'s options on `market`. Must run inside an actix system.
+    pub async fn start(self, args: &RunArgs, market: BuiltMarket) -> anyhow::Result<Running> {
+        let Prepared { nats, server, journal_key, key_dir, keyring } = self;
+        let config = ControllerConfig {
+            nats: nats.clone(),
+            supervisor: SupervisorConfig {
+                keyring,
+                poll_interval: args.poll_interval,
+                failpoint: args.failpoint,
+                evidence: args.evidence.config(),
+                selection_wait: args.evidence.selection_wait,
+                ..Default::default()
+            },
+            providers: market.providers,
+            api_changes: market.api_changes,
+            metrics_addr: args.metrics_addr,
+            provider_actor: market.provider_actor,
+            allow_empty_journal: args.allow_empty_journal,
+            stream_check_interval: args.stream_check_interval,
+            journal_key,
+            lease: LeaseConfig {
+                name: args.name.clone().unwrap_or_else(crate::leader::host_name),
+                ttl: args.lease_ttl,
+            },
+            replicas: args.replicas,
+        };
+        let controller = Controller::start(config).await.context("starting the controller")?;
+        Ok(Running { controller, nats, description: market.description, _server: server, _key_dir: key_dir })
+    }
 }
 
 /// `tgp run`: the controller on the real providers.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     actix_system().block_on(async move {
-        let market = async { real_providers(args.config.as_deref()) };
-        start(&args, market).await?.serve_until_signal().await
+        let prepared = prepare(&args)?;
+        let market = real_providers(args.config.as_deref())?;
+        prepared.start(&args, market).await?.serve_until_signal().await
     })
 }

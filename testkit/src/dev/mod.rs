@@ -106,16 +106,11 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => actix_system().block_on(async move {
-            let mut cues = None;
-            let market = async {
-                let market = DevMarket::build(args.market.market, &args.sim).await?;
-                cues = Some(market.cues);
-                Ok(market.built)
-            };
-            let running = tgp::cli::controller::start(&args.run, market).await?;
-            let cues = cues.expect("the market is built when the controller starts");
+            let prepared = tgp::cli::controller::prepare(&args.run)?;
+            let market = DevMarket::build(args.market.market, &args.sim).await?;
+            let running = prepared.start(&args.run, market.built).await?;
             let client = tgp::connect::connect_with(&running.nats, "tgp-dev-cues").await?;
-            let _cues = crate::cues::serve(client, cues).await?;
+            let _cues = crate::cues::serve(client, market.cues).await?;
             running.serve_until_signal().await
         }),
         Command::Offers(args) => {
