@@ -1,7 +1,8 @@
 //! `tgp run --replicas N`: on a real 3-node JetStream cluster every stream, bucket and object
 //! store tgp creates has 3 replicas and a launch runs end to end; a layout found with another
 //! replica count stops start-up with the stream named and the fix, and is left as it was; and the
-//! journal's stream leader killed with SIGKILL mid-burst loses no acknowledged append.
+//! journal's stream leader killed with SIGKILL loses nothing: no acknowledged append mid-burst, and
+//! during 1,000 launches no acknowledged command, no attempt launched twice and no orphan.
 
 mod support;
 
@@ -315,4 +316,117 @@ async fn read_back(cluster: &NatsCluster, acked: &[(InstanceId, usize)], when: &
     let mut events = js.get_stream("TGP_EVENTS").await.unwrap();
     let messages = events.info().await.unwrap().state.messages;
     assert_eq!(messages, (CHAINS * COMMITS) as u64, "one message per commit, none twice");
+}
+
+/// Launch commands sent during the kill: enough that the kill lands among them.
+const LAUNCHES: usize = 1_000;
+
+/// Publishes launch command `id` to the command stream until the server acknowledges it: a
+/// client that does not know whether its command was stored sends it again under the same
+/// message id, which the stream takes once.
+async fn send_launch(js: &Context, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .payload(launch_body("RTX4090", "on-demand-only").to_string().into())
+            .message_id(id);
+        let sent = match js.send_publish("tgp.commands.launch", message).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match sent {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "command {id} never acknowledged: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The instances `tgp.api.list` says run, with their machines; empty while the controller cannot
+/// answer (its connection moving to a node that is up, as a client's does).
+async fn running_machines(client: &async_nats::Client) -> std::collections::BTreeMap<String, String> {
+    let body = serde_json::json!({"state": "running"}).to_string();
+    let asked = tokio::time::timeout(Duration::from_secs(10), client.request("tgp.api.list", body.into())).await;
+    let Ok(Ok(reply)) = asked else { return Default::default() };
+    let listed: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+    listed["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {listed}"))
+        .iter()
+        .map(|i| {
+            let id = i["instance_id"].as_str().unwrap().to_string();
+            (id, i["provider_instance_id"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_stream_leader_during_1000_launches_loses_no_command_and_launches_each_once() {
+    let mut cluster = NatsCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start_at(
+        &cluster.url(),
+        &cluster.seed_file(Role::Tgp),
+        dir.path(),
+        &["--replicas", "3", "--poll-interval", "1s"],
+    );
+    let (client, js) = cluster.connect(Role::Client).await;
+    let (_, admin) = cluster.connect(Role::Admin).await;
+
+    let ids: Vec<String> = (0..LAUNCHES).map(|i| format!("burst-launch-{i:04}")).collect();
+    let mut killed = None;
+    for (i, id) in ids.iter().enumerate() {
+        if i == LAUNCHES / 4 {
+            // A quarter in, with launches in flight at the controller: the node leading the
+            // journal's stream goes down hard.
+            let leader = leader_of(&admin, "TGP_EVENTS").await;
+            let node = cluster.index_of(&leader).expect("the leader is a node of the cluster");
+            tokio::task::block_in_place(|| cluster.kill_9(node));
+            killed = Some(leader);
+        }
+        send_launch(&js, id).await;
+    }
+    let killed = killed.expect("the leader was killed");
+
+    // Every acknowledged command runs: none lost, none waiting for ever.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let running = loop {
+        let running = running_machines(&client).await;
+        if running.len() >= LAUNCHES {
+            break running;
+        }
+        assert!(Instant::now() < deadline, "{} of {LAUNCHES} acknowledged launches run", running.len());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let missing: Vec<_> = ids.iter().filter(|id| !running.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "acknowledged commands with no running instance: {missing:?}");
+    assert_eq!(running.len(), LAUNCHES, "one instance per command, none made up");
+
+    // Counted at the market: every attempt launched once, and every machine the market runs is
+    // the machine of a running instance.
+    let market = controller.market();
+    let mut labels = std::collections::BTreeMap::<&str, usize>::new();
+    for machine in market.machines.values() {
+        *labels.entry(machine.label.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = labels.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "attempts launched twice: {twice:?}");
+    assert_eq!(market.launch_calls, market.machines.len() as u64, "every launch call made one machine");
+    let billed: std::collections::BTreeSet<&String> = running.values().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let market = controller.market();
+        let strays: Vec<_> =
+            market.machines.values().filter(|m| m.status != "terminated" && !billed.contains(&m.id)).collect();
+        if strays.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "machines at the market no running instance accounts for: {strays:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "killed {killed} (leader of TGP_EVENTS) a quarter into {LAUNCHES} launch commands; all {LAUNCHES} \
+         acknowledged and running, {} launch calls at the market, each attempt once",
+        market.launch_calls
+    );
 }
