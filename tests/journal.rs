@@ -164,3 +164,33 @@ async fn an_event_from_a_newer_schema_is_refused_clearly() {
     let err = journal.events_after(&id("future"), 0).await.unwrap_err();
     assert!(err.to_string().contains("schema version 99") && err.to_string().contains("upgrade"), "{err}");
 }
+
+/// Chains read at once: more than the 1,000 consumers per stream that nats-server 2.15 allows by
+/// default (each read of a chain with commits is an ephemeral consumer until it lapses).
+const CHAINS_READ_AT_ONCE: usize = 1_500;
+
+/// A start-up, a takeover or a burst reads thousands of chains within seconds: every read
+/// succeeds, on a server whose default would refuse the consumers past the thousandth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_chains_read_at_once_are_all_read() {
+    let server = nats();
+    let (journal, _) = journal(&server).await;
+    let ids: Vec<InstanceId> = (0..CHAINS_READ_AT_ONCE).map(|i| id(&format!("read-{i:04}"))).collect();
+    let events: Vec<[InstanceEvent; 1]> = ids.iter().map(|i| [event(i.as_str())]).collect();
+    let appends = ids.iter().zip(&events).map(|(i, e)| journal.append(i, 1, e));
+    for appended in futures::future::join_all(appends).await {
+        appended.expect("appended");
+    }
+    // A fresh journal: no head cached, so every read goes to the stream.
+    let (reader, _) = self::journal(&server).await;
+    let reads = ids.iter().map(|i| reader.events_after(i, 0));
+    let read = futures::future::join_all(reads).await;
+    let failed: Vec<String> = read.iter().filter_map(|r| r.as_ref().err().map(|e| format!("{e:?}"))).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {CHAINS_READ_AT_ONCE} reads failed, the first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert!(read.iter().all(|r| r.as_ref().is_ok_and(|events| events.len() == 1)), "every chain's one commit read");
+}

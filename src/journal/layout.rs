@@ -18,6 +18,11 @@ use crate::projections::runner::{CHECKPOINT_BUCKET, STATE_STORE};
 /// The oldest nats-server tgp works with (async-nats's key-value calls fail on 2.9).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
 
+/// How many consumers the journal's stream allows at once. Each read of one chain is an ephemeral
+/// ordered consumer until it lapses, so a start-up, a takeover or a burst of launches holds
+/// thousands within seconds; nats-server 2.15 gives a stream without a limit of its own 1,000.
+pub const JOURNAL_MAX_CONSUMERS: i32 = 100_000;
+
 /// How long a command's `Nats-Msg-Id` is remembered: a launch retried within a day launches once.
 pub const COMMAND_DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
@@ -118,6 +123,7 @@ fn wanted(replicas: Replicas) -> [Config; 3] {
             duplicate_window: Duration::from_secs(120),
             deny_delete: true,
             deny_purge: true,
+            max_consumers: JOURNAL_MAX_CONSUMERS,
             num_replicas,
             ..Default::default()
         },
@@ -184,6 +190,16 @@ pub async fn ensure_replicated(js: &Context, replicas: Replicas) -> Result<(), L
         // An older stream that lets anyone delete or purge its history is reported, never
         // changed silently: the operator decides (`nats stream edit <name> --deny-delete
         // --deny-purge`, which cannot be undone).
+        if config.max_consumers > 0 && found.max_consumers < config.max_consumers {
+            tracing::error!(
+                stream = %name,
+                max_consumers = found.max_consumers,
+                "this stream allows fewer consumers than tgp's reads of many chains at once need (nats-server \
+                 2.15 and newer hold a stream without its own limit to 1,000): run `nats stream edit {name} \
+                 --max-consumers {}`",
+                config.max_consumers
+            );
+        }
         if (config.deny_delete && !found.deny_delete) || (config.deny_purge && !found.deny_purge) {
             tracing::error!(
                 stream = %name,
