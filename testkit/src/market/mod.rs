@@ -104,7 +104,7 @@ impl MarketState {
     /// never sees half a file, and two processes writing at once never mix theirs.
     pub fn write(&self, path: &Path) -> Result<(), std::io::Error> {
         let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
-        std::fs::write(&temporary, serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(&temporary, serde_json::to_vec(self)?)?;
         std::fs::rename(&temporary, path)
     }
 }
