@@ -408,3 +408,23 @@ async fn prices_show_the_market_and_what_was_paid() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && printed.contains(": 1 price rows"), "{printed}");
 }
+
+/// A projection opens the buckets the layout made and never makes them itself: made at first use
+/// they would have defaults (one replica on a cluster asked for three). A missing state store is
+/// an error that names it, and stays missing.
+#[tokio::test]
+async fn a_rebuild_whose_state_store_is_gone_names_it_and_does_not_make_another() {
+    let server = nats();
+    let (_, admin) = connect_as(&server, Role::Admin).await;
+    layout::ensure(&admin).await.unwrap();
+    admin.delete_object_store("tgp_projection_state").await.expect("the admin deletes the store");
+    let out = Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["projections", "rebuild", "pricing", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Tgp))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the rebuild must fail: {stderr}");
+    assert!(stderr.contains("object store tgp_projection_state"), "the store is named: {stderr}");
+    assert!(admin.get_stream("OBJ_tgp_projection_state").await.is_err(), "no store was made in its place");
+}

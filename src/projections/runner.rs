@@ -67,12 +67,12 @@ impl ProjectionError {
 /// What a projection failed at, each with the NATS or decoding error that caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionFailure {
-    /// The checkpoint bucket could not be created.
-    #[error("bucket {CHECKPOINT_BUCKET}: {0}")]
-    CheckpointBucket(#[source] async_nats::jetstream::context::CreateKeyValueError),
-    /// The state store could not be created.
-    #[error("object store {STATE_STORE}: {0}")]
-    StateStore(#[source] async_nats::jetstream::context::CreateObjectStoreError),
+    /// The checkpoint bucket could not be opened.
+    #[error("bucket {CHECKPOINT_BUCKET} (made with the journal's layout when tgp run starts): {0}")]
+    CheckpointBucket(#[source] async_nats::jetstream::context::KeyValueError),
+    /// The state store could not be opened.
+    #[error("object store {STATE_STORE} (made with the journal's layout when tgp run starts): {0}")]
+    StateStore(#[source] async_nats::jetstream::context::ObjectStoreError),
     /// The checkpoint's sequence could not be read from the bucket.
     #[error("reading its checkpoint: {0}")]
     ReadCheckpoint(#[source] kv::EntryError),
@@ -226,22 +226,19 @@ impl<P: Projection> Checkpointed<P> {
 /// A live projection, shared with whoever answers questions from it.
 pub type Live<P> = Arc<RwLock<Checkpointed<P>>>;
 
+/// Opens the checkpoint bucket and the state store. The layout made them, with the replicas
+/// `tgp run` was asked for; a failed open (a cluster electing a leader) is an error to retry, never
+/// a reason to make them again with other settings.
 async fn stores<P: Projection>(js: &Context) -> Result<(kv::Store, object_store::ObjectStore), ProjectionError> {
     let projection = P::NAME;
-    let kv = match js.get_key_value(CHECKPOINT_BUCKET).await {
-        Ok(kv) => kv,
-        Err(_) => js
-            .create_key_value(kv::Config { bucket: CHECKPOINT_BUCKET.into(), history: 1, ..Default::default() })
-            .await
-            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::CheckpointBucket(source)))?,
-    };
-    let objects = match js.get_object_store(STATE_STORE).await {
-        Ok(o) => o,
-        Err(_) => js
-            .create_object_store(object_store::Config { bucket: STATE_STORE.into(), ..Default::default() })
-            .await
-            .map_err(|source| ProjectionError::new(projection, ProjectionFailure::StateStore(source)))?,
-    };
+    let kv = js
+        .get_key_value(CHECKPOINT_BUCKET)
+        .await
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::CheckpointBucket(source)))?;
+    let objects = js
+        .get_object_store(STATE_STORE)
+        .await
+        .map_err(|source| ProjectionError::new(projection, ProjectionFailure::StateStore(source)))?;
     Ok((kv, objects))
 }
 
