@@ -10,7 +10,7 @@ use tgp_events::api::ErrorReply;
 use tgp_events::subjects::{SIM_CUE, SIM_INTERRUPT};
 use tokio::task::JoinHandle;
 
-use crate::market::{Market, MarketCue, Truth};
+use crate::market::{Market, MarketCue};
 
 /// A market that can take a machine away on cue, as a provider reclaiming spot capacity would:
 /// the simulated market and the fake providers. Real providers cannot be told to.
@@ -28,9 +28,7 @@ impl MarketCues for Market {
         Market::interrupt(self, machine_id)
     }
     fn live_machines(&self) -> Vec<String> {
-        let now = chrono::Utc::now();
-        let live = |m: &crate::market::Machine| !matches!(m.truth(now), Truth::Terminated | Truth::Gone);
-        self.machines().into_values().filter(live).map(|m| m.id).collect()
+        Market::live_machines(self)
     }
     fn cue(&self, cue: &MarketCue) -> Result<(), String> {
         Market::cue(self, cue);

@@ -206,9 +206,9 @@ fn preempt_one(market: &Path) -> anyhow::Result<String> {
     let machine = state
         .machines
         .values_mut()
-        .find(|m| m.status == "running" && m.spot)
+        .find(|m| m.status == crate::market::machine::RUNNING && m.spot)
         .context("no running spot machine to preempt")?;
-    machine.status = crate::market::machine::PREEMPTED.into();
+    machine.preempt(Utc::now());
     let id = machine.id.clone();
     state.write(market)?;
     Ok(id)

@@ -27,8 +27,7 @@ impl Market {
     ) -> Result<DateTime<Utc>, ProviderError> {
         let now = self.clock.now();
         let outage = self.chaos.in_outage(self.name.as_str(), now);
-        let limited =
-            !outage && !self.chaos.calm(now) && rng_for(self.chaos.seed, key).random_bool(self.chaos.rate_limited);
+        let limited = !outage && self.chaos.rate_limits(key, now);
         let outcome = if outage {
             "outage"
         } else if limited {
@@ -38,9 +37,6 @@ impl Market {
         };
         if let Some(calls) = &mut books.calls {
             calls.push(Call { at: now, operation, subject: subject.to_string(), outcome: outcome.into() });
-        }
-        if operation == "launch" {
-            books.saved.launch_calls += 1;
         }
         if outage {
             return Err(ProviderError::new(&self.name, FailureClass::ProviderOutage, "503 Service Unavailable"));
@@ -120,6 +116,7 @@ impl ProviderClient for Market {
     async fn launch(&self, spec: &LaunchSpec) -> Result<LaunchReceipt, ProviderError> {
         let label = spec.attempt_id.to_string();
         self.change(|books| {
+            books.saved.launch_calls += 1;
             let now = self.call(books, "launch", &label, &format!("launch-429/{label}"))?;
             let (offer, price) = self.catalog.quote(spec)?;
             let mut rng = rng_for(self.chaos.seed, &format!("launch/{label}"));
@@ -237,10 +234,9 @@ impl ProviderClient for Market {
                 .saved
                 .machines
                 .values_mut()
-                .filter(|m| m.status_at(now) != TERMINATED)
                 .filter_map(|m| {
                     m.advance(now);
-                    m.describe(now)
+                    (m.status != TERMINATED).then(|| m.describe(now)).flatten()
                 })
                 .collect::<Vec<_>>();
             match glitch {

@@ -97,8 +97,16 @@ impl Machine {
 
     /// Records what has come due by `now`.
     pub fn advance(&mut self, now: DateTime<Utc>) {
-        let status = self.status_at(now).to_string();
-        self.status = status;
+        let status = self.status_at(now);
+        if status != self.status {
+            self.status = status.to_string();
+        }
+    }
+
+    /// Takes it back now, as a provider reclaiming spot capacity does.
+    pub fn preempt(&mut self, now: DateTime<Utc>) {
+        self.preempt_at = Some(now);
+        self.advance(now);
     }
 
     /// What it really is at `now`.

@@ -127,6 +127,11 @@ impl Chaos {
         now >= self.calm_after
     }
 
+    /// Whether the call keyed `key` at `now` is answered 429.
+    pub fn rate_limits(&self, key: &str, now: DateTime<Utc>) -> bool {
+        !self.calm(now) && self.rate_limited > 0.0 && rng_for(self.seed, key).random_bool(self.rate_limited)
+    }
+
     /// Whether a provider is in a burst of 5xx at `now`. Bursts start in a minute drawn for that
     /// minute, so a moment looks at the bursts of the two minutes before it too.
     pub fn in_outage(&self, provider: &str, now: DateTime<Utc>) -> bool {

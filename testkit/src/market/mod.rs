@@ -216,6 +216,14 @@ impl Market {
         self.books.lock().expect("market books").saved.machines.clone()
     }
 
+    /// Ids of the machines that exist at `now` on the market's clock: not terminated, not gone.
+    pub fn live_machines(&self) -> Vec<String> {
+        let now = self.clock.now();
+        let books = self.books.lock().expect("market books");
+        let live = |m: &&Machine| !matches!(m.truth(now), Truth::Terminated | Truth::Gone);
+        books.saved.machines.values().filter(live).map(|m| m.id.clone()).collect()
+    }
+
     /// Every terminate call that reached a machine, in order.
     pub fn destroyed(&self) -> Vec<Destruction> {
         self.books.lock().expect("market books").destroyed.clone()
@@ -237,8 +245,7 @@ impl Market {
         let now = self.clock.now();
         self.change(|books| match books.saved.machines.get_mut(machine_id) {
             Some(m) if m.truth(now).alive() => {
-                m.preempt_at = Some(now);
-                m.advance(now);
+                m.preempt(now);
                 true
             }
             _ => false,
