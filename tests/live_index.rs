@@ -118,3 +118,40 @@ async fn a_warm_index_has_folded_the_leaders_commits_before_the_takeover() {
     assert_eq!(index.state.chains().keys().map(|id| id.as_str()).collect::<Vec<_>>(), ["before", "last", "later"]);
     assert_eq!(index.state.chains(), &replayed(&journal).await, "the same chains as a replay");
 }
+
+/// A leader whose start-up read commits after the index's checkpoint (a whole history, the first
+/// time) saves the index at once, though nothing new is journaled: otherwise the next process to
+/// start (a restarted standby) reads all of it again before it is ready to take over.
+#[tokio::test]
+async fn an_index_loaded_past_its_checkpoint_is_saved_at_once() {
+    let server = nats();
+    let (_, js) = connect_as(&server, Role::Tgp).await;
+    layout::ensure(&js).await.unwrap();
+    let journal = JetStreamJournal::open(js.clone()).await.unwrap();
+    for i in 0..5 {
+        launched(&journal, &format!("done-{i}"), i).await.terminate(t(i + 10)).await;
+    }
+    let _running = launched(&journal, "running", 20).await;
+    let (index, read) = runner::catch_up::<LiveChains>(&js, &journal.reader()).await.unwrap();
+    assert!(read > 0, "no checkpoint yet: the whole journal is read");
+    let folded_to = index.last_sequence;
+
+    let key = tgp::journal::JournalKey::generate().unwrap();
+    let _follower = runner::follow(js.clone(), key, std::sync::Arc::new(std::sync::RwLock::new(index))).await.unwrap();
+    let checkpoints = js.get_key_value(runner::CHECKPOINT_BUCKET).await.unwrap();
+    let name = <LiveChains as tgp::projections::Projection>::NAME;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let saved = loop {
+        let saved =
+            checkpoints.get(name).await.unwrap().and_then(|entry| String::from_utf8_lossy(&entry).parse::<u64>().ok());
+        if saved == Some(folded_to) || std::time::Instant::now() > deadline {
+            break saved;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(saved, Some(folded_to), "the index is saved where the start-up left it, with no new commit");
+
+    let (again, read_again) = runner::catch_up::<LiveChains>(&js, &journal.reader()).await.unwrap();
+    assert_eq!(read_again, 0, "the next start reads nothing it read before");
+    assert_eq!(again.state.chains().keys().map(|id| id.as_str()).collect::<Vec<_>>(), ["running"]);
+}

@@ -28,9 +28,9 @@ pub trait Projection: Serialize + DeserializeOwned + Default + Clone + Send + Sy
     const NAME: &'static str;
     /// The journal subjects it reads: instance events only, unless it also folds provider events.
     const SUBJECTS: &'static str = tgp_events::subjects::INSTANCE_EVENTS_ALL;
-    /// Its checkpoint is saved at least every this many commits...
+    /// Its checkpoint is saved once the state is this many stream sequences past it...
     const SAVE_EVERY: u64 = runner::CHECKPOINT_EVERY;
-    /// ...or this often while commits arrive, whichever comes first.
+    /// ...or this long after the last save while anything is unsaved, whichever comes first.
     const SAVE_INTERVAL: std::time::Duration = runner::CHECKPOINT_INTERVAL;
     /// Folds one event, journaled at `at`.
     fn apply(&mut self, at: DateTime<Utc>, instance: &InstanceId, event: &InstanceEvent);

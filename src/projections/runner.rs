@@ -6,9 +6,11 @@
 //! - The consumer heals (see [`crate::consumers`]): after an outage, a reconnect or its deletion it
 //!   is recreated from the live checkpoint, so the projection neither double-counts nor skips.
 //! - Its checkpoint (state plus the last stream sequence folded) is saved in the object store
-//!   `tgp_projection_state` and the sequence in the key-value bucket `tgp_projections`, at most every
-//!   [`CHECKPOINT_EVERY`] commits or [`CHECKPOINT_INTERVAL`] (a projection may choose its own,
-//!   `Projection::SAVE_EVERY` and `SAVE_INTERVAL`); only then are the commits acked.
+//!   `tgp_projection_state` and the sequence in the key-value bucket `tgp_projections`, once the
+//!   state is [`CHECKPOINT_EVERY`] stream sequences past the saved one, or [`CHECKPOINT_INTERVAL`]
+//!   after the last save with anything unsaved (a projection may choose its own,
+//!   `Projection::SAVE_EVERY` and `SAVE_INTERVAL`); only then are the commits acked. A state that
+//!   starts far past its checkpoint (a start-up that read the whole history) is saved at once.
 //! - At start it resumes from the checkpoint; commits at or below the checkpoint's sequence are
 //!   skipped, so a crash between saving and acking folds nothing twice.
 //! - [`rebuild`] folds from the first commit, ignoring the checkpoint, and gives the same state.
@@ -38,7 +40,7 @@ use crate::journal::{JournalReader, StartAt};
 pub const CHECKPOINT_BUCKET: &str = "tgp_projections";
 /// Object store of projection states at their checkpoints.
 pub const STATE_STORE: &str = "tgp_projection_state";
-/// By default, a checkpoint is saved at least every this many commits...
+/// By default, a checkpoint is saved once the state is this many stream sequences past it...
 pub const CHECKPOINT_EVERY: u64 = 1000;
 /// ...or this often, whichever comes first.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
@@ -146,6 +148,11 @@ pub struct Checkpointed<P> {
     pub last_sequence: u64,
     /// The state after it.
     pub state: P,
+    /// The sequence of the checkpoint last loaded or saved: what a restart would read after. Not
+    /// part of the checkpoint; a state folded far past it (a start-up that read the whole history)
+    /// is saved at once, so the next start does not read it all again.
+    #[serde(skip)]
+    saved_sequence: u64,
 }
 
 impl<P: Projection> Checkpointed<P> {
@@ -271,7 +278,7 @@ async fn load<P: Projection>(js: &Context) -> Result<Checkpointed<P>, Projection
         tracing::warn!(projection = P::NAME, "checkpoint and state disagree; rebuilding from the start");
         return Ok(Checkpointed::default());
     }
-    Ok(saved)
+    Ok(Checkpointed { saved_sequence: sequence, ..saved })
 }
 
 async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, ProjectionError> {
@@ -290,6 +297,8 @@ async fn save<P: Projection>(js: &Context, live: &Live<P>) -> Result<u64, Projec
     kv.put(P::NAME, sequence.to_string().into())
         .await
         .map_err(|source| ProjectionError::new(projection, ProjectionFailure::SaveCheckpoint(source)))?;
+    let mut guard = live.write().expect("projection lock");
+    guard.saved_sequence = guard.saved_sequence.max(sequence);
     Ok(sequence)
 }
 
@@ -356,6 +365,14 @@ struct Follower<P: Projection> {
     verifier: Verifier,
 }
 
+impl<P: Projection> Follower<P> {
+    /// How many stream sequences the live state is past the checkpoint a restart would load.
+    fn unsaved(&self) -> u64 {
+        let live = self.live.read().expect("projection lock");
+        live.last_sequence.saturating_sub(live.saved_sequence)
+    }
+}
+
 impl<P: Projection> OwnConsumer for Follower<P> {
     type Error = ProjectionError;
 
@@ -401,7 +418,9 @@ impl<P: Projection> OwnConsumer for Follower<P> {
             return Stopped::Interrupted("not bound".into());
         };
         tokio::pin!(reconnected);
-        let (mut since_save, mut saved_at) = (0u64, Instant::now());
+        // A state bound ahead of its checkpoint (the index of a start-up that read the history
+        // after it) is saved at the first turn, so the next start reads none of that again.
+        let mut saved_at = (self.unsaved() == 0).then(Instant::now);
         let mut unacked = None;
         loop {
             let next = tokio::select! {
@@ -442,14 +461,16 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                             }
                         }
                     }
-                    since_save += 1;
                     unacked = Some(message);
                 }
                 Ok(Some(Err(e))) => return Stopped::Interrupted(e.to_string()),
                 Ok(None) => return Stopped::Interrupted("its messages ended".into()),
                 Err(_) => {}
             }
-            if since_save > 0 && (since_save >= P::SAVE_EVERY || saved_at.elapsed() >= P::SAVE_INTERVAL) {
+            // Counted from the checkpoint a restart would load, not from this binding.
+            let unsaved = self.unsaved();
+            let due = saved_at.is_none_or(|at| at.elapsed() >= P::SAVE_INTERVAL);
+            if unsaved > 0 && (unsaved >= P::SAVE_EVERY || due) {
                 // Unsaved folds stay in the live state, which the next binding resumes from.
                 if let Err(e) = save(&self.js, &self.live).await {
                     return Stopped::Interrupted(format!("checkpoint not saved: {e}"));
@@ -457,7 +478,7 @@ impl<P: Projection> OwnConsumer for Follower<P> {
                 if let Some(message) = unacked.take() {
                     let _ = message.ack().await;
                 }
-                (since_save, saved_at) = (0, Instant::now());
+                saved_at = Some(Instant::now());
             }
         }
     }
