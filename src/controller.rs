@@ -20,6 +20,7 @@ use crate::projections::runner;
 use crate::projections::warm::WarmIndex;
 use crate::provider_events::JournaledProviderEvents;
 use crate::providers::api_change::ApiChangeReporter;
+use crate::readiness::{Readiness, Stage};
 use crate::task::AbortOnDrop;
 use tgp_actors::provider::ProviderClient;
 use tgp_actors::provider_actor::ProviderActorConfig;
@@ -40,6 +41,8 @@ pub struct ControllerConfig {
     pub api_changes: Option<ApiChangeReporter>,
     /// Serve Prometheus metrics here, when given.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the readiness probe (`GET /ready`: leader or warm standby) here, when given.
+    pub ready_addr: Option<std::net::SocketAddr>,
     /// Limits, breaker, caches and retries of every provider actor.
     pub provider_actor: ProviderActorConfig,
     /// Start even when the journal is empty while the providers hold machines labelled by tgp.
@@ -93,6 +96,9 @@ pub enum ControllerError {
     /// `tgp.api.leader` could not be served.
     #[error(transparent)]
     WhoLeads(#[from] crate::who_leads::WhoLeadsError),
+    /// The readiness probe could not be served.
+    #[error(transparent)]
+    Probe(#[from] crate::readiness::ProbeError),
 }
 
 /// A running controller. Its tasks stop when it is dropped.
@@ -125,6 +131,12 @@ impl Controller {
                 .install()
                 .map_err(ControllerError::Metrics)?;
         }
+        // The probe next, so that an orchestrator sees "not ready" from the first moment on.
+        let readiness = Readiness::default();
+        let probe = match config.ready_addr {
+            Some(addr) => Some(AbortOnDrop::new(crate::readiness::serve(addr, readiness.clone()).await?)),
+            None => None,
+        };
         let client = connect_controller(&config.nats).await?;
         let js = jetstream(client.clone());
         layout::ensure_replicated(&js, config.replicas).await?;
@@ -132,11 +144,13 @@ impl Controller {
         let journal = JetStreamJournal::open_signed(js.clone(), key.clone()).await?;
         tracing::info!(key_id = key.id(), "journal messages are signed, and every read verifies them");
         // Leader and standbys alike say who leads (a command that finds no leader asks here).
-        let who_leads =
-            AbortOnDrop::new(crate::who_leads::answer(client.clone(), js.clone(), config.lease.name.clone()).await?);
+        let who_leads = AbortOnDrop::new(
+            crate::who_leads::answer(client.clone(), js.clone(), config.lease.name.clone(), readiness.clone()).await?,
+        );
         // A standby keeps the index of unfinished chains current while it waits, so that taking
         // over reads only the last commits (`projections::warm`).
         let warm = WarmIndex::start(&js, journal.reader()).await?;
+        readiness.set(Stage::WarmStandby);
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
         metrics::gauge!(LEADER_GAUGE).set(0.0);
         let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
@@ -148,6 +162,7 @@ impl Controller {
         .await?;
         tracing::info!(epoch = leadership.epoch, name = %leadership.holder.name, "leading");
         metrics::gauge!(LEADER_GAUGE).set(1.0);
+        readiness.set(Stage::Leading);
         let journal = journal.leading(leadership.epoch, leadership.fence.clone());
         let events = JournaledProviderEvents::new(js.clone(), key.clone());
         let system = SystemBuilder::new(journal.clone(), Arc::new(events.clone()))
@@ -182,6 +197,7 @@ impl Controller {
             runner::follow(js.clone(), key.clone(), views.cost.clone()).await?,
             runner::follow(js.clone(), key.clone(), views.prices.clone()).await?,
         ];
+        tasks.extend(probe.map(AbortOnDrop::into_inner));
         if config.metrics_addr.is_some() {
             tasks.push(crate::projections::metrics::follow(js.clone(), key.clone()).await?);
         }

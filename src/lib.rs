@@ -24,6 +24,8 @@
 //! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
 //! - [`leader`]: the lease that makes one of several `tgp run` processes the leader.
 //! - [`who_leads`]: `tgp.api.leader`, answered by leader and standbys alike.
+//! - [`readiness`]: whether this process could act at once (leader, or warm standby), and its
+//!   HTTP probe.
 //! - [`controller`]: everything above assembled into a running controller.
 //! - [`providers`]: the four providers' HTTP clients, their configuration and how their answers
 //!   are checked.
@@ -49,6 +51,7 @@ pub mod offers;
 pub mod projections;
 pub mod provider_events;
 pub mod providers;
+pub mod readiness;
 pub mod render;
 pub mod secrets;
 pub mod task;

@@ -12,6 +12,7 @@ use tgp_events::subjects::{API_LEADER, API_LEADER_GROUP};
 use tokio::task::JoinHandle;
 
 use crate::leader::{Holder, holder};
+use crate::readiness::Readiness;
 
 /// Why `tgp.api.leader` could not be served: the subscription was refused (permissions, a lost
 /// connection).
@@ -19,15 +20,23 @@ use crate::leader::{Holder, holder};
 #[error("subscribing {API_LEADER}: {0}")]
 pub struct WhoLeadsError(#[source] async_nats::SubscribeError);
 
-/// Answers `tgp.api.leader` for this process, named `name`, until the task is aborted. Started
-/// before the process waits for the lease, so a standby answers too.
-pub async fn answer(client: async_nats::Client, js: Context, name: String) -> Result<JoinHandle<()>, WhoLeadsError> {
+/// Answers `tgp.api.leader` for this process, named `name` and as far along as `readiness`,
+/// until the task is aborted. Started before the process waits for the lease, so a standby
+/// answers too.
+pub async fn answer(
+    client: async_nats::Client,
+    js: Context,
+    name: String,
+    readiness: Readiness,
+) -> Result<JoinHandle<()>, WhoLeadsError> {
     let mut requests = client.queue_subscribe(API_LEADER, API_LEADER_GROUP.into()).await.map_err(WhoLeadsError)?;
     Ok(tokio::spawn(async move {
         while let Some(request) = requests.next().await {
             let Some(reply_to) = request.reply else { continue };
             let body = match holder(&js).await {
-                Ok(lease) => serde_json::to_vec(&reply(&name, lease)).expect("a LeaderReply encodes"),
+                Ok(lease) => {
+                    serde_json::to_vec(&reply(&name, lease, readiness.is_ready())).expect("a LeaderReply encodes")
+                }
                 Err(e) => crate::api::error("unavailable", format!("the lease could not be read: {e}")).to_vec(),
             };
             if let Err(e) = client.publish(reply_to, body.into()).await {
@@ -37,8 +46,9 @@ pub async fn answer(client: async_nats::Client, js: Context, name: String) -> Re
     }))
 }
 
-/// The answer, from the lease as read (`None` when it has lapsed).
-fn reply(name: &str, lease: Option<(Holder, u64)>) -> LeaderReply {
+/// The answer, from the lease as read (`None` when it has lapsed) and whether this process is
+/// `ready` (leader or warm standby).
+fn reply(name: &str, lease: Option<(Holder, u64)>, ready: bool) -> LeaderReply {
     let answerer_leads = lease.as_ref().is_some_and(|(holder, _)| holder.is_this_process());
     LeaderReply {
         leader: lease.map(|(holder, epoch)| LeaderView {
@@ -50,6 +60,7 @@ fn reply(name: &str, lease: Option<(Holder, u64)>) -> LeaderReply {
         }),
         answered_by: name.to_string(),
         answerer_leads,
+        answerer_ready: ready || answerer_leads,
     }
 }
 
@@ -60,17 +71,18 @@ mod tests {
     #[test]
     fn a_standby_names_the_leader_and_says_it_does_not_lead() {
         let other = Holder { name: "first".into(), host: "elsewhere".into(), pid: 1, since: chrono::Utc::now() };
-        let answer = reply("second", Some((other, 7)));
+        let answer = reply("second", Some((other.clone(), 7)), false);
         assert_eq!(answer.leader.as_ref().map(|l| (l.name.as_str(), l.epoch)), Some(("first", 7)));
         assert_eq!(answer.answered_by, "second");
-        assert!(!answer.answerer_leads);
+        assert!(!answer.answerer_leads && !answer.answerer_ready, "still catching up");
+        assert!(reply("second", Some((other, 7)), true).answerer_ready, "warm");
     }
 
     #[test]
     fn the_leader_says_it_leads_and_a_lapsed_lease_names_nobody() {
-        let answer = reply("me", Some((Holder::this_process("me"), 3)));
-        assert!(answer.answerer_leads);
-        let lapsed = reply("me", None);
+        let answer = reply("me", Some((Holder::this_process("me"), 3)), false);
+        assert!(answer.answerer_leads && answer.answerer_ready);
+        let lapsed = reply("me", None, false);
         assert!(lapsed.leader.is_none() && !lapsed.answerer_leads);
     }
 }

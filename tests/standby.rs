@@ -32,8 +32,21 @@ impl Tgp {
 
     /// Started under `name` with the lease's time to live `ttl` (`--lease-ttl`).
     fn start_with_ttl(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake, ttl: &str) -> Tgp {
+        Tgp::start_with_args(server, dir, name, vast, ttl, &[])
+    }
+
+    /// As [`Tgp::start_with_ttl`], with `extra` options.
+    fn start_with_args(
+        server: &NatsServer,
+        dir: &std::path::Path,
+        name: &str,
+        vast: &VastAiFake,
+        ttl: &str,
+        extra: &[&str],
+    ) -> Tgp {
         let mut child = tgp_run(server, dir)
             .args(["--name", name, "--lease-ttl", ttl])
+            .args(extra)
             // Vast allows one request a second (its RateLimits): polls leave room for the rest.
             .args(["--poll-interval", "3s", "--settle-window", "6s"])
             .env("TGP_VASTAI_URL", vast.url())
@@ -97,6 +110,16 @@ impl Drop for Tgp {
 }
 
 /// Waits (a minute at most: Vast allows one request a second) until `id` runs; its summary.
+/// The whole HTTP/1.1 response to `GET path` at `addr` (the probe closes the connection).
+fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the probe accepts");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 async fn running(client: &async_nats::Client, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -341,7 +364,9 @@ async fn a_standby_takes_no_command_and_names_the_leader() {
         .unwrap();
     let ghost = serde_json::json!({"name": "ghost", "host": "elsewhere", "pid": 1, "since": "2026-12-03T09:00:00Z"});
     let epoch = lease.put("controller", ghost.to_string().into()).await.unwrap();
-    let standby = Tgp::start_with_ttl(&server, dir.path(), "second", &vast, "120s");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let standby =
+        Tgp::start_with_args(&server, dir.path(), "second", &vast, "120s", &["--ready-addr", &probe.to_string()]);
 
     let (client, _) = client(&server).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -356,6 +381,10 @@ async fn a_standby_takes_no_command_and_names_the_leader() {
     assert_eq!(who["leader"]["epoch"], epoch, "{who}");
     assert_eq!(who["answered_by"], "second", "{who}");
     assert_eq!(who["answerer_leads"], false, "{who}");
+    assert_eq!(who["answerer_ready"], true, "its index caught up with the (empty) journal: {who}");
+    let ready = get(probe, "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200 OK\r\n"), "a warm standby is ready: {ready}");
+    assert!(ready.ends_with("\r\n\r\nwarm standby: can take over at once\n"), "{ready}");
 
     let list = Command::new(env!("CARGO_BIN_EXE_tgp"))
         .args(["list", "--nats-url", server.url()])

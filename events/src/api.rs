@@ -355,4 +355,9 @@ pub struct LeaderReply {
     pub answered_by: String,
     /// True when the process that answered is the leader; false for a standby.
     pub answerer_leads: bool,
+    /// True when the process that answered could act at once: it leads, or it stands by with its
+    /// index of unfinished chains caught up. False while a standby just started is still folding
+    /// the journal, when a takeover would start cold. Absent from older tgp: read as false.
+    #[serde(default)]
+    pub answerer_ready: bool,
 }

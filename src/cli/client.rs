@@ -58,9 +58,10 @@ async fn who_leads(client: &async_nats::Client) -> String {
         return "no tgp runs against this NATS server (nothing answers tgp.api.leader either): start `tgp run`".into();
     };
     match serde_json::from_slice::<LeaderReply>(&reply.payload) {
-        Ok(LeaderReply { leader: Some(leader), answered_by, answerer_leads: false }) => format!(
-            "not_leader: {answered_by} stands by; {} (host {}, pid {}) holds the lease since {} and has not answered: \
+        Ok(LeaderReply { leader: Some(leader), answered_by, answerer_leads: false, answerer_ready }) => format!(
+            "not_leader: {answered_by} stands by{}; {} (host {}, pid {}) holds the lease since {} and has not answered: \
              if it died, {answered_by} takes over when its lease lapses; send the command again then",
+            if answerer_ready { "" } else { " (still catching up with the journal)" },
             leader.name,
             leader.host,
             leader.pid,

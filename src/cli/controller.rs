@@ -37,6 +37,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at this address (e.g. 127.0.0.1:9464), path /metrics.
     #[arg(long)]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve a readiness probe at this address (e.g. 0.0.0.0:9465): `GET /ready` answers 200 once
+    /// this process leads or stands by with its index caught up with the journal (it could take
+    /// over at once), and 503 while it still folds the journal after a start.
+    #[arg(long, env = "TGP_READY_ADDR")]
+    ready_addr: Option<std::net::SocketAddr>,
     /// Start even if the journal holds no instance while the providers hold machines labelled by
     /// tgp (a deleted journal, the wrong server): those machines are then left running, unmanaged.
     /// Without it tgp refuses to start and names them.
@@ -283,6 +288,7 @@ impl Prepared {
             providers: market.providers,
             api_changes: market.api_changes,
             metrics_addr: args.metrics_addr,
+            ready_addr: args.ready_addr,
             provider_actor: market.provider_actor,
             allow_empty_journal: args.allow_empty_journal,
             stream_check_interval: args.stream_check_interval,

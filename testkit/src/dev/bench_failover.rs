@@ -4,7 +4,8 @@
 //! both share) lead and stand by on one private nats-server. The journal first holds `--finished`
 //! finished instances (signed commits written straight to the journal) and `--instances` live
 //! ones (launched through the leader). Each round then:
-//! 1. waits until the standby answers `tgp.api.leader` (it runs and watches the lease);
+//! 1. waits until the standby answers `tgp.api.leader` as ready (it watches the lease, and its
+//!    index of unfinished chains has caught up with the journal);
 //! 2. freezes the leader with SIGSTOP: like a machine gone elsewhere, it renews nothing and its
 //!    lease must lapse (a `kill -9` on the same host is noticed at once through the dead pid, which
 //!    measures nothing about the lease);
@@ -182,14 +183,15 @@ async fn launch_live(
     }
 }
 
-/// Waits until `standby` answers `tgp.api.leader` as a standby (one queue group: asked until it
-/// is the one that answers), and returns the lease's epoch then.
-async fn standby_ready(client: &async_nats::Client, standby: &str) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Waits until `standby` answers `tgp.api.leader` as a warm standby, its index caught up with the
+/// journal (one queue group: asked until it is the one that answers), and returns the lease's
+/// epoch then. A standby still folding the journal after its start would measure a cold start.
+async fn standby_ready(client: &async_nats::Client, standby: &str, within: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(reply) = client.request(API_LEADER, "{}".into()).await {
             let who: LeaderReply = serde_json::from_slice(&reply.payload)?;
-            if let (Some(leader), false) = (&who.leader, who.answerer_leads)
+            if let (Some(leader), false, true) = (&who.leader, who.answerer_leads, who.answerer_ready)
                 && who.answered_by == standby
             {
                 return Ok(leader.epoch);
@@ -197,7 +199,7 @@ async fn standby_ready(client: &async_nats::Client, standby: &str) -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("{standby} never answered as a standby")
+    bail!("{standby} did not answer as a warm standby within {within:?}")
 }
 
 /// Preempts one running spot machine in the market's state file, as the provider would.
@@ -308,7 +310,7 @@ pub async fn failover(args: FailoverBenchArgs) -> anyhow::Result<()> {
 
     let mut rounds = Vec::new();
     for n in 1..=args.rounds {
-        let epoch = standby_ready(&admin, &standby.name).await?;
+        let epoch = standby_ready(&admin, &standby.name, leads_within).await?;
         let measured = round(&admin, &js, &setup, &leader, epoch).await?;
         eprintln!(
             "  round {n}: lease taken after {:.2} s, answering after {:.2} s, first decision after {:.2} s",

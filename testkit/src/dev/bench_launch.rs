@@ -486,6 +486,7 @@ pub async fn launch(args: LaunchBenchArgs) -> anyhow::Result<()> {
         providers: vec![launch_calls.clone() as Arc<dyn ProviderClient>],
         api_changes: Some(reporter),
         metrics_addr: None,
+        ready_addr: None,
         provider_actor: unlimited,
         // The bench launches on a fresh fake: nothing labelled exists yet.
         allow_empty_journal: false,

@@ -62,6 +62,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
             providers: market.built.providers,
             api_changes: market.built.api_changes,
             metrics_addr: None,
+            ready_addr: None,
             provider_actor: market.built.provider_actor,
             allow_empty_journal: false,
             stream_check_interval: tgp::journal::guard::CHECK_INTERVAL,
