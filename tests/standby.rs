@@ -2,7 +2,9 @@
 //! fake, shared). One leads; the other stands by without consuming a command or calling the
 //! provider. The leader is killed with SIGKILL under load; the standby takes over, and an
 //! interruption injected a second after the kill is still relaunched. Counted at the fake: every
-//! attempt launched once, and every machine left running belongs to a live chain.
+//! attempt launched once, and every machine left running belongs to a live chain. A leader paused
+//! (SIGSTOP) or cut off from NATS by a partition (a proxy that stops passing bytes) makes no
+//! provider call once its lease could have lapsed.
 
 mod support;
 
@@ -44,7 +46,20 @@ impl Tgp {
         ttl: &str,
         extra: &[&str],
     ) -> Tgp {
-        let mut child = tgp_run(server, dir)
+        Tgp::start_at(server.url(), server, dir, name, vast, ttl, extra)
+    }
+
+    /// As [`Tgp::start_with_args`], connected to NATS at `url` (a proxy that can cut it off).
+    fn start_at(
+        url: &str,
+        server: &NatsServer,
+        dir: &std::path::Path,
+        name: &str,
+        vast: &VastAiFake,
+        ttl: &str,
+        extra: &[&str],
+    ) -> Tgp {
+        let mut child = tgp_run_at(url, server, dir)
             .args(["--name", name, "--lease-ttl", ttl])
             .args(extra)
             // Vast allows one request a second (its RateLimits): polls leave room for the rest.
@@ -109,7 +124,6 @@ impl Drop for Tgp {
     }
 }
 
-/// Waits (a minute at most: Vast allows one request a second) until `id` runs; its summary.
 /// The whole HTTP/1.1 response to `GET path` at `addr` (the probe closes the connection).
 fn get(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
@@ -120,6 +134,7 @@ fn get(addr: std::net::SocketAddr, path: &str) -> String {
     response
 }
 
+/// Waits (a minute at most: Vast allows one request a second) until `id` runs; its summary.
 async fn running(client: &async_nats::Client, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -396,4 +411,53 @@ async fn a_standby_takes_no_command_and_names_the_leader() {
     assert!(said.contains("not_leader") && said.contains("second stands by") && said.contains("ghost"), "{said}");
     assert!(!standby.leads_within(Duration::from_secs(1)), "the standby does not lead while the lease is held");
     assert!(vast.control().seen().is_empty(), "a standby called the provider: {:?}", vast.control().seen());
+}
+
+/// A leader cut off from NATS by a partition runs on, unlike a paused one: its own clock must stop
+/// it acting once its lease could have lapsed, since nothing from NATS will tell it. It makes no
+/// provider call from then on, through the partition and after it heals, when it finds the lease
+/// held by the standby and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_partitioned_from_nats_calls_no_provider_once_its_lease_could_lapse() {
+    let server = nats();
+    let dir = tempfile::tempdir().unwrap();
+    let vast = vast_for_two().await;
+    let network = support::partition::Partition::to(server.url()).await;
+    let ttl = Duration::from_secs(2);
+    let mut old = Tgp::start_at(&network.url(), &server, dir.path(), "old", &vast, "2s", &[]);
+    assert!(old.leads_within(Duration::from_secs(30)), "the first tgp leads");
+    let standby = Tgp::start(&server, dir.path(), "new", &vast);
+    let (client, js) = client(&server).await;
+    let first = request(&client, "tgp.api.launch", launch_body("RTX4090", "on-demand-only")).await;
+    let first = first["instance_id"].as_str().unwrap().to_string();
+    running(&client, &first).await;
+    let polled = |key: &str, since: Instant| {
+        vast.control()
+            .seen()
+            .into_iter()
+            .filter(|call| call.at >= since && call.authorization.as_deref().is_some_and(|a| a.ends_with(key)))
+            .count()
+    };
+    assert!(polled("key-old", Instant::now() - Duration::from_secs(10)) > 0, "the leader polls the provider");
+
+    network.cut();
+    let cut_at = Instant::now();
+    let (led, _standby) =
+        tokio::task::spawn_blocking(move || (standby.leads_within(Duration::from_secs(20)), standby)).await.unwrap();
+    assert!(led, "the standby took over from the cut-off leader");
+    // The partition lasts well past the takeover: the old leader's polls (every 3 s) and renewals
+    // (which time out) keep coming due all along.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let lapsed_at = cut_at + ttl;
+    assert_eq!(polled("key-old", lapsed_at), 0, "the cut-off leader called the provider after its lease could lapse");
+    assert!(polled("key-new", lapsed_at) > 0, "the new leader polls the provider");
+
+    network.heal();
+    let status = tokio::task::spawn_blocking(move || old.exits_within(Duration::from_secs(30))).await.unwrap();
+    let status = status.expect("the old leader exits once it learns its lease is gone");
+    assert!(!status.success(), "it exits with an error: {status}");
+    assert_eq!(polled("key-old", lapsed_at), 0, "the old leader called the provider after the partition healed");
+    let epochs = epochs_in_order(&js).await;
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "a commit of an old epoch after a newer one: {epochs:?}");
+    running(&client, &first).await;
 }

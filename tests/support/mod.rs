@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod journal_builder;
+pub mod partition;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -118,9 +119,14 @@ impl Drop for ControllerProcess {
 /// and sealing with the secrets key of `dir`, logging at `TGP_TEST_LOG` (default `warn`). Tests
 /// add their own flags and provider URLs, and spawn it.
 pub fn tgp_run(server: &NatsServer, dir: &std::path::Path) -> Command {
+    tgp_run_at(server.url(), server, dir)
+}
+
+/// [`tgp_run`], connected to NATS at `url` instead of the server's own (a proxy in front of it).
+pub fn tgp_run_at(url: &str, server: &NatsServer, dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tgp"));
     command
-        .args(["run", "--nats-url", server.url()])
+        .args(["run", "--nats-url", url])
         .arg("--journal-key")
         .arg(journal_key(dir))
         .arg("--secrets-key")

@@ -103,9 +103,17 @@ impl MarketState {
     /// Writes it through a temporary file of this process and a rename, so a reader (or a crash)
     /// never sees half a file, and two processes writing at once never mix theirs.
     pub fn write(&self, path: &Path) -> Result<(), std::io::Error> {
+        self.write_stamped(path).map(|_| ())
+    }
+
+    /// [`MarketState::write`], returning the stamp of the file it wrote: taken before the rename,
+    /// so a file another process renames into place just after is never taken for this one.
+    fn write_stamped(&self, path: &Path) -> Result<Option<FileStamp>, std::io::Error> {
         let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
         std::fs::write(&temporary, serde_json::to_vec(self)?)?;
-        std::fs::rename(&temporary, path)
+        let stamp = FileStamp::of(&temporary);
+        std::fs::rename(&temporary, path)?;
+        Ok(stamp)
     }
 }
 
@@ -157,6 +165,26 @@ struct Books {
     calls: Option<Vec<Call>>,
     destroyed: Vec<Destruction>,
     terminate_calls: BTreeMap<String, u32>,
+    /// The state file as this process last read or wrote it: unchanged since, it need not be read
+    /// again (with 10,000 machines a read is tens of milliseconds, on every call).
+    file_seen: Option<FileStamp>,
+}
+
+/// What tells one version of the state file from another: every write is a new file renamed into
+/// place, so a new inode, besides its length and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp { inode: meta.ino(), len: meta.len(), modified: meta.modified().ok() })
+    }
 }
 
 /// The in-memory market.
@@ -277,17 +305,24 @@ impl Market {
         let Some(path) = &self.state_file else {
             return change(&mut books);
         };
-        match MarketState::read(path) {
-            Ok(saved) => books.saved = saved,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "simulated market unreadable; keeping the one in memory")
+        let stamp = FileStamp::of(path);
+        if stamp.is_none() || stamp != books.file_seen {
+            match MarketState::read(path) {
+                Ok(saved) => books.saved = saved,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "simulated market unreadable; keeping the one in memory")
+                }
             }
         }
         let out = change(&mut books);
-        if let Err(e) = books.saved.write(path) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save the simulated market");
-        }
+        books.file_seen = match books.saved.write_stamped(path) {
+            Ok(stamp) => stamp,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save the simulated market");
+                None
+            }
+        };
         out
     }
 }
