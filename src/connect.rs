@@ -162,6 +162,12 @@ pub async fn connect_controller(options: &NatsOptions) -> Result<async_nats::Cli
     connect_inbox(options, "tgp-controller", Some(CONTROLLER_INBOX_PREFIX)).await
 }
 
+/// The connection the controller's lease is renewed on: its own, driven by a thread of its own
+/// ([`crate::leader`]), with the controller's inbox prefix.
+pub async fn connect_lease(options: &NatsOptions) -> Result<async_nats::Client, ConnectError> {
+    connect_inbox(options, "tgp-lease", Some(CONTROLLER_INBOX_PREFIX)).await
+}
+
 async fn connect_inbox(
     options: &NatsOptions,
     name: &str,

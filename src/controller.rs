@@ -153,7 +153,7 @@ impl Controller {
         readiness.set(Stage::WarmStandby);
         // Only the leader consumes commands, calls providers and runs actors: a standby waits here.
         metrics::gauge!(LEADER_GAUGE).set(0.0);
-        let leadership = crate::leader::lead(&js, &config.lease, config.replicas.get(), |leader| {
+        let leadership = crate::leader::lead(&js, &config.nats, &config.lease, config.replicas.get(), |leader| {
             tracing::warn!(
                 leader = %leader.name, host = %leader.host, pid = leader.pid, since = %leader.since,
                 "standing by: another tgp leads; taking over when its lease lapses"

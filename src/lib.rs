@@ -22,7 +22,8 @@
 //! - [`offers`]: offers across providers, cheapest first, with how each provider answered.
 //! - [`api`]: the `tgp.api.*` request/reply service.
 //! - [`empty_journal`]: refusing to start over an empty journal while tgp's machines run.
-//! - [`leader`]: the lease that makes one of several `tgp run` processes the leader.
+//! - [`leader`]: the lease that makes one of several `tgp run` processes the leader, renewed on a
+//!   thread of its own ([`leader::renewal`]).
 //! - [`who_leads`]: `tgp.api.leader`, answered by leader and standbys alike.
 //! - [`readiness`]: whether this process could act at once (leader, or warm standby), and its
 //!   HTTP probe.

@@ -37,7 +37,11 @@ use serde::{Deserialize, Serialize};
 use tgp_actors::fence::Fence;
 use tgp_events::subjects::{LEADER_BUCKET, LEADER_KEY};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+
+use crate::connect::NatsOptions;
+use renewal::{Lease, Renewing};
+
+pub mod renewal;
 
 /// Who holds the lease, as the key's value says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +142,9 @@ pub enum LeaseError {
     /// The lease could not be read or written.
     #[error("lease {LEADER_BUCKET}/{LEADER_KEY}: {0}")]
     Lease(String),
+    /// The thread that renews the lease could not be started.
+    #[error("starting the thread that renews the lease: {0}")]
+    RenewalThread(#[source] std::io::Error),
 }
 
 /// The lease, held.
@@ -150,7 +157,7 @@ pub struct Leadership {
     pub lost: watch::Receiver<bool>,
     /// Open while the lease holds: checked before every provider call and journal append.
     pub fence: Fence,
-    renewing: JoinHandle<()>,
+    renewing: Renewing,
     store: Store,
 }
 
@@ -161,7 +168,7 @@ impl Leadership {
         if *self.lost.borrow() {
             return;
         }
-        self.renewing.abort();
+        self.renewing.stop();
         // Only our own lease is given up: the revision check refuses if another took it since.
         if let Ok(Some((holder, revision))) = current(&self.store).await
             && holder == self.holder
@@ -169,12 +176,6 @@ impl Leadership {
         {
             tracing::warn!(error = %e, "the controller lease could not be released; it lapses by itself");
         }
-    }
-}
-
-impl Drop for Leadership {
-    fn drop(&mut self) {
-        self.renewing.abort();
     }
 }
 
@@ -228,11 +229,12 @@ async fn current(store: &Store) -> Result<Option<(Holder, u64)>, LeaseError> {
     }))
 }
 
-/// Waits until this process holds the lease, then keeps renewing it. The bucket is created with
-/// `replicas` replicas when it does not exist. `standing_by` is called once per new holder seen
-/// while waiting.
+/// Waits until this process holds the lease, then keeps renewing it on a connection and a thread
+/// of its own ([`renewal`]), connected with `nats`. The bucket is created with `replicas` replicas
+/// when it does not exist. `standing_by` is called once per new holder seen while waiting.
 pub async fn lead(
     js: &Context,
+    nats: &NatsOptions,
     config: &LeaseConfig,
     replicas: usize,
     mut standing_by: impl FnMut(&Holder),
@@ -266,78 +268,10 @@ pub async fn lead(
             let (tell, lost) = watch::channel(false);
             let deadline = sent + config.ttl - margin(config.ttl);
             let fence = Fence::until(deadline.into_std());
-            let renewing =
-                tokio::spawn(renew(store.clone(), config.ttl, holder.clone(), value, epoch, tell, fence.clone()));
+            let lease = Lease { ttl: config.ttl, holder: holder.clone(), value, revision: epoch };
+            let renewing = Renewing::start(nats.clone(), lease, tell, fence.clone())?;
             return Ok(Leadership { epoch, holder, lost, fence, renewing, store });
         }
         tokio::time::sleep(config.ttl / 4).await;
-    }
-}
-
-/// Renews every third of the time to live. Past the deadline the fence is closed by itself; the
-/// lease is then taken again if nobody else wrote it meanwhile (its revision is the next after
-/// ours: only the lease lives in the bucket, and expiry writes nothing), and the fence reopens:
-/// nobody else led, so what this process holds in memory is still the truth. If another process
-/// took it, the fence closes for good and `lost` is said.
-async fn renew(
-    store: Store,
-    ttl: Duration,
-    holder: Holder,
-    value: bytes::Bytes,
-    mut revision: u64,
-    lost: watch::Sender<bool>,
-    fence: Fence,
-) {
-    let mut stopped = false;
-    loop {
-        // Every third of the TTL; more often once the lease lapsed, to act again soon after NATS
-        // is back.
-        tokio::time::sleep(if stopped { ttl / 10 } else { ttl / 3 }).await;
-        if !fence.is_open() && !stopped {
-            tracing::error!(
-                "the controller lease was not renewed in time: this process stops acting until it holds it again"
-            );
-            stopped = true;
-        }
-        let sent = tokio::time::Instant::now();
-        let outcome = match store.update(LEADER_KEY, value.clone(), revision).await {
-            Ok(next) => Ok(next),
-            // The key changed since our last write: expired (then free), or taken.
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                match store.create(LEADER_KEY, value.clone()).await {
-                    Ok(next) if next == revision + 1 => Ok(next),
-                    Ok(_) => Err(true),
-                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match current(&store).await {
-                        // Our own renewal that timed out but landed: carry on from it.
-                        Ok(Some((found, at))) if found == holder && at == revision + 1 => {
-                            revision = at;
-                            continue;
-                        }
-                        Ok(_) => Err(true),
-                        Err(_) => Err(false),
-                    },
-                    Err(_) => Err(false),
-                }
-            }
-            Err(_) => Err(false),
-        };
-        match outcome {
-            Ok(next) => {
-                revision = next;
-                fence.extend((sent + ttl - margin(ttl)).into_std());
-                if stopped {
-                    tracing::warn!("the controller lease is held again and nobody led meanwhile: acting again");
-                    stopped = false;
-                }
-            }
-            Err(true) => {
-                tracing::error!("the controller lease was taken by another process: this process stops leading");
-                fence.close();
-                let _ = lost.send(true);
-                return;
-            }
-            // A passing error (NATS unreachable): tried again; the deadline stops acting meanwhile.
-            Err(false) => tracing::warn!("the controller lease could not be renewed; trying again"),
-        }
     }
 }
