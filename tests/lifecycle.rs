@@ -197,3 +197,47 @@ async fn a_killed_controller_rebuilds_from_the_journal_and_carries_on() {
     let events = journaled(&js, &ids[0]).await;
     assert_eq!(types(&events).last(), Some(&"Terminated"));
 }
+
+/// `tgp.api.list` in pages: each page holds at most `limit`, names where the next one starts,
+/// and the pages together hold every instance once, in id order; `tgp list` reads them all.
+#[tokio::test]
+async fn a_list_asked_page_by_page_gives_every_instance_once() {
+    let server = nats();
+    let _controller = ControllerProcess::start(&server, &server.dir());
+    let (client, _) = client(&server).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let accepted = request(&client, "tgp.api.launch", launch_body("H100", "on-demand-only")).await;
+        ids.push(accepted["instance_id"].as_str().unwrap().to_string());
+    }
+    ids.sort();
+
+    let (mut listed, mut pages, mut after) = (Vec::new(), 0, None);
+    loop {
+        let mut body = json!({"limit": 2});
+        if let Some(after) = &after {
+            body["after"] = json!(after);
+        }
+        let page = request(&client, "tgp.api.list", body).await;
+        let instances = page["instances"].as_array().unwrap_or_else(|| panic!("a page: {page}"));
+        assert!(!instances.is_empty() && instances.len() <= 2, "{page}");
+        listed.extend(instances.iter().map(|i| i["instance_id"].as_str().unwrap().to_string()));
+        pages += 1;
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!((listed, pages), (ids.clone(), 3), "every instance once, in id order, two at a time");
+    let refused = request(&client, "tgp.api.list", json!({"limit": 0})).await;
+    assert_eq!(refused["error"]["code"], "malformed_request", "{refused}");
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_tgp"))
+        .args(["list", "--nats-url", server.url()])
+        .envs(as_role(&server, Role::Client))
+        .output()
+        .expect("tgp list runs");
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert!(ids.iter().all(|id| printed.contains(id.as_str())) && printed.contains("5 live instance(s)"), "{printed}");
+}

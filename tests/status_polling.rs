@@ -98,7 +98,7 @@ async fn a_thousand_instances_cost_one_list_call_per_interval() {
     for answer in futures::future::join_all(launches).await {
         answer.unwrap().unwrap();
     }
-    let running = ListRequest { state: Some(InstanceState::Running), provider: None };
+    let running = ListRequest { state: Some(InstanceState::Running), ..ListRequest::default() };
     let mut count = 0;
     for _ in 0..240 {
         count = supervisor.send(List(running.clone())).await.unwrap().len();

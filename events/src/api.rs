@@ -89,6 +89,21 @@ pub struct ListRequest {
     /// Only instances at this provider.
     #[serde(default)]
     pub provider: Option<ProviderName>,
+    /// Ask page by page: only instances whose id sorts after this one (the last page's
+    /// `next_after`). A request with `after` or `limit` gets pages.
+    #[serde(default)]
+    pub after: Option<InstanceId>,
+    /// At most this many instances in the reply (at least 1). A page also stops where one more
+    /// instance would not fit in one NATS message.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl ListRequest {
+    /// True when the asker reads pages (it gave `after` or `limit`), and so reads `next_after`.
+    pub fn pages(&self) -> bool {
+        self.after.is_some() || self.limit.is_some()
+    }
 }
 
 /// Reply of `tgp.api.list`.
@@ -96,6 +111,9 @@ pub struct ListRequest {
 pub struct ListReply {
     /// The matching instances, ordered by id.
     pub instances: Vec<InstanceSummary>,
+    /// More match: ask again with `after` set to this. Absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<InstanceId>,
 }
 
 /// An error reply, saying exactly what was wrong.

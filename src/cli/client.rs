@@ -9,7 +9,7 @@ use crate::render::describe;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use tgp_events::api::{ErrorReply, InstanceSummary, LeaderReply, ListReply};
+use tgp_events::api::{ErrorReply, InstanceSummary, LeaderReply, ListReply, ListRequest};
 use tgp_events::commit::EventRecord;
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{
@@ -348,10 +348,29 @@ pub struct ListArgs {
     nats: NatsArgs,
 }
 
+/// Every instance `filter` matches, asked page by page (`tgp.api.list` answers in pages where
+/// the list does not fit in one NATS message).
+pub async fn list_all(client: &async_nats::Client, filter: ListRequest) -> anyhow::Result<Vec<InstanceSummary>> {
+    let mut request = ListRequest { limit: Some(LIST_PAGE), after: None, ..filter };
+    let mut all = Vec::new();
+    loop {
+        let body = serde_json::to_vec(&request).expect("a list request encodes");
+        let reply: ListReply = self::request(client, API_LIST, body).await?;
+        all.extend(reply.instances);
+        match reply.next_after {
+            Some(after) => request.after = Some(after),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// How many instances `tgp list` asks for at a time (a page also ends where the message is full).
+const LIST_PAGE: usize = 2_000;
+
 pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     let client = args.nats.connect("tgp-cli").await?;
-    let reply: ListReply = request(&client, API_LIST, b"{}".to_vec()).await?;
-    for s in &reply.instances {
+    let instances = list_all(&client, ListRequest::default()).await?;
+    for s in &instances {
         println!(
             "{:<28} {:<12} {:<10} {:<12} {}",
             s.instance_id,
@@ -361,6 +380,6 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
             s.hourly_price.map(|p| format!("{p}/h")).unwrap_or_default()
         );
     }
-    println!("{} live instance(s)", reply.instances.len());
+    println!("{} live instance(s)", instances.len());
     Ok(())
 }

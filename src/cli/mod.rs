@@ -12,6 +12,8 @@ pub mod offers;
 mod offers_table;
 mod status;
 
+pub use client::list_all;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -33,7 +33,7 @@ use tgp::cli::parse_duration;
 use tgp::journal::{JetStreamJournal, JournalKey};
 use tgp::nats_server::{NatsServer, Role};
 use tgp_events::InstanceId;
-use tgp_events::api::{LeaderReply, ListReply};
+use tgp_events::api::{InstanceState, LeaderReply, ListRequest};
 use tgp_events::events::InstanceEvent;
 use tgp_events::subjects::{
     API_LEADER, API_LIST, EVENTS_STREAM, HEADER_LEADER_EPOCH, HEADER_MSG_ID, INSTANCE_EVENTS_ALL,
@@ -165,8 +165,9 @@ async fn launch_live(
     let deadline = Instant::now() + Duration::from_secs(60 + count as u64 / 5);
     loop {
         // A leader busy taking thousands of commands may answer late: a timeout is "not yet".
-        let running = match client.request(API_LIST, r#"{"state":"running"}"#.into()).await {
-            Ok(reply) => serde_json::from_slice::<ListReply>(&reply.payload)?.instances.len(),
+        let running = ListRequest { state: Some(InstanceState::Running), ..ListRequest::default() };
+        let running = match tgp::cli::list_all(client, running).await {
+            Ok(running) => running.len(),
             Err(e) => {
                 eprintln!("  the leader did not answer yet ({e})");
                 0

@@ -12,16 +12,16 @@ use std::sync::Arc;
 
 use tgp_actors::fence::Fence;
 use tgp_actors::keyring::Keyring;
-use tgp_actors::supervisor::{Get, Launch, List, SupervisorError, Terminate};
-use tgp_events::api::{
-    CostRequest, ErrorReply, GetRequest, ListReply, ListRequest, OffersRequest, PricesRequest, ProviderToggle,
-};
+use tgp_actors::supervisor::{Get, Launch, SupervisorError, Terminate};
+use tgp_events::api::{CostRequest, ErrorReply, GetRequest, OffersRequest, PricesRequest, ProviderToggle};
 use tgp_events::subjects::{
     API_COST, API_GET, API_LAUNCH, API_LIST, API_OFFERS, API_PREFIX, API_PRICES, API_PROVIDER_DISABLE,
     API_PROVIDER_ENABLE, API_TERMINATE, SERVICE_NAME,
 };
 use tgp_events::{InstanceId, LaunchCommand, TerminateCommand};
 use tokio::task::JoinHandle;
+
+mod list;
 
 use crate::intake::{NO_SECRETS_KEY, SupervisorAddr, dead_letter};
 use crate::projections::cost::{CostLedger, parse_group_by};
@@ -139,21 +139,6 @@ async fn get(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
     }
 }
 
-async fn list(supervisor: &SupervisorAddr, body: &Bytes) -> Bytes {
-    let filter = if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(ListRequest::default())
-    } else {
-        serde_json::from_slice::<ListRequest>(body)
-    };
-    match filter {
-        Ok(filter) => match supervisor.send(List(filter)).await {
-            Ok(instances) => json(&ListReply { instances }),
-            Err(e) => error("unavailable", format!("tgp is shutting down: {e}")),
-        },
-        Err(e) => error("malformed_request", format!("expected {{}} or {{\"state\": ..., \"provider\": ...}}: {e}")),
-    }
-}
-
 fn cost(views: &Views, body: &Bytes) -> Bytes {
     let request: CostRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CostRequest::default()
@@ -238,6 +223,8 @@ pub async fn start(
         .await
         .map_err(ApiError::Register)?;
     let group = service.group(API_PREFIX);
+    // What the server takes in one message: a list longer than that is answered page by page.
+    let max_payload = client.server_info().max_payload;
     let mut tasks = Vec::new();
     for (name, subject) in [
         ("launch", API_LAUNCH),
@@ -272,7 +259,7 @@ pub async fn start(
                     "offers" => offers(&views, body).await,
                     "provider-disable" => toggle(&views, body, false).await,
                     "provider-enable" => toggle(&views, body, true).await,
-                    _ => list(&supervisor, body).await,
+                    _ => list::list(&supervisor, body, max_payload).await,
                 };
                 if let Err(e) = request.respond(Ok(reply)).await {
                     tracing::warn!(endpoint = name, error = %e, "reply not sent");
