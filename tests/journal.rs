@@ -167,6 +167,28 @@ async fn an_event_from_a_newer_schema_is_refused_clearly() {
 
 /// Chains read at once: more than the 1,000 consumers per stream that nats-server 2.15 allows by
 /// default (each read of a chain with commits is an ephemeral consumer until it lapses).
+/// Reading chains leaves no consumer on the server: each is read with Direct Get. An ordered
+/// consumer per read lingered until its inactivity threshold, so a burst of reads held one each
+/// (up to the stream's consumer limit, and on a cluster each one a proposal to the meta leader).
+#[tokio::test]
+async fn reading_chains_makes_no_consumer() {
+    let server = nats();
+    let (journal, js) = journal(&server).await;
+    let ids: Vec<InstanceId> = (0..50).map(|i| id(&format!("chain-{i:02}"))).collect();
+    for id in &ids {
+        journal.append(id, 1, &[event("first")]).await.expect("appended");
+        journal.append(id, 2, &[event("second"), event("third")]).await.expect("appended");
+    }
+    let (reader, _) = self::journal(&server).await;
+    for id in &ids {
+        let events = reader.events_after(id, 0).await.expect("read");
+        assert_eq!(events.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), [1, 2, 3], "{id}");
+        assert_eq!(reader.events_after(id, 1).await.expect("read").len(), 2, "only the events after the first");
+    }
+    let consumers = js.get_stream("TGP_EVENTS").await.unwrap().info().await.unwrap().state.consumer_count;
+    assert_eq!(consumers, 0, "consumers left on the stream by 100 chain reads");
+}
+
 const CHAINS_READ_AT_ONCE: usize = 1_500;
 
 /// A start-up, a takeover or a burst reads thousands of chains within seconds: every read

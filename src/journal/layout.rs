@@ -18,9 +18,9 @@ use crate::projections::runner::{CHECKPOINT_BUCKET, STATE_STORE};
 /// The oldest nats-server tgp works with (async-nats's key-value calls fail on 2.9).
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
 
-/// How many consumers the journal's stream allows at once. Each read of one chain is an ephemeral
-/// ordered consumer until it lapses, so a start-up, a takeover or a burst of launches holds
-/// thousands within seconds; nats-server 2.15 gives a stream without a limit of its own 1,000.
+/// How many consumers the journal's stream allows at once. One chain is read with Direct Get and
+/// makes none, but replays, audits, projections and watchers each hold an ordered consumer, and
+/// nats-server 2.15 gives a stream without a limit of its own only 1,000.
 pub const JOURNAL_MAX_CONSUMERS: i32 = 100_000;
 
 /// How long a command's `Nats-Msg-Id` is remembered: a launch retried within a day launches once.

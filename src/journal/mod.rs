@@ -31,8 +31,9 @@
 //! signing holds them.
 //!
 //! # Caveats
-//! - Reads of one instance use an ordered consumer (fast for a whole subject); the last commit of a
-//!   subject is read with Direct Get.
+//! - Reads of one instance use Direct Get (the last commit of its subject, then each commit up to
+//!   it): no consumer, so a burst of reads costs the server no consumer state; audits and
+//!   replays of many subjects use ordered consumers.
 //! - Snapshots live in the `tgp_snapshots` key-value bucket, as `{"aggregate": <state>,
 //!   "current_sequence": n, "current_snapshot": n / 32}` (the shape cqrs-es's snapshot stores
 //!   used, which older journals hold).
@@ -181,7 +182,7 @@ impl JetStreamJournal {
                         .and_then(|v| v.as_str().parse().ok())
                         .ok_or_else(|| unknown(format!("{subject}: last commit lacks {HEADER_LAST_SEQUENCE}")))?
                 } else {
-                    let commits = self.reader().subject_commits(subject).await?;
+                    let commits = self.reader().subject_commits_through(subject, msg.sequence).await?;
                     commits.last().and_then(|(_, c)| c.events.last()).map_or(0, |(sequence, _)| *sequence)
                 };
                 let msg_id = msg.headers.get(HEADER_MSG_ID).map(|v| v.as_str().to_string()).unwrap_or_default();
@@ -319,10 +320,9 @@ impl Journal for JetStreamJournal {
         after: usize,
     ) -> Result<Vec<(usize, InstanceEvent)>, PersistenceError> {
         let subject = Self::subject(instance.as_str());
-        // One Direct Get first: a new instance's subject is empty, and an empty subject (or one
-        // already read up to `after`) needs no consumer. A burst of new launches would otherwise
-        // create one ephemeral consumer each, up to the server's consumer limit.
-        match self.read_head(&subject).await? {
+        // The head first: an empty subject (a new instance's), or one already read up to
+        // `after`, needs no further read; else each commit up to the head, by Direct Get.
+        let head = match self.read_head(&subject).await? {
             None => {
                 self.remember(&subject, SubjectHead { stream_sequence: 0, last_event: 0 });
                 return Ok(Vec::new());
@@ -331,9 +331,9 @@ impl Journal for JetStreamJournal {
                 self.remember(&subject, head);
                 return Ok(Vec::new());
             }
-            Some(_) => {}
-        }
-        let commits = self.reader().subject_commits(&subject).await?;
+            Some((head, _)) => head,
+        };
+        let commits = self.reader().subject_commits_through(&subject, head.stream_sequence).await?;
         let mut events = Vec::new();
         for (stream_sequence, commit) in commits {
             if let Some((last, _)) = commit.events.last() {

@@ -1,6 +1,8 @@
 //! Reading the journal: one instance's commits, or every commit from a point, in stream order.
-//! Ordered consumers do the reading (one round trip per batch, not per message); a finite read
-//! stops at the message count pending when it started, so it never waits on an idle subject.
+//! One instance's commits are read with Direct Get ([`JournalReader::subject_commits_through`]);
+//! reads of many subjects use ordered consumers (one round trip per batch, not per message). A
+//! finite read stops at the message count pending when it started, so it never waits on an idle
+//! subject.
 //! Every read checks every message's signature ([`super::signing`]) and shape, and quarantines one
 //! that does not verify or decode ([`super::quarantine`]): forgeries and garbage are skipped, never handed over, never an error; a commit of an
 //! instance that this tgp cannot read fails the read, as an incomplete history must.
@@ -124,7 +126,9 @@ impl CommitStream {
             match checked {
                 Ok(item) => return Some(Ok(item)),
                 Err(refusal) => {
-                    if let Err(e) = refuse(&self.quarantine, sequence, &message, at, refusal).await {
+                    if let Err(e) =
+                        refuse(&self.quarantine, sequence, (&message.subject, &message.payload), at, refusal).await
+                    {
                         return Some(Err(e));
                     }
                 }
@@ -169,11 +173,11 @@ pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime
 async fn refuse(
     quarantine: &Quarantine,
     sequence: u64,
-    message: &async_nats::jetstream::Message,
+    (subject, payload): (&str, &[u8]),
     at: DateTime<Utc>,
     refusal: Refusal,
 ) -> Result<(), PersistenceError> {
-    quarantine.record(sequence, &message.subject, at, &message.payload, &refusal).await;
+    quarantine.record(sequence, subject, at, payload, &refusal).await;
     match refusal {
         Refusal::Foreign(_) => Ok(()),
         Refusal::Unreadable { instance, reason } => {
@@ -251,6 +255,43 @@ impl JournalReader {
         self.read(filter, start, true).await
     }
 
+    /// The commits of one subject up to stream sequence `through` (its last commit, as a Direct
+    /// Get of its head said), each read with Direct Get: one request per commit, and no consumer.
+    /// A burst of chain reads (a takeover's lookups, a list whose actors are busy) would otherwise
+    /// make one ephemeral consumer each, which on a cluster is a proposal to the meta leader, and
+    /// counts against the stream's consumer limit. Any replica answers (`allow_direct`).
+    pub async fn subject_commits_through(
+        &self,
+        subject: &str,
+        through: u64,
+    ) -> Result<Vec<(u64, Commit)>, PersistenceError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        let mut out = Vec::new();
+        let mut from = 1;
+        while from <= through {
+            let message = match self.stream.direct_get_next_for_subject(subject, Some(from)).await {
+                Ok(message) if message.sequence <= through => message,
+                Ok(_) => break,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(PersistenceError::ConnectionError(Box::new(e))),
+            };
+            let sequence = message.sequence;
+            from = sequence + 1;
+            let at =
+                DateTime::from_timestamp_nanos(i64::try_from(message.time.unix_timestamp_nanos()).unwrap_or_default());
+            let checked = self
+                .verifier
+                .check(sequence, subject, Some(&message.headers), &message.payload)
+                .map_err(Refusal::Foreign)
+                .and_then(|()| quarantine::check_commit(subject, &message.payload));
+            match checked {
+                Ok(commit) => out.push((sequence, commit)),
+                Err(refusal) => refuse(&self.quarantine, sequence, (subject, &message.payload), at, refusal).await?,
+            }
+        }
+        Ok(out)
+    }
+
     /// All commits of one subject with their stream sequences.
     pub async fn subject_commits(&self, subject: &str) -> Result<Vec<(u64, Commit)>, PersistenceError> {
         let mut read = self.commits(subject, StartAt::Beginning).await?;
@@ -309,7 +350,9 @@ impl JournalReader {
                     let events = events.into_iter().map(|(s, event)| (s as usize, event)).collect();
                     each(ReplayedCommit { sequence, at, instance, events, progress: (done, total) });
                 }
-                Err(refusal) => refuse(&self.quarantine, sequence, &message, at, refusal).await?,
+                Err(refusal) => {
+                    refuse(&self.quarantine, sequence, (&message.subject, &message.payload), at, refusal).await?
+                }
             }
         }
         Ok(())
