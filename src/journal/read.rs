@@ -151,6 +151,20 @@ impl CommitStream {
     }
 }
 
+/// How often a chain read asks again when the replica answering lags behind the head it read.
+const REPLICA_CATCH_UP_TRIES: u32 = 5;
+/// How long it waits between those tries.
+const REPLICA_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A chain read that could not reach the head it started from: an error, since a history with
+/// commits missing must not pass for the whole one.
+fn incomplete(subject: &str, from: u64, through: u64) -> PersistenceError {
+    PersistenceError::ConnectionError(
+        format!("{subject}: no commit found from stream sequence {from} up to its last, {through}; a replica lags or the stream lost messages")
+            .into(),
+    )
+}
+
 /// One journal message, undecoded.
 pub struct RawMessage {
     /// Stream sequence.
@@ -267,12 +281,19 @@ impl JournalReader {
     ) -> Result<Vec<(u64, Commit)>, PersistenceError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         let mut out = Vec::new();
-        let mut from = 1;
+        let (mut from, mut behind) = (1, 0);
         while from <= through {
             let message = match self.stream.direct_get_next_for_subject(subject, Some(from)).await {
                 Ok(message) if message.sequence <= through => message,
-                Ok(_) => break,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                // The replica that answered has not stored the head yet (a Direct Get may be
+                // served by any replica): asked again, never taken for the whole history.
+                Ok(_) | Err(_) if behind < REPLICA_CATCH_UP_TRIES => {
+                    behind += 1;
+                    tokio::time::sleep(REPLICA_CATCH_UP_WAIT).await;
+                    continue;
+                }
+                Ok(_) => return Err(incomplete(subject, from, through)),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Err(incomplete(subject, from, through)),
                 Err(e) => return Err(PersistenceError::ConnectionError(Box::new(e))),
             };
             let sequence = message.sequence;
