@@ -9,6 +9,7 @@
 
 use std::process::Command;
 
+use tgp_testkit::market::Chances;
 use tgp_testkit::sim::{SimConfig, SimReport, run};
 
 fn count(report: &SimReport, kind: &str) -> usize {
@@ -17,7 +18,9 @@ fn count(report: &SimReport, kind: &str) -> usize {
 
 /// The same market without issue 10's misfortunes.
 fn without_issue_10(config: SimConfig) -> SimConfig {
-    SimConfig { cut_off: 0.0, listing_glitch: 0.0, outage_burst: 0.0, vanish: 0.0, reappear: 0.0, ..config }
+    let chances =
+        Chances { cut_off: 0.0, listing_glitch: 0.0, outage_burst: 0.0, vanish: 0.0, reappear: 0.0, ..config.chances };
+    SimConfig { chances, ..config }
 }
 
 #[test]
@@ -131,7 +134,8 @@ fn tgp_sim_prints_a_summary_and_passes_its_checks() {
 fn the_simulated_providers_sit_behind_provider_actors_whose_limiters_and_breakers_act() {
     // A market that answers 429 often and has many 5xx bursts: the limiter must cut its rate and
     // the breaker must open, on the paused clock, and the run must stay lawful and repeatable.
-    let config = SimConfig { seed: 11, instances: 30, rate_limited: 0.15, outage_burst: 0.05, ..SimConfig::default() };
+    let chances = Chances { rate_limited: 0.15, outage_burst: 0.05, ..Chances::SIM };
+    let config = SimConfig { seed: 11, instances: 30, chances, ..SimConfig::default() };
     let first = run(config.clone(), |_| {}).expect("the simulation runs");
     let events = |kind: &str| first.provider_events.get(kind).copied().unwrap_or(0);
     assert!(events("rate limited (rate cut)") > 0, "{:?}", first.provider_events);

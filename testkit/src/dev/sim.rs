@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::market::Chances;
 use crate::sim::{SimConfig, SimReport, run};
 use clap::Args;
 
@@ -36,30 +37,8 @@ pub struct SimArgs {
     /// Simulated providers in the market (1 to 3).
     #[arg(long, default_value_t = 3)]
     providers: usize,
-    /// Chance a launch fails for lack of capacity.
-    #[arg(long, default_value_t = 0.10)]
-    no_capacity: f64,
-    /// Chance a provider call is answered 429.
-    #[arg(long, default_value_t = 0.03)]
-    rate_limited: f64,
-    /// Chance a launch's answer is lost although the machine starts (reconciliation adopts it).
-    #[arg(long, default_value_t = 0.03)]
-    lost_answer: f64,
-    /// Chance a launch's answer is cut off mid-body although the machine starts.
-    #[arg(long, default_value_t = 0.02)]
-    cut_off: f64,
-    /// Chance a listing of a provider's machines is empty, partial or `null` (a third each).
-    #[arg(long, default_value_t = 0.02)]
-    listing_glitch: f64,
-    /// Chance, per provider and minute, that a burst of 5xx (10 to 90 s) starts.
-    #[arg(long, default_value_t = 0.01)]
-    outage_burst: f64,
-    /// Chance a machine really vanishes with its host (unlisted, status not found).
-    #[arg(long, default_value_t = 0.02)]
-    vanish: f64,
-    /// Chance a machine drops out of listings and status for 30 s to 10 min, then is back.
-    #[arg(long, default_value_t = 0.03)]
-    reappear: f64,
+    #[command(flatten)]
+    chances: Chances,
     /// Mean life of a spot machine before the provider preempts it.
     #[arg(long, default_value = "40m", value_parser = parse_duration)]
     mean_spot_life: Duration,
@@ -80,14 +59,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<()> {
         duration: args.duration,
         poll_interval: args.poll_interval,
         providers: args.providers,
-        no_capacity: args.no_capacity,
-        rate_limited: args.rate_limited,
-        lost_answer: args.lost_answer,
-        cut_off: args.cut_off,
-        listing_glitch: args.listing_glitch,
-        outage_burst: args.outage_burst,
-        vanish: args.vanish,
-        reappear: args.reappear,
+        chances: args.chances,
         mean_spot_life: args.mean_spot_life,
     };
     config.validate()?;

@@ -121,7 +121,7 @@ impl ProviderClient for Market {
             let (offer, price) = self.catalog.quote(spec)?;
             let mut rng = rng_for(self.chaos.seed, &format!("launch/{label}"));
             let calm = self.chaos.calm(now);
-            if Self::refused_on_cue(books, spec) || (!calm && rng.random_bool(self.chaos.no_capacity)) {
+            if Self::refused_on_cue(books, spec) || (!calm && rng.random_bool(self.chaos.chances.no_capacity)) {
                 Self::mark(books, "capacity");
                 return Err(ProviderError::new(
                     &self.name,
@@ -153,7 +153,7 @@ impl ProviderClient for Market {
                 terminated_at: None,
             };
             books.saved.machines.insert(id.clone(), machine);
-            if Self::answer_lost_on_cue(books) || (!calm && rng.random_bool(self.chaos.lost_answer)) {
+            if Self::answer_lost_on_cue(books) || (!calm && rng.random_bool(self.chaos.chances.lost_answer)) {
                 Self::mark(books, "answer_lost");
                 return Err(ProviderError::new(
                     &self.name,

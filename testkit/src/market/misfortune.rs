@@ -17,31 +17,93 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+/// The chance of each misfortune, from 0 to 1: what `tgp-dev sim` is given (its flags), what the
+/// simulation's configuration holds, and what the market draws with. One list, so a new kind of
+/// misfortune is added in one place.
+#[derive(Clone, Copy, Debug, PartialEq, clap::Args)]
+pub struct Chances {
+    /// Chance a launch fails for lack of capacity.
+    #[arg(long, default_value_t = Chances::SIM.no_capacity)]
+    pub no_capacity: f64,
+    /// Chance a provider call is answered 429.
+    #[arg(long, default_value_t = Chances::SIM.rate_limited)]
+    pub rate_limited: f64,
+    /// Chance a launch's answer is lost (a timeout, a reset) although the machine starts
+    /// (reconciliation adopts it).
+    #[arg(long, default_value_t = Chances::SIM.lost_answer)]
+    pub lost_answer: f64,
+    /// Chance a launch's answer is cut off mid-body although the machine starts, so the client
+    /// cannot parse it (`ContractChanged`).
+    #[arg(long, default_value_t = Chances::SIM.cut_off)]
+    pub cut_off: f64,
+    /// Chance a listing of a provider's machines is a glitch: empty, partial or `null` (a
+    /// `ContractChanged` error), a third each.
+    #[arg(long, default_value_t = Chances::SIM.listing_glitch)]
+    pub listing_glitch: f64,
+    /// Chance, per provider and minute, that a burst of 5xx starts: for 10 to 90 s every call to
+    /// that provider answers `ProviderOutage`.
+    #[arg(long, default_value_t = Chances::SIM.outage_burst)]
+    pub outage_burst: f64,
+    /// Chance a machine really vanishes with its host (unlisted, status not found).
+    #[arg(long, default_value_t = Chances::SIM.vanish)]
+    pub vanish: f64,
+    /// Chance a machine drops out of listings and status for 30 s to 10 min, then is back,
+    /// running as before (it was never gone: the provider's API lost sight of it).
+    #[arg(long, default_value_t = Chances::SIM.reappear)]
+    pub reappear: f64,
+}
+
+impl Chances {
+    /// Nothing goes wrong by chance (`tgp-dev run`'s market: misfortune only on cue).
+    pub const NONE: Chances = Chances {
+        no_capacity: 0.0,
+        rate_limited: 0.0,
+        lost_answer: 0.0,
+        cut_off: 0.0,
+        listing_glitch: 0.0,
+        outage_burst: 0.0,
+        vanish: 0.0,
+        reappear: 0.0,
+    };
+
+    /// `tgp-dev sim`'s defaults: in an hour of 100 instances, every kind strikes several times.
+    pub const SIM: Chances = Chances {
+        no_capacity: 0.10,
+        rate_limited: 0.03,
+        lost_answer: 0.03,
+        cut_off: 0.02,
+        listing_glitch: 0.02,
+        outage_burst: 0.01,
+        vanish: 0.02,
+        reappear: 0.03,
+    };
+
+    /// Names the first that is not a chance from 0 to 1.
+    pub fn validate(&self) -> Result<(), String> {
+        let named = [
+            ("no_capacity", self.no_capacity),
+            ("rate_limited", self.rate_limited),
+            ("lost_answer", self.lost_answer),
+            ("cut_off", self.cut_off),
+            ("listing_glitch", self.listing_glitch),
+            ("outage_burst", self.outage_burst),
+            ("vanish", self.vanish),
+            ("reappear", self.reappear),
+        ];
+        match named.into_iter().find(|(_, p)| !(0.0..=1.0).contains(p)) {
+            Some((name, p)) => Err(format!("{name} must be a chance from 0 to 1, got {p}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// How often things go wrong in the simulated market, until `calm_after`.
 #[derive(Clone, Debug)]
 pub struct Chaos {
     /// The seed every draw derives from.
     pub seed: u64,
-    /// Chance that a launch fails for lack of capacity.
-    pub no_capacity: f64,
-    /// Chance that a call is answered 429.
-    pub rate_limited: f64,
-    /// Chance that a launch starts the machine but its answer is lost (a timeout, a reset).
-    pub lost_answer: f64,
-    /// Chance that a launch starts the machine but its answer is cut off mid-body, so the client
-    /// cannot parse it (`ContractChanged`).
-    pub cut_off: f64,
-    /// Chance that one listing of a provider's machines is a glitch: an empty page, a page that
-    /// omits some machines, or a `null` list (a `ContractChanged` error), a third each.
-    pub listing_glitch: f64,
-    /// Chance, per provider and minute, that a burst of 5xx starts: for 10 to 90 s every call to
-    /// that provider answers `ProviderOutage`.
-    pub outage_burst: f64,
-    /// Chance that a machine really vanishes (the host is lost): unlisted, `status` not found.
-    pub vanish: f64,
-    /// Chance that a machine drops out of listings and `status` for 30 s to 10 min and then is
-    /// back, running as before (it was never gone: the provider's API lost sight of it).
-    pub reappear: f64,
+    /// How often each misfortune strikes.
+    pub chances: Chances,
     /// Mean time a spot machine runs before it is preempted; `None` for never.
     pub mean_spot_life: Option<Duration>,
     /// Shortest and longest boot: drawn in whole seconds between the two, or exactly the one
@@ -90,20 +152,7 @@ impl Chaos {
     /// A market where nothing goes wrong by chance: machines boot in `boot` and spot machines
     /// live `mean_spot_life` on average. Misfortune comes only on cue.
     pub fn quiet(seed: u64, boot: Duration, mean_spot_life: Option<Duration>) -> Self {
-        Chaos {
-            seed,
-            no_capacity: 0.0,
-            rate_limited: 0.0,
-            lost_answer: 0.0,
-            cut_off: 0.0,
-            listing_glitch: 0.0,
-            outage_burst: 0.0,
-            vanish: 0.0,
-            reappear: 0.0,
-            mean_spot_life,
-            boot: (boot, boot),
-            calm_after: DateTime::<Utc>::MAX_UTC,
-        }
+        Chaos { seed, chances: Chances::NONE, mean_spot_life, boot: (boot, boot), calm_after: DateTime::<Utc>::MAX_UTC }
     }
 
     /// How long a machine takes to boot, drawn from `rng`.
@@ -129,20 +178,22 @@ impl Chaos {
 
     /// Whether the call keyed `key` at `now` is answered 429.
     pub fn rate_limits(&self, key: &str, now: DateTime<Utc>) -> bool {
-        !self.calm(now) && self.rate_limited > 0.0 && rng_for(self.seed, key).random_bool(self.rate_limited)
+        !self.calm(now)
+            && self.chances.rate_limited > 0.0
+            && rng_for(self.seed, key).random_bool(self.chances.rate_limited)
     }
 
     /// Whether a provider is in a burst of 5xx at `now`. Bursts start in a minute drawn for that
     /// minute, so a moment looks at the bursts of the two minutes before it too.
     pub fn in_outage(&self, provider: &str, now: DateTime<Utc>) -> bool {
-        if self.calm(now) || self.outage_burst <= 0.0 {
+        if self.calm(now) || self.chances.outage_burst <= 0.0 {
             return false;
         }
         let t = now.timestamp();
         let minute = t.div_euclid(60);
         (minute - 2..=minute).any(|m| {
             let mut rng = rng_for(self.seed, &format!("burst/{provider}/{m}"));
-            if !rng.random_bool(self.outage_burst) {
+            if !rng.random_bool(self.chances.outage_burst) {
                 return false;
             }
             let start = m * 60 + rng.random_range(0..60);
@@ -157,7 +208,7 @@ impl Chaos {
             return None;
         }
         let mut rng = rng_for(self.seed, &format!("glitch/{provider}/{}", now.timestamp_millis()));
-        if !rng.random_bool(self.listing_glitch) {
+        if !rng.random_bool(self.chances.listing_glitch) {
             return None;
         }
         Some(match rng.random_range(0..3) {
@@ -174,7 +225,7 @@ impl Chaos {
 
     /// Whether the answer to the launch of `label` is cut off (the machine starts regardless).
     pub fn cut_off(&self, label: &str, now: DateTime<Utc>) -> bool {
-        !self.calm(now) && rng_for(self.seed, &format!("cut-off/{label}")).random_bool(self.cut_off)
+        !self.calm(now) && rng_for(self.seed, &format!("cut-off/{label}")).random_bool(self.chances.cut_off)
     }
 
     /// The vanishing and hiding of the machine of `label`, up and running from `ready_at`: each
@@ -182,9 +233,9 @@ impl Chaos {
     /// end) before the calm.
     pub fn fate(&self, label: &str, ready_at: DateTime<Utc>) -> Fate {
         let mut rng = rng_for(self.seed, &format!("fate/{label}"));
-        let vanishes = rng.random_bool(self.vanish);
+        let vanishes = rng.random_bool(self.chances.vanish);
         let vanish_at = ready_at + seconds(rng.random_range(60..=3_600));
-        let hides = rng.random_bool(self.reappear);
+        let hides = rng.random_bool(self.chances.reappear);
         let hide_from = ready_at + seconds(rng.random_range(60..=3_600));
         let hide_until = hide_from + seconds(rng.random_range(30..=600));
         Fate {
@@ -201,14 +252,7 @@ mod tests {
     fn chaos() -> Chaos {
         Chaos {
             seed: 7,
-            no_capacity: 0.0,
-            rate_limited: 0.0,
-            lost_answer: 0.0,
-            cut_off: 0.0,
-            listing_glitch: 0.5,
-            outage_burst: 0.5,
-            vanish: 0.5,
-            reappear: 0.5,
+            chances: Chances { listing_glitch: 0.5, outage_burst: 0.5, vanish: 0.5, reappear: 0.5, ..Chances::NONE },
             mean_spot_life: Some(Duration::from_secs(60)),
             boot: (Duration::from_secs(30), Duration::from_secs(120)),
             calm_after: crate::sim::epoch() + chrono::Duration::hours(6),

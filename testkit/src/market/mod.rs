@@ -30,7 +30,7 @@ use tgp_events::ProviderName;
 
 pub use catalog::Catalog;
 pub use machine::{Machine, Truth};
-pub use misfortune::{Chaos, rng_for};
+pub use misfortune::{Chances, Chaos, rng_for};
 
 /// The name of `tgp-dev run`'s simulated market.
 pub const SIMULATED: &str = "simulated";

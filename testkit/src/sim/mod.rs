@@ -35,7 +35,7 @@ use tgp_actors::provider_actor::ProviderActorConfig;
 use tgp_actors::supervisor::{Launch, SupervisorConfig, Terminate};
 use tgp_actors::system::{System, SystemBuilder};
 
-use crate::market::{Chaos, Market};
+use crate::market::{Chances, Chaos, Market};
 use journal::MemoryJournal;
 use provider_events::ProviderEventLog;
 pub use report::{
@@ -62,22 +62,8 @@ pub struct SimConfig {
     pub poll_interval: Duration,
     /// Providers in the market (1 to 3).
     pub providers: usize,
-    /// Chance a launch fails for lack of capacity.
-    pub no_capacity: f64,
-    /// Chance a call is answered 429.
-    pub rate_limited: f64,
-    /// Chance a launch's answer is lost although the machine starts.
-    pub lost_answer: f64,
-    /// Chance a launch's answer is cut off although the machine starts.
-    pub cut_off: f64,
-    /// Chance a listing of a provider's machines is empty, partial or `null`.
-    pub listing_glitch: f64,
-    /// Chance, per provider and minute, that a burst of 5xx starts.
-    pub outage_burst: f64,
-    /// Chance a machine really vanishes.
-    pub vanish: f64,
-    /// Chance a machine drops out of sight for a while and comes back.
-    pub reappear: f64,
+    /// How often each misfortune strikes.
+    pub chances: Chances,
     /// Mean life of a spot machine before preemption.
     pub mean_spot_life: Duration,
 }
@@ -88,20 +74,7 @@ impl SimConfig {
         if !(1..=PROVIDER_NAMES.len()).contains(&self.providers) {
             return Err(SimError::Invalid(format!("providers must be 1 to {}", PROVIDER_NAMES.len())));
         }
-        for (name, p) in [
-            ("no_capacity", self.no_capacity),
-            ("rate_limited", self.rate_limited),
-            ("lost_answer", self.lost_answer),
-            ("cut_off", self.cut_off),
-            ("listing_glitch", self.listing_glitch),
-            ("outage_burst", self.outage_burst),
-            ("vanish", self.vanish),
-            ("reappear", self.reappear),
-        ] {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(SimError::Invalid(format!("{name} must be a chance from 0 to 1, got {p}")));
-            }
-        }
+        self.chances.validate().map_err(SimError::Invalid)?;
         Ok(())
     }
 }
@@ -114,14 +87,7 @@ impl Default for SimConfig {
             duration: Duration::from_secs(3_600),
             poll_interval: Duration::from_secs(15),
             providers: 3,
-            no_capacity: 0.10,
-            rate_limited: 0.03,
-            lost_answer: 0.03,
-            cut_off: 0.02,
-            listing_glitch: 0.02,
-            outage_burst: 0.01,
-            vanish: 0.02,
-            reappear: 0.03,
+            chances: Chances::SIM,
             mean_spot_life: Duration::from_secs(40 * 60),
         }
     }
@@ -163,14 +129,7 @@ async fn simulate(config: SimConfig, mut progress: impl FnMut(Duration)) -> Resu
     let calm_after = epoch() + chrono::Duration::from_std(config.duration).unwrap_or(chrono::Duration::MAX);
     let chaos = Chaos {
         seed: config.seed,
-        no_capacity: config.no_capacity,
-        rate_limited: config.rate_limited,
-        lost_answer: config.lost_answer,
-        cut_off: config.cut_off,
-        listing_glitch: config.listing_glitch,
-        outage_burst: config.outage_burst,
-        vanish: config.vanish,
-        reappear: config.reappear,
+        chances: config.chances,
         mean_spot_life: Some(config.mean_spot_life),
         boot: (Duration::from_secs(30), Duration::from_secs(120)),
         calm_after,
