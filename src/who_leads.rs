@@ -11,7 +11,9 @@ use tgp_events::api::{LeaderReply, LeaderView};
 use tgp_events::subjects::{API_LEADER, API_LEADER_GROUP};
 use tokio::task::JoinHandle;
 
-use crate::leader::{Holder, holder};
+use async_nats::jetstream::kv::Store;
+
+use crate::leader::{Holder, LeaseError, current, open_bucket};
 use crate::readiness::Readiness;
 
 /// Why `tgp.api.leader` could not be served: the subscription was refused (permissions, a lost
@@ -31,9 +33,10 @@ pub async fn answer(
 ) -> Result<JoinHandle<()>, WhoLeadsError> {
     let mut requests = client.queue_subscribe(API_LEADER, API_LEADER_GROUP.into()).await.map_err(WhoLeadsError)?;
     Ok(tokio::spawn(async move {
+        let mut bucket = None;
         while let Some(request) = requests.next().await {
             let Some(reply_to) = request.reply else { continue };
-            let body = match holder(&js).await {
+            let body = match lease_now(&js, &mut bucket).await {
                 Ok(lease) => {
                     serde_json::to_vec(&reply(&name, lease, readiness.is_ready())).expect("a LeaderReply encodes")
                 }
@@ -44,6 +47,25 @@ pub async fn answer(
             }
         }
     }))
+}
+
+/// The lease as it is now, read through the bucket opened by an earlier request: one lookup per
+/// request, not a stream lookup and a bucket lookup before it. A failed read drops the bucket, so
+/// the next request opens it again (recreated by an admin, or moved to another cluster leader).
+async fn lease_now(js: &Context, bucket: &mut Option<Store>) -> Result<Option<(Holder, u64)>, LeaseError> {
+    let store = match bucket {
+        Some(store) => store,
+        None => match open_bucket(js).await? {
+            Some(store) => bucket.insert(store),
+            // No tgp ever created it: nobody leads, and the next request looks again.
+            None => return Ok(None),
+        },
+    };
+    let lease = current(store).await;
+    if lease.is_err() {
+        *bucket = None;
+    }
+    lease
 }
 
 /// The answer, from the lease as read (`None` when it has lapsed) and whether this process is

@@ -73,3 +73,16 @@ async fn a_leader_stuck_past_its_limit_lets_its_lease_lapse() {
         "acts only if it holds the lease again"
     );
 }
+
+/// Where no tgp ever ran, nobody leads: the missing bucket is an answer, not an error.
+#[tokio::test]
+async fn nobody_leads_where_no_tgp_ever_ran() {
+    let server = nats();
+    let (_, js) = connect_as(&server, Role::Tgp).await;
+    assert_eq!(holder(&js).await.unwrap(), None);
+    let leadership = lead(&js, &server.options(Role::Tgp), &config("first"), 1, |_| {}).await.unwrap();
+    assert_eq!(
+        holder(&js).await.unwrap().map(|(holder, epoch)| (holder.name, epoch)),
+        Some(("first".into(), leadership.epoch))
+    );
+}

@@ -206,22 +206,33 @@ async fn bucket(js: &Context, config: &LeaseConfig, replicas: usize) -> Result<S
 /// the bucket. Any other failure to read it (permissions, a lost connection) is an error, never
 /// "nobody leads".
 pub async fn holder(js: &Context) -> Result<Option<(Holder, u64)>, LeaseError> {
-    use async_nats::jetstream::context::GetStreamErrorKind;
-    match js.get_stream(format!("KV_{LEADER_BUCKET}")).await {
-        Err(e)
-            if matches!(e.kind(), GetStreamErrorKind::JetStream(j)
-            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(LeaseError::Lease(e.to_string())),
-        Ok(_) => {}
+    match open_bucket(js).await? {
+        Some(store) => current(&store).await,
+        None => Ok(None),
     }
-    let store = js.get_key_value(LEADER_BUCKET).await.map_err(|e| LeaseError::Lease(e.to_string()))?;
-    current(&store).await
 }
 
-async fn current(store: &Store) -> Result<Option<(Holder, u64)>, LeaseError> {
+/// The lease's bucket, or `None` when no tgp ever created it; any other failure is an error.
+pub(crate) async fn open_bucket(js: &Context) -> Result<Option<Store>, LeaseError> {
+    use async_nats::jetstream::context::KeyValueErrorKind;
+    match js.get_key_value(LEADER_BUCKET).await {
+        Ok(store) => Ok(Some(store)),
+        Err(e) if e.kind() == KeyValueErrorKind::GetBucket && is_missing(&e) => Ok(None),
+        Err(e) => Err(LeaseError::Lease(e.to_string())),
+    }
+}
+
+/// True when opening the bucket failed because its stream does not exist.
+fn is_missing(error: &async_nats::jetstream::context::KeyValueError) -> bool {
+    use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind};
+    std::error::Error::source(error).and_then(|source| source.downcast_ref::<GetStreamError>()).is_some_and(|e| {
+        matches!(e.kind(), GetStreamErrorKind::JetStream(j)
+            if j.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
+    })
+}
+
+/// The lease's holder as its bucket says now.
+pub(crate) async fn current(store: &Store) -> Result<Option<(Holder, u64)>, LeaseError> {
     let entry = store.entry(LEADER_KEY).await.map_err(|e| LeaseError::Lease(e.to_string()))?;
     Ok(entry.filter(|e| e.operation == Operation::Put).and_then(|e| {
         let holder: Holder = serde_json::from_slice(&e.value).ok()?;
