@@ -169,7 +169,7 @@ async fn launch_live(
         let running = match tgp::cli::list_all(client, running).await {
             Ok(running) => running.len(),
             Err(e) => {
-                eprintln!("  the leader did not answer yet ({e})");
+                eprintln!("  the leader did not answer yet ({e:#})");
                 0
             }
         };
