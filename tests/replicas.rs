@@ -2,7 +2,8 @@
 //! store tgp creates has 3 replicas and a launch runs end to end; a layout found with another
 //! replica count stops start-up with the stream named and the fix, and is left as it was; and the
 //! journal's stream leader killed with SIGKILL loses nothing: no acknowledged append mid-burst, and
-//! during 1,000 launches no acknowledged command, no attempt launched twice and no orphan.
+//! during 1,000 launches no acknowledged command, no attempt launched twice and no orphan. The
+//! leading `tgp run` killed while a standby runs hands over with the same guarantees.
 
 mod support;
 
@@ -429,4 +430,93 @@ async fn killing_the_stream_leader_during_1000_launches_loses_no_command_and_lau
          acknowledged and running, {} launch calls at the market, each attempt once",
         market.launch_calls
     );
+}
+
+/// Launches sent around the kill of the leading tgp.
+const AROUND_THE_KILL: usize = 40;
+
+/// On the 3-node cluster, the leading `tgp run` is killed with SIGKILL while launch commands come
+/// in and a standby runs. The standby takes over; every acknowledged command runs, each attempt
+/// launched once (counted at the market both share); a spot machine preempted a second after the
+/// kill is relaunched; and no machine is left that no running instance accounts for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leading_tgp_on_a_cluster_hands_over_to_the_standby_with_no_double_launch_or_orphan() {
+    let cluster = NatsCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (url, seed) = (cluster.url(), cluster.seed_file(Role::Tgp));
+    let common = ["--replicas", "3", "--poll-interval", "1s", "--lease-ttl", "2s"];
+    let mut leader =
+        Some(ControllerProcess::start_at(&url, &seed, dir.path(), &[&common[..], &["--name", "first"]].concat()));
+    let (standby, standby_says) =
+        ControllerProcess::spawn_at(&url, &seed, dir.path(), &[&common[..], &["--name", "second"]].concat());
+    let (client, js) = cluster.connect(Role::Client).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let who = tokio::time::timeout(Duration::from_secs(5), client.request("tgp.api.leader", "{}".into())).await;
+        if let Ok(Ok(reply)) = who {
+            let who: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+            if who["answered_by"] == "second" && who["answerer_ready"] == true {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the standby never said it was ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let spot = request(&client, "tgp.api.launch", launch_body("H100", "spot-only")).await;
+    let spot = spot["instance_id"].as_str().unwrap_or_else(|| panic!("accepted: {spot}")).to_string();
+    let spot_machine =
+        wait_for_state(&client, &spot, "running").await["provider_instance_id"].as_str().unwrap().to_string();
+    let ids: Vec<String> = (0..AROUND_THE_KILL).map(|i| format!("handover-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if i == AROUND_THE_KILL / 2 {
+            leader.take().expect("killed once").kill();
+            let killed = Instant::now();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut market = tgp_testkit::market::MarketState::read(&dir.path().join("simulated-market.json")).unwrap();
+            market.machines.get_mut(&spot_machine).expect("the spot machine").preempt(chrono::Utc::now());
+            market.write(&dir.path().join("simulated-market.json")).unwrap();
+            eprintln!("preempted {spot_machine} {:?} after the kill", killed.elapsed());
+        }
+        send_launch(&js, id).await;
+    }
+    let led = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match standby_says.recv_timeout(left) {
+                Ok(line) if line.contains("tgp controller running") => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    });
+    assert!(led.await.unwrap(), "the standby took over");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let running = loop {
+        let running = running_machines(&client).await;
+        let relaunched = running.get(&spot).is_some_and(|machine| *machine != spot_machine);
+        if relaunched && ids.iter().all(|id| running.contains_key(id)) {
+            break running;
+        }
+        assert!(Instant::now() < deadline, "not all running yet: {} of {}", running.len(), AROUND_THE_KILL + 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(running.len(), AROUND_THE_KILL + 1, "one instance per command, and the spot one");
+    let events = journaled(&js, &spot).await;
+    assert!(types(&events).contains(&"Interrupted"), "the preemption is journaled: {:?}", types(&events));
+
+    let market = standby.market();
+    let mut labels = std::collections::BTreeMap::<&str, usize>::new();
+    for machine in market.machines.values() {
+        *labels.entry(machine.label.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = labels.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "attempts launched twice: {twice:?}");
+    assert_eq!(market.launch_calls, market.machines.len() as u64, "every launch call made one machine");
+    let billed: std::collections::BTreeSet<&String> = running.values().collect();
+    let live = |m: &&tgp_testkit::market::Machine| m.status == "running" || m.status == "starting";
+    let strays: Vec<_> = market.machines.values().filter(live).filter(|m| !billed.contains(&m.id)).collect();
+    assert!(strays.is_empty(), "machines at the market no running instance accounts for: {strays:?}");
 }

@@ -68,6 +68,20 @@ impl ControllerProcess {
     /// Starts against the server(s) at `url` (a comma-separated list for a cluster), connected
     /// with the `tgp` role's nkey seed file `tgp_seed`, with extra `tgp run` arguments.
     pub fn start_at(url: &str, tgp_seed: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> Self {
+        let (process, lines) = Self::spawn_at(url, tgp_seed, dir, extra);
+        let first = lines.recv_timeout(std::time::Duration::from_secs(300)).expect("tgp run prints a line");
+        assert!(first.contains("tgp controller running"), "unexpected first line: {first}");
+        process
+    }
+
+    /// As [`ControllerProcess::start_at`], without waiting: its stdout lines arrive on the
+    /// receiver (a standby prints "tgp controller running" only once it leads).
+    pub fn spawn_at(
+        url: &str,
+        tgp_seed: &std::path::Path,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> (Self, std::sync::mpsc::Receiver<String>) {
         let sim_state = dir.join("simulated-market.json");
         let key = secrets_key(dir);
         let key_args: Vec<&std::ffi::OsStr> =
@@ -89,11 +103,13 @@ impl ControllerProcess {
             .spawn()
             .expect("the tgp binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().expect("tgp run prints a line").expect("readable");
-        assert!(first.contains("tgp controller running"), "unexpected first line: {first}");
-        std::thread::spawn(move || for _ in lines {});
-        ControllerProcess { child, url: url.to_string(), sim_state }
+        let (tell, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tell.send(line);
+            }
+        });
+        (ControllerProcess { child, url: url.to_string(), sim_state }, lines)
     }
 
     /// Kills the process the hard way (SIGKILL): no cleanup runs.
