@@ -3,8 +3,8 @@
 //! provider. The leader is killed with SIGKILL under load; the standby takes over, and an
 //! interruption injected a second after the kill is still relaunched. Counted at the fake: every
 //! attempt launched once, and every machine left running belongs to a live chain. A leader paused
-//! (SIGSTOP) or cut off from NATS by a partition (a proxy that stops passing bytes) makes no
-//! provider call once its lease could have lapsed.
+//! (SIGSTOP) or cut off from NATS by a partition (proxies in front of a 3-node cluster that stop
+//! passing bytes) makes no provider call once its lease could have lapsed.
 
 mod support;
 
@@ -46,20 +46,21 @@ impl Tgp {
         ttl: &str,
         extra: &[&str],
     ) -> Tgp {
-        Tgp::start_at(server.url(), server, dir, name, vast, ttl, extra)
+        Tgp::start_at(server.url(), &server.seed_file(Role::Tgp), dir, name, vast, ttl, extra)
     }
 
-    /// As [`Tgp::start_with_args`], connected to NATS at `url` (a proxy that can cut it off).
+    /// As [`Tgp::start_with_args`], connected to NATS at `url` (a cluster, or proxies that can cut
+    /// it off) with the `tgp` role's seed file `tgp_seed`.
     fn start_at(
         url: &str,
-        server: &NatsServer,
+        tgp_seed: &std::path::Path,
         dir: &std::path::Path,
         name: &str,
         vast: &VastAiFake,
         ttl: &str,
         extra: &[&str],
     ) -> Tgp {
-        let mut child = tgp_run_at(url, server, dir)
+        let mut child = tgp_run_at(url, tgp_seed, dir)
             .args(["--name", name, "--lease-ttl", ttl])
             .args(extra)
             // Vast allows one request a second (its RateLimits): polls leave room for the rest.
@@ -416,18 +417,25 @@ async fn a_standby_takes_no_command_and_names_the_leader() {
 /// A leader cut off from NATS by a partition runs on, unlike a paused one: its own clock must stop
 /// it acting once its lease could have lapsed, since nothing from NATS will tell it. It makes no
 /// provider call from then on, through the partition and after it heals, when it finds the lease
-/// held by the standby and exits.
+/// held by the standby and exits. On the 3-node cluster, with R3 streams: the old leader reaches
+/// each node through a proxy, and the cut takes all three, as a partition of its machine would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_partitioned_from_nats_calls_no_provider_once_its_lease_could_lapse() {
-    let server = nats();
+    let cluster = support::cluster::NatsCluster::start(3);
+    let seed = cluster.seed_file(Role::Tgp);
     let dir = tempfile::tempdir().unwrap();
     let vast = vast_for_two().await;
-    let network = support::partition::Partition::to(server.url()).await;
+    let mut network = Vec::new();
+    for node in 0..3 {
+        network.push(support::partition::Partition::to(&cluster.client_url(node)).await);
+    }
+    let through_proxies = network.iter().map(|proxy| proxy.url()).collect::<Vec<_>>().join(",");
     let ttl = Duration::from_secs(2);
-    let mut old = Tgp::start_at(&network.url(), &server, dir.path(), "old", &vast, "2s", &[]);
-    assert!(old.leads_within(Duration::from_secs(30)), "the first tgp leads");
-    let standby = Tgp::start(&server, dir.path(), "new", &vast);
-    let (client, js) = client(&server).await;
+    let r3 = ["--replicas", "3"];
+    let mut old = Tgp::start_at(&through_proxies, &seed, dir.path(), "old", &vast, "2s", &r3);
+    assert!(old.leads_within(Duration::from_secs(60)), "the first tgp leads");
+    let standby = Tgp::start_at(&cluster.url(), &seed, dir.path(), "new", &vast, "2s", &r3);
+    let (client, js) = cluster.connect(Role::Client).await;
     let first = request(&client, "tgp.api.launch", launch_body("RTX4090", "on-demand-only")).await;
     let first = first["instance_id"].as_str().unwrap().to_string();
     running(&client, &first).await;
@@ -440,7 +448,7 @@ async fn a_leader_partitioned_from_nats_calls_no_provider_once_its_lease_could_l
     };
     assert!(polled("key-old", Instant::now() - Duration::from_secs(10)) > 0, "the leader polls the provider");
 
-    network.cut();
+    network.iter().for_each(|proxy| proxy.cut());
     let cut_at = Instant::now();
     let (led, _standby) =
         tokio::task::spawn_blocking(move || (standby.leads_within(Duration::from_secs(20)), standby)).await.unwrap();
@@ -452,7 +460,7 @@ async fn a_leader_partitioned_from_nats_calls_no_provider_once_its_lease_could_l
     assert_eq!(polled("key-old", lapsed_at), 0, "the cut-off leader called the provider after its lease could lapse");
     assert!(polled("key-new", lapsed_at) > 0, "the new leader polls the provider");
 
-    network.heal();
+    network.iter().for_each(|proxy| proxy.heal());
     let status = tokio::task::spawn_blocking(move || old.exits_within(Duration::from_secs(30))).await.unwrap();
     let status = status.expect("the old leader exits once it learns its lease is gone");
     assert!(!status.success(), "it exits with an error: {status}");

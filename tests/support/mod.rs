@@ -135,11 +135,12 @@ impl Drop for ControllerProcess {
 /// and sealing with the secrets key of `dir`, logging at `TGP_TEST_LOG` (default `warn`). Tests
 /// add their own flags and provider URLs, and spawn it.
 pub fn tgp_run(server: &NatsServer, dir: &std::path::Path) -> Command {
-    tgp_run_at(server.url(), server, dir)
+    tgp_run_at(server.url(), &server.seed_file(Role::Tgp), dir)
 }
 
-/// [`tgp_run`], connected to NATS at `url` instead of the server's own (a proxy in front of it).
-pub fn tgp_run_at(url: &str, server: &NatsServer, dir: &std::path::Path) -> Command {
+/// [`tgp_run`], connected to NATS at `url` (a cluster's nodes, or proxies in front of them) with
+/// the `tgp` role's nkey seed file `tgp_seed`.
+pub fn tgp_run_at(url: &str, tgp_seed: &std::path::Path, dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tgp"));
     command
         .args(["run", "--nats-url", url])
@@ -147,7 +148,7 @@ pub fn tgp_run_at(url: &str, server: &NatsServer, dir: &std::path::Path) -> Comm
         .arg(journal_key(dir))
         .arg("--secrets-key")
         .arg(secrets_key(dir))
-        .env("NATS_NKEY", server.seed_file(Role::Tgp))
+        .env("NATS_NKEY", tgp_seed)
         .env("RUST_LOG", std::env::var("TGP_TEST_LOG").unwrap_or_else(|_| "warn".into()));
     command
 }
