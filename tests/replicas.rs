@@ -343,6 +343,17 @@ async fn send_launch(js: &Context, id: &str) {
     }
 }
 
+/// Counted at the market: no attempt label launched twice, and every launch call made one machine.
+fn each_attempt_launched_once(market: &tgp_testkit::market::MarketState) {
+    let mut labels = std::collections::BTreeMap::<&str, usize>::new();
+    for machine in market.machines.values() {
+        *labels.entry(machine.label.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = labels.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "attempts launched twice: {twice:?}");
+    assert_eq!(market.launch_calls, market.machines.len() as u64, "every launch call made one machine");
+}
+
 /// The instances `tgp.api.list` says run, with their machines; empty while the controller cannot
 /// answer (its connection moving to a node that is up, as a client's does).
 async fn running_machines(client: &async_nats::Client) -> std::collections::BTreeMap<String, String> {
@@ -406,13 +417,7 @@ async fn killing_the_stream_leader_during_1000_launches_loses_no_command_and_lau
     // Counted at the market: every attempt launched once, and every machine the market runs is
     // the machine of a running instance.
     let market = controller.market();
-    let mut labels = std::collections::BTreeMap::<&str, usize>::new();
-    for machine in market.machines.values() {
-        *labels.entry(machine.label.as_str()).or_default() += 1;
-    }
-    let twice: Vec<_> = labels.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "attempts launched twice: {twice:?}");
-    assert_eq!(market.launch_calls, market.machines.len() as u64, "every launch call made one machine");
+    each_attempt_launched_once(&market);
     let billed: std::collections::BTreeSet<&String> = running.values().collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -508,13 +513,7 @@ async fn killing_the_leading_tgp_on_a_cluster_hands_over_to_the_standby_with_no_
     assert!(types(&events).contains(&"Interrupted"), "the preemption is journaled: {:?}", types(&events));
 
     let market = standby.market();
-    let mut labels = std::collections::BTreeMap::<&str, usize>::new();
-    for machine in market.machines.values() {
-        *labels.entry(machine.label.as_str()).or_default() += 1;
-    }
-    let twice: Vec<_> = labels.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "attempts launched twice: {twice:?}");
-    assert_eq!(market.launch_calls, market.machines.len() as u64, "every launch call made one machine");
+    each_attempt_launched_once(&market);
     let billed: std::collections::BTreeSet<&String> = running.values().collect();
     let live = |m: &&tgp_testkit::market::Machine| m.status == "running" || m.status == "starting";
     let strays: Vec<_> = market.machines.values().filter(live).filter(|m| !billed.contains(&m.id)).collect();

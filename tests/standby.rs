@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -29,28 +28,12 @@ struct Tgp {
 impl Tgp {
     /// Started under `name`; its Vast key is `key-<name>`, so the fake tells its calls apart.
     fn start(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake) -> Tgp {
-        Tgp::start_with_ttl(server, dir, name, vast, "2s")
+        Tgp::start_at(server.url(), &server.seed_file(Role::Tgp), dir, name, vast, "2s", &[])
     }
 
-    /// Started under `name` with the lease's time to live `ttl` (`--lease-ttl`).
-    fn start_with_ttl(server: &NatsServer, dir: &std::path::Path, name: &str, vast: &VastAiFake, ttl: &str) -> Tgp {
-        Tgp::start_with_args(server, dir, name, vast, ttl, &[])
-    }
-
-    /// As [`Tgp::start_with_ttl`], with `extra` options.
-    fn start_with_args(
-        server: &NatsServer,
-        dir: &std::path::Path,
-        name: &str,
-        vast: &VastAiFake,
-        ttl: &str,
-        extra: &[&str],
-    ) -> Tgp {
-        Tgp::start_at(server.url(), &server.seed_file(Role::Tgp), dir, name, vast, ttl, extra)
-    }
-
-    /// As [`Tgp::start_with_args`], connected to NATS at `url` (a cluster, or proxies that can cut
-    /// it off) with the `tgp` role's seed file `tgp_seed`.
+    /// As [`Tgp::start`], connected to NATS at `url` (a server, a cluster, or proxies that can cut
+    /// it off) with the `tgp` role's seed file `tgp_seed`, the lease's time to live `ttl`
+    /// (`--lease-ttl`) and `extra` options.
     fn start_at(
         url: &str,
         tgp_seed: &std::path::Path,
@@ -71,13 +54,7 @@ impl Tgp {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("tgp run starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tell, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tell.send(line);
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
         Tgp { child, lines }
     }
 
@@ -381,8 +358,15 @@ async fn a_standby_takes_no_command_and_names_the_leader() {
     let ghost = serde_json::json!({"name": "ghost", "host": "elsewhere", "pid": 1, "since": "2026-12-03T09:00:00Z"});
     let epoch = lease.put("controller", ghost.to_string().into()).await.unwrap();
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let standby =
-        Tgp::start_with_args(&server, dir.path(), "second", &vast, "120s", &["--ready-addr", &probe.to_string()]);
+    let standby = Tgp::start_at(
+        server.url(),
+        &server.seed_file(Role::Tgp),
+        dir.path(),
+        "second",
+        &vast,
+        "120s",
+        &["--ready-addr", &probe.to_string()],
+    );
 
     let (client, _) = client(&server).await;
     let deadline = Instant::now() + Duration::from_secs(30);

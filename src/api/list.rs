@@ -36,10 +36,10 @@ pub(super) async fn list(supervisor: &SupervisorAddr, body: &Bytes, max_payload:
     match supervisor.send(List(request.clone())).await {
         Ok(instances) => match page(instances, &request, max_payload) {
             Ok(reply) => json(&reply),
-            Err(TooLarge { count, bytes }) => error(
+            Err(TooLarge { count }) => error(
                 "too_large",
                 format!(
-                    "{count} instances match, {bytes} bytes, more than one NATS message holds ({max_payload}): \
+                    "{count} instances match, more than one NATS message holds ({max_payload} bytes): \
                      ask page by page with {{\"limit\": 1000}}, then {{\"after\": <next_after>}} until no next_after \
                      comes back (`tgp list` does)"
                 ),
@@ -53,7 +53,6 @@ pub(super) async fn list(supervisor: &SupervisorAddr, body: &Bytes, max_payload:
 #[derive(Debug, PartialEq, Eq)]
 struct TooLarge {
     count: usize,
-    bytes: usize,
 }
 
 /// The reply to `request` from `instances` (ordered by id): all of them when they fit, else a page
@@ -73,7 +72,7 @@ fn page(instances: Vec<InstanceSummary>, request: &ListRequest, max_payload: usi
     }
     let rest = matching.count();
     if rest > 0 && !request.pages() {
-        return Err(TooLarge { count: taken.len() + rest, bytes: bytes + rest * (bytes / taken.len().max(1)) });
+        return Err(TooLarge { count: taken.len() + rest });
     }
     let next_after = (rest > 0).then(|| taken.last().map(|s: &InstanceSummary| s.instance_id.clone())).flatten();
     Ok(ListReply { instances: taken, next_after })

@@ -179,7 +179,12 @@ pub struct RawMessage {
 
 /// When the server stored a message, as a chrono time.
 pub fn published_at(info: &async_nats::jetstream::message::Info<'_>) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(i64::try_from(info.published.unix_timestamp_nanos()).unwrap_or_default())
+    stored_at(info.published)
+}
+
+/// A server's timestamp (a consumer's `published`, a Direct Get's `time`) as a chrono time.
+fn stored_at(time: time::OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(i64::try_from(time.unix_timestamp_nanos()).unwrap_or_default())
 }
 
 /// Quarantines a refused message; an error when the read must stop there (a commit of its own
@@ -204,6 +209,18 @@ async fn refuse(
 /// skips it (whoever wrote it, it is not tgp's).
 fn verified(verifier: &Verifier, sequence: u64, message: &async_nats::jetstream::Message) -> Result<(), Refusal> {
     verifier.check(sequence, &message.subject, message.headers.as_ref(), &message.payload).map_err(Refusal::Foreign)
+}
+
+/// The commit a message holds, once its signature verifies and its shape is a commit's.
+fn verified_commit(
+    verifier: &Verifier,
+    sequence: u64,
+    subject: &str,
+    headers: Option<&async_nats::HeaderMap>,
+    payload: &[u8],
+) -> Result<Commit, Refusal> {
+    verifier.check(sequence, subject, headers, payload).map_err(Refusal::Foreign)?;
+    quarantine::check_commit(subject, payload)
 }
 
 /// A message's stream sequence and the time it was stored.
@@ -298,16 +315,12 @@ impl JournalReader {
             };
             let sequence = message.sequence;
             from = sequence + 1;
-            let at =
-                DateTime::from_timestamp_nanos(i64::try_from(message.time.unix_timestamp_nanos()).unwrap_or_default());
-            let checked = self
-                .verifier
-                .check(sequence, subject, Some(&message.headers), &message.payload)
-                .map_err(Refusal::Foreign)
-                .and_then(|()| quarantine::check_commit(subject, &message.payload));
-            match checked {
+            match verified_commit(&self.verifier, sequence, subject, Some(&message.headers), &message.payload) {
                 Ok(commit) => out.push((sequence, commit)),
-                Err(refusal) => refuse(&self.quarantine, sequence, (subject, &message.payload), at, refusal).await?,
+                Err(refusal) => {
+                    let at = stored_at(message.time);
+                    refuse(&self.quarantine, sequence, (subject, &message.payload), at, refusal).await?
+                }
             }
         }
         Ok(out)
@@ -364,8 +377,8 @@ impl JournalReader {
             }
             let (sequence, at) = message_info(&message)?;
             done += 1;
-            let decoded = verified(&self.verifier, sequence, &message)
-                .and_then(|()| quarantine::check_commit(&message.subject, &message.payload));
+            let decoded =
+                verified_commit(&self.verifier, sequence, &message.subject, message.headers.as_ref(), &message.payload);
             match decoded {
                 Ok(Commit { instance, events }) => {
                     let events = events.into_iter().map(|(s, event)| (s as usize, event)).collect();

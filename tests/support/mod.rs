@@ -102,13 +102,7 @@ impl ControllerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("the tgp binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tell, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tell.send(line);
-            }
-        });
+        let lines = lines_of(child.stdout.take().expect("piped stdout"));
         (ControllerProcess { child, url: url.to_string(), sim_state }, lines)
     }
 
@@ -129,6 +123,18 @@ impl Drop for ControllerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A child's stdout, a line at a time, read on a thread of its own (so the child never blocks on
+/// a full pipe, whether or not anyone reads the lines).
+pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tell, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tell.send(line);
+        }
+    });
+    lines
 }
 
 /// `tgp run` (the product binary) against `server` as the `tgp` role, signing with the journal key
